@@ -1,0 +1,1 @@
+"""ChargeLedger core."""

@@ -1,0 +1,69 @@
+"""Commands: what plugins return, and what the executor carries out.
+
+A plugin never does I/O. It answers a hook with a list of these values; the core (the session
+for replies, :mod:`chargeledger.core.executor` for the rest) performs them, records what was
+sent, and feeds the results back as events. Payloads may be plain dicts or the generated
+msgspec types of :mod:`chargeledger.schemas`; either way the core validates them against the
+official schema before anything leaves the process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "CloseSession",
+    "Command",
+    "Reply",
+    "ReplyError",
+    "ReplyWithNewTransactionId",
+    "SendCall",
+]
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """Answer the station's CALL with a CALLRESULT carrying ``payload``."""
+
+    payload: Any
+
+
+class ReplyError(msgspec.Struct, frozen=True):
+    """Answer the station's CALL with a CALLERROR.
+
+    ``code`` is the version-neutral name (``FormatViolation``, ``NotImplemented``,
+    ``SecurityError``, ...); the core spells it as the station's protocol version does.
+    """
+
+    code: str
+    description: str = ""
+    details: dict[str, Any] = {}
+
+
+class ReplyWithNewTransactionId(msgspec.Struct, frozen=True):
+    """Answer a 1.6 StartTransaction with ``payload`` plus a freshly allocated
+    ``transactionId``: unique across the store, never reused, within signed 32 bits, and
+    committed together with the CALLRESULT that carries it."""
+
+    payload: Any
+
+
+class SendCall(msgspec.Struct, frozen=True):
+    """Send a CALL to ``station`` (queued behind any outstanding one). Fire and forget: the
+    station's answer comes back as a ``FrameLogged`` event to the react hook."""
+
+    station: str
+    action: str
+    payload: Any
+
+
+class CloseSession(msgspec.Struct, frozen=True):
+    """Close the station's current WebSocket connection."""
+
+    station: str
+    code: int = 1000
+    reason: str = ""
+
+
+Command = Reply | ReplyError | ReplyWithNewTransactionId | SendCall | CloseSession

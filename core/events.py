@@ -1,0 +1,147 @@
+"""The domain events: everything the event store records, and nothing else.
+
+Every event is a frozen ``msgspec.Struct``; its class name is the stored event's topic and its
+msgspec JSON encoding is the stored state. State (stations, transactions, ...) is never
+stored: it is folded from these events by ``chargeledger.projections``.
+
+Streams (the store's ``originator_id``, text):
+
+* ``session:<uuid>``: one per WebSocket connection. Only that connection's session task
+  appends to it, so appends never conflict. Holds ``SessionOpened``, ``FrameLogged``,
+  ``CallTimedOut`` and ``SessionClosed``.
+* ``allocator:transaction-ids``: the 1.6 transaction-id allocator's block reservations
+  (``TransactionIdsReserved``), written with optimistic concurrency so that several server
+  processes sharing one PostgreSQL never hand out the same id.
+
+Times are UNIX seconds (float, UTC) taken by the core when the frame or event happened; plugins
+and projections read time only from events.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "ALLOCATOR_STREAM",
+    "EVENT_TYPES",
+    "CallTimedOut",
+    "Direction",
+    "Event",
+    "FrameLogged",
+    "Recorded",
+    "SessionClosed",
+    "SessionOpened",
+    "TransactionIdsReserved",
+    "decode_event",
+    "encode_event",
+    "session_stream",
+]
+
+Direction = Literal["in", "out"]
+"""``in``: station to CSMS; ``out``: CSMS to station."""
+
+ALLOCATOR_STREAM = "allocator:transaction-ids"
+
+
+def session_stream(session: str) -> str:
+    """The stream id of the session with id ``session``."""
+    return f"session:{session}"
+
+
+class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
+    """A station's WebSocket handshake was accepted: the facts of the handshake."""
+
+    station: str
+    session: str
+    at: float
+    protocol: str
+    """The negotiated subprotocol (``ocpp1.6`` or ``ocpp2.0.1``)."""
+    offered: list[str] = []
+    """The subprotocols the station offered (empty when it sent no header)."""
+    path: str = ""
+    remote: str = ""
+    node: str = ""
+    """Which server process accepted the connection."""
+    replaces: str | None = None
+    """The session this connection replaced (newest connection wins)."""
+
+
+class FrameLogged(msgspec.Struct, frozen=True, kw_only=True):
+    """One WebSocket message, verbatim, in either direction.
+
+    ``text`` is exactly what was received or sent. A binary message is kept, base64 encoded,
+    in ``binary`` with ``text`` empty. ``note`` marks frames the core treated specially
+    (``retransmission``, ``unmatched-result``, ``malformed``, ...) so an auditor sees why.
+    """
+
+    station: str
+    session: str
+    at: float
+    direction: Direction
+    text: str
+    binary: str | None = None
+    note: str | None = None
+
+
+class CallTimedOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A CALL we sent got no CALLRESULT or CALLERROR in time; a later answer is ignored."""
+
+    station: str
+    session: str
+    at: float
+    message_id: str
+    action: str
+
+
+class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
+    """The connection ended; ``code`` is the WebSocket close code (1006 when none was seen)."""
+
+    station: str
+    session: str
+    at: float
+    code: int
+    reason: str = ""
+    by: Literal["station", "csms"] = "station"
+    replaced_by: str | None = None
+
+
+class TransactionIdsReserved(msgspec.Struct, frozen=True, kw_only=True):
+    """A server process reserved the 1.6 transaction ids ``first..last`` (inclusive)."""
+
+    first: int
+    last: int
+    at: float
+    node: str = ""
+
+
+Event = SessionOpened | FrameLogged | CallTimedOut | SessionClosed | TransactionIdsReserved
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (SessionOpened, FrameLogged, CallTimedOut, SessionClosed, TransactionIdsReserved)
+}
+
+_encoder = msgspec.json.Encoder()
+_decoders = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()}
+
+
+def encode_event(event: Event) -> tuple[str, bytes]:
+    """The (topic, state) pair the store keeps for ``event``."""
+    return type(event).__name__, _encoder.encode(event)
+
+
+def decode_event(topic: str, state: bytes) -> Event:
+    """Inverse of :func:`encode_event`; raises ``KeyError`` for an unknown topic."""
+    return _decoders[topic].decode(state)
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """An event as committed: its global ``position`` (the store's notification id) and its
+    place in its stream."""
+
+    position: int
+    stream: str
+    version: int
+    event: Event

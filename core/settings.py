@@ -1,0 +1,87 @@
+"""Server settings: small frozen value objects, read from a TOML file, the environment and
+the command line (in rising precedence)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["BootPolicy", "Settings", "load_settings"]
+
+DEFAULT_STORE = "sqlite:///chargeledger.db"
+
+
+class BootPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How BootNotification is answered.
+
+    ``status`` is the answer for stations not listed elsewhere; ``accepted`` / ``rejected``
+    name stations that always get that answer. ``interval`` is the heartbeat interval sent
+    with Accepted, ``retry_interval`` the one sent with Pending / Rejected.
+    ``unbooted_calls``: what a station that never had an accepted boot gets for any other
+    CALL: ``reject`` (CALLERROR SecurityError, as OCPP 2.0.1 B02/B03 prescribe) or
+    ``allow`` (lenient, for 1.6 fleets that reconnect without booting).
+    """
+
+    status: Literal["Accepted", "Pending", "Rejected"] = "Accepted"
+    interval: int = 300
+    retry_interval: int = 60
+    accepted: list[str] = []
+    rejected: list[str] = []
+    unbooted_calls: Literal["reject", "allow"] = "reject"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the server is told. Defaults are the documented defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    store: str = DEFAULT_STORE
+    node: str = ""
+    max_frame_bytes: int = 65536
+    ping_interval: float = 30.0
+    ping_timeout: float = 10.0
+    call_timeout: float = 30.0
+    outbound_queue: int = 32
+    no_subprotocol: Literal["reject", "ocpp1.6", "ocpp2.0.1"] = "ocpp1.6"
+    """What a station that offers no Sec-WebSocket-Protocol gets: refused, or treated as
+    speaking the named version (the default: many 1.6 stations in the field send none)."""
+    disabled_plugins: list[str] = []
+    boot: BootPolicy = BootPolicy()
+    plugins: dict[str, dict[str, Any]] = {}
+    """Free-form options per plugin name, for plugins of platform teams."""
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings from ``config_file`` (TOML, same keys as :class:`Settings`), then the
+    ``CHARGELEDGER_*`` environment variables (``STORE``, ``HOST``, ``PORT``,
+    ``DISABLED_PLUGINS`` comma-separated), then ``overrides`` whose value is not ``None``.
+
+    Raises ``ValueError`` naming the offending key when a value has the wrong type.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data.update(tomllib.loads(Path(config_file).read_text()))
+    if "CHARGELEDGER_STORE" in env:
+        data["store"] = env["CHARGELEDGER_STORE"]
+    if "CHARGELEDGER_HOST" in env:
+        data["host"] = env["CHARGELEDGER_HOST"]
+    if "CHARGELEDGER_PORT" in env:
+        data["port"] = int(env["CHARGELEDGER_PORT"])
+    if "CHARGELEDGER_DISABLED_PLUGINS" in env:
+        data["disabled_plugins"] = [
+            name.strip() for name in env["CHARGELEDGER_DISABLED_PLUGINS"].split(",") if name.strip()
+        ]
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return msgspec.convert(data, Settings)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid settings: {exc}") from None
