@@ -8,7 +8,7 @@ Streams (the store's ``originator_id``, text):
 
 * ``session:<uuid>``: one per WebSocket connection. Only that connection's session task
   appends to it, so appends never conflict. Holds ``SessionOpened``, ``FrameLogged``,
-  ``CallTimedOut`` and ``SessionClosed``.
+  ``CallTimedOut`` and ``SessionClosed`` (or only ``HandshakeRejected``).
 * ``allocator:transaction-ids``: the 1.6 transaction-id allocator's block reservations
   (``TransactionIdsReserved``), written with optimistic concurrency so that several server
   processes sharing one PostgreSQL never hand out the same id.
@@ -30,6 +30,7 @@ __all__ = [
     "Direction",
     "Event",
     "FrameLogged",
+    "HandshakeRejected",
     "Recorded",
     "SessionClosed",
     "SessionOpened",
@@ -107,6 +108,21 @@ class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
     replaced_by: str | None = None
 
 
+class HandshakeRejected(msgspec.Struct, frozen=True, kw_only=True):
+    """A WebSocket handshake was refused (no station identity, no common subprotocol, ...).
+
+    Recorded in the stream of the session id the connection would have had."""
+
+    station: str
+    session: str
+    at: float
+    path: str
+    offered: list[str] = []
+    remote: str = ""
+    status: int = 400
+    reason: str = ""
+
+
 class TransactionIdsReserved(msgspec.Struct, frozen=True, kw_only=True):
     """A server process reserved the 1.6 transaction ids ``first..last`` (inclusive)."""
 
@@ -116,11 +132,25 @@ class TransactionIdsReserved(msgspec.Struct, frozen=True, kw_only=True):
     node: str = ""
 
 
-Event = SessionOpened | FrameLogged | CallTimedOut | SessionClosed | TransactionIdsReserved
+Event = (
+    SessionOpened
+    | FrameLogged
+    | CallTimedOut
+    | SessionClosed
+    | HandshakeRejected
+    | TransactionIdsReserved
+)
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
-    for cls in (SessionOpened, FrameLogged, CallTimedOut, SessionClosed, TransactionIdsReserved)
+    for cls in (
+        SessionOpened,
+        FrameLogged,
+        CallTimedOut,
+        SessionClosed,
+        HandshakeRejected,
+        TransactionIdsReserved,
+    )
 }
 
 _encoder = msgspec.json.Encoder()

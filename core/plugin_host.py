@@ -1,9 +1,11 @@
 """The plugin host: finds plugins, registers the enabled ones with pluggy, and asks them.
 
-Plugins come from two places: the modules of :mod:`chargeledger.plugins` (named in
-``BUILTIN_PLUGINS``) and the ``chargeledger.plugins`` entry-point group of installed
-distributions. A plugin's name is its entry-point name or, for a built-in, its module name;
-``Settings.disabled_plugins`` names the ones not to register.
+Plugins come from three places: the modules of :mod:`chargeledger.plugins` (named in
+``BUILTIN_PLUGINS``), the ``chargeledger.plugins`` entry-point group of installed
+distributions, and the importable modules named in ``Settings.plugin_modules``. A plugin's
+name is its entry-point name or, otherwise, its module name (the last dotted part for
+built-ins, the full dotted path for ``plugin_modules``); ``Settings.disabled_plugins`` names
+the ones not to register.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ BUILTIN_PLUGINS = (
     "transactions",
     "availability",
     "data_transfer",
+    "notifications",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 
@@ -49,13 +52,18 @@ class InboundCall(msgspec.Struct, frozen=True, kw_only=True):
     at: float
 
 
-def discover() -> dict[str, object]:
-    """Every plugin that can be enabled, by name: built-ins first, then entry points."""
+def discover(modules: Iterable[str] = ()) -> dict[str, object]:
+    """Every plugin that can be enabled, by name: built-ins, entry points, then ``modules``.
+
+    Raises ``ImportError`` when a named module or an entry point cannot be imported: a
+    platform team's block that silently failed to load would be worse than no server."""
     found: dict[str, object] = {
         name: importlib.import_module(f"chargeledger.plugins.{name}") for name in BUILTIN_PLUGINS
     }
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         found[entry_point.name] = entry_point.load()
+    for module in modules:
+        found[module] = importlib.import_module(module)
     return found
 
 
@@ -68,7 +76,7 @@ class PluginHost:
 
     def __init__(self, settings: Settings, plugins: dict[str, object] | None = None) -> None:
         self.settings = settings
-        available = discover() if plugins is None else plugins
+        available = discover(settings.plugin_modules) if plugins is None else plugins
         unknown = set(settings.disabled_plugins) - set(available)
         if unknown:
             raise ValueError(f"unknown plugin(s) in disabled_plugins: {sorted(unknown)}")

@@ -50,6 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """What a station that offers no Sec-WebSocket-Protocol gets: refused, or treated as
     speaking the named version (the default: many 1.6 stations in the field send none)."""
     disabled_plugins: list[str] = []
+    plugin_modules: list[str] = []
+    """Importable modules to load as plugins besides built-ins and entry points."""
     boot: BootPolicy = BootPolicy()
     plugins: dict[str, dict[str, Any]] = {}
     """Free-form options per plugin name, for plugins of platform teams."""

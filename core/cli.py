@@ -1,0 +1,210 @@
+"""The ``chargeledger`` command: ``serve`` the CSMS, and read the log and projections.
+
+The read commands (``events``, ``stations``, ``transactions``) open the store read-only and
+fold the log themselves, so they work while a server is writing to the same store.
+``--json`` prints one JSON object per line; the fields are documented in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import trio
+
+from chargeledger.core.events import FrameLogged, Recorded
+from chargeledger.core.server import run_server
+from chargeledger.core.settings import DEFAULT_STORE, load_settings
+from chargeledger.core.store import open_store
+from chargeledger.projections import Views, station_json, transaction_json
+
+__all__ = ["event_json", "main"]
+
+_json = msgspec.json.Encoder()
+
+
+def _rfc3339(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_json(recorded: Recorded) -> dict[str, Any]:
+    """The JSON form of a recorded event, as ``chargeledger events --json`` prints it:
+    ``position``, ``stream``, ``version``, ``kind`` (the event type), ``at`` (RFC 3339 UTC),
+    the event's own fields, and for frames the verbatim text under ``frame``."""
+    fields = msgspec.to_builtins(recorded.event)
+    out: dict[str, Any] = {
+        "position": recorded.position,
+        "stream": recorded.stream,
+        "version": recorded.version,
+        "kind": type(recorded.event).__name__,
+    }
+    if isinstance(recorded.event, FrameLogged):
+        fields["frame"] = fields.pop("text")
+    out.update(fields)
+    if "at" in out:
+        out["at"] = _rfc3339(recorded.event.at)
+    return out
+
+
+def _print_json_lines(objects: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> None:
+    out = sys.stdout.buffer
+    for obj in objects:
+        out.write(_json.encode(obj) + b"\n")
+    out.flush()
+
+
+def _events(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        records = (
+            r
+            for r in store.iter_all()
+            if args.station is None or getattr(r.event, "station", None) == args.station
+        )
+        if args.json:
+            _print_json_lines(event_json(r) for r in records)
+        else:
+            for r in records:
+                e = event_json(r)
+                detail = e.get("frame") or e.get("reason") or e.get("protocol") or ""
+                print(
+                    f"{e['position']:>8}  {e.get('at', ''):<27} {e.get('station', '-'):<20} "
+                    f"{e['kind']:<17} {e.get('direction', ''):<3} {detail}"
+                )
+    finally:
+        store.close()
+    return 0
+
+
+def _views(store_url: str) -> Views:
+    store = open_store(store_url)
+    try:
+        return Views.replay(store.iter_all())
+    finally:
+        store.close()
+
+
+def _stations(args: argparse.Namespace) -> int:
+    rows = [station_json(s) for s in _views(args.store).stations.all()]
+    if args.json:
+        _print_json_lines(rows)
+    else:
+        for row in rows:
+            state = "connected" if row["connected"] else "offline"
+            boot = (row.get("boot") or {}).get("status", "-")
+            print(f"{row['station']:<24} {row['protocol'] or '-':<10} {state:<10} boot={boot}")
+    return 0
+
+
+def _transactions(args: argparse.Namespace) -> int:
+    rows = [transaction_json(t) for t in _views(args.store).transactions.all()]
+    if args.json:
+        _print_json_lines(rows)
+    else:
+        for row in rows:
+            anomalies = ",".join(a["kind"] for a in row.get("anomalies", []))
+            print(
+                f"{row['transaction_id']!s:<12} {row['station']:<20} {row['status']:<7} "
+                f"energy_wh={row['energy_wh']} {anomalies}"
+            )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(
+            args.config,
+            host=args.host,
+            port=args.port,
+            store=args.store,
+            node=args.node,
+            disabled_plugins=args.disable_plugin or None,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"chargeledger: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_server, settings)
+
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        logging.getLogger("chargeledger").info(
+                            "%s: shutting down", signal.Signals(signum).name
+                        )
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+
+    trio.run(serve)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chargeledger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_store(p: argparse.ArgumentParser, default: str | None) -> None:
+        p.add_argument(
+            "--store",
+            default=default,
+            help="sqlite:///PATH, memory:// or postgresql://USER@HOST:PORT/DB[?schema=S] "
+            f"(default: $CHARGELEDGER_STORE or {DEFAULT_STORE})",
+        )
+
+    serve = commands.add_parser("serve", help="run the CSMS gateway")
+    with_store(serve, None)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 9000)")
+    serve.add_argument("--config", help="TOML settings file (see docs/operations.md)")
+    serve.add_argument("--node", help="this process's node name (default HOSTNAME:PORT)")
+    serve.add_argument(
+        "--disable-plugin", action="append", metavar="NAME", help="do not load plugin NAME"
+    )
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
+
+    events = commands.add_parser("events", help="print the event log")
+    with_store(events, None)
+    events.add_argument("--station", help="only this station's events")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.set_defaults(run=_events)
+
+    for name, run, what in (
+        ("stations", _stations, "stations and their current state"),
+        ("transactions", _transactions, "transactions with energy, status and anomalies"),
+    ):
+        sub = commands.add_parser(name, help=f"print {what}")
+        with_store(sub, None)
+        sub.add_argument("--json", action="store_true", help="one JSON object per line")
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``chargeledger`` console script."""
+    args = _parser().parse_args(argv)
+    if getattr(args, "store", None) is None and args.command != "serve":
+        args.store = load_settings().store
+    try:
+        code: int = args.run(args)
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,635 @@
+"""The gateway: the WebSocket accept loop and one session per station connection.
+
+Failure containment, in one place:
+
+* Each connection runs in its own handler; any exception in it (a bad handshake, a peer that
+  vanishes mid-frame, a bug in a plugin) is logged and recorded, closes that connection only,
+  and never reaches the accept loop. That is why we own the accept loop
+  (``trio.serve_tcp`` + ``wrap_server_stream``) instead of ``trio_websocket.serve_websocket``,
+  whose handler errors end the whole server.
+* A station CALL is answered only after the CALL and its answer are committed. When the store
+  fails, the session is closed (1011) without answering: nothing unrecorded is acknowledged.
+* A CALL we send is committed before it leaves; it waits at most ``call_timeout`` for its
+  answer; the timeout is recorded; a late or unknown CALLRESULT is recorded and ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import wrap_server_stream
+
+from chargeledger.core.allocator import TransactionIdAllocator
+from chargeledger.core.commands import (
+    CloseSession,
+    Command,
+    Reply,
+    ReplyError,
+    ReplyWithNewTransactionId,
+    SendCall,
+)
+from chargeledger.core.errors import (
+    CallError,
+    CallTimeout,
+    FrameError,
+    OutboundValidationError,
+    StationOffline,
+    StoreUnavailable,
+    error_code,
+)
+from chargeledger.core.events import (
+    CallTimedOut,
+    FrameLogged,
+    HandshakeRejected,
+    Recorded,
+    SessionClosed,
+    SessionOpened,
+    session_stream,
+)
+from chargeledger.core.frames import (
+    Call,
+    CallResult,
+    encode_call,
+    encode_error,
+    encode_result,
+    parse_frame,
+    to_wire,
+    validate_request,
+)
+from chargeledger.core.plugin_host import InboundCall, PluginHost
+from chargeledger.core.settings import Settings
+from chargeledger.core.writer import GroupCommitWriter
+from chargeledger.projections import Views
+from chargeledger.schemas import OCPP16, OCPP201
+
+__all__ = ["Gateway", "OutboundCall", "Session", "station_identity"]
+
+log = logging.getLogger("chargeledger.gateway")
+
+SUBPROTOCOL_PREFERENCE = (OCPP201, OCPP16)
+"""When a station offers several versions we speak, the newest wins."""
+
+RETRANSMISSION_WINDOW = 32
+"""How many answered CALLs per station are kept to answer verbatim retransmissions."""
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_NO_STATUS = 1006
+
+
+def station_identity(path: str) -> str:
+    """The station identity: the last non-empty segment of the URL path, percent-decoded
+    (``/ocpp/CP%2F01`` -> ``CP/01``); the query string is ignored. Empty when there is none."""
+    path = path.split("?", 1)[0]
+    segments = [segment for segment in path.split("/") if segment]
+    return unquote(segments[-1]) if segments else ""
+
+
+class OutboundCall:
+    """A CALL to a station, waiting in the station's queue or for its answer."""
+
+    def __init__(self, action: str, payload: dict[str, Any]) -> None:
+        self.action = action
+        self.payload = payload
+        self.message_id = str(uuid.uuid4())
+        self._done = trio.Event()
+        self.result: dict[str, Any] | None = None
+        self.error: Exception | None = None
+
+    def resolve(self, result: dict[str, Any] | None, error: Exception | None = None) -> None:
+        if not self._done.is_set():
+            self.result, self.error = result, error
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def wait(self) -> dict[str, Any]:
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class _Answered(msgspec.Struct, frozen=True):
+    """An answered station CALL, kept to recognise its verbatim retransmission."""
+
+    action: str
+    payload: Any
+    reply: str
+
+
+class Session:
+    """One accepted WebSocket connection of one station.
+
+    The session task is the only writer of its stream. It reads frames one at a time (a
+    station may have one CALL outstanding, so answering in order costs nothing), sends our
+    CALLs from a queue one at a time, and pings the station to detect a dead peer. Whatever
+    ends it (the peer, a ping timeout, a newer connection, the store, shutdown), it records
+    exactly one ``SessionClosed``.
+    """
+
+    def __init__(
+        self, gateway: Gateway, ws: WebSocketConnection, station: str, protocol: str
+    ) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.station = station
+        self.protocol = protocol
+        self.id = str(uuid.uuid4())
+        self.stream = session_stream(self.id)
+        self.outbound_send, self.outbound_receive = trio.open_memory_channel[OutboundCall](
+            gateway.settings.outbound_queue
+        )
+        self.in_flight: OutboundCall | None = None
+        self.cancel_scope = trio.CancelScope()
+        # Why the session ended, when we ended it: (close code, reason, replaced_by).
+        self.close_cause: tuple[int, str, str | None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; never raises except Cancelled."""
+        try:
+            with self.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_calls)
+                    nursery.start_soon(self._keepalive)
+                    await self._read_frames()
+                    nursery.cancel_scope.cancel()
+        except StoreUnavailable:
+            log.error("store failed; closing session of %s", self.station)
+            self.close_cause = (CLOSE_INTERNAL_ERROR, "event store unavailable", None)
+        except Exception:
+            log.exception("session of %s failed", self.station)
+            self.close_cause = self.close_cause or (CLOSE_INTERNAL_ERROR, "internal error", None)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._finish()
+
+    def end(self, code: int, reason: str, replaced_by: str | None = None) -> None:
+        """Ask the session to close with ``code`` and ``reason`` (recorded)."""
+        if self.close_cause is None:
+            self.close_cause = (code, reason, replaced_by)
+        self.cancel_scope.cancel()
+
+    async def _finish(self) -> None:
+        self.outbound_send.close()
+        offline = StationOffline(f"station {self.station!r} disconnected")
+        if self.in_flight is not None:
+            self.in_flight.resolve(None, offline)
+        while True:
+            try:
+                self.outbound_receive.receive_nowait().resolve(None, offline)
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        if self.close_cause is not None:
+            code, reason, replaced_by = self.close_cause
+            by = "csms"
+            with trio.move_on_after(5):
+                await self.ws.aclose(code, reason)
+        else:
+            closed = self.ws.closed
+            code = closed.code if closed is not None else CLOSE_NO_STATUS
+            reason = (closed.reason or "") if closed is not None else ""
+            replaced_by, by = None, "station"
+            with trio.move_on_after(5):
+                await self.ws.aclose()
+        self.gateway.forget(self)
+        event = SessionClosed(
+            station=self.station,
+            session=self.id,
+            at=time.time(),
+            code=code,
+            reason=reason,
+            by=by,
+            replaced_by=replaced_by,
+        )
+        try:
+            with trio.move_on_after(10):
+                await self.gateway.writer.append([(self.stream, event)])
+        except StoreUnavailable:
+            log.error("could not record the close of %s's session", self.station)
+
+    async def _keepalive(self) -> None:
+        settings = self.gateway.settings
+        if settings.ping_interval <= 0:
+            return
+        while True:
+            await trio.sleep(settings.ping_interval)
+            with trio.move_on_after(settings.ping_timeout) as scope:
+                await self.ws.ping()
+            if scope.cancelled_caught:
+                self.end(CLOSE_GOING_AWAY, "no pong: dead peer")
+                return
+
+    # -- frames from the station ---------------------------------------------------------
+
+    async def _log(self, *frames: FrameLogged | CallTimedOut) -> list[Recorded]:
+        return await self.gateway.writer.append([(self.stream, frame) for frame in frames])
+
+    def _frame(self, direction: str, text: str, note: str | None = None) -> FrameLogged:
+        return FrameLogged(
+            station=self.station,
+            session=self.id,
+            at=time.time(),
+            direction="in" if direction == "in" else "out",
+            text=text,
+            note=note,
+        )
+
+    async def _read_frames(self) -> None:
+        while True:
+            try:
+                message = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            if isinstance(message, bytes):
+                await self._log(
+                    FrameLogged(
+                        station=self.station,
+                        session=self.id,
+                        at=time.time(),
+                        direction="in",
+                        text="",
+                        binary=base64.b64encode(message).decode(),
+                        note="binary",
+                    )
+                )
+                self.end(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames only")
+                return
+            await self._handle_text(message)
+
+    async def _handle_text(self, text: str) -> None:
+        inbound = self._frame("in", text)
+        try:
+            frame = parse_frame(text, self.protocol)
+        except FrameError as exc:
+            await self._answer(inbound, exc.message_id, self._error_text(exc), "malformed")
+            return
+        if isinstance(frame, Call):
+            await self._handle_call(inbound, frame)
+            return
+        call = self.in_flight
+        if call is not None and frame.message_id == call.message_id:
+            await self._log(inbound)
+            if isinstance(frame, CallResult):
+                call.resolve(frame.payload)
+            else:
+                call.resolve(None, CallError(frame.code, frame.description, frame.details))
+        else:
+            await self._log(
+                FrameLogged(
+                    station=inbound.station,
+                    session=inbound.session,
+                    at=inbound.at,
+                    direction="in",
+                    text=text,
+                    note="unmatched-result",
+                )
+            )
+
+    async def _handle_call(self, inbound: FrameLogged, frame: Call) -> None:
+        gateway = self.gateway
+        answered = gateway.answered(self.station)
+        earlier = answered.get(frame.message_id)
+        if earlier is not None:
+            if earlier.action == frame.action and earlier.payload == frame.payload:
+                await self._answer(inbound, frame.message_id, earlier.reply, "retransmission")
+            else:
+                error = FrameError(
+                    frame.message_id, "ProtocolError", "message id reused by a different CALL"
+                )
+                await self._answer(inbound, frame.message_id, self._error_text(error), "id-reused")
+            return
+        if frame.action == "BootNotification":
+            # A reboot restarts the station's message ids; old answers no longer apply.
+            answered.clear()
+        try:
+            payload = validate_request(self.protocol, frame.action, frame.payload)
+        except FrameError as exc:
+            await self._answer(inbound, frame.message_id, self._error_text(exc), "invalid")
+            return
+        call = InboundCall(
+            station=self.station,
+            session=self.id,
+            protocol=self.protocol,
+            message_id=frame.message_id,
+            action=frame.action,
+            payload=payload,
+            at=inbound.at,
+        )
+        commands = gateway.plugins.answer_call(call, gateway.views)
+        reply, later = await self._decide(call, commands)
+        await self._answer(inbound, frame.message_id, reply, None)
+        answered[frame.message_id] = _Answered(frame.action, frame.payload, reply)
+        while len(answered) > RETRANSMISSION_WINDOW:
+            answered.popitem(last=False)
+        gateway.execute(later)
+
+    async def _decide(
+        self, call: InboundCall, commands: list[Command] | None
+    ) -> tuple[str, list[Command]]:
+        """The reply text for ``call`` from the plugins' commands, and the commands left for
+        the executor. Exactly one answer is expected; anything else is our bug, answered with
+        InternalError rather than guessed at."""
+        commands = commands or [ReplyError("NotSupported", f"{call.action} is not handled here")]
+        answers = [
+            command
+            for command in commands
+            if isinstance(command, Reply | ReplyError | ReplyWithNewTransactionId)
+        ]
+        later = [command for command in commands if command not in answers]
+        if len(answers) != 1:
+            log.error("plugins gave %d answers to %s", len(answers), call.action)
+            answer: Command = ReplyError("InternalError", "no single answer")
+        else:
+            answer = answers[0]
+        if isinstance(answer, ReplyError):
+            error = FrameError(call.message_id, answer.code, answer.description, answer.details)
+            return self._error_text(error), later
+        payload = msgspec.to_builtins(answer.payload)
+        if isinstance(answer, ReplyWithNewTransactionId):
+            payload = {**payload, "transactionId": await self.gateway.allocator.allocate()}
+        try:
+            wire = to_wire(self.protocol, call.action, payload, "response")
+        except OutboundValidationError as exc:
+            log.error("refusing to send an invalid %s answer: %s", call.action, exc)
+            error = FrameError(call.message_id, "InternalError", "invalid answer withheld")
+            return self._error_text(error), later
+        return encode_result(call.message_id, wire), later
+
+    def _error_text(self, error: FrameError) -> str:
+        return encode_error(
+            error.message_id,
+            error_code(self.protocol, error.code),
+            error.description,
+            error.details,
+        )
+
+    async def _answer(
+        self, inbound: FrameLogged, message_id: str, reply: str, note: str | None
+    ) -> None:
+        """Commit the inbound frame and our reply, then send the reply."""
+        if note is not None:
+            inbound = msgspec.structs.replace(inbound, note=note)
+        outbound = self._frame("out", reply, note)
+        await self._log(inbound, outbound)
+        try:
+            await self.ws.send_message(reply)
+        except ConnectionClosed:
+            # Committed but not delivered: the station retransmits and gets the same answer.
+            log.info("%s left before its answer to %s was sent", self.station, message_id)
+
+    # -- our CALLs to the station ------------------------------------------------------------
+
+    async def _send_calls(self) -> None:
+        timeout = self.gateway.settings.call_timeout
+        async for call in self.outbound_receive:
+            if call.done:  # the caller gave up while it was queued
+                continue
+            text = encode_call(call.message_id, call.action, call.payload)
+            await self._log(self._frame("out", text))
+            self.in_flight = call
+            try:
+                await self.ws.send_message(text)
+            except ConnectionClosed:
+                call.resolve(None, StationOffline(f"station {self.station!r} disconnected"))
+                return
+            with trio.move_on_after(timeout):
+                await call._done.wait()
+            self.in_flight = None
+            if not call.done:
+                await self._log(
+                    CallTimedOut(
+                        station=self.station,
+                        session=self.id,
+                        at=time.time(),
+                        message_id=call.message_id,
+                        action=call.action,
+                    )
+                )
+                call.resolve(None, CallTimeout(f"{call.action} to {self.station!r}: no answer"))
+
+
+class Gateway:
+    """Accepts station connections and routes CALLs to their current session.
+
+    The newest connection of a station wins: a new handshake closes the old session (recorded
+    with ``replaced_by``) before the new one is recorded as opened.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        writer: GroupCommitWriter,
+        allocator: TransactionIdAllocator,
+        plugins: PluginHost,
+        views: Views,
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.allocator = allocator
+        self.plugins = plugins
+        self.views = views
+        self.node = settings.node
+        self.sessions: dict[str, Session] = {}
+        self._answered: dict[str, OrderedDict[str, _Answered]] = {}
+        self._commands_send, self._commands_receive = trio.open_memory_channel[Command](
+            float("inf")
+        )
+        self._nursery: trio.Nursery | None = None
+        self.listen_port: int | None = None
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on ``settings.host:port`` until cancelled; ``task_status`` gets the port.
+
+        On cancellation every session is closed with 1001 (going away) and recorded."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._execute_commands)
+            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+            self.listen_port = listeners[0].socket.getsockname()[1]
+            try:
+                task_status.started(self.listen_port)
+                await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
+            finally:
+                for session in list(self.sessions.values()):
+                    session.end(CLOSE_GOING_AWAY, "server shutting down")
+
+    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                request = await wrap_server_stream(
+                    nursery, stream, max_message_size=self.settings.max_frame_bytes
+                )
+                accepted = await self._handshake(request)
+                if accepted is not None:
+                    await self._run_session(*accepted)
+                nursery.cancel_scope.cancel()
+        except Exception:
+            # Contained: one broken connection never takes the server down.
+            log.exception("connection handler failed")
+        finally:
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await stream.aclose()
+
+    async def _handshake(
+        self, request: WebSocketRequest
+    ) -> tuple[WebSocketConnection, str, str, list[str]] | None:
+        """Accept or refuse the handshake by the subprotocol policy; a refusal is recorded.
+
+        Returns the connection, station identity, protocol and the offered subprotocols."""
+        path = request.path
+        station = station_identity(path)
+        offered = list(request.proposed_subprotocols)
+        remote = str(request.remote)
+        protocol = next((p for p in SUBPROTOCOL_PREFERENCE if p in offered), None)
+        reason = ""
+        if not station:
+            reason = "no station identity in the URL path"
+        elif not offered:
+            policy = self.settings.no_subprotocol
+            if policy == "reject":
+                reason = "no Sec-WebSocket-Protocol offered"
+            else:
+                protocol = policy
+        elif protocol is None:
+            reason = f"none of the offered subprotocols is supported: {offered}"
+        if reason or protocol is None:
+            session = str(uuid.uuid4())
+            await self.writer.append(
+                [
+                    (
+                        session_stream(session),
+                        HandshakeRejected(
+                            station=station,
+                            session=session,
+                            at=time.time(),
+                            path=path,
+                            offered=offered,
+                            remote=remote,
+                            status=400,
+                            reason=reason,
+                        ),
+                    )
+                ]
+            )
+            await request.reject(400, body=reason.encode())
+            return None
+        ws = await request.accept(subprotocol=protocol if offered else None)
+        return ws, station, protocol, offered
+
+    async def _run_session(
+        self, ws: WebSocketConnection, station: str, protocol: str, offered: list[str]
+    ) -> None:
+        session = Session(self, ws, station, protocol)
+        old = self.sessions.get(station)
+        self.sessions[station] = session
+        if old is not None:
+            old.end(CLOSE_POLICY, "replaced by a newer connection", replaced_by=session.id)
+        await self.writer.append(
+            [
+                (
+                    session.stream,
+                    SessionOpened(
+                        station=station,
+                        session=session.id,
+                        at=time.time(),
+                        protocol=protocol,
+                        offered=offered,
+                        path=ws.path or "",
+                        remote=str(ws.remote),
+                        node=self.node,
+                        replaces=old.id if old is not None else None,
+                    ),
+                )
+            ]
+        )
+        await session.run()
+
+    def forget(self, session: Session) -> None:
+        """Drop ``session`` from the routing table if it is still the station's current one."""
+        if self.sessions.get(session.station) is session:
+            del self.sessions[session.station]
+
+    def answered(self, station: str) -> OrderedDict[str, _Answered]:
+        """The station's recently answered CALLs (kept across its reconnects)."""
+        return self._answered.setdefault(station, OrderedDict())
+
+    # -- our CALLs -----------------------------------------------------------------------------
+
+    async def call(self, station: str, action: str, payload: Any) -> dict[str, Any]:
+        """Send a CALL to ``station`` and return the payload of its CALLRESULT.
+
+        Raises ``OutboundValidationError`` (invalid payload: nothing sent), ``StationOffline``
+        (not connected here, or gone before answering), ``CallError`` (it answered with a
+        CALLERROR), ``CallTimeout`` (no answer within ``call_timeout``; recorded), and
+        ``trio.WouldBlock`` when the station's queue of CALLs is full.
+        """
+        session = self.sessions.get(station)
+        if session is None:
+            raise StationOffline(f"station {station!r} is not connected")
+        wire = to_wire(session.protocol, action, msgspec.to_builtins(payload), "request")
+        outbound = OutboundCall(action, wire)
+        try:
+            session.outbound_send.send_nowait(outbound)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise StationOffline(f"station {station!r} disconnected") from None
+        try:
+            return await outbound.wait()
+        finally:
+            # Cancelled while queued: mark it done so the session skips it.
+            outbound.resolve(None, StationOffline("cancelled by caller"))
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def on_commit(self, batch: Sequence[Recorded]) -> None:
+        """Fold committed events into the views and queue the plugins' reactions.
+
+        Runs on the trio thread, in position order, before the writers of the batch resume."""
+        for recorded in batch:
+            self.views.apply(recorded)
+            self.execute(self.plugins.react(recorded, self.views))
+
+    def execute(self, commands: Sequence[Command]) -> None:
+        """Queue ``commands`` for the executor (never blocks)."""
+        for command in commands:
+            self._commands_send.send_nowait(command)
+
+    async def _execute_commands(self) -> None:
+        async with trio.open_nursery() as nursery:
+            async for command in self._commands_receive:
+                if isinstance(command, SendCall):
+                    nursery.start_soon(self._send_and_log, command)
+                elif isinstance(command, CloseSession):
+                    session = self.sessions.get(command.station)
+                    if session is not None:
+                        session.end(command.code, command.reason)
+                else:
+                    log.error("command %r is only valid as an answer to a CALL", command)
+
+    async def _send_and_log(self, command: SendCall) -> None:
+        try:
+            await self.call(command.station, command.action, command.payload)
+        except (CallError, CallTimeout, StationOffline, OutboundValidationError, trio.WouldBlock) as exc:
+            # The outcome is in the log already (or nothing was sent); plugins see it there.
+            log.info("%s to %s: %s", command.action, command.station, exc)
+

@@ -1,0 +1,104 @@
+"""The server: wires store, writer, allocator, projections, plugins and gateway together.
+
+:func:`run_server` is what ``chargeledger serve`` runs, and what tests and embedding programs
+start with ``await nursery.start(run_server, settings)``; it hands back a
+:class:`~chargeledger.core.api.CentralSystem` once the gateway listens.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import trio
+
+from chargeledger.core.allocator import TransactionIdAllocator
+from chargeledger.core.api import CentralSystem
+from chargeledger.core.events import SessionClosed, session_stream
+from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
+from chargeledger.core.plugin_host import PluginHost
+from chargeledger.core.settings import Settings
+from chargeledger.core.store import Store, open_store
+from chargeledger.core.writer import GroupCommitWriter
+from chargeledger.projections import Views
+
+__all__ = ["run_server"]
+
+log = logging.getLogger("chargeledger.server")
+
+
+async def run_server(
+    settings: Settings,
+    *,
+    task_status: trio.TaskStatus[CentralSystem] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the CSMS until cancelled.
+
+    Startup folds the whole log into the projections (off the trio thread), then records as
+    closed the sessions this node left open when it last stopped without closing them (a
+    crash, a kill -9). On cancellation every session is closed and recorded, and the writer is
+    flushed before this returns: everything that was acknowledged is committed.
+
+    Raises ``StoreUnavailable`` when the store cannot be opened, ``ValueError`` for a bad
+    store URL or plugin setting, ``OSError`` when the port cannot be bound.
+    """
+    node = settings.node or f"{socket.gethostname()}:{settings.port}"
+    store = await trio.to_thread.run_sync(open_store, settings.store)
+    try:
+        views = await trio.to_thread.run_sync(_fold, store)
+        plugins = PluginHost(settings)
+        gateway: Gateway | None = None
+
+        def on_commit(batch: list) -> None:  # type: ignore[type-arg]
+            if gateway is not None:
+                gateway.on_commit(batch)
+            else:
+                for recorded in batch:
+                    views.apply(recorded)
+
+        async with GroupCommitWriter(store, on_commit=on_commit) as writer:
+            await _close_dangling_sessions(writer, views, node)
+            allocator = TransactionIdAllocator(store, node=node)
+            gateway = Gateway(settings, writer, allocator, plugins, views)
+            gateway.node = node
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(gateway.serve)
+                log.info(
+                    "listening on ws://%s:%d/ (store %s, node %s, plugins %s)",
+                    settings.host,
+                    port,
+                    settings.store,
+                    node,
+                    ",".join(plugins.enabled),
+                )
+                task_status.started(CentralSystem(gateway, store, port))
+    finally:
+        await trio.to_thread.run_sync(store.close)
+        log.info("stopped; store closed")
+
+
+def _fold(store: Store) -> Views:
+    return Views.replay(store.iter_all())
+
+
+async def _close_dangling_sessions(writer: GroupCommitWriter, views: Views, node: str) -> None:
+    """Record as closed the sessions that ``node`` opened and never recorded closing."""
+    now = time.time()
+    for station in views.stations.all():
+        if station.connected and station.session is not None and station.node == node:
+            await writer.append(
+                [
+                    (
+                        session_stream(station.session),
+                        SessionClosed(
+                            station=station.station,
+                            session=station.session,
+                            at=now,
+                            code=CLOSE_NO_STATUS,
+                            reason="server stopped without closing the session",
+                            by="csms",
+                        ),
+                    )
+                ]
+            )

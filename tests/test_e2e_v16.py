@@ -1,0 +1,316 @@
+"""End to end over real WebSockets: the ``ocpp`` package's 1.6 charge point against a running
+ChargeLedger, then the CLI reads, also after a server restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action
+
+from chargeledger.core.errors import CallError, StationOffline
+from chargeledger.core.settings import Settings
+from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
+
+class Station(ChargePoint):  # type: ignore[misc]
+    """A 1.6 charge point that accepts whatever the CSMS asks of it."""
+
+    configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
+
+    @on(Action.reset)
+    def on_reset(self, type: str) -> Any:
+        return call_result.Reset(status="Accepted")
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None) -> Any:
+        keys = [
+            {"key": k, "readonly": False, "value": v}
+            for k, v in self.configuration.items()
+            if key is None or k in key
+        ]
+        unknown = [k for k in key or [] if k not in self.configuration]
+        return call_result.GetConfiguration(configuration_key=keys, unknown_key=unknown or None)
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, key: str, value: str) -> Any:
+        self.configuration[key] = value
+        return call_result.ChangeConfiguration(status="Accepted")
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id: int, type: str) -> Any:
+        return call_result.ChangeAvailability(status="Accepted")
+
+    @on(Action.clear_cache)
+    def on_clear_cache(self) -> Any:
+        return call_result.ClearCache(status="Accepted")
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, id_tag: str, **_: Any) -> Any:
+        return call_result.RemoteStartTransaction(status="Accepted")
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop(self, transaction_id: int) -> Any:
+        return call_result.RemoteStopTransaction(status="Accepted")
+
+    @on(Action.unlock_connector)
+    def on_unlock(self, connector_id: int) -> Any:
+        return call_result.UnlockConnector(status="Unlocked")
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
+        return call_result.DataTransfer(status="Rejected")
+
+
+async def connect(server: RunningServer, name: str) -> tuple[Station, Any, asyncio.Task[None]]:
+    ws = await websockets.connect(f"{server.url}/{name}", subprotocols=["ocpp1.6"])
+    station = Station(name, ws)
+    task = asyncio.create_task(station.start())
+    return station, ws, task
+
+
+START = {"connector_id": 1, "id_tag": "TAG-1", "meter_start": 1000, "timestamp": "2026-11-21T10:00:00Z"}
+
+
+async def charging_session(server: RunningServer) -> dict[str, Any]:
+    cp, ws, task = await connect(server, "CP-1")
+    facts: dict[str, Any] = {}
+    try:
+        boot = await cp.call(
+            call.BootNotification(charge_point_model="EVC5", charge_point_vendor="Acme")
+        )
+        facts["boot"] = boot
+        facts["heartbeat"] = await cp.call(call.Heartbeat())
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+        facts["authorize"] = await cp.call(call.Authorize(id_tag="TAG-1"))
+        started = await cp.call(call.StartTransaction(**START))
+        facts["start"] = started
+        # The CALLRESULT was "lost": the station retransmits the same start under a new id...
+        facts["start_again"] = await cp.call(call.StartTransaction(**START))
+        # ... and verbatim, with the same message id.
+        facts["start_verbatim"] = await cp.call(call.StartTransaction(**START), unique_id="fixed-1")
+        facts["start_verbatim_2"] = await cp.call(call.StartTransaction(**START), unique_id="fixed-1")
+        tid = started.transaction_id
+        await cp.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=tid,
+                meter_value=[
+                    {
+                        "timestamp": "2026-11-21T10:30:00Z",
+                        "sampledValue": [
+                            {"value": "4.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"}
+                        ],
+                    }
+                ],
+            )
+        )
+        stop = dict(meter_stop=9000, timestamp="2026-11-21T11:00:00Z", transaction_id=tid, reason="Local")
+        facts["stop"] = await cp.call(call.StopTransaction(**stop))
+        facts["stop_again"] = await cp.call(call.StopTransaction(**stop))
+        facts["stop_unknown"] = await cp.call(
+            call.StopTransaction(meter_stop=1, timestamp="2026-11-21T11:00:00Z", transaction_id=987654)
+        )
+        facts["stop_sentinel"] = await cp.call(
+            call.StopTransaction(meter_stop=1, timestamp="2026-11-21T11:00:00Z", transaction_id=-1)
+        )
+        facts["data_transfer"] = await cp.call(call.DataTransfer(vendor_id="com.example"))
+
+        csms = server.csms
+        assert csms is not None
+        facts["reset"] = await server.arun(csms.reset, "CP-1", "Soft")
+        facts["get_configuration"] = await server.arun(csms.get_configuration, "CP-1")
+        facts["change_configuration"] = await server.arun(
+            csms.change_configuration, "CP-1", "HeartbeatInterval", "120"
+        )
+        facts["change_availability"] = await server.arun(
+            csms.change_availability, "CP-1", 1, "Inoperative"
+        )
+        facts["clear_cache"] = await server.arun(csms.clear_cache, "CP-1")
+        facts["remote_start"] = await server.arun(csms.remote_start_transaction, "CP-1", "TAG-2", 1)
+        facts["remote_stop"] = await server.arun(csms.remote_stop_transaction, "CP-1", tid)
+        facts["unlock"] = await server.arun(csms.unlock_connector, "CP-1", 1)
+        facts["csms_data_transfer"] = await server.arun(csms.data_transfer, "CP-1", "com.example")
+    finally:
+        task.cancel()
+        await ws.close()
+    return facts
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'e2e.db'}"
+
+
+def settings(store: str) -> Settings:
+    return Settings(port=0, store=store, node="test-node")
+
+
+def test_full_session_with_independent_client(store: str) -> None:
+    with running_server(settings(store)) as server:
+        facts = asyncio.run(charging_session(server))
+
+    assert facts["boot"].status == "Accepted"
+    assert facts["boot"].interval == 300
+    assert facts["authorize"].id_tag_info["status"] == "Accepted"
+    tid = facts["start"].transaction_id
+    assert 1 <= tid < 2**31
+    assert facts["start_again"].transaction_id == tid, "retransmitted start got a new id"
+    assert facts["start_verbatim"].transaction_id == tid
+    assert facts["start_verbatim_2"].transaction_id == tid
+    assert facts["data_transfer"].status == "UnknownVendorId"
+    assert facts["reset"] == {"status": "Accepted"}
+    assert {k["key"] for k in facts["get_configuration"]["configurationKey"]} == {
+        "HeartbeatInterval",
+        "MeterValueSampleInterval",
+    }
+    assert facts["unlock"] == {"status": "Unlocked"}
+    assert facts["csms_data_transfer"] == {"status": "Rejected"}
+
+    # The CLI reads, from another process, see the same story.
+    transactions = chargeledger_cli("transactions", store=store)
+    ours = [t for t in transactions if t["transaction_id"] == tid]
+    assert len(ours) == 1, "one physical session, one transaction"
+    (txn,) = ours
+    assert txn["station"] == "CP-1"
+    assert txn["status"] == "ended"
+    assert txn["energy_wh"] == 8000
+    kinds = {a["kind"] for a in txn["anomalies"]}
+    assert {"start_retransmitted", "duplicate_stop"} <= kinds
+    assert len(transactions) == 1, transactions
+
+    stations = {s["station"]: s for s in chargeledger_cli("stations", store=store)}
+    cp1 = stations["CP-1"]
+    assert cp1["connected"] is False
+    assert cp1["boot"]["status"] == "Accepted"
+    assert cp1["connectors"]["1"]["status"] == "Preparing"
+    assert cp1["configuration"]["HeartbeatInterval"]["value"] == "120"
+
+    events = chargeledger_cli("events", "--station", "CP-1", store=store)
+    frames = [e for e in events if e["kind"] == "FrameLogged"]
+    assert all(e["station"] == "CP-1" for e in events)
+    # Every frame each way is in the log verbatim, including the retransmission marker.
+    assert any(e.get("note") == "retransmission" for e in frames)
+    assert sum(1 for e in frames if '"StartTransaction"' in e["frame"]) == 3
+    assert json.loads(frames[0]["frame"])[2] == "BootNotification"
+
+    # After a restart the server folds the same state from the log.
+    with running_server(settings(store)) as server:
+        assert server.csms is not None
+        txn_after = server.csms.views.transactions.get(tid)
+        assert txn_after is not None and txn_after.energy_wh == 8000
+    assert chargeledger_cli("transactions", store=store) == transactions
+
+
+def test_new_ids_are_never_reused_across_restarts(store: str) -> None:
+    async def start_one(server: RunningServer, meter: int) -> int:
+        cp, ws, task = await connect(server, "CP-9")
+        try:
+            await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            result = await cp.call(call.StartTransaction(**{**START, "meter_start": meter}))
+            return int(result.transaction_id)
+        finally:
+            task.cancel()
+            await ws.close()
+
+    ids = []
+    for meter in (1, 2, 3):
+        with running_server(settings(store)) as server:
+            ids.append(asyncio.run(start_one(server, meter)))
+    assert len(set(ids)) == 3 and ids == sorted(ids)
+
+
+def test_calls_to_an_offline_station_fail_fast(store: str) -> None:
+    with running_server(settings(store)) as server:
+        assert server.csms is not None
+        with pytest.raises(StationOffline):
+            server.run(server.csms.reset, "nobody", "Soft")
+
+
+async def _raw(server: RunningServer, frames: list[str]) -> list[Any]:
+    ws = await raw_station(server.url, "RAW-1", ["ocpp1.6"])
+    answers = []
+    try:
+        await ws.send('[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        await ws.recv()
+        for frame in frames:
+            await ws.send(frame)
+            answers.append(json.loads(await ws.recv()))
+    finally:
+        await ws.close()
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("this is not json", [4, "-1", "FormationViolation"]),
+        ('[9,"m1","Heartbeat",{}]', [4, "m1", "ProtocolError"]),
+        ('[2,"m2","NoSuchAction",{}]', [4, "m2", "NotImplemented"]),
+        ('[2,"m3","Authorize",{"idTag":42}]', [4, "m3", "TypeConstraintViolation"]),
+        ('[2,"m4","Authorize",{}]', [4, "m4", "OccurenceConstraintViolation"]),
+        (
+            '[2,"m5","StatusNotification",{"connectorId":1,"errorCode":"Error","status":"Available"}]',
+            [4, "m5", "PropertyConstraintViolation"],
+        ),
+        ('[2,"m6","Heartbeat",{"extra":1}]', [4, "m6", "FormationViolation"]),
+    ],
+)
+def test_bad_frames_get_the_16_error_and_are_recorded(
+    store: str, frame: str, expected: list[Any]
+) -> None:
+    with running_server(settings(store)) as server:
+        (answer,) = asyncio.run(_raw(server, [frame]))
+    assert answer[:3] == expected
+    events = chargeledger_cli("events", "--station", "RAW-1", store=store)
+    texts = [e["frame"] for e in events if e["kind"] == "FrameLogged"]
+    assert frame in texts, "the bad frame is in the log verbatim"
+    assert json.dumps(answer, separators=(",", ":")) in texts or any(
+        json.loads(t) == answer for t in texts if t.startswith("[4")
+    )
+
+
+def test_call_before_boot_is_refused(store: str) -> None:
+    async def scenario(server: RunningServer) -> Any:
+        ws = await raw_station(server.url, "NEW-1", ["ocpp1.6"])
+        try:
+            await ws.send('[2,"h1","Heartbeat",{}]')
+            return json.loads(await ws.recv())
+        finally:
+            await ws.close()
+
+    with running_server(settings(store)) as server:
+        answer = asyncio.run(scenario(server))
+    assert answer[:3] == [4, "h1", "SecurityError"]
+
+
+def test_callerror_from_station_is_raised(store: str) -> None:
+    class Grumpy(Station):
+        @on(Action.reset)
+        def on_reset(self, type: str) -> Any:
+            raise NotImplementedError  # the ocpp package answers InternalError
+
+    async def scenario(server: RunningServer) -> Exception | None:
+        ws = await websockets.connect(f"{server.url}/GRUMPY", subprotocols=["ocpp1.6"])
+        cp = Grumpy("GRUMPY", ws)
+        task = asyncio.create_task(cp.start())
+        try:
+            await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            assert server.csms is not None
+            try:
+                await server.arun(server.csms.reset, "GRUMPY", "Hard")
+            except CallError as exc:
+                return exc
+            return None
+        finally:
+            task.cancel()
+            await ws.close()
+
+    with running_server(settings(store)) as server:
+        error = asyncio.run(scenario(server))
+    assert isinstance(error, CallError)
