@@ -26,8 +26,12 @@ from urllib.parse import unquote
 
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
-from trio_websocket import wrap_server_stream
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    wrap_server_stream,
+)
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.commands import (
@@ -87,6 +91,16 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_NO_STATUS = 1006
+
+
+CLOSE_HANDSHAKE_TIMEOUT = 1.0
+"""How long we wait for the peer's close frame; a dead peer never sends one."""
+
+
+def _address(endpoint: object) -> str:
+    """``host:port`` of a trio-websocket endpoint (its repr is not meant for logs)."""
+    address, port = getattr(endpoint, "address", None), getattr(endpoint, "port", None)
+    return f"{address}:{port}" if address is not None else str(endpoint)
 
 
 def station_identity(path: str) -> str:
@@ -200,14 +214,14 @@ class Session:
         if self.close_cause is not None:
             code, reason, replaced_by = self.close_cause
             by = "csms"
-            with trio.move_on_after(5):
+            with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
                 await self.ws.aclose(code, reason)
         else:
             closed = self.ws.closed
             code = closed.code if closed is not None else CLOSE_NO_STATUS
             reason = (closed.reason or "") if closed is not None else ""
             replaced_by, by = None, "station"
-            with trio.move_on_after(5):
+            with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
                 await self.ws.aclose()
         self.gateway.forget(self)
         event = SessionClosed(
@@ -320,7 +334,9 @@ class Session:
             # A reboot restarts the station's message ids; old answers no longer apply.
             answered.clear()
         try:
-            payload = validate_request(self.protocol, frame.action, frame.payload)
+            payload = validate_request(
+                self.protocol, frame.action, frame.payload, message_id=frame.message_id
+            )
         except FrameError as exc:
             await self._answer(inbound, frame.message_id, self._error_text(exc), "invalid")
             return
@@ -468,7 +484,9 @@ class Gateway:
             self.listen_port = listeners[0].socket.getsockname()[1]
             try:
                 task_status.started(self.listen_port)
-                await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
+                await trio.serve_listeners(
+                    self._handle_connection, listeners, handler_nursery=nursery
+                )
             finally:
                 for session in list(self.sessions.values()):
                     session.end(CLOSE_GOING_AWAY, "server shutting down")
@@ -499,8 +517,9 @@ class Gateway:
         Returns the connection, station identity, protocol and the offered subprotocols."""
         path = request.path
         station = station_identity(path)
-        offered = list(request.proposed_subprotocols)
-        remote = str(request.remote)
+        # An empty header (seen in the field) offers nothing.
+        offered = [p for p in request.proposed_subprotocols if p]
+        remote = _address(request.remote)
         protocol = next((p for p in SUBPROTOCOL_PREFERENCE if p in offered), None)
         reason = ""
         if not station:
@@ -556,7 +575,7 @@ class Gateway:
                         protocol=protocol,
                         offered=offered,
                         path=ws.path or "",
-                        remote=str(ws.remote),
+                        remote=_address(ws.remote),
                         node=self.node,
                         replaces=old.id if old is not None else None,
                     ),
@@ -629,7 +648,12 @@ class Gateway:
     async def _send_and_log(self, command: SendCall) -> None:
         try:
             await self.call(command.station, command.action, command.payload)
-        except (CallError, CallTimeout, StationOffline, OutboundValidationError, trio.WouldBlock) as exc:
+        except (
+            CallError,
+            CallTimeout,
+            StationOffline,
+            OutboundValidationError,
+            trio.WouldBlock,
+        ) as exc:
             # The outcome is in the log already (or nothing was sent); plugins see it there.
             log.info("%s to %s: %s", command.action, command.station, exc)
-

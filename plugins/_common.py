@@ -5,24 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
-from chargeledger.core.plugin_host import InboundCall
-
-__all__ = ["fields", "options", "rfc3339"]
+__all__ = ["options", "rfc3339"]
 
 
 def rfc3339(at: float) -> str:
     """``at`` (UNIX seconds) as the RFC 3339 UTC text OCPP uses, millisecond precision."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
-
-
-def fields(call: InboundCall) -> dict[str, Any]:
-    """The call's payload with its wire (JSON) field names."""
-    payload: dict[str, Any] = msgspec.to_builtins(call.payload)
-    return payload
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def options(settings: Any, plugin: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from chargeledger.core.commands import Command, Reply
 from chargeledger.core.hookspec import hookimpl
 from chargeledger.core.plugin_host import InboundCall
 from chargeledger.core.settings import Settings
-from chargeledger.plugins._common import fields, options
+from chargeledger.plugins._common import options
 
 __all__ = ["chargeledger_answer_call", "id_tag_info"]
 
@@ -33,4 +33,4 @@ def id_tag_info(id_tag: str, settings: Settings) -> dict[str, Any]:
 def chargeledger_answer_call(call: InboundCall, settings: Settings) -> list[Command] | None:
     if call.action != "Authorize":
         return None
-    return [Reply({"idTagInfo": id_tag_info(fields(call)["idTag"], settings)})]
+    return [Reply({"idTagInfo": id_tag_info(call.payload.id_tag, settings)})]

@@ -45,9 +45,7 @@ def chargeledger_answer_call(
 ) -> list[Command] | None:
     if call.action == "BootNotification":
         status = boot_status(call.station, settings)
-        interval = (
-            settings.boot.interval if status == "Accepted" else settings.boot.retry_interval
-        )
+        interval = settings.boot.interval if status == "Accepted" else settings.boot.retry_interval
         return [Reply({"status": status, "currentTime": rfc3339(call.at), "interval": interval})]
     gate = _gate(call, views, settings)
     if gate is not None:

@@ -15,7 +15,6 @@ from chargeledger.core.commands import Command, Reply, ReplyWithNewTransactionId
 from chargeledger.core.hookspec import hookimpl
 from chargeledger.core.plugin_host import InboundCall
 from chargeledger.core.settings import Settings
-from chargeledger.plugins._common import fields
 from chargeledger.plugins.authorization import id_tag_info
 from chargeledger.projections import Views
 
@@ -23,10 +22,10 @@ __all__ = ["chargeledger_answer_call"]
 
 
 def _start(call: InboundCall, views: Views, settings: Settings) -> list[Command]:
-    start = fields(call)
-    info = id_tag_info(start["idTag"], settings)
+    start = call.payload
+    info = id_tag_info(start.id_tag, settings)
     earlier = views.transactions.find_start(
-        call.station, start["connectorId"], start["idTag"], start["timestamp"], start["meterStart"]
+        call.station, start.connector_id, start.id_tag, start.timestamp, start.meter_start
     )
     if earlier is not None:
         return [Reply({"transactionId": earlier.transaction_id, "idTagInfo": info})]
@@ -34,7 +33,7 @@ def _start(call: InboundCall, views: Views, settings: Settings) -> list[Command]
 
 
 def _stop(call: InboundCall, settings: Settings) -> list[Command]:
-    id_tag = fields(call).get("idTag")
+    id_tag = call.payload.id_tag
     answer: dict[str, Any] = {} if id_tag is None else {"idTagInfo": id_tag_info(id_tag, settings)}
     return [Reply(answer)]
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import trio
@@ -67,10 +67,8 @@ class RunningServer:
         """Cancel the server (as SIGINT does) and wait until it has flushed and closed."""
         if self._token is not None and self._scope is not None:
             scope = self._scope
-            try:
+            with suppress(trio.RunFinishedError):
                 self._token.run_sync_soon(scope.cancel)
-            except trio.RunFinishedError:
-                pass
         self._thread.join(30)
         assert not self._thread.is_alive(), "server did not stop"
         if self._error is not None:
@@ -106,7 +104,9 @@ async def raw_station(
     """A bare WebSocket to the server, for frames no real client would send."""
     return await websockets.connect(
         f"{url}/{station}",
-        subprotocols=None if subprotocols is None else [websockets.Subprotocol(p) for p in subprotocols],
+        subprotocols=None
+        if subprotocols is None
+        else [websockets.Subprotocol(p) for p in subprotocols],
         ping_interval=None,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -66,7 +67,11 @@ def test_no_subprotocol_is_served_as_16_by_default(store: str) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "offered", "path"),
-    [("reject", [], "/ocpp/CP-X"), ("ocpp1.6", ["ocpp1.5"], "/ocpp/CP-X"), ("ocpp1.6", ["ocpp1.6"], "/")],
+    [
+        ("reject", [], "/ocpp/CP-X"),
+        ("ocpp1.6", ["ocpp1.5"], "/ocpp/CP-X"),
+        ("ocpp1.6", ["ocpp1.6"], "/"),
+    ],
 )
 def test_refused_handshakes_are_recorded(
     store: str, policy: Any, offered: list[str], path: str
@@ -75,7 +80,9 @@ def test_refused_handshakes_are_recorded(
         assert server.csms is not None
         url = f"ws://127.0.0.1:{server.csms.port}{path}"
         with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(url, subprotocols=[websockets.Subprotocol(p) for p in offered] or None)
+            await websockets.connect(
+                url, subprotocols=[websockets.Subprotocol(p) for p in offered] or None
+            )
         return refused.value.response.status_code
 
     with running_server(Settings(port=0, store=store, no_subprotocol=policy)) as server:
@@ -212,10 +219,8 @@ def test_garbage_connection_does_not_take_the_server_down(store: str) -> None:
             with socket.create_connection(("127.0.0.1", server.csms.port)) as sock:
                 sock.sendall(garbage)
                 sock.settimeout(2)
-                try:
+                with contextlib.suppress(OSError):
                     sock.recv(1024)
-                except OSError:
-                    pass
         asyncio.run(scenario(server))
 
 

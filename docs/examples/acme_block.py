@@ -17,7 +17,7 @@ VENDOR_ID = "com.acme.display"
 
 @hookimpl
 def chargeledger_answer_call(call: InboundCall) -> list[Command] | None:
-    if call.action != "DataTransfer" or call.payload.vendorId != VENDOR_ID:
+    if call.action != "DataTransfer" or call.payload.vendor_id != VENDOR_ID:
         return None  # not ours: let the other blocks answer
     return [Reply({"status": "Accepted", "data": "shown"})]
 
