@@ -1,0 +1,339 @@
+"""The event store: the ordered, durable log of domain events on SQLite, PostgreSQL or memory.
+
+A :class:`Store` puts ``chargeledger.core.events`` straight through an eventsourcing
+application recorder (``originator_id`` = stream id, text; ``originator_version`` = version in
+the stream; notification id = global position). It deliberately bypasses
+``eventsourcing.Application.save()``, whose runtime protocol checks halve throughput.
+
+Every method is synchronous and may block on the database: call it from a worker thread
+(``trio.to_thread.run_sync``) or from the group-commit writer's thread, never on the trio
+thread. Failures surface as ``chargeledger.core.errors`` exceptions only: a stale stream
+version raises :class:`StreamConflict`; anything else the database does wrong (server down,
+file unwritable, lock timeout, store closed) raises :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import psycopg
+from eventsourcing.domain import EventSourcingError
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+from psycopg import sql
+
+from chargeledger.core.errors import StoreUnavailable, StreamConflict
+from chargeledger.core.events import Event, Recorded, decode_event, encode_event
+
+__all__ = ["Store", "drop_postgres_schema", "open_store"]
+
+T = TypeVar("T")
+
+# Seconds to wait for an SQLite write lock, a PostgreSQL table lock or a new connection.
+_TIMEOUT = 5
+# Seconds an operation waits for a connection from the PostgreSQL pool. The recorder retries
+# connection errors 10 times, 0.2 s apart, so a PostgreSQL outage fails an operation after
+# about 10 * (2 + 0.2) = 22 s: shorter outages (a restart, a fail-over) are ridden out.
+_POOL_WAIT = 2
+# psycopg_pool retries a lost connection with exponential backoff for this long (300 s by
+# default, which can leave the pool empty for minutes after the server is back); once it
+# gives up, the next request starts a fresh attempt at once.
+_RECONNECT_WINDOW = 10
+
+
+@dataclass(frozen=True)
+class _PostgresTarget:
+    dbname: str
+    host: str
+    port: int
+    user: str
+    password: str
+    schema: str
+
+
+def _parse_postgres(url: str) -> _PostgresTarget:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - {"schema"}
+    if unknown:
+        raise ValueError(f"unknown store URL parameter(s) {sorted(unknown)} in {_redact(url)}")
+    dbname = unquote(parts.path.lstrip("/"))
+    if not dbname:
+        raise ValueError(f"store URL {_redact(url)} names no database")
+    return _PostgresTarget(
+        dbname=dbname,
+        host=parts.hostname or "localhost",
+        port=parts.port or 5432,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        schema=(query.get("schema") or ["public"])[-1] or "public",
+    )
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _connect(target: _PostgresTarget) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(
+        dbname=target.dbname,
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        connect_timeout=_TIMEOUT,
+        autocommit=True,
+    )
+
+
+@contextmanager
+def _translate(safe_url: str, what: str) -> Iterator[None]:
+    """Turn the database layer's exceptions into ``chargeledger.core.errors`` ones."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise StreamConflict(f"{what} on {safe_url}: {exc}") from exc
+    # The recorders wrap most driver errors in EventSourcingError, but not all of them
+    # (connecting, closed pools), so the drivers' own base classes are caught too.
+    except (EventSourcingError, sqlite3.Error, psycopg.Error, OSError) as exc:
+        raise StoreUnavailable(f"{what} on {safe_url} failed: {exc}") from exc
+
+
+class Store:
+    """The event log behind one store URL; thread-safe, blocking (see the module docstring).
+
+    Build it with :func:`open_store`.
+    """
+
+    def __init__(self, url: str, recorder: ApplicationRecorder, close: Callable[[], None]) -> None:
+        self.url = url
+        self._safe_url = _redact(url)
+        self._recorder = recorder
+        self._close = close
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Store({self._safe_url!r})"
+
+    def append(self, items: Sequence[tuple[str, int, Event]]) -> list[Recorded]:
+        """Commit ``(stream, version, event)`` items in one transaction, in order.
+
+        Returns them as :class:`Recorded`, positions ascending in the order given. Raises
+        :class:`StreamConflict` when any version is already taken in its stream (or repeated
+        in ``items``), :class:`StoreUnavailable` on any other failure; either way nothing of
+        ``items`` is written (but see ``docs/write-path.md`` on a commit whose acknowledgement
+        was lost).
+        """
+        if not items:
+            return []
+        stored = [
+            StoredEvent(stream, version, *encode_event(event)) for stream, version, event in items
+        ]
+        positions = self._call("append", self._recorder.insert_events, stored)
+        if positions is None or len(positions) != len(items):
+            raise StoreUnavailable(f"{self._safe_url} did not report the positions of an append")
+        return [
+            Recorded(position, stream, version, event)
+            for position, (stream, version, event) in zip(positions, items, strict=True)
+        ]
+
+    def read(self, after: int = 0, limit: int = 1000, stop: int | None = None) -> list[Recorded]:
+        """Up to ``limit`` events with ``after < position <= stop``, in position order.
+
+        Raises :class:`StoreUnavailable` when the store cannot be read, and ``KeyError`` or
+        ``msgspec.DecodeError`` for an event this code cannot decode (a newer writer's topic,
+        corrupted state): never skipped silently.
+        """
+        notifications = self._call(
+            "read",
+            lambda: self._recorder.select_notifications(
+                after, limit, stop=stop, inclusive_of_start=False
+            ),
+        )
+        return [
+            Recorded(
+                n.id, str(n.originator_id), n.originator_version, decode_event(n.topic, n.state)
+            )
+            for n in notifications
+        ]
+
+    def iter_all(self, after: int = 0, page: int = 5000) -> Iterator[Recorded]:
+        """Every event after ``after`` in position order, read ``page`` events at a time.
+
+        Events committed while iterating are included as long as the iteration has not ended.
+        Raises like :meth:`read`, possibly after yielding part of the log.
+        """
+        while True:
+            batch = self.read(after, page)
+            yield from batch
+            if len(batch) < page:
+                return
+            after = batch[-1].position
+
+    def read_stream(self, stream: str) -> list[tuple[int, Event]]:
+        """The ``(version, event)`` pairs of ``stream``, oldest first (empty when unknown).
+
+        Raises like :meth:`read`.
+        """
+        stored = self._call("read_stream", self._recorder.select_events, stream)
+        return [(s.originator_version, decode_event(s.topic, s.state)) for s in stored]
+
+    def last_event(self, stream: str) -> tuple[int, Event] | None:
+        """The newest ``(version, event)`` of ``stream``, ``None`` when it is empty.
+
+        Raises like :meth:`read`.
+        """
+        last = self._last_stored(stream)
+        if last is None:
+            return None
+        return last.originator_version, decode_event(last.topic, last.state)
+
+    def last_version(self, stream: str) -> int:
+        """The version of the newest event of ``stream``; 0 when it is empty.
+
+        Raises :class:`StoreUnavailable` when the store cannot be read.
+        """
+        last = self._last_stored(stream)
+        return 0 if last is None else last.originator_version
+
+    def max_position(self) -> int:
+        """The position of the newest event; 0 for an empty store.
+
+        Raises :class:`StoreUnavailable` when the store cannot be read.
+        """
+        return self._call("max_position", self._recorder.max_notification_id) or 0
+
+    def close(self) -> None:
+        """Release connections; idempotent. Later calls raise :class:`StoreUnavailable`."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def _last_stored(self, stream: str) -> StoredEvent | None:
+        stored = self._call(
+            "last_event", lambda: self._recorder.select_events(stream, desc=True, limit=1)
+        )
+        return stored[0] if stored else None
+
+    def _call(self, what: str, func: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise StoreUnavailable(f"{what} on {self._safe_url}: the store is closed")
+        with _translate(self._safe_url, what):
+            return func(*args)
+
+
+def open_store(url: str) -> Store:
+    """Open (creating tables, and the PostgreSQL schema, when missing) the store at ``url``.
+
+    * ``memory://``: in this process only, gone when it ends (tests, demos).
+    * ``sqlite:///PATH``: the file ``PATH`` relative to the working directory;
+      ``sqlite:////abs/path`` for an absolute one. The path is taken literally (no
+      percent-decoding, no query string). Opened in WAL mode, so other processes (the CLI)
+      can read while the server writes. The directory must exist.
+    * ``postgresql://user[:password]@host[:port]/dbname[?schema=NAME]``: schema ``public``
+      by default; user ``postgres``, host ``localhost``, port 5432 when left out. The user
+      needs the right to create the schema's tables (done on open). Several processes may
+      open the same schema at once.
+
+    Raises ``ValueError`` for a URL it does not understand, :class:`StoreUnavailable` when the
+    database cannot be reached or set up.
+    """
+    if url == "memory://":
+        return Store(url, POPOApplicationRecorder(), lambda: None)
+    if url.startswith("sqlite:///"):
+        return _open_sqlite(url, url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        return _open_postgres(url, _parse_postgres(url))
+    raise ValueError(
+        f"unsupported store URL {_redact(url)!r}: "
+        "expected memory://, sqlite:///PATH or postgresql://user@host:port/dbname"
+    )
+
+
+def _open_sqlite(url: str, path: str) -> Store:
+    if not path:
+        raise ValueError(f"store URL {url!r} names no file")
+    # eventsourcing opens SQLite with uri=True; a percent-quoted file: URI makes any path
+    # (one containing '?', '#' or ':memory:', say) mean exactly that file.
+    datastore = SQLiteDatastore(
+        "file:" + quote(path), lock_timeout=_TIMEOUT, originator_id_type="text"
+    )
+    recorder = SQLiteApplicationRecorder(datastore)
+    try:
+        with _translate(url, "open"):
+            recorder.create_table()
+    except BaseException:
+        datastore.close()
+        raise
+    return Store(url, recorder, datastore.close)
+
+
+def _open_postgres(url: str, target: _PostgresTarget) -> Store:
+    datastore = PostgresDatastore(
+        dbname=target.dbname,
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        schema=target.schema,
+        connect_timeout=_POOL_WAIT,
+        lock_timeout=_TIMEOUT,
+        # The writer thread holds one connection per batch; readers (projections, API,
+        # allocator) must not queue behind it.
+        pool_size=2,
+        max_overflow=8,
+        originator_id_type="text",
+    )
+    # Not a PostgresDatastore parameter; the pool reads it only once opened (on first use).
+    datastore.pool.reconnect_timeout = _RECONNECT_WINDOW
+    try:
+        # DDL of processes starting together races (CREATE ... IF NOT EXISTS is not atomic
+        # against a concurrent CREATE): a session advisory lock per schema serializes it and
+        # is released when this connection closes. The recorder is built inside too: its
+        # constructor already looks up the schema's types.
+        with _translate(_redact(url), "open"), _connect(target) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_ddl_lock_key(target.schema),))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(target.schema))
+            )
+            recorder = PostgresApplicationRecorder(datastore)
+            recorder.create_table()
+    except BaseException:
+        datastore.close()
+        raise
+    return Store(url, recorder, datastore.close)
+
+
+def _ddl_lock_key(schema: str) -> int:
+    return zlib.crc32(f"chargeledger-ddl:{schema}".encode())
+
+
+def drop_postgres_schema(url: str) -> None:
+    """Drop the schema of the PostgreSQL store URL ``url`` and everything in it (tests).
+
+    Raises ``ValueError`` for a URL that is not PostgreSQL or names the ``public`` schema
+    (refused: it is nobody's scratch space), ``psycopg.Error`` when the server cannot be
+    reached.
+    """
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"not a PostgreSQL store URL: {_redact(url)!r}")
+    target = _parse_postgres(url)
+    if target.schema == "public":
+        raise ValueError("refusing to drop the public schema")
+    with _connect(target) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(target.schema))
+        )

@@ -1,0 +1,271 @@
+"""The group-commit writer: one thread that commits everything queued in one store transaction.
+
+Session tasks hand their events to :meth:`GroupCommitWriter.append` and wait; the writer
+thread takes whatever has queued up meanwhile, assigns stream versions, commits it with one
+:meth:`Store.append <chargeledger.core.store.Store.append>` and wakes the waiters on the trio
+thread. Many frames per transaction is what makes durable-before-reply affordable (see
+``docs/write-path.md``).
+
+Use it as an async context manager on the trio thread::
+
+    async with GroupCommitWriter(store, on_commit=update_projections) as writer:
+        recorded = await writer.append([(stream, event), ...])
+
+Leaving the block flushes everything queued, then stops the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+import trio
+
+from chargeledger.core.errors import StoreUnavailable
+from chargeledger.core.events import Event, Recorded
+from chargeledger.core.store import Store
+
+__all__ = ["GroupCommitWriter", "WriterStatistics"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriterStatistics:
+    """Counters since the writer started (for metrics); a consistent snapshot."""
+
+    batches: int
+    """Committed batches (transactions)."""
+    events: int
+    """Committed events."""
+    failed_batches: int
+    """Batches whose commit failed (their waiters got ``StoreUnavailable``)."""
+    last_batch_size: int
+    """Events in the last committed batch (0 before the first)."""
+    avg_batch_size: float
+    """Events per committed batch."""
+    last_commit_seconds: float
+    """Duration of the last committed batch's version lookups and transaction."""
+    avg_commit_seconds: float
+    """Mean of ``last_commit_seconds`` over committed batches."""
+
+
+@dataclass(eq=False)
+class _Request:
+    """One append() call: its events and, once the batch is decided, its outcome."""
+
+    events: list[tuple[str, Event]]
+    done: trio.Event = field(default_factory=trio.Event)
+    recorded: list[Recorded] | None = None
+    error: Exception | None = None
+
+
+_STOP = None  # the queue item that tells the thread to finish
+
+
+class GroupCommitWriter:
+    """Commits appended events in batches from one writer thread; the trio side never blocks.
+
+    It must be the only appender of the streams it is given (session streams): it assigns
+    their versions itself, from ``store.last_version(stream)`` the first time it meets a
+    stream and from memory afterwards (at most ``max_streams`` streams are remembered; a
+    forgotten one is looked up again, so the bound costs a query, never correctness).
+
+    ``on_commit(batch)`` runs on the trio thread with each committed batch, in position order,
+    before any waiter of that batch resumes; it must not block and should not raise (an
+    exception is logged and the waiters still get their results, since the events are
+    committed). A batch holds whole append() calls, closed once it reaches ``max_batch``
+    events.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        on_commit: Callable[[list[Recorded]], None] | None = None,
+        max_batch: int = 1000,
+        *,
+        max_streams: int = 100_000,
+    ) -> None:
+        if max_batch < 1 or max_streams < 1:
+            raise ValueError("max_batch and max_streams must be at least 1")
+        self._store = store
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._max_streams = max_streams
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # Writer thread only: the next version of each recently seen stream.
+        self._next_version: OrderedDict[str, int] = OrderedDict()
+        self._thread = threading.Thread(target=self._run, name="group-commit-writer", daemon=True)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stopped = trio.Event()
+        self._state = "new"  # -> "open" -> "closed"
+        self._stats_lock = threading.Lock()
+        self._batches = self._events = self._failed = self._last_size = 0
+        self._last_seconds = self._total_seconds = 0.0
+
+    async def __aenter__(self) -> Self:
+        """Start the writer thread. Raises ``RuntimeError`` when entered twice."""
+        if self._state != "new":
+            raise RuntimeError("a GroupCommitWriter can be started only once")
+        self._token = trio.lowlevel.current_trio_token()
+        self._state = "open"
+        self._thread.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def append(self, events: Sequence[tuple[str, Event]]) -> list[Recorded]:
+        """Commit ``(stream, event)`` pairs atomically; return them as recorded, in order.
+
+        Returns only once they are committed (durable). Raises :class:`StoreUnavailable`
+        when their batch could not be committed (nothing of it is written, but see
+        ``docs/write-path.md`` on lost acknowledgements), ``trio.ClosedResourceError`` once
+        the writer is closing or closed, ``RuntimeError`` before it is started.
+
+        Cancelling the caller does not withdraw the events: they stay in their batch, are
+        committed (or fail) with it and reach ``on_commit``; only the result is dropped.
+        """
+        if self._state != "open":
+            if self._state == "new":
+                raise RuntimeError("GroupCommitWriter used before `async with` started it")
+            raise trio.ClosedResourceError("the writer is closed")
+        if not events:
+            return []
+        request = _Request(list(events))
+        self._queue.put(request)
+        await request.done.wait()
+        if request.error is not None:
+            raise StoreUnavailable(str(request.error)) from request.error
+        assert request.recorded is not None
+        return request.recorded
+
+    async def aclose(self) -> None:
+        """Commit everything queued, deliver it, stop the thread; idempotent.
+
+        Shielded from cancellation, so a cancelled shutdown still flushes: it takes as long as
+        the last batch's commit (bounded by the store's timeouts).
+        """
+        if self._state == "new":
+            self._state = "closed"
+            return
+        if self._state == "open":
+            self._state = "closed"
+            self._queue.put(_STOP)
+        with trio.CancelScope(shield=True):
+            await self._stopped.wait()
+        self._thread.join()
+
+    def statistics(self) -> WriterStatistics:
+        """Batch and latency counters (thread-safe snapshot)."""
+        with self._stats_lock:
+            return WriterStatistics(
+                batches=self._batches,
+                events=self._events,
+                failed_batches=self._failed,
+                last_batch_size=self._last_size,
+                avg_batch_size=self._events / self._batches if self._batches else 0.0,
+                last_commit_seconds=self._last_seconds,
+                avg_commit_seconds=self._total_seconds / self._batches if self._batches else 0.0,
+            )
+
+    # -- writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch, size = [first], len(first.events)
+            while size < self._max_batch:
+                try:
+                    request = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if request is _STOP:
+                    stopping = True
+                    break
+                batch.append(request)
+                size += len(request.events)
+            self._commit(batch)
+        self._deliver_soon(self._stopped.set)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
+        try:
+            recorded = self._store.append(self._assign_versions(batch))
+        except Exception as exc:
+            # Forget rather than roll back the versions: a re-read is right even when the
+            # batch was in fact committed and only its acknowledgement was lost.
+            for request in batch:
+                for stream, _ in request.events:
+                    self._next_version.pop(stream, None)
+            log.error("group commit of %d request(s) failed: %s", len(batch), exc)
+            with self._stats_lock:
+                self._failed += 1
+            self._deliver_soon(self._fail, batch, exc)
+            return
+        seconds = time.perf_counter() - started
+        with self._stats_lock:
+            self._batches += 1
+            self._events += len(recorded)
+            self._last_size = len(recorded)
+            self._last_seconds = seconds
+            self._total_seconds += seconds
+        self._deliver_soon(self._succeed, batch, recorded)
+
+    def _assign_versions(self, batch: list[_Request]) -> list[tuple[str, int, Event]]:
+        items: list[tuple[str, int, Event]] = []
+        cache = self._next_version
+        for request in batch:
+            for stream, event in request.events:
+                version = cache.pop(stream, None)
+                if version is None:
+                    version = self._store.last_version(stream) + 1
+                    if len(cache) >= self._max_streams:
+                        cache.popitem(last=False)
+                # Re-inserting marks the stream as most recently used.
+                cache[stream] = version + 1
+                items.append((stream, version, event))
+        return items
+
+    def _deliver_soon(self, func: Callable[..., object], *args: object) -> None:
+        assert self._token is not None
+        try:
+            self._token.run_sync_soon(func, *args)
+        except trio.RunFinishedError:
+            # The trio run ended without closing the writer: nobody is left to wake.
+            log.warning("trio run finished before the writer delivered its results")
+
+    # -- trio thread (via run_sync_soon; an exception here would crash the trio run) ------
+
+    def _succeed(self, batch: list[_Request], recorded: list[Recorded]) -> None:
+        if self._on_commit is not None:
+            try:
+                self._on_commit(recorded)
+            except Exception:
+                log.exception("on_commit failed for a batch of %d events", len(recorded))
+        offset = 0
+        for request in batch:
+            end = offset + len(request.events)
+            request.recorded = recorded[offset:end]
+            offset = end
+            request.done.set()
+
+    def _fail(self, batch: list[_Request], error: Exception) -> None:
+        for request in batch:
+            request.error = error
+            request.done.set()

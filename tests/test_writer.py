@@ -1,0 +1,244 @@
+"""The group-commit writer: batching, ordering, on_commit, failures, cancellation, close."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import pytest
+import trio
+import trio.testing
+
+from chargeledger.core.errors import StoreUnavailable
+from chargeledger.core.events import Event, FrameLogged, Recorded
+from chargeledger.core.store import Store, open_store
+from chargeledger.core.writer import GroupCommitWriter
+
+__all__: list[str] = []
+
+
+def frame(n: int) -> FrameLogged:
+    return FrameLogged(station="CP", session="s", at=float(n), direction="in", text=f"[{n}]")
+
+
+def memory_store() -> Store:
+    return open_store("memory://")
+
+
+def wrap_append(
+    monkeypatch: pytest.MonkeyPatch,
+    store: Store,
+    before: Callable[[], None] = lambda: None,
+    after: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``before`` and ``after`` around each ``store.append`` (in the writer thread)."""
+    real = store.append
+
+    def append(items: Sequence[tuple[str, int, Event]]) -> list[Recorded]:
+        before()
+        recorded = real(items)
+        after()
+        return recorded
+
+    monkeypatch.setattr(store, "append", append)
+
+
+class Gate:
+    """Holds the writer thread inside ``store.append`` until opened."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def hold(self) -> None:
+        self.entered.set()
+        self.opened.wait()
+
+    async def wait_entered(self) -> None:
+        await trio.to_thread.run_sync(self.entered.wait)
+
+
+async def test_concurrent_appenders_all_committed_in_order(store: Store) -> None:
+    seen: list[Recorded] = []
+    results: dict[int, list[list[Recorded]]] = {}
+
+    async def appender(writer: GroupCommitWriter, task: int) -> None:
+        results[task] = []
+        for n in range(10):
+            events: list[tuple[str, Event]] = [(f"s{task}", frame(n)), (f"s{task}", frame(-n))]
+            recorded = await writer.append(events)
+            assert [r.event for r in recorded] == [e for _, e in events]
+            results[task].append(recorded)
+
+    async with (
+        GroupCommitWriter(store, on_commit=seen.extend) as writer,
+        trio.open_nursery() as nursery,
+    ):
+        for task in range(40):
+            nursery.start_soon(appender, writer, task)
+
+    positions = [r.position for r in seen]
+    assert positions == sorted(positions) and len(set(positions)) == 800
+    assert seen == store.read(limit=10_000)
+    for task, appends in results.items():
+        flat = [r for recorded in appends for r in recorded]
+        assert [r.version for r in flat] == list(range(1, 21))
+        assert [r.position for r in flat] == sorted(r.position for r in flat)
+        assert {r.stream for r in flat} == {f"s{task}"}
+    stats = writer.statistics()
+    assert stats.events == 800 and stats.batches < 400 and stats.failed_batches == 0
+
+
+async def test_group_commit_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = memory_store()
+    gate = Gate()
+    wrap_append(monkeypatch, store, before=gate.hold)
+    async with GroupCommitWriter(store) as writer, trio.open_nursery() as nursery:
+        nursery.start_soon(writer.append, [("s0", frame(0))])
+        await gate.wait_entered()
+        for task in range(1, 50):
+            nursery.start_soon(writer.append, [(f"s{task}", frame(task))])
+        await trio.testing.wait_all_tasks_blocked()
+        gate.opened.set()  # the first batch held the thread while the other 49 queued up
+    stats = writer.statistics()
+    assert (stats.batches, stats.events, stats.last_batch_size) == (2, 50, 49)
+    assert stats.avg_batch_size == 25.0 and stats.avg_commit_seconds > 0
+
+
+async def test_max_batch_never_splits_an_append(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = memory_store()
+    gate = Gate()
+    wrap_append(monkeypatch, store, before=gate.hold)
+    sizes: list[int] = []
+    async with (
+        GroupCommitWriter(store, on_commit=lambda b: sizes.append(len(b)), max_batch=5) as writer,
+        trio.open_nursery() as nursery,
+    ):
+        for task in range(5):
+            nursery.start_soon(writer.append, [(f"s{task}", frame(n)) for n in range(3)])
+            if task == 0:
+                await gate.wait_entered()
+        await trio.testing.wait_all_tasks_blocked()
+        gate.opened.set()
+    assert sizes == [3, 6, 6]
+
+
+async def test_on_commit_runs_before_the_waiters_resume() -> None:
+    committed: set[int] = set()
+    async with GroupCommitWriter(
+        memory_store(), on_commit=lambda b: committed.update(r.position for r in b)
+    ) as writer:
+        for n in range(3):
+            recorded = await writer.append([("s", frame(n))])
+            assert recorded[0].position in committed
+
+
+async def test_failing_store_fails_the_batch_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = memory_store()
+    down = True
+
+    def fail_when_down() -> None:
+        if down:
+            raise StoreUnavailable("database is down")
+
+    wrap_append(monkeypatch, store, before=fail_when_down)
+    seen: list[Recorded] = []
+    async with GroupCommitWriter(store, on_commit=seen.extend) as writer:
+        with pytest.raises(StoreUnavailable, match="database is down"):
+            await writer.append([("a", frame(1)), ("b", frame(2))])
+        down = False
+        recorded = await writer.append([("a", frame(3)), ("b", frame(4))])
+    # The failed batch left no trace: its versions were not used up.
+    assert [(r.stream, r.version) for r in recorded] == [("a", 1), ("b", 1)]
+    assert seen == recorded == store.read()
+    assert writer.statistics().failed_batches == 1
+
+
+async def test_commit_whose_acknowledgement_was_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store committed but reported a failure: the next append must not reuse versions."""
+    store = memory_store()
+    commits = 0
+
+    def lose_second_ack() -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 2:
+            raise StoreUnavailable("connection lost during commit")
+
+    wrap_append(monkeypatch, store, after=lose_second_ack)
+    async with GroupCommitWriter(store) as writer:
+        await writer.append([("a", frame(1))])  # version 1
+        with pytest.raises(StoreUnavailable):
+            await writer.append([("a", frame(2))])  # version 2, committed, ack lost
+        [recorded] = await writer.append([("a", frame(3))])
+    assert recorded.version == 3
+    assert [v for v, _ in store.read_stream("a")] == [1, 2, 3]
+
+
+async def test_versions_continue_existing_streams_and_survive_cache_eviction() -> None:
+    store = memory_store()
+    store.append([("a", 1, frame(0)), ("a", 2, frame(0))])
+    async with GroupCommitWriter(store, max_streams=2) as writer:
+        for n in range(3):
+            for stream in ("a", "b", "c"):  # three streams through a cache of two
+                await writer.append([(stream, frame(n))])
+    assert [v for v, _ in store.read_stream("a")] == [1, 2, 3, 4, 5]
+    assert [v for v, _ in store.read_stream("c")] == [1, 2, 3]
+
+
+async def test_cancelled_waiter_still_gets_its_events_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = memory_store()
+    gate = Gate()
+    wrap_append(monkeypatch, store, before=gate.hold)
+    seen: list[Recorded] = []
+    async with GroupCommitWriter(store, on_commit=seen.extend) as writer:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await writer.append([("a", frame(1)), ("a", frame(2))])
+        gate.opened.set()
+        await writer.append([("a", frame(3))])
+    assert scope.cancelled_caught
+    assert [r.event for r in seen] == [frame(1), frame(2), frame(3)]
+    assert [v for v, _ in store.read_stream("a")] == [1, 2, 3]
+
+
+async def test_on_commit_exception_is_contained() -> None:
+    def broken(batch: list[Recorded]) -> None:
+        raise RuntimeError("projection bug")
+
+    async with GroupCommitWriter(memory_store(), on_commit=broken) as writer:
+        [recorded] = await writer.append([("a", frame(1))])
+    assert recorded.version == 1
+
+
+async def test_aclose_flushes_and_later_appends_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = memory_store()
+    gate = Gate()
+    wrap_append(monkeypatch, store, before=gate.hold)
+    results: list[list[Recorded]] = []
+
+    async def appender(writer: GroupCommitWriter, task: int) -> None:
+        results.append(await writer.append([(f"s{task}", frame(task))]))
+
+    writer = GroupCommitWriter(store)
+    async with trio.open_nursery() as nursery:
+        await writer.__aenter__()
+        for task in range(20):
+            nursery.start_soon(appender, writer, task)
+        await trio.testing.wait_all_tasks_blocked()
+        gate.opened.set()
+        await writer.aclose()
+        # Every queued append was committed before aclose() returned, and its waiter woken.
+        assert store.max_position() == 20
+    assert len(results) == 20
+    with pytest.raises(trio.ClosedResourceError):
+        await writer.append([("a", frame(1))])
+    await writer.aclose()  # idempotent
+
+
+async def test_append_before_start_raises() -> None:
+    writer = GroupCommitWriter(memory_store())
+    with pytest.raises(RuntimeError):
+        await writer.append([("a", frame(1))])
