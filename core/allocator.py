@@ -20,21 +20,14 @@ import time
 
 import trio
 
-from chargeledger.core.errors import ChargeLedgerError, StoreError, StreamConflict
+from chargeledger.core.errors import AllocatorExhausted, StoreError, StreamConflict
 from chargeledger.core.events import ALLOCATOR_STREAM, TransactionIdsReserved
 from chargeledger.core.store import Store
 
-__all__ = ["MAX_TRANSACTION_ID", "AllocatorExhausted", "TransactionIdAllocator"]
+__all__ = ["MAX_TRANSACTION_ID", "TransactionIdAllocator"]
 
 MAX_TRANSACTION_ID = 2**31 - 1
 """The largest id: OCPP 1.6 ``transactionId`` is a signed 32-bit integer."""
-
-
-class AllocatorExhausted(ChargeLedgerError):
-    """Every transaction id up to ``MAX_TRANSACTION_ID`` has been reserved; none is left.
-
-    Not a ``StoreError``: the store is fine, the id space is used up.
-    """
 
 
 class TransactionIdAllocator:

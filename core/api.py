@@ -1,32 +1,37 @@
-"""The Python API of a running CSMS: send CALLs to stations and read the projections.
+"""The Python API of a running CSMS: use cases and message mode towards stations, and reads.
 
-Every method awaits the station's answer and returns its CALLRESULT payload as a dict. They
-raise, from :mod:`chargeledger.core.errors`:
+Two modes, as in the best CSMS stacks:
+
+* **Use-case mode**: the same call whatever the station's protocol version
+  (``remote_start``, ``remote_stop``, ``reset``, ``change_availability``,
+  ``unlock_connector``, ``read_configuration``, ``change_configuration``,
+  ``trigger_message``, ``clear_cache``, ``data_transfer``). Each returns a
+  :class:`UseCaseResult`; :mod:`chargeledger.core.usecases` builds the version's request.
+* **Message mode**: :meth:`CentralSystem.call`, any action of the station's version with a raw
+  payload, schema-checked, returning the station's CALLRESULT payload.
+
+Every method awaits the station's answer. They raise, from :mod:`chargeledger.core.errors`:
 
 * ``OutboundValidationError``: the payload violates the official schema; nothing was sent.
 * ``StationOffline``: the station is not connected to this node, or left before answering.
 * ``CallError``: the station answered with a CALLERROR (``code``, ``description``).
 * ``CallTimeout``: no answer within ``Settings.call_timeout``; the timeout is recorded and a
   late answer is recorded and ignored.
-
-:meth:`CentralSystem.call` is message mode: any action of the station's protocol version, raw
-payload, schema-checked. The named methods are the OCPP 1.6 Core profile's CSMS-initiated
-messages.
+* ``UnsupportedUseCase``: the use case has no equivalent in the station's version.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
+from chargeledger.core import usecases
+from chargeledger.core.errors import StationOffline
 from chargeledger.core.gateway import Gateway
 from chargeledger.core.store import Store
+from chargeledger.core.usecases import ResetKind, UseCaseResult
 from chargeledger.projections import Views
 
-__all__ = ["CentralSystem"]
-
-
-def _present(**fields: Any) -> dict[str, Any]:
-    return {key: value for key, value in fields.items() if value is not None}
+__all__ = ["CentralSystem", "UseCaseResult"]
 
 
 class CentralSystem:
@@ -48,55 +53,108 @@ class CentralSystem:
         """Stations connected to this node."""
         return sorted(self.gateway.sessions)
 
+    def protocol(self, station: str) -> str:
+        """The protocol version of the station's current connection; ``StationOffline`` if none."""
+        session = self.gateway.sessions.get(station)
+        if session is None:
+            raise StationOffline(f"station {station!r} is not connected")
+        return session.protocol
+
     async def call(self, station: str, action: str, payload: Any) -> dict[str, Any]:
         """Message mode: send ``action`` with ``payload`` and return the station's answer."""
         return await self.gateway.call(station, action, payload)
 
-    # -- OCPP 1.6 Core profile, CSMS-initiated ----------------------------------------------
+    async def _use(self, station: str, request: usecases.Request) -> UseCaseResult:
+        response = await self.call(station, request.action, request.payload)
+        return request.result(response)
 
-    async def change_availability(
-        self, station: str, connector_id: int, availability: Literal["Inoperative", "Operative"]
-    ) -> dict[str, Any]:
-        return await self.call(
-            station, "ChangeAvailability", {"connectorId": connector_id, "type": availability}
-        )
+    # -- use cases (version-neutral) ----------------------------------------------------------
 
-    async def change_configuration(self, station: str, key: str, value: str) -> dict[str, Any]:
-        return await self.call(station, "ChangeConfiguration", {"key": key, "value": value})
-
-    async def get_configuration(
-        self, station: str, keys: list[str] | None = None
-    ) -> dict[str, Any]:
-        return await self.call(station, "GetConfiguration", _present(key=keys))
-
-    async def clear_cache(self, station: str) -> dict[str, Any]:
-        return await self.call(station, "ClearCache", {})
-
-    async def remote_start_transaction(
+    async def remote_start(
         self,
         station: str,
-        id_tag: str,
+        id_token: str,
+        *,
+        evse_id: int | None = None,
         connector_id: int | None = None,
-        charging_profile: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return await self.call(
-            station,
-            "RemoteStartTransaction",
-            _present(idTag=id_tag, connectorId=connector_id, chargingProfile=charging_profile),
+        charging_limit_w: float | None = None,
+    ) -> UseCaseResult:
+        """Start a session for ``id_token`` (1.6 RemoteStartTransaction)."""
+        request = usecases.remote_start(
+            self.protocol(station), id_token, evse_id, connector_id, charging_limit_w
+        )
+        return await self._use(station, request)
+
+    async def remote_stop(self, station: str, transaction_id: int | str) -> UseCaseResult:
+        """Stop the transaction (1.6 RemoteStopTransaction)."""
+        return await self._use(
+            station, usecases.remote_stop(self.protocol(station), transaction_id)
         )
 
-    async def remote_stop_transaction(self, station: str, transaction_id: int) -> dict[str, Any]:
-        return await self.call(station, "RemoteStopTransaction", {"transactionId": transaction_id})
+    async def reset(
+        self, station: str, kind: ResetKind = "soft", *, evse_id: int | None = None
+    ) -> UseCaseResult:
+        """Reset the station: ``soft`` / ``on_idle`` (1.6 Soft) or ``hard`` / ``immediate``
+        (1.6 Hard)."""
+        return await self._use(station, usecases.reset(self.protocol(station), kind, evse_id))
 
-    async def reset(self, station: str, kind: Literal["Hard", "Soft"]) -> dict[str, Any]:
-        return await self.call(station, "Reset", {"type": kind})
+    async def change_availability(
+        self,
+        station: str,
+        operative: bool,
+        *,
+        evse_id: int | None = None,
+        connector_id: int | None = None,
+    ) -> UseCaseResult:
+        """Make the station (no ids), an EVSE or a connector operative or inoperative."""
+        request = usecases.change_availability(
+            self.protocol(station), operative, evse_id, connector_id
+        )
+        return await self._use(station, request)
 
-    async def unlock_connector(self, station: str, connector_id: int) -> dict[str, Any]:
-        return await self.call(station, "UnlockConnector", {"connectorId": connector_id})
+    async def unlock_connector(
+        self, station: str, connector_id: int, *, evse_id: int | None = None
+    ) -> UseCaseResult:
+        """Unlock a connector's cable."""
+        request = usecases.unlock_connector(self.protocol(station), connector_id, evse_id)
+        return await self._use(station, request)
+
+    async def read_configuration(
+        self, station: str, keys: list[str] | None = None
+    ) -> UseCaseResult:
+        """Read configuration; ``UseCaseResult.values`` maps each key to its value
+        (1.6 GetConfiguration keys)."""
+        request = usecases.read_configuration(self.protocol(station), keys)
+        return await self._use(station, request)
+
+    async def change_configuration(self, station: str, key: str, value: str) -> UseCaseResult:
+        """Set one configuration key (1.6 ChangeConfiguration)."""
+        request = usecases.change_configuration(self.protocol(station), key, value)
+        return await self._use(station, request)
+
+    async def trigger_message(
+        self,
+        station: str,
+        message: str,
+        *,
+        evse_id: int | None = None,
+        connector_id: int | None = None,
+    ) -> UseCaseResult:
+        """Ask the station to send ``message`` (e.g. ``StatusNotification``, ``Heartbeat``)."""
+        request = usecases.trigger_message(self.protocol(station), message, evse_id, connector_id)
+        return await self._use(station, request)
+
+    async def clear_cache(self, station: str) -> UseCaseResult:
+        """Clear the station's authorization cache."""
+        return await self._use(station, usecases.clear_cache(self.protocol(station)))
 
     async def data_transfer(
-        self, station: str, vendor_id: str, message_id: str | None = None, data: str | None = None
-    ) -> dict[str, Any]:
-        return await self.call(
-            station, "DataTransfer", _present(vendorId=vendor_id, messageId=message_id, data=data)
-        )
+        self,
+        station: str,
+        vendor_id: str,
+        message_id: str | None = None,
+        data: str | None = None,
+    ) -> UseCaseResult:
+        """Send a vendor-specific DataTransfer."""
+        request = usecases.data_transfer(self.protocol(station), vendor_id, message_id, data)
+        return await self._use(station, request)

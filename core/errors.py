@@ -9,10 +9,11 @@ Our exceptions::
      ├── CallError                 the station answered our CALL with a CALLERROR
      ├── CallTimeout               the station did not answer our CALL in time
      ├── StationOffline            the station is not connected, or left before answering
+     ├── UnsupportedUseCase        a use case the station's protocol version cannot express
      ├── StoreError                the event store did not do what was asked
      │    ├── StoreUnavailable
      │    └── StreamConflict
-     └── SessionError              a station session was refused or cannot go on
+     └── AllocatorExhausted        every 1.6 transaction id (up to 2**31-1) is used up
 
 ``OcppError.code`` is a version-neutral code name (the OCPP 2.0.1 spelling); :func:`error_code`
 spells it for the station's version. ``OutboundValidationError`` is deliberately not an
@@ -40,17 +41,18 @@ from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
     "ERROR_CODES",
+    "AllocatorExhausted",
     "CallError",
     "CallTimeout",
     "ChargeLedgerError",
     "FrameError",
     "OcppError",
     "OutboundValidationError",
-    "SessionError",
     "StationOffline",
     "StoreError",
     "StoreUnavailable",
     "StreamConflict",
+    "UnsupportedUseCase",
     "error_code",
 ]
 
@@ -165,6 +167,10 @@ class StationOffline(ChargeLedgerError):
     """The station is not connected to this node, or left before answering."""
 
 
+class UnsupportedUseCase(ChargeLedgerError):
+    """The use case has no equivalent in the station's protocol version; nothing was sent."""
+
+
 class StoreError(ChargeLedgerError):
     """The event store did not do what was asked."""
 
@@ -177,5 +183,8 @@ class StreamConflict(StoreError):
     """An append used a stream version that is already taken; nothing of it was written."""
 
 
-class SessionError(ChargeLedgerError):
-    """A station session was refused or cannot go on."""
+class AllocatorExhausted(ChargeLedgerError):
+    """Every 1.6 transaction id up to 2**31-1 has been reserved; none is left.
+
+    Not a ``StoreError``: the store is fine, the id space is used up.
+    """

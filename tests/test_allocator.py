@@ -13,12 +13,8 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeledger.core.allocator import (
-    MAX_TRANSACTION_ID,
-    AllocatorExhausted,
-    TransactionIdAllocator,
-)
-from chargeledger.core.errors import ChargeLedgerError, StoreUnavailable
+from chargeledger.core.allocator import MAX_TRANSACTION_ID, TransactionIdAllocator
+from chargeledger.core.errors import AllocatorExhausted, ChargeLedgerError, StoreUnavailable
 from chargeledger.core.events import ALLOCATOR_STREAM, Event, Recorded, TransactionIdsReserved
 from chargeledger.core.store import Store, open_store
 

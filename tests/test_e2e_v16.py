@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,10 @@ class Station(ChargePoint):  # type: ignore[misc]
     @on(Action.unlock_connector)
     def on_unlock(self, connector_id: int) -> Any:
         return call_result.UnlockConnector(status="Unlocked")
+
+    @on(Action.trigger_message)
+    def on_trigger(self, requested_message: str, **_: Any) -> Any:
+        return call_result.TriggerMessage(status="Accepted")
 
     @on(Action.data_transfer)
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
@@ -141,19 +146,24 @@ async def charging_session(server: RunningServer) -> dict[str, Any]:
 
         csms = server.csms
         assert csms is not None
-        facts["reset"] = await server.arun(csms.reset, "CP-1", "Soft")
-        facts["get_configuration"] = await server.arun(csms.get_configuration, "CP-1")
+        facts["reset"] = await server.arun(csms.reset, "CP-1", "soft")
+        facts["get_configuration"] = await server.arun(csms.read_configuration, "CP-1")
         facts["change_configuration"] = await server.arun(
             csms.change_configuration, "CP-1", "HeartbeatInterval", "120"
         )
         facts["change_availability"] = await server.arun(
-            csms.change_availability, "CP-1", 1, "Inoperative"
+            partial(csms.change_availability, "CP-1", False, connector_id=1)
         )
         facts["clear_cache"] = await server.arun(csms.clear_cache, "CP-1")
-        facts["remote_start"] = await server.arun(csms.remote_start_transaction, "CP-1", "TAG-2", 1)
-        facts["remote_stop"] = await server.arun(csms.remote_stop_transaction, "CP-1", tid)
+        facts["remote_start"] = await server.arun(
+            partial(csms.remote_start, "CP-1", "TAG-2", connector_id=1)
+        )
+        facts["remote_stop"] = await server.arun(csms.remote_stop, "CP-1", tid)
         facts["unlock"] = await server.arun(csms.unlock_connector, "CP-1", 1)
         facts["csms_data_transfer"] = await server.arun(csms.data_transfer, "CP-1", "com.example")
+        facts["raw_trigger"] = await server.arun(
+            csms.call, "CP-1", "TriggerMessage", {"requestedMessage": "Heartbeat"}
+        )
     finally:
         task.cancel()
         await ws.close()
@@ -182,13 +192,17 @@ def test_full_session_with_independent_client(store: str) -> None:
     assert facts["start_verbatim"].transaction_id == tid
     assert facts["start_verbatim_2"].transaction_id == tid
     assert facts["data_transfer"].status == "UnknownVendorId"
-    assert facts["reset"] == {"status": "Accepted"}
-    assert {k["key"] for k in facts["get_configuration"]["configurationKey"]} == {
-        "HeartbeatInterval",
-        "MeterValueSampleInterval",
+    assert facts["reset"].accepted and facts["reset"].response == {"status": "Accepted"}
+    assert facts["get_configuration"].values == {
+        "HeartbeatInterval": "300",
+        "MeterValueSampleInterval": "60",
     }
-    assert facts["unlock"] == {"status": "Unlocked"}
-    assert facts["csms_data_transfer"] == {"status": "Rejected"}
+    for use_case in ("change_configuration", "change_availability", "clear_cache"):
+        assert facts[use_case].accepted, use_case
+    assert facts["remote_start"].accepted and facts["remote_stop"].accepted
+    assert facts["unlock"].status == "Unlocked" and facts["unlock"].accepted
+    assert facts["csms_data_transfer"].status == "Rejected"
+    assert facts["raw_trigger"] == {"status": "Accepted"}
 
     # The CLI reads, from another process, see the same story.
     transactions = chargeledger_cli("transactions", store=store)
@@ -247,7 +261,7 @@ def test_calls_to_an_offline_station_fail_fast(store: str) -> None:
     with running_server(settings(store)) as server:
         assert server.csms is not None
         with pytest.raises(StationOffline):
-            server.run(server.csms.reset, "nobody", "Soft")
+            server.run(server.csms.reset, "nobody", "soft")
 
 
 async def _raw(server: RunningServer, frames: list[str]) -> list[Any]:
@@ -323,7 +337,7 @@ def test_callerror_from_station_is_raised(store: str) -> None:
             await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
             assert server.csms is not None
             try:
-                await server.arun(server.csms.reset, "GRUMPY", "Hard")
+                await server.arun(server.csms.reset, "GRUMPY", "hard")
             except CallError as exc:
                 return exc
             return None

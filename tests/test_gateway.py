@@ -169,7 +169,7 @@ def test_timeout_is_recorded_and_a_late_answer_ignored(store: str) -> None:
         ws = await _booted(server, "SLOW")
         assert server.csms is not None
         csms = server.csms
-        request = asyncio.create_task(server.arun(csms.reset, "SLOW", "Soft"))
+        request = asyncio.create_task(server.arun(csms.reset, "SLOW", "soft"))
         frame = json.loads(await ws.recv())  # the Reset CALL; we do not answer in time
         try:
             await request
