@@ -1,1 +1,167 @@
-"""ChargeLedger projections."""
+"""The projections plugins and the API read: ``Views`` folded from the log, and JSON forms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from chargeledger.core.events import Recorded
+from chargeledger.projections._frames import Correlator
+from chargeledger.projections.stations import (
+    BootInfo,
+    ConfigurationKey,
+    ConnectorState,
+    StationsProjection,
+    StationState,
+)
+from chargeledger.projections.transactions import (
+    ANOMALY_KINDS,
+    Anomaly,
+    TransactionsProjection,
+    TransactionState,
+)
+
+__all__ = [
+    "ANOMALY_KINDS",
+    "Anomaly",
+    "BootInfo",
+    "ConfigurationKey",
+    "ConnectorState",
+    "StationState",
+    "StationsProjection",
+    "TransactionState",
+    "TransactionsProjection",
+    "Views",
+    "anomaly_json",
+    "station_json",
+    "transaction_json",
+]
+
+
+class Views:
+    """Every projection, folded together from one pass over the log.
+
+    Feed each committed event once, in position order: folding is not idempotent (an event
+    folded twice is an exchange seen twice, which shows as an anomaly, never as state
+    applied twice) and an event skipped or folded out of order makes a live fold differ from
+    a replay.
+    """
+
+    def __init__(self) -> None:
+        self.stations = StationsProjection()
+        self.transactions = TransactionsProjection()
+        self._correlator = Correlator()
+
+    def apply(self, recorded: Recorded) -> None:
+        """Fold the next committed event into every projection."""
+        exchange = self._correlator.feed(recorded)
+        self.stations.fold(recorded, exchange)
+        self.transactions.fold(recorded, exchange)
+
+    @classmethod
+    def replay(cls, records: Iterable[Recorded]) -> Views:
+        """Fresh views folded from ``records`` (the log, in position order)."""
+        views = cls()
+        for recorded in records:
+            views.apply(recorded)
+        return views
+
+
+def _time(at: float | None) -> str | None:
+    """One of our times (UNIX seconds) as RFC 3339 UTC text, millisecond precision."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _boot_json(boot: BootInfo) -> dict[str, Any]:
+    return {
+        "vendor": boot.vendor,
+        "model": boot.model,
+        "serial_number": boot.serial_number,
+        "charge_box_serial_number": boot.charge_box_serial_number,
+        "firmware_version": boot.firmware_version,
+        "iccid": boot.iccid,
+        "imsi": boot.imsi,
+        "meter_type": boot.meter_type,
+        "meter_serial_number": boot.meter_serial_number,
+        "reason": boot.reason,
+        "status": boot.status,
+        "interval": boot.interval,
+        "at": _time(boot.at),
+    }
+
+
+def station_json(state: StationState) -> dict[str, Any]:
+    """``state`` as JSON-ready builtins with stable keys (documented in
+    ``docs/projections.md``)."""
+    return {
+        "station": state.station,
+        "protocol": state.protocol,
+        "connected": state.connected,
+        "session": state.session,
+        "node": state.node,
+        "connected_at": _time(state.connected_at),
+        "disconnected_at": _time(state.disconnected_at),
+        "last_close_code": state.last_close_code,
+        "boot": None if state.boot is None else _boot_json(state.boot),
+        "accepted": state.accepted,
+        "last_heartbeat": _time(state.last_heartbeat),
+        "last_seen": _time(state.last_seen),
+        "connectors": {
+            str(connector_id): {
+                "status": connector.status,
+                "error_code": connector.error_code,
+                "info": connector.info,
+                "vendor_id": connector.vendor_id,
+                "vendor_error_code": connector.vendor_error_code,
+                "timestamp": connector.timestamp,
+                "at": _time(connector.at),
+            }
+            for connector_id, connector in sorted(state.connectors.items())
+        },
+        "configuration": {
+            key: {"value": item.value, "readonly": item.readonly, "at": _time(item.at)}
+            for key, item in sorted(state.configuration.items())
+        },
+        "unknown_configuration_keys": list(state.unknown_configuration_keys),
+    }
+
+
+def anomaly_json(anomaly: Anomaly) -> dict[str, Any]:
+    """``anomaly`` as JSON-ready builtins."""
+    return {
+        "kind": anomaly.kind,
+        "position": anomaly.position,
+        "detail": anomaly.detail,
+        "station": anomaly.station,
+        "transaction_id": anomaly.transaction_id,
+    }
+
+
+def transaction_json(state: TransactionState) -> dict[str, Any]:
+    """``state`` as JSON-ready builtins with stable keys (documented in
+    ``docs/projections.md``)."""
+    return {
+        "transaction_id": state.transaction_id,
+        "station": state.station,
+        "protocol": state.protocol,
+        "connector_id": state.connector_id,
+        "evse_id": state.evse_id,
+        "id_tag": state.id_tag,
+        "id_tag_status": state.id_tag_status,
+        "status": state.status,
+        "start_timestamp": state.start_timestamp,
+        "stop_timestamp": state.stop_timestamp,
+        "meter_start": state.meter_start,
+        "meter_stop": state.meter_stop,
+        "meter_last_wh": state.meter_last_wh,
+        "energy_wh": state.energy_wh,
+        "stop_reason": state.stop_reason,
+        "started_at": _time(state.started_at),
+        "ended_at": _time(state.ended_at),
+        "started_position": state.started_position,
+        "positions": list(state.positions),
+        "anomalies": [anomaly_json(anomaly) for anomaly in state.anomalies],
+    }

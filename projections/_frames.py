@@ -1,0 +1,186 @@
+"""Tolerant OCPP-J frame decoding and CALL/answer pairing shared by the projections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from chargeledger.core.events import (
+    CallTimedOut,
+    Direction,
+    FrameLogged,
+    Recorded,
+    SessionClosed,
+    SessionOpened,
+)
+
+__all__ = [
+    "MAX_PENDING_PER_SESSION",
+    "MAX_TRACKED_SESSIONS_PER_STATION",
+    "Correlator",
+    "Exchange",
+    "as_int",
+    "as_str",
+    "decode_frame",
+    "is_v16",
+]
+
+MAX_PENDING_PER_SESSION = 64
+"""Unanswered CALLs remembered per session and direction. OCPP allows one outstanding CALL
+per direction, so only a misbehaving peer reaches this; the oldest is forgotten first."""
+
+MAX_TRACKED_SESSIONS_PER_STATION = 2
+"""Sessions per station whose unanswered CALLs are remembered. A node that crashed never
+records ``SessionClosed``; without this bound its sessions' CALLs would be kept forever. Two
+covers the overlap while the newest connection replaces the previous one."""
+
+_CALL, _CALLRESULT, _CALLERROR = 2, 3, 4
+
+_OTHER_SIDE: dict[str, Direction] = {"in": "out", "out": "in"}
+"""For an answer frame's direction, the direction its CALL travelled."""
+
+
+def as_int(value: Any) -> int | None:
+    """``value`` when it is an integer (not a bool), else ``None``."""
+    return value if type(value) is int else None
+
+
+def as_str(value: Any) -> str | None:
+    """``value`` when it is a string, else ``None``."""
+    return value if type(value) is str else None
+
+
+def is_v16(protocol: str) -> bool:
+    """Whether ``protocol`` is folded with the OCPP 1.6 rules (unknown protocols are, since a
+    session only lacks one when the log holds frames without their ``SessionOpened``)."""
+    return not protocol.startswith("ocpp2")
+
+
+def decode_frame(text: str) -> list[Any] | None:
+    """The frame as a list whose first item is the message type (int) and second the message
+    id (str), or ``None`` for anything else; never raises."""
+    try:
+        frame = msgspec.json.decode(text)
+    except (ValueError, RecursionError):
+        # msgspec.DecodeError is a ValueError, and so is the UnicodeEncodeError of a text
+        # holding lone surrogates; absurdly deep nesting exhausts the recursion limit.
+        return None
+    if type(frame) is list and len(frame) >= 3 and type(frame[0]) is int and type(frame[1]) is str:
+        return frame
+    return None
+
+
+class _PendingCall(msgspec.Struct, frozen=True):
+    action: str
+    payload: Any
+    position: int
+
+
+class Exchange(msgspec.Struct, frozen=True, kw_only=True):
+    """A CALL and the CALLRESULT that answered it, both in the same session: the only thing
+    that changes projected state."""
+
+    station: str
+    session: str
+    protocol: str
+    """The session's subprotocol (empty when the log holds no ``SessionOpened`` for it)."""
+    origin: Direction
+    """Who sent the CALL: ``in`` the station (we answered), ``out`` us (the station answered)."""
+    action: str
+    request: Any
+    response: Any
+    call_position: int
+    result_position: int
+    at: float
+    """When the CALLRESULT was received or sent."""
+
+
+class _Session:
+    __slots__ = ("pending", "protocol", "station")
+
+    def __init__(self, station: str, protocol: str) -> None:
+        self.station = station
+        self.protocol = protocol
+        self.pending: dict[str, dict[str, _PendingCall]] = {"in": {}, "out": {}}
+        """Unanswered CALLs by who sent them (the frame direction), then by message id."""
+
+
+class Correlator:
+    """Pairs each CALLRESULT with the CALL it answers, per session and message id.
+
+    A CALLERROR, a ``CallTimedOut`` or the session's end forgets the CALL; a CALLRESULT nobody
+    asked for is ignored. O(1) per event.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._by_station: dict[str, list[str]] = {}
+
+    def feed(self, recorded: Recorded) -> Exchange | None:
+        """Take the next event of the log; the completed exchange when it is a CALLRESULT
+        answering a remembered CALL."""
+        event = recorded.event
+        if isinstance(event, FrameLogged):
+            return self._frame(recorded.position, event)
+        if isinstance(event, SessionOpened):
+            self._session(event.station, event.session).protocol = event.protocol
+        elif isinstance(event, SessionClosed):
+            self._forget(event.session)
+        elif isinstance(event, CallTimedOut):
+            session = self._sessions.get(event.session)
+            if session is not None:
+                session.pending["out"].pop(event.message_id, None)
+        return None
+
+    def _session(self, station: str, session_id: str) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = self._sessions[session_id] = _Session(station, "")
+            tracked = self._by_station.setdefault(station, [])
+            tracked.append(session_id)
+            if len(tracked) > MAX_TRACKED_SESSIONS_PER_STATION:
+                del self._sessions[tracked.pop(0)]
+        return session
+
+    def _forget(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        tracked = self._by_station[session.station]
+        tracked.remove(session_id)
+        if not tracked:
+            del self._by_station[session.station]
+
+    def _frame(self, position: int, event: FrameLogged) -> Exchange | None:
+        answered = _OTHER_SIDE.get(event.direction)
+        frame = decode_frame(event.text)
+        if answered is None or frame is None:
+            return None
+        kind, message_id = frame[0], frame[1]
+        session = self._session(event.station, event.session)
+        if kind == _CALL:
+            if len(frame) >= 4 and type(frame[2]) is str:
+                calls = session.pending[event.direction]
+                calls.pop(message_id, None)  # a re-used id makes this the newest CALL
+                calls[message_id] = _PendingCall(frame[2], frame[3], position)
+                if len(calls) > MAX_PENDING_PER_SESSION:
+                    del calls[next(iter(calls))]
+            return None
+        if kind not in (_CALLRESULT, _CALLERROR):
+            return None
+        call = session.pending[answered].pop(message_id, None)
+        if call is None or kind == _CALLERROR:
+            return None
+        return Exchange(
+            station=event.station,
+            session=event.session,
+            protocol=session.protocol,
+            origin=answered,
+            action=call.action,
+            request=call.payload,
+            response=frame[2],
+            call_position=call.position,
+            result_position=position,
+            at=event.at,
+        )
