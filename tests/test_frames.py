@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from chargeledger.core.errors import FrameError, error_code
 from chargeledger.core.frames import (
     MAX_DESCRIPTION,
@@ -18,8 +21,6 @@ from chargeledger.core.frames import (
     parse_frame,
 )
 from chargeledger.schemas import OCPP16, OCPP201, PROTOCOLS
-from hypothesis import given
-from hypothesis import strategies as st
 
 # Text that survives UTF-8 (a WebSocket text frame cannot carry a lone surrogate).
 text = st.text(st.characters(codec="utf-8"))

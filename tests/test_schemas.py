@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from chargeledger.schemas import (
     OCPP16,
     OCPP201,

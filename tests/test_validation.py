@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from chargeledger.core.errors import (
     ERROR_CODES,
     FrameError,
@@ -15,8 +18,6 @@ from chargeledger.core.errors import (
 )
 from chargeledger.core.frames import to_wire, validate_request, validate_response
 from chargeledger.schemas import OCPP16, OCPP201, PROTOCOLS, v16, v201
-from hypothesis import given
-from hypothesis import strategies as st
 
 STATION_201 = {"model": "M", "vendorName": "V"}
 NEEDS_201 = {"requestedEnergyTransfer": "DC", "dcChargingParameters": {}}
