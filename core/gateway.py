@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import msgspec
@@ -211,6 +211,7 @@ class Session:
                 self.outbound_receive.receive_nowait().resolve(None, offline)
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
+        by: Literal["station", "csms"]
         if self.close_cause is not None:
             code, reason, replaced_by = self.close_cause
             by = "csms"
@@ -372,7 +373,9 @@ class Session:
         later = [command for command in commands if command not in answers]
         if len(answers) != 1:
             log.error("plugins gave %d answers to %s", len(answers), call.action)
-            answer: Command = ReplyError("InternalError", "no single answer")
+            answer: Reply | ReplyError | ReplyWithNewTransactionId = ReplyError(
+                "InternalError", "no single answer"
+            )
         else:
             answer = answers[0]
         if isinstance(answer, ReplyError):

@@ -17,6 +17,8 @@ Rules every implementation follows:
 Ordering is by ``tryfirst`` / ``trylast`` on ``@hookimpl``, never by registration order.
 """
 
+# Hook specifications have docstrings for bodies, like pytest's.
+# mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

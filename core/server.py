@@ -15,7 +15,7 @@ import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
-from chargeledger.core.events import SessionClosed, session_stream
+from chargeledger.core.events import Recorded, SessionClosed, session_stream
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
@@ -50,7 +50,7 @@ async def run_server(
         plugins = PluginHost(settings)
         gateway: Gateway | None = None
 
-        def on_commit(batch: list) -> None:  # type: ignore[type-arg]
+        def on_commit(batch: list[Recorded]) -> None:
             if gateway is not None:
                 gateway.on_commit(batch)
             else:
