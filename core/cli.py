@@ -13,15 +13,17 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import trio
 
+from chargeledger.core.errors import ChargeLedgerError
 from chargeledger.core.events import FrameLogged, Recorded
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
-from chargeledger.core.store import open_store
+from chargeledger.core.store import Store, open_store
 from chargeledger.projections import Views, station_json, transaction_json
 
 __all__ = ["event_json", "main"]
@@ -59,8 +61,16 @@ def _print_json_lines(objects: Iterator[dict[str, Any]] | list[dict[str, Any]]) 
     out.flush()
 
 
+def _open_existing(url: str) -> Store:
+    """The store at ``url`` for reading; a read never creates a SQLite file (a typo in the
+    path would otherwise show an empty log instead of an error)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise ValueError(f"no store at {url}")
+    return open_store(url)
+
+
 def _events(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = _open_existing(args.store)
     try:
         records = (
             r
@@ -72,7 +82,9 @@ def _events(args: argparse.Namespace) -> int:
         else:
             for r in records:
                 e = event_json(r)
-                detail = e.get("frame") or e.get("reason") or e.get("protocol") or ""
+                detail = e.get("frame") or e.get("protocol") or ""
+                if "code" in e:
+                    detail = f"code={e['code']} {e.get('reason', '')}"
                 print(
                     f"{e['position']:>8}  {e.get('at', ''):<27} {e.get('station', '-'):<20} "
                     f"{e['kind']:<17} {e.get('direction', ''):<3} {detail}"
@@ -83,7 +95,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _views(store_url: str) -> Views:
-    store = open_store(store_url)
+    store = _open_existing(store_url)
     try:
         return Views.replay(store.iter_all())
     finally:
@@ -203,6 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except BrokenPipeError:  # e.g. piped into head
         return 0
+    except (ChargeLedgerError, ValueError) as exc:
+        print(f"chargeledger: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -212,6 +212,9 @@ class Session:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
         by: Literal["station", "csms"]
+        if self.close_cause is None and self.ws.closed is None:
+            # Nobody closed the connection: we were cancelled, i.e. the server is stopping.
+            self.close_cause = (CLOSE_GOING_AWAY, "server shutting down", None)
         if self.close_cause is not None:
             code, reason, replaced_by = self.close_cause
             by = "csms"
@@ -485,14 +488,8 @@ class Gateway:
             nursery.start_soon(self._execute_commands)
             listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
             self.listen_port = listeners[0].socket.getsockname()[1]
-            try:
-                task_status.started(self.listen_port)
-                await trio.serve_listeners(
-                    self._handle_connection, listeners, handler_nursery=nursery
-                )
-            finally:
-                for session in list(self.sessions.values()):
-                    session.end(CLOSE_GOING_AWAY, "server shutting down")
+            task_status.started(self.listen_port)
+            await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         try:

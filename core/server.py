@@ -74,7 +74,9 @@ async def run_server(
                 )
                 task_status.started(CentralSystem(gateway, store, port))
     finally:
-        await trio.to_thread.run_sync(store.close)
+        # Shielded: we are usually here because of cancellation, and the store must close.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(store.close)
         log.info("stopped; store closed")
 
 

@@ -348,3 +348,19 @@ def test_callerror_from_station_is_raised(store: str) -> None:
     with running_server(settings(store)) as server:
         error = asyncio.run(scenario(server))
     assert isinstance(error, CallError)
+
+
+def test_cli_reads_refuse_a_missing_store(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    missing = f"sqlite:///{tmp_path / 'typo.db'}"
+    completed = subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", "stations", "--store", missing],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert "no store at" in completed.stderr
+    assert not (tmp_path / "typo.db").exists()

@@ -1,0 +1,77 @@
+"""`chargeledger serve` as a user runs it: a real process, stopped by a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import websockets
+
+from tests.harness import chargeledger_cli
+
+
+def _start(store: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chargeledger.core.cli", "serve", "--port", "0"]
+        + ([] if env else ["--store", store]),
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        found = re.search(r"listening on ws://[\d.]+:(\d+)/", line)
+        if found:
+            return process, int(found.group(1))
+    process.kill()
+    raise AssertionError("server did not log where it listens")
+
+
+async def _station(port: int, answers: list[object]) -> None:
+    ws = await websockets.connect(f"ws://127.0.0.1:{port}/ocpp/SIG-1", subprotocols=["ocpp1.6"])
+    await ws.send('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+    answers.append(json.loads(await ws.recv()))
+    for n in range(20):
+        await ws.send(f'[2,"h{n}","Heartbeat",{{}}]')
+        answers.append(json.loads(await ws.recv()))
+    # Stay connected: the server is stopped under us.
+    try:
+        await asyncio.wait_for(ws.recv(), timeout=10)
+    except websockets.ConnectionClosed as closed:
+        answers.append(closed.rcvd.code if closed.rcvd else None)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_with_everything_committed(tmp_path: Path, sig: int) -> None:
+    store = f"sqlite:///{tmp_path / 'sig.db'}"
+    process, port = _start(store, env={"CHARGELEDGER_STORE": store})
+    answers: list[object] = []
+
+    async def scenario() -> None:
+        task = asyncio.create_task(_station(port, answers))
+        while len(answers) < 21:
+            await asyncio.sleep(0.05)
+        process.send_signal(sig)
+        await task
+
+    asyncio.run(scenario())
+    assert process.wait(timeout=30) == 0
+    assert process.stderr is not None
+    assert "stopped; store closed" in process.stderr.read()
+    assert answers[-1] == 1001, "stations are told the server is going away"
+
+    events = chargeledger_cli("events", store=store)
+    sent = {json.loads(e["frame"])[1] for e in events if e.get("direction") == "out"}
+    answered = {answer[1] for answer in answers[:-1]}  # type: ignore[index]
+    assert answered <= sent, "every answer the station got is in the log"
+    assert events[-1]["kind"] == "SessionClosed" and events[-1]["code"] == 1001
