@@ -16,7 +16,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from chargeledger.core.errors import CallError, StationOffline
-from chargeledger.core.settings import Settings
+from chargeledger.core.settings import BootPolicy, Settings
 from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
 
 
@@ -80,6 +80,7 @@ async def connect(server: RunningServer, name: str) -> tuple[Station, Any, async
     return station, ws, task
 
 
+BOOT = '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
 START = {
     "connector_id": 1,
     "id_tag": "TAG-1",
@@ -268,9 +269,7 @@ async def _raw(server: RunningServer, frames: list[str]) -> list[Any]:
     ws = await raw_station(server.url, "RAW-1", ["ocpp1.6"])
     answers = []
     try:
-        await ws.send(
-            '[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
-        )
+        await ws.send(BOOT)
         await ws.recv()
         for frame in frames:
             await ws.send(frame)
@@ -364,3 +363,37 @@ def test_cli_reads_refuse_a_missing_store(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "no store at" in completed.stderr
     assert not (tmp_path / "typo.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected", "interval"),
+    [
+        (BootPolicy(status="Pending", retry_interval=7), "Pending", 7),
+        (BootPolicy(status="Rejected", retry_interval=9), "Rejected", 9),
+        (BootPolicy(status="Pending", accepted=["LISTED"]), "Accepted", 300),
+        (BootPolicy(rejected=["LISTED"]), "Rejected", 60),
+    ],
+)
+def test_boot_policy(store: str, policy: BootPolicy, expected: str, interval: int) -> None:
+    async def scenario(server: RunningServer) -> tuple[Any, Any]:
+        ws = await raw_station(server.url, "LISTED", ["ocpp1.6"])
+        try:
+            await ws.send(
+                '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
+            )
+            boot = json.loads(await ws.recv())
+            await ws.send('[2,"h","Heartbeat",{}]')
+            return boot, json.loads(await ws.recv())
+        finally:
+            await ws.close()
+
+    with running_server(Settings(port=0, store=store, boot=policy)) as server:
+        boot, heartbeat = asyncio.run(scenario(server))
+        assert server.csms is not None
+        state = server.csms.views.stations.get("LISTED")
+    assert boot[2]["status"] == expected and boot[2]["interval"] == interval
+    assert state is not None and state.accepted == (expected == "Accepted")
+    if expected == "Accepted":
+        assert heartbeat[0] == 3
+    else:
+        assert heartbeat[:3] == [4, "h", "SecurityError"], "a station not accepted is not usable"
