@@ -378,9 +378,7 @@ def test_boot_policy(store: str, policy: BootPolicy, expected: str, interval: in
     async def scenario(server: RunningServer) -> tuple[Any, Any]:
         ws = await raw_station(server.url, "LISTED", ["ocpp1.6"])
         try:
-            await ws.send(
-                '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
-            )
+            await ws.send(BOOT)
             boot = json.loads(await ws.recv())
             await ws.send('[2,"h","Heartbeat",{}]')
             return boot, json.loads(await ws.recv())
