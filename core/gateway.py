@@ -89,6 +89,7 @@ RETRANSMISSION_WINDOW = 32
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_NO_STATUS = 1006
 
@@ -225,6 +226,11 @@ class Session:
             code = closed.code if closed is not None else CLOSE_NO_STATUS
             reason = (closed.reason or "") if closed is not None else ""
             replaced_by, by = None, "station"
+            if code == CLOSE_MESSAGE_TOO_BIG:  # trio-websocket closed it for us
+                reason, by = (
+                    f"frame larger than {self.gateway.settings.max_frame_bytes} bytes",
+                    "csms",
+                )
             with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
                 await self.ws.aclose()
         self.gateway.forget(self)
@@ -250,7 +256,10 @@ class Session:
         while True:
             await trio.sleep(settings.ping_interval)
             with trio.move_on_after(settings.ping_timeout) as scope:
-                await self.ws.ping()
+                try:
+                    await self.ws.ping()
+                except ConnectionClosed:
+                    return  # the reader sees the close too and ends the session
             if scope.cancelled_caught:
                 self.end(CLOSE_GOING_AWAY, "no pong: dead peer")
                 return
@@ -353,7 +362,12 @@ class Session:
             payload=payload,
             at=inbound.at,
         )
-        commands = gateway.plugins.answer_call(call, gateway.views)
+        try:
+            commands = gateway.plugins.answer_call(call, gateway.views)
+        except Exception:
+            # A plugin bug: the station gets InternalError and the frames are still recorded.
+            log.exception("plugins failed to answer %s from %s", call.action, self.station)
+            commands = [ReplyError("InternalError", "the CSMS failed to decide")]
         reply, later = await self._decide(call, commands)
         await self._answer(inbound, frame.message_id, reply, None)
         answered[frame.message_id] = _Answered(frame.action, frame.payload, reply)
@@ -626,7 +640,11 @@ class Gateway:
         Runs on the trio thread, in position order, before the writers of the batch resume."""
         for recorded in batch:
             self.views.apply(recorded)
-            self.execute(self.plugins.react(recorded, self.views))
+            try:
+                self.execute(self.plugins.react(recorded, self.views))
+            except Exception:
+                # One plugin's bug must not stop the others' reactions to later events.
+                log.exception("plugins failed to react to position %d", recorded.position)
 
     def execute(self, commands: Sequence[Command]) -> None:
         """Queue ``commands`` for the executor (never blocks)."""

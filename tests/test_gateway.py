@@ -103,7 +103,7 @@ def test_oversized_frame_closes_1009_and_is_recorded(store: str) -> None:
         assert asyncio.run(scenario(server)) == 1009
         time.sleep(0.2)
         closes = [e for e in events(server) if isinstance(e, SessionClosed)]
-    assert [c.code for c in closes] == [1009]
+    assert [(c.code, c.by) for c in closes] == [(1009, "csms")]
 
 
 def test_binary_frame_is_recorded_and_closes_1003(store: str) -> None:

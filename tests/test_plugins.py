@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,8 @@ from ocpp.v16 import call
 
 from chargeledger.core.plugin_host import BUILTIN_PLUGINS, PluginHost
 from chargeledger.core.settings import Settings
-from tests.harness import RunningServer, running_server
-from tests.test_e2e_v16 import connect
+from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
+from tests.test_e2e_v16 import BOOT, connect
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "docs" / "examples"
@@ -100,3 +101,51 @@ def test_disabled_block_is_not_asked(tmp_path: Path) -> None:
 
     with running_server(settings) as server, pytest.raises(NotSupportedError):
         asyncio.run(scenario(server))
+
+
+BROKEN_BLOCK = """
+from chargeledger.core.hookspec import hookimpl
+
+
+@hookimpl(tryfirst=True)
+def chargeledger_answer_call(call):
+    if call.action == "Authorize":
+        raise RuntimeError("bug in a platform team's block")
+    return None
+
+
+@hookimpl
+def chargeledger_react(recorded):
+    raise RuntimeError("bug in a reaction")
+"""
+
+
+def test_a_failing_plugin_gets_internal_error_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_block.py").write_text(BROKEN_BLOCK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    store = f"sqlite:///{tmp_path / 'b.db'}"
+    settings = Settings(port=0, store=store, plugin_modules=["broken_block"])
+
+    async def scenario(server: RunningServer) -> list[Any]:
+        ws = await raw_station(server.url, "BROKEN", ["ocpp1.6"])
+        try:
+            await ws.send(BOOT)
+            answers = [json.loads(await ws.recv())]
+            await ws.send('[2,"a","Authorize",{"idTag":"T"}]')
+            answers.append(json.loads(await ws.recv()))
+            await ws.send('[2,"h","Heartbeat",{}]')
+            answers.append(json.loads(await ws.recv()))
+            return answers
+        finally:
+            await ws.close()
+
+    with running_server(settings) as server:
+        boot, authorize, heartbeat = asyncio.run(scenario(server))
+    sys.modules.pop("broken_block", None)
+    assert boot[2]["status"] == "Accepted", "a failing reaction does not stop the session"
+    assert authorize[:3] == [4, "a", "InternalError"]
+    assert heartbeat[0] == 3
+    frames = [e["frame"] for e in chargeledger_cli("events", store=store) if "frame" in e]
+    assert '[2,"a","Authorize",{"idTag":"T"}]' in frames
