@@ -23,5 +23,7 @@ test: setup
 	$(BIN)/mypy -p chargeledger.core -p chargeledger.plugins -p chargeledger.projections -p chargeledger.schemas
 	$(BIN)/python -m pytest -q
 
+# About 20 minutes; writes benchmarks/results/ and the tables of docs/performance.md.
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/pip install --quiet '.[bench]'
+	$(BIN)/python benchmarks/run.py --profile saturation:1000 --profile connect-storm:10000 --write-docs

@@ -6,7 +6,9 @@ Two modes, as in the best CSMS stacks:
   (``remote_start``, ``remote_stop``, ``reset``, ``change_availability``,
   ``unlock_connector``, ``read_configuration``, ``change_configuration``,
   ``trigger_message``, ``clear_cache``, ``data_transfer``). Each returns a
-  :class:`UseCaseResult`; :mod:`chargeledger.core.usecases` builds the version's request.
+  :class:`UseCaseResult`; :mod:`chargeledger.core.usecases` builds the version's request
+  (the mapping is tabled in docs/ocpp201.md). 2.0.1 only: ``get_base_report``,
+  ``get_report``, ``set_variables``, ``get_transaction_status``.
 * **Message mode**: :meth:`CentralSystem.call`, any action of the station's version with a raw
   payload, schema-checked, returning the station's CALLRESULT payload.
 
@@ -24,6 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import trio
+
 from chargeledger.core import usecases
 from chargeledger.core.errors import StationOffline
 from chargeledger.core.gateway import Gateway
@@ -32,6 +37,9 @@ from chargeledger.core.usecases import ResetKind, UseCaseResult
 from chargeledger.projections import Views
 
 __all__ = ["CentralSystem", "UseCaseResult"]
+
+REPORT_POLL_SECONDS = 0.02
+"""How often a report request looks whether the station's report is complete."""
 
 
 class CentralSystem:
@@ -42,6 +50,9 @@ class CentralSystem:
         self.gateway = gateway
         self.store = store
         self.port = port
+        self.api_port: int | None = None
+        """The HTTP API's bound port; ``None`` when the API is not served."""
+        self._last_request_id = 0
 
     @property
     def views(self) -> Views:
@@ -68,6 +79,37 @@ class CentralSystem:
         response = await self.call(station, request.action, request.payload)
         return request.result(response)
 
+    def _request_id(self) -> int:
+        """A fresh 2.0.1 ``requestId`` / ``remoteStartId``: above every id this process handed
+        out and above the log position folded last, so ids do not repeat within a process and
+        keep growing across restarts (every request sent is logged)."""
+        self._last_request_id = max(self._last_request_id, self.views.position) + 1
+        return self._last_request_id
+
+    async def _report(self, station: str, request: usecases.Request) -> UseCaseResult:
+        """Send a 2.0.1 report request and wait, at most ``call_timeout``, for every part of
+        the report. ``values``: each variable's ``Actual`` value in the station's device model
+        then; status ``ReportIncomplete`` (not accepted) when parts are still missing."""
+        result = await self._use(station, request)
+        if not result.accepted:
+            return result
+        request_id = request.payload["requestId"]
+        with trio.move_on_after(self.gateway.settings.call_timeout):
+            while not self._report_complete(station, request_id):
+                await trio.sleep(REPORT_POLL_SECONDS)
+        model = self.views.device_model.get(station)
+        values = {} if model is None else model.values()
+        if self._report_complete(station, request_id):
+            return msgspec.structs.replace(result, values=values)
+        return msgspec.structs.replace(
+            result, status="ReportIncomplete", accepted=False, values=values
+        )
+
+    def _report_complete(self, station: str, request_id: int) -> bool:
+        model = self.views.device_model.get(station)
+        report = None if model is None else model.reports.get(request_id)
+        return report is not None and report.complete
+
     # -- use cases (version-neutral) ----------------------------------------------------------
 
     async def remote_start(
@@ -78,15 +120,24 @@ class CentralSystem:
         evse_id: int | None = None,
         connector_id: int | None = None,
         charging_limit_w: float | None = None,
+        id_token_type: str = "Central",
     ) -> UseCaseResult:
-        """Start a session for ``id_token`` (1.6 RemoteStartTransaction)."""
+        """Start a session for ``id_token`` (1.6 RemoteStartTransaction; 2.0.1
+        RequestStartTransaction with a fresh ``remoteStartId`` and an ``idToken`` of
+        ``id_token_type``), limited to ``charging_limit_w`` watts by a TxProfile."""
         request = usecases.remote_start(
-            self.protocol(station), id_token, evse_id, connector_id, charging_limit_w
+            self.protocol(station),
+            id_token,
+            evse_id,
+            connector_id,
+            charging_limit_w,
+            request_id=self._request_id(),
+            id_token_type=id_token_type,
         )
         return await self._use(station, request)
 
     async def remote_stop(self, station: str, transaction_id: int | str) -> UseCaseResult:
-        """Stop the transaction (1.6 RemoteStopTransaction)."""
+        """Stop the transaction (1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction)."""
         return await self._use(
             station, usecases.remote_stop(self.protocol(station), transaction_id)
         )
@@ -94,8 +145,8 @@ class CentralSystem:
     async def reset(
         self, station: str, kind: ResetKind = "soft", *, evse_id: int | None = None
     ) -> UseCaseResult:
-        """Reset the station: ``soft`` / ``on_idle`` (1.6 Soft) or ``hard`` / ``immediate``
-        (1.6 Hard)."""
+        """Reset the station (or, 2.0.1 only, one EVSE): ``soft`` / ``on_idle`` (1.6 Soft,
+        2.0.1 OnIdle) or ``hard`` / ``immediate`` (1.6 Hard, 2.0.1 Immediate)."""
         return await self._use(station, usecases.reset(self.protocol(station), kind, evse_id))
 
     async def change_availability(
@@ -122,13 +173,17 @@ class CentralSystem:
     async def read_configuration(
         self, station: str, keys: list[str] | None = None
     ) -> UseCaseResult:
-        """Read configuration; ``UseCaseResult.values`` maps each key to its value
-        (1.6 GetConfiguration keys)."""
-        request = usecases.read_configuration(self.protocol(station), keys)
+        """Read configuration; ``UseCaseResult.values`` maps each key to its value (1.6
+        GetConfiguration; 2.0.1 GetVariables, or without ``keys`` a ConfigurationInventory
+        report, awaited, whose values are keyed by variable key)."""
+        protocol = self.protocol(station)
+        request = usecases.read_configuration(protocol, keys, request_id=self._request_id())
+        if request.action == "GetBaseReport":
+            return await self._report(station, request)
         return await self._use(station, request)
 
     async def change_configuration(self, station: str, key: str, value: str) -> UseCaseResult:
-        """Set one configuration key (1.6 ChangeConfiguration)."""
+        """Set one configuration key (1.6 ChangeConfiguration, 2.0.1 SetVariables)."""
         request = usecases.change_configuration(self.protocol(station), key, value)
         return await self._use(station, request)
 
@@ -157,4 +212,35 @@ class CentralSystem:
     ) -> UseCaseResult:
         """Send a vendor-specific DataTransfer."""
         request = usecases.data_transfer(self.protocol(station), vendor_id, message_id, data)
+        return await self._use(station, request)
+
+    # -- 2.0.1 only -----------------------------------------------------------------------------
+
+    async def get_base_report(
+        self, station: str, report_base: str = "FullInventory"
+    ) -> UseCaseResult:
+        """Ask for a base report (``FullInventory``, ``ConfigurationInventory``,
+        ``SummaryInventory``) and wait for all its parts (see ``views.device_model``)."""
+        request_id = self._request_id()
+        request = usecases.get_base_report(self.protocol(station), request_id, report_base)
+        return await self._report(station, request)
+
+    async def get_report(
+        self, station: str, keys: list[str] | None = None, criteria: list[str] | None = None
+    ) -> UseCaseResult:
+        """Ask for a report of some variables and/or component criteria and wait for it."""
+        request_id = self._request_id()
+        request = usecases.get_report(self.protocol(station), request_id, keys, criteria)
+        return await self._report(station, request)
+
+    async def set_variables(self, station: str, values: dict[str, str]) -> UseCaseResult:
+        """Set several variables in one SetVariables; ``values`` of the result hold each key's
+        ``attributeStatus``."""
+        return await self._use(station, usecases.set_variables(self.protocol(station), values))
+
+    async def get_transaction_status(
+        self, station: str, transaction_id: str | None = None
+    ) -> UseCaseResult:
+        """Whether the station still queues messages (of the transaction, when named)."""
+        request = usecases.get_transaction_status(self.protocol(station), transaction_id)
         return await self._use(station, request)

@@ -21,6 +21,7 @@ import trio
 
 from chargeledger.core.errors import ChargeLedgerError
 from chargeledger.core.events import FrameLogged, Recorded
+from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
 from chargeledger.core.store import Store, open_store
@@ -141,6 +142,8 @@ def _serve(args: argparse.Namespace) -> int:
             store=args.store,
             node=args.node,
             disabled_plugins=args.disable_plugin or None,
+            api_host=args.api_host,
+            api_port=args.api_port,
         )
     except (ValueError, OSError) as exc:
         print(f"chargeledger: {exc}", file=sys.stderr)
@@ -162,6 +165,14 @@ def _serve(args: argparse.Namespace) -> int:
                 nursery.start_soon(stop_on_signal)
 
     trio.run(serve)
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    key = new_key()
+    print(f"key (give it to {args.name}; it is not stored anywhere): {key}")
+    print("add to the settings file (--config):\n")
+    print(settings_toml(args.name, args.role, key), end="")
     return 0
 
 
@@ -187,7 +198,14 @@ def _parser() -> argparse.ArgumentParser:
         "--disable-plugin", action="append", metavar="NAME", help="do not load plugin NAME"
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--api-port", type=int, help="serve the HTTP API on this port (0: any)")
+    serve.add_argument("--api-host", help="address of the HTTP API (default 127.0.0.1)")
     serve.set_defaults(run=_serve)
+
+    api_key = commands.add_parser("api-key", help="make an HTTP API key and its settings entry")
+    api_key.add_argument("--name", required=True, help="who holds the key (recorded as author)")
+    api_key.add_argument("--role", required=True, choices=["read", "operator", "admin"])
+    api_key.set_defaults(run=_api_key)
 
     events = commands.add_parser("events", help="print the event log")
     with_store(events, None)
@@ -203,6 +221,12 @@ def _parser() -> argparse.ArgumentParser:
         with_store(sub, None)
         sub.add_argument("--json", action="store_true", help="one JSON object per line")
         sub.set_defaults(run=run)
+    from chargeledger.core.simulator import register as register_simulate
+
+    register_simulate(commands)
+    from chargeledger.core.audit.cli import register as register_audit
+
+    register_audit(commands, with_store)
     return parser
 
 

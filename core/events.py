@@ -12,6 +12,11 @@ Streams (the store's ``originator_id``, text):
 * ``allocator:transaction-ids``: the 1.6 transaction-id allocator's block reservations
   (``TransactionIdsReserved``), written with optimistic concurrency so that several server
   processes sharing one PostgreSQL never hand out the same id.
+* ``command:<uuid>``: one per command asked through the HTTP API (``CommandRequested``),
+  written once, before the command is sent: who asked for what is in the log.
+* ``registry:<uuid>``: one per station registration change made through the HTTP API
+  (``StationRegistered`` / ``StationDeregistered``); one stream per request, so several
+  nodes never append to the same stream.
 
 Times are UNIX seconds (float, UTC) taken by the core when the frame or event happened; plugins
 and projections read time only from events.
@@ -19,7 +24,7 @@ and projections read time only from events.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -27,6 +32,7 @@ __all__ = [
     "ALLOCATOR_STREAM",
     "EVENT_TYPES",
     "CallTimedOut",
+    "CommandRequested",
     "Direction",
     "Event",
     "FrameLogged",
@@ -34,9 +40,13 @@ __all__ = [
     "Recorded",
     "SessionClosed",
     "SessionOpened",
+    "StationDeregistered",
+    "StationRegistered",
     "TransactionIdsReserved",
+    "command_stream",
     "decode_event",
     "encode_event",
+    "registry_stream",
     "session_stream",
 ]
 
@@ -49,6 +59,16 @@ ALLOCATOR_STREAM = "allocator:transaction-ids"
 def session_stream(session: str) -> str:
     """The stream id of the session with id ``session``."""
     return f"session:{session}"
+
+
+def command_stream(request_id: str) -> str:
+    """The stream id of the HTTP API command request ``request_id``."""
+    return f"command:{request_id}"
+
+
+def registry_stream(request_id: str) -> str:
+    """The stream id of the HTTP API registration request ``request_id``."""
+    return f"registry:{request_id}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,8 +89,12 @@ class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
     """The session this connection replaced (newest connection wins)."""
 
 
-class FrameLogged(msgspec.Struct, frozen=True, kw_only=True):
+class FrameLogged(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One WebSocket message, verbatim, in either direction.
+
+    Not tracked by the garbage collector (``gc=False``: it holds only strings and numbers, so
+    it can be in no reference cycle): a replay creates millions of them, and tracking them
+    cost a quarter of its time.
 
     ``text`` is exactly what was received or sent. A binary message is kept, base64 encoded,
     in ``binary`` with ``text`` empty. ``note`` marks frames the core treated specially
@@ -132,6 +156,48 @@ class TransactionIdsReserved(msgspec.Struct, frozen=True, kw_only=True):
     node: str = ""
 
 
+class CommandRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """An HTTP API client asked for a command to a station; recorded before it is sent.
+
+    The outcome is in the station's session stream (the CALL and its answer, or
+    ``CallTimedOut``); a command refused before sending (offline station, invalid payload)
+    leaves only this event."""
+
+    request_id: str
+    station: str
+    at: float
+    key: str
+    """The name of the API key that asked."""
+    role: str
+    """That key's role."""
+    mode: Literal["use_case", "message"]
+    command: str
+    """The use case (``remote_start``, ``reset``, ...) or, in message mode, the OCPP action."""
+    payload: dict[str, Any]
+    """The request as the client sent it (use case arguments, or the raw OCPP payload)."""
+    node: str = ""
+
+
+class StationRegistered(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin registered the station (again: a later registration replaces the earlier)."""
+
+    request_id: str
+    station: str
+    at: float
+    key: str
+    """The name of the API key that asked."""
+    description: str = ""
+
+
+class StationDeregistered(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin removed the station's registration."""
+
+    request_id: str
+    station: str
+    at: float
+    key: str
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -139,6 +205,9 @@ Event = (
     | SessionClosed
     | HandshakeRejected
     | TransactionIdsReserved
+    | CommandRequested
+    | StationRegistered
+    | StationDeregistered
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -150,6 +219,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SessionClosed,
         HandshakeRejected,
         TransactionIdsReserved,
+        CommandRequested,
+        StationRegistered,
+        StationDeregistered,
     )
 }
 
@@ -167,11 +239,17 @@ def decode_event(topic: str, state: bytes) -> Event:
     return _decoders[topic].decode(state)
 
 
-class Recorded(msgspec.Struct, frozen=True):
+class Recorded(msgspec.Struct, frozen=True, gc=False):
     """An event as committed: its global ``position`` (the store's notification id) and its
-    place in its stream."""
+    place in its stream. Not tracked by the garbage collector (see ``FrameLogged``): it holds
+    an event and scalars only."""
 
     position: int
     stream: str
     version: int
     event: Event
+    hash: bytes | None = None
+    """sha256 chaining it to the previous event of its stream (see ``chargeledger.core.store``);
+    ``None`` only for events built by hand or stored before the chain existed."""
+    prev_hash: bytes | None = None
+    """The ``hash`` of the previous event of its stream (32 zero bytes for version 1)."""

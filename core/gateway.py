@@ -37,11 +37,10 @@ from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.commands import (
     CloseSession,
     Command,
-    Reply,
-    ReplyError,
     ReplyWithNewTransactionId,
     SendCall,
 )
+from chargeledger.core.decide import decide, error_text, reply_text
 from chargeledger.core.errors import (
     CallError,
     CallTimeout,
@@ -49,7 +48,6 @@ from chargeledger.core.errors import (
     OutboundValidationError,
     StationOffline,
     StoreUnavailable,
-    error_code,
 )
 from chargeledger.core.events import (
     CallTimedOut,
@@ -64,13 +62,10 @@ from chargeledger.core.frames import (
     Call,
     CallResult,
     encode_call,
-    encode_error,
-    encode_result,
     parse_frame,
     to_wire,
-    validate_request,
 )
-from chargeledger.core.plugin_host import InboundCall, PluginHost
+from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Views
@@ -346,76 +341,29 @@ class Session:
         if frame.action == "BootNotification":
             # A reboot restarts the station's message ids; old answers no longer apply.
             answered.clear()
-        try:
-            payload = validate_request(
-                self.protocol, frame.action, frame.payload, message_id=frame.message_id
-            )
-        except FrameError as exc:
-            await self._answer(inbound, frame.message_id, self._error_text(exc), "invalid")
-            return
-        call = InboundCall(
+        decision = decide(
+            gateway.plugins,
+            gateway.views,
+            frame,
             station=self.station,
             session=self.id,
             protocol=self.protocol,
-            message_id=frame.message_id,
-            action=frame.action,
-            payload=payload,
             at=inbound.at,
         )
-        try:
-            commands = gateway.plugins.answer_call(call, gateway.views)
-        except Exception:
-            # A plugin bug: the station gets InternalError and the frames are still recorded.
-            log.exception("plugins failed to answer %s from %s", call.action, self.station)
-            commands = [ReplyError("InternalError", "the CSMS failed to decide")]
-        reply, later = await self._decide(call, commands)
-        await self._answer(inbound, frame.message_id, reply, None)
+        transaction_id = None
+        if isinstance(decision.answer, ReplyWithNewTransactionId):
+            transaction_id = await gateway.allocator.allocate()
+        reply = reply_text(self.protocol, frame, decision.answer, transaction_id)
+        await self._answer(inbound, frame.message_id, reply, decision.note)
+        if decision.note is not None:  # answered by the core: nothing to remember or do
+            return
         answered[frame.message_id] = _Answered(frame.action, frame.payload, reply)
         while len(answered) > RETRANSMISSION_WINDOW:
             answered.popitem(last=False)
-        gateway.execute(later)
-
-    async def _decide(
-        self, call: InboundCall, commands: list[Command] | None
-    ) -> tuple[str, list[Command]]:
-        """The reply text for ``call`` from the plugins' commands, and the commands left for
-        the executor. Exactly one answer is expected; anything else is our bug, answered with
-        InternalError rather than guessed at."""
-        commands = commands or [ReplyError("NotSupported", f"{call.action} is not handled here")]
-        answers = [
-            command
-            for command in commands
-            if isinstance(command, Reply | ReplyError | ReplyWithNewTransactionId)
-        ]
-        later = [command for command in commands if command not in answers]
-        if len(answers) != 1:
-            log.error("plugins gave %d answers to %s", len(answers), call.action)
-            answer: Reply | ReplyError | ReplyWithNewTransactionId = ReplyError(
-                "InternalError", "no single answer"
-            )
-        else:
-            answer = answers[0]
-        if isinstance(answer, ReplyError):
-            error = FrameError(call.message_id, answer.code, answer.description, answer.details)
-            return self._error_text(error), later
-        payload = msgspec.to_builtins(answer.payload)
-        if isinstance(answer, ReplyWithNewTransactionId):
-            payload = {**payload, "transactionId": await self.gateway.allocator.allocate()}
-        try:
-            wire = to_wire(self.protocol, call.action, payload, "response")
-        except OutboundValidationError as exc:
-            log.error("refusing to send an invalid %s answer: %s", call.action, exc)
-            error = FrameError(call.message_id, "InternalError", "invalid answer withheld")
-            return self._error_text(error), later
-        return encode_result(call.message_id, wire), later
+        gateway.execute(decision.later)
 
     def _error_text(self, error: FrameError) -> str:
-        return encode_error(
-            error.message_id,
-            error_code(self.protocol, error.code),
-            error.description,
-            error.details,
-        )
+        return error_text(self.protocol, error)
 
     async def _answer(
         self, inbound: FrameLogged, message_id: str, reply: str, note: str | None

@@ -35,6 +35,8 @@ BUILTIN_PLUGINS = (
     "availability",
     "data_transfer",
     "notifications",
+    "device_model",
+    "diagnostics",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 

@@ -17,6 +17,7 @@ from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
 from chargeledger.core.events import Recorded, SessionClosed, session_stream
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
+from chargeledger.core.http.feed import CommitFeed
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
 from chargeledger.core.store import Store, open_store
@@ -38,7 +39,9 @@ async def run_server(
     Startup folds the whole log into the projections (off the trio thread), then records as
     closed the sessions this node left open when it last stopped without closing them (a
     crash, a kill -9). On cancellation every session is closed and recorded, and the writer is
-    flushed before this returns: everything that was acknowledged is committed.
+    flushed before this returns: everything that was acknowledged is committed. With
+    ``settings.api_port`` set the HTTP API is served too; its port is
+    ``CentralSystem.api_port``.
 
     Raises ``StoreUnavailable`` when the store cannot be opened, ``ValueError`` for a bad
     store URL or plugin setting, ``OSError`` when the port cannot be bound.
@@ -49,6 +52,7 @@ async def run_server(
         views = await trio.to_thread.run_sync(_fold, store)
         plugins = PluginHost(settings)
         gateway: Gateway | None = None
+        feed = CommitFeed()
 
         def on_commit(batch: list[Recorded]) -> None:
             if gateway is not None:
@@ -56,6 +60,7 @@ async def run_server(
             else:
                 for recorded in batch:
                     views.apply(recorded)
+            feed.publish(batch)
 
         async with GroupCommitWriter(store, on_commit=on_commit) as writer:
             await _close_dangling_sessions(writer, views, node)
@@ -72,7 +77,13 @@ async def run_server(
                     node,
                     ",".join(plugins.enabled),
                 )
-                task_status.started(CentralSystem(gateway, store, port))
+                csms = CentralSystem(gateway, store, port)
+                if settings.api_port is not None:
+                    # Imported here: the web framework is loaded only when the API is served.
+                    from chargeledger.core.http.server import serve_api
+
+                    csms.api_port = await nursery.start(serve_api, csms, feed, settings)
+                task_status.started(csms)
     finally:
         # Shielded: we are usually here because of cancellation, and the store must close.
         with trio.CancelScope(shield=True):

@@ -3,14 +3,15 @@ the command line (in rising precedence)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-__all__ = ["BootPolicy", "Settings", "load_settings"]
+__all__ = ["ApiKey", "ApiRole", "BootPolicy", "Settings", "is_loopback", "load_settings"]
 
 DEFAULT_STORE = "sqlite:///chargeledger.db"
 
@@ -19,8 +20,11 @@ class BootPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """How BootNotification is answered.
 
     ``status`` is the answer for stations not listed elsewhere; ``accepted`` / ``rejected``
-    name stations that always get that answer. ``interval`` is the heartbeat interval sent
-    with Accepted, ``retry_interval`` the one sent with Pending / Rejected.
+    name stations that always get that answer, ``pending`` stations that get Pending. A
+    station answered Pending is accepted once the provisioning plugin has configured it
+    (``[plugins.provisioning] pending_configuration``, see docs/ocpp201.md). ``interval`` is
+    the heartbeat interval sent with Accepted, ``retry_interval`` the one sent with Pending /
+    Rejected.
     ``unbooted_calls``: what a station that never had an accepted boot gets for any other
     CALL: ``reject`` (CALLERROR SecurityError, as OCPP 2.0.1 B02/B03 prescribe) or
     ``allow`` (lenient, for 1.6 fleets that reconnect without booting).
@@ -31,7 +35,33 @@ class BootPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     retry_interval: int = 60
     accepted: list[str] = []
     rejected: list[str] = []
+    pending: list[str] = []
     unbooted_calls: Literal["reject", "allow"] = "reject"
+
+
+ApiRole = Literal["read", "operator", "admin"]
+"""HTTP API roles, each allowed what the previous one is: ``read`` (billing, auditors),
+``operator`` (commands to stations), ``admin`` (station registration)."""
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One HTTP API key: who holds it, its role, and the SHA-256 (hex) of the key; the key
+    itself is never stored (``chargeledger api-key`` makes one)."""
+
+    name: str
+    role: ApiRole
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` is reachable from this machine only (``localhost`` or a
+    loopback address); any other name is assumed reachable from elsewhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -55,6 +85,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     boot: BootPolicy = BootPolicy()
     plugins: dict[str, dict[str, Any]] = {}
     """Free-form options per plugin name, for plugins of platform teams."""
+    api_port: int | None = None
+    """Port of the HTTP API (0: any free port); ``None``: no HTTP API."""
+    api_host: str = "127.0.0.1"
+    api_keys: list[ApiKey] = []
+    """Without keys the API serves everyone as ``admin``: allowed on loopback only."""
+
+    def __post_init__(self) -> None:
+        if self.api_port is not None and not self.api_keys and not is_loopback(self.api_host):
+            raise ValueError(
+                f"api_host {self.api_host!r} is not a loopback address and no api_keys are "
+                "configured: the HTTP API would be open to anyone (make a key with "
+                "`chargeledger api-key --name NAME --role ROLE`)"
+            )
 
 
 def load_settings(
@@ -64,7 +107,8 @@ def load_settings(
 ) -> Settings:
     """Settings from ``config_file`` (TOML, same keys as :class:`Settings`), then the
     ``CHARGELEDGER_*`` environment variables (``STORE``, ``HOST``, ``PORT``,
-    ``DISABLED_PLUGINS`` comma-separated), then ``overrides`` whose value is not ``None``.
+    ``DISABLED_PLUGINS`` comma-separated, ``API_HOST``, ``API_PORT``), then ``overrides``
+    whose value is not ``None``.
 
     Raises ``ValueError`` naming the offending key when a value has the wrong type.
     """
@@ -78,6 +122,10 @@ def load_settings(
         data["host"] = env["CHARGELEDGER_HOST"]
     if "CHARGELEDGER_PORT" in env:
         data["port"] = int(env["CHARGELEDGER_PORT"])
+    if "CHARGELEDGER_API_HOST" in env:
+        data["api_host"] = env["CHARGELEDGER_API_HOST"]
+    if "CHARGELEDGER_API_PORT" in env:
+        data["api_port"] = int(env["CHARGELEDGER_API_PORT"])
     if "CHARGELEDGER_DISABLED_PLUGINS" in env:
         data["disabled_plugins"] = [
             name.strip() for name in env["CHARGELEDGER_DISABLED_PLUGINS"].split(",") if name.strip()

@@ -2,7 +2,19 @@
 
 Pure functions: given the station's protocol and the use case's arguments they return a
 :class:`Request` (action, payload, and how to read the answer). The API sends it; plugins may
-return ``SendCall(station, request.action, request.payload)`` for the same request.
+return ``SendCall(station, request.action, request.payload)`` for the same request. The
+mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
+
+* **EVSE and connector.** A 1.6 connector N > 0 is 2.0.1 EVSE N's connector 1, connector 0 the
+  station. ``connector_id`` given alone is that 1.6 numbering in either version;
+  ``evse_id`` (with an optional ``connector_id`` within it) is the 2.0.1 numbering.
+* **Configuration keys.** A key is a 1.6 configuration key, or a 2.0.1 variable in the
+  :class:`~chargeledger.projections.device_model.VariableRef` key syntax
+  (``Component.Variable``, ``OCPPCommCtrlr.MessageAttempts[TransactionEvent]``,
+  ``EVSE@1.AvailabilityState``). The well-known 1.6 keys of ``KEYS_16_TO_201`` stand for
+  their 2.0.1 variables and back; other 1.6 keys have no 2.0.1 variable.
+* **Request ids.** 2.0.1 ``remoteStartId`` and report ``requestId`` are the ``request_id``
+  the caller passes (the API hands out fresh ones).
 """
 
 from __future__ import annotations
@@ -13,22 +25,34 @@ from typing import Any, Literal
 import msgspec
 
 from chargeledger.core.errors import UnsupportedUseCase
-from chargeledger.schemas import OCPP16
+from chargeledger.projections import Views
+from chargeledger.projections.device_model import VariableRef
+from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
+    "ACCEPTED_STATUSES",
+    "KEYS_16_TO_201",
     "Request",
     "ResetKind",
     "UseCaseResult",
     "change_availability",
     "change_configuration",
     "clear_cache",
+    "configure",
+    "configured_value",
     "data_transfer",
+    "get_base_report",
+    "get_report",
+    "get_transaction_status",
+    "key_16",
     "read_configuration",
     "remote_start",
     "remote_stop",
     "reset",
+    "set_variables",
     "trigger_message",
     "unlock_connector",
+    "variable_ref",
 ]
 
 ResetKind = Literal["soft", "hard", "on_idle", "immediate"]
@@ -52,19 +76,32 @@ class UseCaseResult(msgspec.Struct, frozen=True, kw_only=True):
 
 ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
 
+KEYS_16_TO_201 = {
+    "AllowOfflineTxForUnknownId": "AuthCtrlr.OfflineTxForUnknownIdEnabled",
+    "AuthorizationCacheEnabled": "AuthCacheCtrlr.Enabled",
+    "AuthorizeRemoteTxRequests": "AuthCtrlr.AuthorizeRemoteStart",
+    "ClockAlignedDataInterval": "AlignedDataCtrlr.Interval",
+    "ConnectionTimeOut": "TxCtrlr.EVConnectionTimeOut",
+    "HeartbeatInterval": "OCPPCommCtrlr.HeartbeatInterval",
+    "LocalAuthListEnabled": "LocalAuthListCtrlr.Enabled",
+    "LocalAuthorizeOffline": "AuthCtrlr.LocalAuthorizeOffline",
+    "LocalPreAuthorize": "AuthCtrlr.LocalPreAuthorize",
+    "MeterValueSampleInterval": "SampledDataCtrlr.TxUpdatedInterval",
+    "MeterValuesAlignedData": "AlignedDataCtrlr.Measurands",
+    "MeterValuesSampledData": "SampledDataCtrlr.TxUpdatedMeasurands",
+    "StopTransactionOnEVSideDisconnect": "TxCtrlr.StopTxOnEVSideDisconnect",
+    "StopTransactionOnInvalidId": "TxCtrlr.StopTxOnInvalidId",
+    "StopTxnAlignedData": "AlignedDataCtrlr.TxEndedMeasurands",
+    "StopTxnSampledData": "SampledDataCtrlr.TxEndedMeasurands",
+    "WebSocketPingInterval": "OCPPCommCtrlr.WebSocketPingInterval",
+}
+"""Well-known 1.6 configuration keys and the 2.0.1 variables that mean the same."""
 
-def _status_result(protocol: str, action: str) -> Callable[[dict[str, Any]], UseCaseResult]:
-    def read(response: dict[str, Any]) -> UseCaseResult:
-        status = str(response.get("status", ""))
-        return UseCaseResult(
-            protocol=protocol,
-            action=action,
-            status=status,
-            accepted=status in ACCEPTED_STATUSES,
-            response=response,
-        )
+_KEYS_201_TO_16 = {variable: key for key, variable in KEYS_16_TO_201.items()}
 
-    return read
+_TRIGGER_201 = {"DiagnosticsStatusNotification": "LogStatusNotification"}
+"""TriggerMessage messages named differently in 2.0.1 (by their 1.6 names)."""
+_TRIGGER_16 = {name: name_16 for name_16, name in _TRIGGER_201.items()}
 
 
 class Request(msgspec.Struct, frozen=True):
@@ -74,19 +111,101 @@ class Request(msgspec.Struct, frozen=True):
     action: str
     payload: dict[str, Any]
     reader: Callable[[dict[str, Any]], UseCaseResult] | None = None
+    """Reads the answer; by default its ``status`` field."""
 
     def result(self, response: dict[str, Any]) -> UseCaseResult:
-        reader = self.reader or _status_result(self.protocol, self.action)
-        return reader(response)
+        if self.reader is not None:
+            return self.reader(response)
+        status = str(response.get("status", ""))
+        return UseCaseResult(
+            protocol=self.protocol,
+            action=self.action,
+            status=status,
+            accepted=status in ACCEPTED_STATUSES,
+            response=response,
+        )
 
 
 def _present(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def _only_16(protocol: str, use_case: str) -> None:
-    if protocol != OCPP16:
-        raise UnsupportedUseCase(f"{use_case} is not available for {protocol} stations yet")
+def _only_201(protocol: str, use_case: str) -> None:
+    if protocol == OCPP16:
+        raise UnsupportedUseCase(f"{use_case} exists in OCPP 2.0.1 only")
+
+
+def _connector_16(evse_id: int | None, connector_id: int | None) -> int | None:
+    """The 1.6 connector for an EVSE and connector: EVSE N's connector 1 is connector N."""
+    if evse_id is None:
+        return connector_id
+    if connector_id not in (None, 1):
+        raise UnsupportedUseCase(
+            f"OCPP 1.6 has no connector {connector_id} of EVSE {evse_id}: its connector N is"
+            " EVSE N's only connector"
+        )
+    return evse_id
+
+
+def _evse_201(evse_id: int | None, connector_id: int | None) -> dict[str, Any] | None:
+    """The 2.0.1 ``EVSEType`` (``None``: the whole station) for an EVSE and connector; a
+    ``connector_id`` given alone is 1.6 numbering (connector N is EVSE N's connector 1)."""
+    if evse_id is None and connector_id:
+        return {"id": connector_id, "connectorId": 1}
+    if not evse_id:
+        return None
+    return _present(id=evse_id, connectorId=connector_id)
+
+
+def variable_ref(key: str) -> VariableRef:
+    """The 2.0.1 variable a use-case configuration key names (a well-known 1.6 key, or a
+    variable key); ``UnsupportedUseCase`` when it names none."""
+    ref = VariableRef.parse(KEYS_16_TO_201.get(key, key))
+    if ref is None:
+        raise UnsupportedUseCase(
+            f"configuration key {key!r} has no OCPP 2.0.1 variable: name it Component.Variable"
+        )
+    return ref
+
+
+def key_16(key: str) -> str:
+    """The 1.6 configuration key a use-case configuration key names."""
+    return _KEYS_201_TO_16.get(key, key)
+
+
+def configured_value(views: Views, station: str, key: str) -> str | None:
+    """The value the station's projections hold for a use-case configuration key (1.6
+    configuration, 2.0.1 device model ``Actual`` attribute), ``None`` when unknown."""
+    state = views.stations.get(station)
+    if state is None:
+        return None
+    if state.protocol != OCPP201:  # as the projections do: 1.6 unless the session says 2.0.1
+        item = state.configuration.get(key_16(key))
+        return None if item is None else item.value
+    model = views.device_model.get(station)
+    return None if model is None else model.value(variable_ref(key).key)
+
+
+def _tx_profile(protocol: str, limit_w: float, profile_id: int) -> dict[str, Any]:
+    """A TxProfile limiting the transaction about to start to ``limit_w`` watts."""
+    period = {"startPeriod": 0, "limit": limit_w}
+    if protocol == OCPP16:
+        return {
+            "chargingProfileId": profile_id,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [period]},
+        }
+    return {
+        "id": profile_id,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": [
+            {"id": profile_id, "chargingRateUnit": "W", "chargingSchedulePeriod": [period]}
+        ],
+    }
 
 
 def remote_start(
@@ -95,82 +214,191 @@ def remote_start(
     evse_id: int | None = None,
     connector_id: int | None = None,
     charging_limit_w: float | None = None,
+    *,
+    request_id: int = 1,
+    id_token_type: str = "Central",
 ) -> Request:
-    _only_16(protocol, "remote start")
+    """1.6 RemoteStartTransaction; 2.0.1 RequestStartTransaction with ``remoteStartId``
+    ``request_id`` (2.0.1 starts on an EVSE: a connector within it is not chosen)."""
     profile = None
     if charging_limit_w is not None:
-        profile = {
-            "chargingProfileId": 1,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxProfile",
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": {
-                "chargingRateUnit": "W",
-                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": charging_limit_w}],
-            },
-        }
-    connector = connector_id if connector_id is not None else evse_id
-    payload = _present(idTag=id_token, connectorId=connector, chargingProfile=profile)
-    return Request(protocol, "RemoteStartTransaction", payload)
+        profile = _tx_profile(protocol, charging_limit_w, request_id)
+    if protocol == OCPP16:
+        connector = _connector_16(evse_id, connector_id)
+        payload = _present(idTag=id_token, connectorId=connector, chargingProfile=profile)
+        return Request(protocol, "RemoteStartTransaction", payload)
+    evse = _evse_201(evse_id, connector_id)
+    payload = _present(
+        idToken={"idToken": id_token, "type": id_token_type},
+        remoteStartId=request_id,
+        evseId=None if evse is None else evse["id"],
+        chargingProfile=profile,
+    )
+    return Request(protocol, "RequestStartTransaction", payload)
 
 
 def remote_stop(protocol: str, transaction_id: int | str) -> Request:
-    _only_16(protocol, "remote stop")
+    """1.6 RemoteStopTransaction (integer ids); 2.0.1 RequestStopTransaction (string ids)."""
+    if protocol != OCPP16:
+        return Request(protocol, "RequestStopTransaction", {"transactionId": str(transaction_id)})
     if not isinstance(transaction_id, int):
         raise UnsupportedUseCase("OCPP 1.6 transaction ids are integers")
     return Request(protocol, "RemoteStopTransaction", {"transactionId": transaction_id})
 
 
 def reset(protocol: str, kind: ResetKind, evse_id: int | None = None) -> Request:
-    _only_16(protocol, "reset")
+    """``soft`` / ``on_idle``: 1.6 Soft, 2.0.1 OnIdle; ``hard`` / ``immediate``: 1.6 Hard,
+    2.0.1 Immediate. Only 2.0.1 resets a single EVSE."""
+    now = kind in ("hard", "immediate")
+    if protocol != OCPP16:
+        payload = _present(type="Immediate" if now else "OnIdle", evseId=evse_id)
+        return Request(protocol, "Reset", payload)
     if evse_id is not None:
         raise UnsupportedUseCase("OCPP 1.6 resets the whole station only")
-    return Request(protocol, "Reset", {"type": "Hard" if kind in ("hard", "immediate") else "Soft"})
+    return Request(protocol, "Reset", {"type": "Hard" if now else "Soft"})
 
 
 def change_availability(
     protocol: str, operative: bool, evse_id: int | None = None, connector_id: int | None = None
 ) -> Request:
-    _only_16(protocol, "change availability")
-    connector = connector_id if connector_id is not None else (evse_id or 0)
-    payload = {"connectorId": connector, "type": "Operative" if operative else "Inoperative"}
+    """The station (no ids), an EVSE or a connector, operative or inoperative."""
+    if protocol == OCPP16:
+        connector = _connector_16(evse_id, connector_id) or 0
+        payload = {"connectorId": connector, "type": "Operative" if operative else "Inoperative"}
+    else:
+        payload = _present(
+            operationalStatus="Operative" if operative else "Inoperative",
+            evse=_evse_201(evse_id, connector_id),
+        )
     return Request(protocol, "ChangeAvailability", payload)
 
 
 def unlock_connector(protocol: str, connector_id: int, evse_id: int | None = None) -> Request:
-    _only_16(protocol, "unlock connector")
-    return Request(protocol, "UnlockConnector", {"connectorId": connector_id})
+    if protocol == OCPP16:
+        return Request(
+            protocol, "UnlockConnector", {"connectorId": _connector_16(evse_id, connector_id)}
+        )
+    evse = _evse_201(evse_id, connector_id)
+    if evse is None:
+        raise UnsupportedUseCase("unlock which connector? connector 0 is the whole station")
+    payload = {"evseId": evse["id"], "connectorId": evse.get("connectorId", 1)}
+    return Request(protocol, "UnlockConnector", payload)
 
 
-def read_configuration(protocol: str, keys: list[str] | None = None) -> Request:
-    _only_16(protocol, "read configuration")
+def _read_values(
+    protocol: str, action: str, response: dict[str, Any], values: dict[str, Any], unknown: bool
+) -> UseCaseResult:
+    return UseCaseResult(
+        protocol=protocol,
+        action=action,
+        status="PartiallyUnknown" if unknown else "Accepted",
+        accepted=not unknown,
+        response=response,
+        values=values,
+    )
+
+
+def read_configuration(
+    protocol: str, keys: list[str] | None = None, *, request_id: int = 1
+) -> Request:
+    """1.6 GetConfiguration; 2.0.1 GetVariables (``Actual`` attributes), or for every key a
+    GetBaseReport ``ConfigurationInventory`` with ``requestId`` ``request_id``, whose values
+    arrive later in NotifyReport (the API waits for them). ``values`` are keyed by the keys
+    asked for; ``PartiallyUnknown`` when the station knows some of them not."""
+    if protocol == OCPP16:
+        asked = {key_16(key): key for key in keys or []}
+
+        def read_16(response: dict[str, Any]) -> UseCaseResult:
+            values = {
+                asked.get(item["key"], item["key"]): item.get("value")
+                for item in response.get("configurationKey", [])
+            }
+            unknown = bool(response.get("unknownKey"))
+            return _read_values(protocol, "GetConfiguration", response, values, unknown)
+
+        payload = _present(key=None if keys is None else [key_16(key) for key in keys])
+        return Request(protocol, "GetConfiguration", payload, read_16)
+    if keys is None:
+        return get_base_report(protocol, request_id, "ConfigurationInventory")
+    refs = {variable_ref(key): key for key in keys}
+
+    def read_201(response: dict[str, Any]) -> UseCaseResult:
+        values: dict[str, Any] = {}
+        unknown = False
+        for result in response.get("getVariableResult", []):
+            ref = VariableRef.from_wire(result.get("component"), result.get("variable"))
+            key = None if ref is None else refs.get(ref)
+            if key is not None and result.get("attributeStatus") == "Accepted":
+                values[key] = result.get("attributeValue")
+            else:
+                unknown = True
+        return _read_values(protocol, "GetVariables", response, values, unknown)
+
+    data = [ref.to_wire() for ref in refs]
+    return Request(protocol, "GetVariables", {"getVariableData": data}, read_201)
+
+
+def set_variables(protocol: str, values: dict[str, str]) -> Request:
+    """2.0.1 SetVariables of the ``Actual`` attribute of each key. The result's ``values``
+    hold each key's ``attributeStatus``; its ``status`` is the first status that is not
+    accepted, else ``RebootRequired`` when one needs a reboot, else ``Accepted``."""
+    _only_201(protocol, "SetVariables")
+    refs = {variable_ref(key): key for key in values}
+    data = [{**ref.to_wire(), "attributeValue": values[key]} for ref, key in refs.items()]
 
     def read(response: dict[str, Any]) -> UseCaseResult:
-        values = {item["key"]: item.get("value") for item in response.get("configurationKey", [])}
-        unknown = response.get("unknownKey", [])
+        statuses: dict[str, Any] = {}
+        for result in response.get("setVariableResult", []):
+            ref = VariableRef.from_wire(result.get("component"), result.get("variable"))
+            key = None if ref is None else refs.get(ref)
+            if key is not None:
+                statuses[key] = result.get("attributeStatus")
+        refused = [status for status in statuses.values() if status not in ACCEPTED_STATUSES]
+        if refused or len(statuses) < len(values):
+            status = str(refused[0]) if refused else "Rejected"
+        else:
+            status = "RebootRequired" if "RebootRequired" in statuses.values() else "Accepted"
         return UseCaseResult(
             protocol=protocol,
-            action="GetConfiguration",
-            status="Accepted" if not unknown else "PartiallyUnknown",
-            accepted=not unknown,
+            action="SetVariables",
+            status=status,
+            accepted=status in ACCEPTED_STATUSES,
             response=response,
-            values=values,
+            values=statuses,
         )
 
-    return Request(protocol, "GetConfiguration", _present(key=keys), read)
+    return Request(protocol, "SetVariables", {"setVariableData": data}, read)
 
 
 def change_configuration(protocol: str, key: str, value: str) -> Request:
-    _only_16(protocol, "change configuration")
-    return Request(protocol, "ChangeConfiguration", {"key": key, "value": value})
+    """1.6 ChangeConfiguration; 2.0.1 SetVariables of the key's ``Actual`` attribute."""
+    if protocol != OCPP16:
+        return set_variables(protocol, {key: value})
+    return Request(protocol, "ChangeConfiguration", {"key": key_16(key), "value": value})
+
+
+def configure(protocol: str, values: dict[str, str]) -> list[Request]:
+    """The requests that set every key of ``values``: one 1.6 ChangeConfiguration per key,
+    or one 2.0.1 SetVariables for all of them."""
+    if protocol != OCPP16:
+        return [set_variables(protocol, values)]
+    return [change_configuration(protocol, key, value) for key, value in values.items()]
 
 
 def trigger_message(
     protocol: str, message: str, evse_id: int | None = None, connector_id: int | None = None
 ) -> Request:
-    _only_16(protocol, "trigger message")
-    connector = connector_id if connector_id is not None else evse_id
-    payload = _present(requestedMessage=message, connectorId=connector)
+    """Ask for ``message``; 1.6 DiagnosticsStatusNotification is 2.0.1 LogStatusNotification."""
+    if protocol == OCPP16:
+        payload = _present(
+            requestedMessage=_TRIGGER_16.get(message, message),
+            connectorId=_connector_16(evse_id, connector_id),
+        )
+    else:
+        payload = _present(
+            requestedMessage=_TRIGGER_201.get(message, message),
+            evse=_evse_201(evse_id, connector_id),
+        )
     return Request(protocol, "TriggerMessage", payload)
 
 
@@ -183,3 +411,45 @@ def data_transfer(
 ) -> Request:
     payload = _present(vendorId=vendor_id, messageId=message_id, data=data)
     return Request(protocol, "DataTransfer", payload)
+
+
+def get_base_report(protocol: str, request_id: int, report_base: str = "FullInventory") -> Request:
+    """2.0.1 GetBaseReport; the report arrives in NotifyReport parts (``views.device_model``)."""
+    _only_201(protocol, "GetBaseReport")
+    payload = {"requestId": request_id, "reportBase": report_base}
+    return Request(protocol, "GetBaseReport", payload)
+
+
+def get_report(
+    protocol: str,
+    request_id: int,
+    keys: list[str] | None = None,
+    criteria: list[str] | None = None,
+) -> Request:
+    """2.0.1 GetReport of the variables ``keys`` name and/or the components matching
+    ``criteria`` (``Active``, ``Available``, ``Enabled``, ``Problem``)."""
+    _only_201(protocol, "GetReport")
+    component_variable = None if keys is None else [variable_ref(key).to_wire() for key in keys]
+    payload = _present(
+        requestId=request_id, componentVariable=component_variable, componentCriteria=criteria
+    )
+    return Request(protocol, "GetReport", payload)
+
+
+def get_transaction_status(protocol: str, transaction_id: str | None = None) -> Request:
+    """2.0.1 GetTransactionStatus; ``status`` is ``MessagesInQueue`` or ``NoMessagesInQueue``,
+    the raw answer (with ``ongoingIndicator``) is in ``response``."""
+    _only_201(protocol, "GetTransactionStatus")
+
+    def read(response: dict[str, Any]) -> UseCaseResult:
+        queued = response.get("messagesInQueue") is True
+        return UseCaseResult(
+            protocol=protocol,
+            action="GetTransactionStatus",
+            status="MessagesInQueue" if queued else "NoMessagesInQueue",
+            accepted=True,
+            response=response,
+        )
+
+    payload = _present(transactionId=transaction_id)
+    return Request(protocol, "GetTransactionStatus", payload, read)

@@ -67,6 +67,14 @@ class _Request:
     error: Exception | None = None
 
 
+@dataclass(slots=True)
+class _Head:
+    """What the writer thread remembers of a stream: its next version and newest hash."""
+
+    next_version: int
+    hash: bytes
+
+
 _STOP = None  # the queue item that tells the thread to finish
 
 
@@ -74,7 +82,8 @@ class GroupCommitWriter:
     """Commits appended events in batches from one writer thread; the trio side never blocks.
 
     It must be the only appender of the streams it is given (session streams): it assigns
-    their versions itself, from ``store.last_version(stream)`` the first time it meets a
+    their versions itself, and hands the store the hash of each stream's newest event to
+    chain the next one to, both from ``store.stream_head(stream)`` the first time it meets a
     stream and from memory afterwards (at most ``max_streams`` streams are remembered; a
     forgotten one is looked up again, so the bound costs a query, never correctness).
 
@@ -100,8 +109,8 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._max_streams = max_streams
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        # Writer thread only: the next version of each recently seen stream.
-        self._next_version: OrderedDict[str, int] = OrderedDict()
+        # Writer thread only: the next version and newest hash of each recently seen stream.
+        self._heads: OrderedDict[str, _Head] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="group-commit-writer", daemon=True)
         self._token: trio.lowlevel.TrioToken | None = None
         self._stopped = trio.Event()
@@ -206,18 +215,22 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Request]) -> None:
         started = time.perf_counter()
         try:
-            recorded = self._store.append(self._assign_versions(batch))
+            recorded = self._store.append(*self._assign_versions(batch))
         except Exception as exc:
             # Forget rather than roll back the versions: a re-read is right even when the
             # batch was in fact committed and only its acknowledgement was lost.
             for request in batch:
                 for stream, _ in request.events:
-                    self._next_version.pop(stream, None)
+                    self._heads.pop(stream, None)
             log.error("group commit of %d request(s) failed: %s", len(batch), exc)
             with self._stats_lock:
                 self._failed += 1
             self._deliver_soon(self._fail, batch, exc)
             return
+        for committed in recorded:
+            head = self._heads.get(committed.stream)
+            if head is not None and committed.hash is not None:
+                head.hash = committed.hash
         seconds = time.perf_counter() - started
         with self._stats_lock:
             self._batches += 1
@@ -227,20 +240,28 @@ class GroupCommitWriter:
             self._total_seconds += seconds
         self._deliver_soon(self._succeed, batch, recorded)
 
-    def _assign_versions(self, batch: list[_Request]) -> list[tuple[str, int, Event]]:
+    def _assign_versions(
+        self, batch: list[_Request]
+    ) -> tuple[list[tuple[str, int, Event]], dict[str, bytes]]:
+        """The batch's ``(stream, version, event)`` items, and the hash each stream's first
+        item chains to (``_commit`` updates the hashes once the store has computed them)."""
         items: list[tuple[str, int, Event]] = []
-        cache = self._next_version
+        heads: dict[str, bytes] = {}
+        cache = self._heads
         for request in batch:
             for stream, event in request.events:
-                version = cache.pop(stream, None)
-                if version is None:
-                    version = self._store.last_version(stream) + 1
+                head = cache.pop(stream, None)
+                if head is None:
+                    last, newest = self._store.stream_head(stream)
+                    head = _Head(last + 1, newest)
                     if len(cache) >= self._max_streams:
                         cache.popitem(last=False)
+                heads.setdefault(stream, head.hash)
+                items.append((stream, head.next_version, event))
+                head.next_version += 1
                 # Re-inserting marks the stream as most recently used.
-                cache[stream] = version + 1
-                items.append((stream, version, event))
-        return items
+                cache[stream] = head
+        return items, heads
 
     def _deliver_soon(self, func: Callable[..., object], *args: object) -> None:
         assert self._token is not None

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from chargeledger.projections._frames import rfc3339
+
 __all__ = ["options", "rfc3339"]
-
-
-def rfc3339(at: float) -> str:
-    """``at`` (UNIX seconds) as the RFC 3339 UTC text OCPP uses, millisecond precision."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def options(settings: Any, plugin: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Availability (1.6 Core StatusNotification): acknowledged; the stations projection keeps
-each connector's status, error code and vendor information."""
+"""Availability (1.6 Core, 2.0.1 G): StatusNotification is acknowledged in either version; the
+stations projection keeps each connector's and EVSE's status, the problems projection its
+faults. ChangeAvailability is a use case of the API (``CentralSystem.change_availability``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DataTransfer: the default answer for vendor ids nobody claimed is ``UnknownVendorId``.
+"""DataTransfer (1.6 Core, 2.0.1 P): the default answer for vendor ids nobody claimed is
+``UnknownVendorId``, as both versions prescribe.
 
 A vendor-extension plugin answers its own vendor ids by implementing
 ``chargeledger_answer_call`` for ``DataTransfer``; this implementation is ``trylast`` so it

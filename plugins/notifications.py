@@ -1,5 +1,6 @@
 """Station notifications that need only an acknowledgement (firmware, diagnostics, log and
-security events, 1.6 and its security extension): the frames themselves are the record."""
+security events; 1.6 with its security extension, and 2.0.1): the frames themselves are the
+record. An action the station's version does not define never gets here (NotImplemented)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ ACKNOWLEDGED = frozenset(
         "DiagnosticsStatusNotification",
         "FirmwareStatusNotification",
         "LogStatusNotification",
+        "PublishFirmwareStatusNotification",
         "SecurityEventNotification",
         "SignedFirmwareStatusNotification",
     }
@@ -22,6 +24,6 @@ ACKNOWLEDGED = frozenset(
 
 @hookimpl
 def chargeledger_answer_call(call: InboundCall) -> list[Command] | None:
-    if call.protocol == "ocpp1.6" and call.action in ACKNOWLEDGED:
+    if call.action in ACKNOWLEDGED:
         return [Reply({})]
     return None

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from chargeledger.core.events import Recorded
-from chargeledger.projections._frames import Correlator
+from chargeledger.projections._frames import Correlator, Exchange, rfc3339
+from chargeledger.projections.device_model import (
+    DeviceModelProjection,
+    DeviceModelState,
+    VariableRef,
+    device_model_json,
+)
+from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
+from chargeledger.projections.registry import Registration, RegistryProjection
 from chargeledger.projections.stations import (
     BootInfo,
     ConfigurationKey,
@@ -28,12 +35,22 @@ __all__ = [
     "BootInfo",
     "ConfigurationKey",
     "ConnectorState",
+    "DeviceModelProjection",
+    "DeviceModelState",
+    "Exchange",
+    "ProblemsProjection",
+    "Registration",
+    "RegistryProjection",
+    "StationProblems",
     "StationState",
     "StationsProjection",
     "TransactionState",
     "TransactionsProjection",
+    "VariableRef",
     "Views",
     "anomaly_json",
+    "device_model_json",
+    "problems_json",
     "station_json",
     "transaction_json",
 ]
@@ -51,6 +68,14 @@ class Views:
     def __init__(self) -> None:
         self.stations = StationsProjection()
         self.transactions = TransactionsProjection()
+        self.registry = RegistryProjection()
+        self.device_model = DeviceModelProjection()
+        self.problems = ProblemsProjection()
+        self.position = 0
+        """Position of the event folded last (0 before the first)."""
+        self.last_exchange: Exchange | None = None
+        """The CALL and answer the event folded last completed, if it completed one: what a
+        react hook looks at to act on an answered CALL."""
         self._correlator = Correlator()
 
     def apply(self, recorded: Recorded) -> None:
@@ -58,6 +83,11 @@ class Views:
         exchange = self._correlator.feed(recorded)
         self.stations.fold(recorded, exchange)
         self.transactions.fold(recorded, exchange)
+        self.registry.apply(recorded)
+        self.device_model.fold(recorded, exchange)
+        self.problems.fold(recorded, exchange)
+        self.position = recorded.position
+        self.last_exchange = exchange
 
     @classmethod
     def replay(cls, records: Iterable[Recorded]) -> Views:
@@ -70,9 +100,7 @@ class Views:
 
 def _time(at: float | None) -> str | None:
     """One of our times (UNIX seconds) as RFC 3339 UTC text, millisecond precision."""
-    if at is None:
-        return None
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if at is None else rfc3339(at)
 
 
 def _boot_json(boot: BootInfo) -> dict[str, Any]:
@@ -93,6 +121,18 @@ def _boot_json(boot: BootInfo) -> dict[str, Any]:
     }
 
 
+def _connector_json(connector: ConnectorState) -> dict[str, Any]:
+    return {
+        "status": connector.status,
+        "error_code": connector.error_code,
+        "info": connector.info,
+        "vendor_id": connector.vendor_id,
+        "vendor_error_code": connector.vendor_error_code,
+        "timestamp": connector.timestamp,
+        "at": _time(connector.at),
+    }
+
+
 def station_json(state: StationState) -> dict[str, Any]:
     """``state`` as JSON-ready builtins with stable keys (documented in
     ``docs/projections.md``)."""
@@ -110,16 +150,15 @@ def station_json(state: StationState) -> dict[str, Any]:
         "last_heartbeat": _time(state.last_heartbeat),
         "last_seen": _time(state.last_seen),
         "connectors": {
-            str(connector_id): {
-                "status": connector.status,
-                "error_code": connector.error_code,
-                "info": connector.info,
-                "vendor_id": connector.vendor_id,
-                "vendor_error_code": connector.vendor_error_code,
-                "timestamp": connector.timestamp,
-                "at": _time(connector.at),
-            }
+            str(connector_id): _connector_json(connector)
             for connector_id, connector in sorted(state.connectors.items())
+        },
+        "evses": {
+            str(evse_id): {
+                str(connector_id): _connector_json(connector)
+                for connector_id, connector in sorted(connectors.items())
+            }
+            for evse_id, connectors in sorted(state.evses.items())
         },
         "configuration": {
             key: {"value": item.value, "readonly": item.readonly, "at": _time(item.at)}
@@ -150,8 +189,10 @@ def transaction_json(state: TransactionState) -> dict[str, Any]:
         "connector_id": state.connector_id,
         "evse_id": state.evse_id,
         "id_tag": state.id_tag,
+        "id_token_type": state.id_token_type,
         "id_tag_status": state.id_tag_status,
         "status": state.status,
+        "completeness": state.completeness,
         "start_timestamp": state.start_timestamp,
         "stop_timestamp": state.stop_timestamp,
         "meter_start": state.meter_start,
@@ -164,4 +205,12 @@ def transaction_json(state: TransactionState) -> dict[str, Any]:
         "started_position": state.started_position,
         "positions": list(state.positions),
         "anomalies": [anomaly_json(anomaly) for anomaly in state.anomalies],
+        "remote_start_id": state.remote_start_id,
+        "charging_state": state.charging_state,
+        "trigger_reasons": list(state.trigger_reasons),
+        "offline": state.offline,
+        "seq_nos": list(state.seq_nos),
+        "started_seq_no": state.started_seq_no,
+        "seq_no_gaps": [list(gap) for gap in state.seq_no_gaps],
+        "messages_in_queue": state.messages_in_queue,
     }

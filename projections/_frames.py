@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -20,10 +21,15 @@ __all__ = [
     "MAX_TRACKED_SESSIONS_PER_STATION",
     "Correlator",
     "Exchange",
+    "as_bool",
+    "as_dict",
     "as_int",
+    "as_list",
     "as_str",
+    "as_text",
     "decode_frame",
     "is_v16",
+    "rfc3339",
 ]
 
 MAX_PENDING_PER_SESSION = 64
@@ -49,6 +55,35 @@ def as_int(value: Any) -> int | None:
 def as_str(value: Any) -> str | None:
     """``value`` when it is a string, else ``None``."""
     return value if type(value) is str else None
+
+
+def as_text(value: Any) -> str | None:
+    """``value`` when it is a string or absent; any other JSON value (a field deviation, such
+    as a configuration value sent as a number) as its JSON text: ``60``, ``true``."""
+    if value is None or type(value) is str:
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def as_bool(value: Any) -> bool | None:
+    """``value`` when it is a boolean, else ``None``."""
+    return value if type(value) is bool else None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if type(value) is dict else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one."""
+    return value if type(value) is list else []
+
+
+def rfc3339(at: float) -> str:
+    """One of our times (UNIX seconds) as RFC 3339 UTC text with milliseconds, as OCPP and
+    the JSON forms write it (``2024-05-01T10:00:00.000Z``)."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def is_v16(protocol: str) -> bool:

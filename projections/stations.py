@@ -1,4 +1,5 @@
-"""The stations projection: connection, boot, connector status and configuration per station."""
+"""The stations projection: connection, boot, connector and EVSE status and configuration per
+station."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from typing import Any
 import msgspec
 
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
-from chargeledger.projections._frames import Correlator, Exchange, as_int, as_str, is_v16
+from chargeledger.projections._frames import (
+    Correlator,
+    Exchange,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    as_text,
+    is_v16,
+)
 
 __all__ = [
     "BootInfo",
@@ -17,6 +27,7 @@ __all__ = [
     "ConnectorState",
     "StationState",
     "StationsProjection",
+    "evse_of_connector_16",
 ]
 
 
@@ -48,9 +59,11 @@ class BootInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ConnectorState(msgspec.Struct, frozen=True, kw_only=True):
-    """A connector's last answered 1.6 StatusNotification (connector 0 is the station)."""
+    """A connector's last answered StatusNotification (1.6 connector 0, 2.0.1 EVSE 0: the
+    station). 2.0.1 sends only the status and its time; the other fields are then ``None``."""
 
     status: str | None
+    """1.6 ``status``, 2.0.1 ``connectorStatus``."""
     error_code: str | None
     info: str | None
     vendor_id: str | None
@@ -94,6 +107,10 @@ class StationState(msgspec.Struct, kw_only=True):
     last_seen: float | None = None
     """When any frame, even an undecodable one, last arrived from it."""
     connectors: dict[int, ConnectorState] = {}
+    """1.6 connectors by ``connectorId``."""
+    evses: dict[int, dict[int, ConnectorState]] = {}
+    """Both versions, by EVSE id then connector id: 2.0.1 as sent; a 1.6 connector N > 0 is
+    EVSE N's connector 1, connector 0 is EVSE 0 connector 0 (the station)."""
     configuration: dict[str, ConfigurationKey] = {}
     unknown_configuration_keys: list[str] = []
     """Keys the station said it does not know or support, sorted."""
@@ -123,8 +140,8 @@ def _boot_16(state: StationState, exchange: Exchange) -> None:
 
 def _boot_201(state: StationState, exchange: Exchange) -> None:
     request, response = exchange.request, exchange.response
-    station = _dict(request.get("chargingStation"))
-    modem = _dict(station.get("modem"))
+    station = as_dict(request.get("chargingStation"))
+    modem = as_dict(station.get("modem"))
     _set_boot(
         state,
         BootInfo(
@@ -154,12 +171,18 @@ def _heartbeat(state: StationState, exchange: Exchange) -> None:
     state.last_heartbeat = exchange.at
 
 
+def evse_of_connector_16(connector_id: int) -> tuple[int, int]:
+    """The (EVSE, connector) of a 1.6 connector: connector N > 0 is EVSE N's connector 1, and
+    connector 0 (the station) is EVSE 0 connector 0."""
+    return (connector_id, 1) if connector_id > 0 else (0, 0)
+
+
 def _status_16(state: StationState, exchange: Exchange) -> None:
     request = exchange.request
     connector_id = as_int(request.get("connectorId"))
     if connector_id is None:
         return
-    state.connectors[connector_id] = ConnectorState(
+    connector = ConnectorState(
         status=as_str(request.get("status")),
         error_code=as_str(request.get("errorCode")),
         info=as_str(request.get("info")),
@@ -168,26 +191,45 @@ def _status_16(state: StationState, exchange: Exchange) -> None:
         timestamp=as_str(request.get("timestamp")),
         at=exchange.at,
     )
+    state.connectors[connector_id] = connector
+    evse_id, evse_connector = evse_of_connector_16(connector_id)
+    state.evses.setdefault(evse_id, {})[evse_connector] = connector
+
+
+def _status_201(state: StationState, exchange: Exchange) -> None:
+    request = exchange.request
+    evse_id, connector_id = as_int(request.get("evseId")), as_int(request.get("connectorId"))
+    if evse_id is None or connector_id is None:
+        return
+    state.evses.setdefault(evse_id, {})[connector_id] = ConnectorState(
+        status=as_str(request.get("connectorStatus")),
+        error_code=None,
+        info=None,
+        vendor_id=None,
+        vendor_error_code=None,
+        timestamp=as_str(request.get("timestamp")),
+        at=exchange.at,
+    )
 
 
 def _get_configuration(state: StationState, exchange: Exchange) -> None:
     response = exchange.response
     reported: dict[str, ConfigurationKey] = {}
-    for entry in _list(response.get("configurationKey")):
-        item = _dict(entry)
+    for entry in as_list(response.get("configurationKey")):
+        item = as_dict(entry)
         key = as_str(item.get("key"))
         if key is not None:
             reported[key] = ConfigurationKey(
                 key=key,
-                value=_config_value(item.get("value")),
+                value=as_text(item.get("value")),
                 readonly=item.get("readonly") is True,
                 at=exchange.at,
             )
-    if not _list(exchange.request.get("key")):
+    if not as_list(exchange.request.get("key")):
         # Asked for every key: keys no longer listed are gone.
         state.configuration.clear()
     state.configuration.update(reported)
-    unknown = {key for key in _list(response.get("unknownKey")) if type(key) is str}
+    unknown = {key for key in as_list(response.get("unknownKey")) if type(key) is str}
     _set_unknown(state, unknown, known=reported.keys())
 
 
@@ -203,7 +245,7 @@ def _change_configuration(state: StationState, exchange: Exchange) -> None:
         earlier = state.configuration.get(key)
         state.configuration[key] = ConfigurationKey(
             key=key,
-            value=_config_value(exchange.request.get("value")),
+            value=as_text(exchange.request.get("value")),
             readonly=False if earlier is None else earlier.readonly,
             at=exchange.at,
         )
@@ -217,25 +259,15 @@ def _set_unknown(state: StationState, unknown: set[str], known: Any) -> None:
     state.unknown_configuration_keys = sorted(keep | unknown)
 
 
-def _config_value(value: Any) -> str | None:
-    if value is None or type(value) is str:
-        return value
-    return msgspec.json.encode(value).decode()
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if type(value) is dict else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if type(value) is list else []
-
-
 _Handler = Callable[[StationState, Exchange], None]
 
 _STATION_CALLS: dict[bool, dict[str, _Handler]] = {
     True: {"BootNotification": _boot_16, "Heartbeat": _heartbeat, "StatusNotification": _status_16},
-    False: {"BootNotification": _boot_201, "Heartbeat": _heartbeat},
+    False: {
+        "BootNotification": _boot_201,
+        "Heartbeat": _heartbeat,
+        "StatusNotification": _status_201,
+    },
 }
 """Handlers of CALLs the station sent and we answered, by ``is_v16`` then action."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 import trio
@@ -34,9 +34,11 @@ def wrap_append(
     """Run ``before`` and ``after`` around each ``store.append`` (in the writer thread)."""
     real = store.append
 
-    def append(items: Sequence[tuple[str, int, Event]]) -> list[Recorded]:
+    def append(
+        items: Sequence[tuple[str, int, Event]], heads: Mapping[str, bytes] | None = None
+    ) -> list[Recorded]:
         before()
-        recorded = real(items)
+        recorded = real(items, heads)
         after()
         return recorded
 

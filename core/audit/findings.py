@@ -1,0 +1,357 @@
+"""Audit findings: the projections' anomalies and the audit's own checks, with their evidence.
+
+One pass folds the log into fresh :class:`~chargeledger.projections.Views` (so every anomaly
+kind the projections know, today's and future ones, becomes a finding) and keeps, from the
+exchanges the views pair, which CALL each of our CALLRESULTs answered, so a finding names
+both frames of each exchange. The audit adds what needs the whole log: energy implausible for
+the time, transactions never ended, transactions started while the station was offline, and
+for every transaction id the exchange that issued it. A second, targeted read fetches the verbatim
+frames of the evidence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from chargeledger.core.events import FrameLogged, Recorded, SessionOpened
+from chargeledger.core.store import Store
+from chargeledger.projections import Anomaly, TransactionState, Views
+from chargeledger.projections._frames import as_int, is_v16
+
+__all__ = [
+    "AUDIT_KINDS",
+    "AuditOptions",
+    "Auditor",
+    "Finding",
+    "Severity",
+    "fetch",
+    "select",
+    "severity_of",
+]
+
+Severity = Literal["error", "warning", "info"]
+
+AUDIT_KINDS = (
+    "energy_implausible",
+    "transaction_never_ended",
+    "started_offline",
+    "transaction_issued",
+)
+"""The kinds the audit finds itself; every other kind is a projection anomaly."""
+
+_SEVERITY: dict[str, Severity] = {
+    # Money or the meter is wrong.
+    "duplicate_start": "error",
+    "transaction_id_reused": "error",
+    "meter_stop_below_start": "error",
+    "energy_implausible": "error",
+    "stop_from_other_station": "error",
+    # Handled correctly, but worth knowing.
+    "start_retransmitted": "info",
+    "transaction_issued": "info",
+}
+"""Severity by kind; any kind not named (stops for unknown or sentinel ids, double stops,
+seqNo trouble, transactions never ended, ...) is a ``warning``."""
+
+_FETCH_GAP = 256
+"""Evidence positions closer than this are fetched with one range read."""
+
+
+def severity_of(kind: str) -> Severity:
+    """The severity of a finding kind (``warning`` for kinds this version does not know)."""
+    return _SEVERITY.get(kind, "warning")
+
+
+class AuditOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Thresholds of the audit's own checks."""
+
+    max_power_kw: float = 350.0
+    """Average power above which a transaction's energy is implausible for its duration."""
+    offline_grace_seconds: float = 60.0
+    """A 1.6 start whose own timestamp precedes the opening of the session that delivered it
+    by more than this happened while the station was offline (clocks drift a little)."""
+
+
+class Finding(msgspec.Struct, kw_only=True):
+    """One thing an auditor should look at, and the log positions that show it."""
+
+    kind: str
+    severity: Severity
+    station: str
+    """The station that sent the CALL that triggered it."""
+    transaction_ids: list[int | str]
+    positions: list[int]
+    """Log positions of the evidence, ascending."""
+    trigger: int
+    """The position of the frame that completed it (its time is the finding's time)."""
+    detail: str
+    source: Literal["projection", "audit"]
+    evidence: list[Recorded] = []
+    """The events at ``positions`` (filled by :func:`fetch`)."""
+
+    @property
+    def at(self) -> float | None:
+        """When the triggering frame was recorded (``None`` before :func:`fetch`)."""
+        for recorded in self.evidence:
+            if recorded.position == self.trigger:
+                return getattr(recorded.event, "at", None)
+        return None
+
+
+class Auditor:
+    """Folds the log, one event at a time, into what :meth:`findings` reports."""
+
+    def __init__(self, options: AuditOptions | None = None) -> None:
+        self.options = options or AuditOptions()
+        self.views = Views()
+        self.events = 0
+        # Station CALLs answered by us: CALLRESULT position -> CALL position, both ascending.
+        self._results = array("q")
+        self._calls = array("q")
+        self._opened: dict[str, float] = {}
+        """When each session opened."""
+
+    @property
+    def position(self) -> int:
+        """The position of the last event fed (0 before the first)."""
+        return self.views.position
+
+    def feed(self, recorded: Recorded) -> None:
+        """Fold the next event of the log (position order, each once)."""
+        self.views.apply(recorded)
+        self.events += 1
+        exchange = self.views.last_exchange
+        if exchange is not None and exchange.origin == "in":
+            self._results.append(exchange.result_position)
+            self._calls.append(exchange.call_position)
+        elif isinstance(recorded.event, SessionOpened):
+            self._opened[recorded.event.session] = recorded.event.at
+
+    def call_of(self, result_position: int) -> int | None:
+        """The position of the station CALL our CALLRESULT at ``result_position`` answered."""
+        index = bisect_left(self._results, result_position)
+        if index < len(self._results) and self._results[index] == result_position:
+            return self._calls[index]
+        return None
+
+    def findings(self) -> list[Finding]:
+        """Everything found in the events fed so far, without evidence frames (see
+        :func:`fetch`), by trigger position. ``started_offline`` needs the frames: it is
+        added by :meth:`offline_starts` once they are fetched."""
+        transactions = self.views.transactions
+        found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
+        for transaction in transactions.all():
+            start = transaction.positions[:2]
+            how = (
+                "issued by the CSMS answering StartTransaction"
+                if is_v16(transaction.protocol)
+                else "named by the station in the first TransactionEvent answered"
+            )
+            found.append(
+                _finding(
+                    "transaction_issued",
+                    transaction.station,
+                    [transaction.transaction_id],
+                    start,
+                    transaction.started_position,
+                    f"id {how} (connector {transaction.connector_id}, "
+                    f"idTag {transaction.id_tag!r})",
+                )
+            )
+            found += [self._anomaly(anomaly, transaction) for anomaly in transaction.anomalies]
+            found += self._energy(transaction)
+            if transaction.status != "ended":
+                found.append(
+                    _finding(
+                        "transaction_never_ended",
+                        transaction.station,
+                        [transaction.transaction_id],
+                        start,
+                        transaction.started_position,
+                        f"started {transaction.start_timestamp}; still active at position "
+                        f"{self.position}, the end of the audited log",
+                    )
+                )
+        found.sort(key=lambda finding: (finding.trigger, finding.kind))
+        return found
+
+    def offline_starts(self, frames: dict[int, Recorded]) -> list[Finding]:
+        """Transactions started while their station was offline: flagged so by the
+        projection (2.0.1 ``offline``), or 1.6 starts whose timestamp precedes the opening
+        of the session that delivered them by more than the grace. ``frames`` holds (at
+        least) the events at each transaction's start positions."""
+        found = []
+        for transaction in self.views.transactions.all():
+            start = transaction.positions[:2]
+            detail = None
+            if transaction.offline:
+                detail = "the station sent its events flagged offline (queued while offline)"
+            else:
+                call = frames.get(start[0]) if start else None
+                opened = (
+                    self._opened.get(call.event.session)
+                    if call is not None and isinstance(call.event, FrameLogged)
+                    else None
+                )
+                started = _instant(transaction.start_timestamp)
+                grace = self.options.offline_grace_seconds
+                if opened is not None and started is not None and started < opened - grace:
+                    detail = (
+                        f"started {transaction.start_timestamp}, {opened - started:.0f} s "
+                        "before the session that delivered the start opened"
+                    )
+            if detail is not None:
+                found.append(
+                    _finding(
+                        "started_offline",
+                        transaction.station,
+                        [transaction.transaction_id],
+                        start,
+                        transaction.started_position,
+                        detail,
+                    )
+                )
+        return found
+
+    def _anomaly(self, anomaly: Anomaly, transaction: TransactionState | None) -> Finding:
+        call = self.call_of(anomaly.position)
+        positions = [anomaly.position] if call is None else [call, anomaly.position]
+        ids: list[int | str] = [] if anomaly.transaction_id is None else [anomaly.transaction_id]
+        if transaction is None and anomaly.kind == "stop_from_other_station":
+            owner = as_int(anomaly.transaction_id)  # 1.6 ids are unique across stations
+            transaction = None if owner is None else self.views.transactions.get(owner)
+        if transaction is not None:
+            positions += transaction.positions[:2]
+            if transaction.status == "ended" and transaction.positions[-1] < anomaly.position:
+                positions += transaction.positions[-2:]  # what it came after: the end
+            if anomaly.kind == "duplicate_start":
+                first = self.views.transactions.find_start(
+                    transaction.station,
+                    transaction.connector_id,
+                    transaction.id_tag,
+                    transaction.start_timestamp,
+                    as_int(transaction.meter_start),
+                )
+                if first is not None and first is not transaction:
+                    ids = [first.transaction_id, transaction.transaction_id]
+                    positions += first.positions[:2]
+        return Finding(
+            kind=anomaly.kind,
+            severity=severity_of(anomaly.kind),
+            station=anomaly.station,
+            transaction_ids=ids,
+            positions=sorted(set(positions)),
+            trigger=anomaly.position,
+            detail=anomaly.detail,
+            source="projection",
+        )
+
+    def _energy(self, transaction: TransactionState) -> list[Finding]:
+        energy = transaction.energy_wh
+        if transaction.status != "ended" or not energy or transaction.ended_at is None:
+            return []
+        start = _instant(transaction.start_timestamp)
+        stop = _instant(transaction.stop_timestamp)
+        if start is None or stop is None:  # the station's times are unusable: take ours
+            start, stop = transaction.started_at, transaction.ended_at
+        seconds = stop - start
+        limit = self.options.max_power_kw
+        if seconds > 0 and energy / 1000 / (seconds / 3600) <= limit:
+            return []
+        power = "an instant" if seconds <= 0 else f"{seconds:.0f} s"
+        if seconds > 0:
+            power += f": {energy / 1000 / (seconds / 3600):.1f} kW on average"
+        return [
+            _finding(
+                "energy_implausible",
+                transaction.station,
+                [transaction.transaction_id],
+                transaction.positions[:2] + transaction.positions[-2:],
+                transaction.positions[-1],
+                f"{energy:.0f} Wh in {power}, above the {limit:g} kW limit",
+            )
+        ]
+
+
+def select(
+    auditor: Auditor,
+    store: Store,
+    station: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> list[Finding]:
+    """The findings of everything ``auditor`` was fed, with their evidence read from
+    ``store``: only those of ``station`` and, by the time of their triggering frame, in
+    ``[since, until]`` when given. The fold always covers the whole log (a stop in range
+    needs its start from before), only the report is filtered."""
+    found = [f for f in auditor.findings() if station is None or f.station == station]
+    starts = [
+        position
+        for transaction in auditor.views.transactions.all()
+        if station is None or transaction.station == station
+        for position in transaction.positions[:2]
+    ]
+    frames = fetch(store, [p for finding in found for p in finding.positions] + starts)
+    found += [f for f in auditor.offline_starts(frames) if station is None or f.station == station]
+    selected = []
+    for finding in found:
+        finding.evidence = [frames[p] for p in finding.positions if p in frames]
+        at = finding.at
+        if at is None or ((since is None or at >= since) and (until is None or at <= until)):
+            selected.append(finding)
+    selected.sort(key=lambda finding: (finding.trigger, finding.kind))
+    return selected
+
+
+def _finding(
+    kind: str,
+    station: str,
+    transaction_ids: list[int | str],
+    positions: list[int],
+    trigger: int,
+    detail: str,
+) -> Finding:
+    return Finding(
+        kind=kind,
+        severity=severity_of(kind),
+        station=station,
+        transaction_ids=transaction_ids,
+        positions=sorted(set(positions)),
+        trigger=trigger,
+        detail=detail,
+        source="audit",
+    )
+
+
+def _instant(timestamp: Any) -> float | None:
+    """A station's RFC 3339 timestamp as UNIX seconds; ``None`` when it is not one."""
+    if type(timestamp) is not str:
+        return None
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(timestamp)
+        if moment.tzinfo is not None:
+            return moment.timestamp()
+    return None
+
+
+def fetch(store: Store, positions: Iterable[int]) -> dict[int, Recorded]:
+    """The events at ``positions``, read with one query per cluster of nearby positions."""
+    wanted = sorted(set(positions))
+    found: dict[int, Recorded] = {}
+    index = 0
+    while index < len(wanted):
+        first = last = wanted[index]
+        index += 1
+        while index < len(wanted) and wanted[index] - last < _FETCH_GAP:
+            last = wanted[index]
+            index += 1
+        for recorded in store.read(first - 1, last - first + 1, stop=last):
+            found[recorded.position] = recorded
+    return {position: found[position] for position in wanted if position in found}

@@ -1,0 +1,168 @@
+"""Audit output: one JSON object per finding, a terminal summary, a self-contained HTML report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any, TextIO
+
+import jinja2
+import msgspec
+
+from chargeledger.core.audit.findings import Finding, Severity
+from chargeledger.core.cli import event_json
+from chargeledger.core.events import FrameLogged, Recorded
+from chargeledger.projections._frames import decode_frame, rfc3339
+
+__all__ = ["AuditSummary", "finding_json", "render_html", "write_text"]
+
+_SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+_FRAME_KINDS = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR"}
+_WIDTH = 110
+
+
+class AuditSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What was audited, for the report's header."""
+
+    store: str
+    events: int
+    """Events folded."""
+    last_position: int
+    """The position folded to."""
+    interrupted: bool = False
+    station: str | None = None
+    since: str | None = None
+    until: str | None = None
+    max_power_kw: float
+    transactions: int
+    stations: int
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """``finding`` as JSON-ready builtins (fields documented in ``docs/cli.md``)."""
+    return {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "station": finding.station,
+        "transaction_ids": list(finding.transaction_ids),
+        "positions": list(finding.positions),
+        "at": _time(finding.at),
+        "detail": finding.detail,
+        "source": finding.source,
+        "evidence": [event_json(recorded) for recorded in finding.evidence],
+    }
+
+
+def _time(at: float | None) -> str | None:
+    return None if at is None else rfc3339(at)
+
+
+def _label(recorded: Recorded) -> str:
+    """A short name for an evidence event: ``StartTransaction CALL``, ``CALLRESULT``, ..."""
+    event = recorded.event
+    if not isinstance(event, FrameLogged):
+        return type(event).__name__
+    frame = decode_frame(event.text)
+    if frame is None:
+        return "unreadable frame"
+    kind = _FRAME_KINDS.get(frame[0], f"type {frame[0]}")
+    if frame[0] == 2 and len(frame) > 2 and type(frame[2]) is str:
+        return f"{frame[2]} {kind}"
+    return kind
+
+
+def _ids(finding: Finding) -> str:
+    return ", ".join(str(i) for i in finding.transaction_ids) or "-"
+
+
+def write_text(out: TextIO, summary: AuditSummary, findings: list[Finding]) -> None:
+    """The terminal summary: counts, then every error and warning with its frames (errors
+    first); info findings (ids issued, retransmissions answered correctly) are only counted."""
+    scope = f"station {summary.station}" if summary.station else "all stations"
+    if summary.since or summary.until:
+        scope += f", {summary.since or '…'} to {summary.until or '…'}"
+    partial = " (INTERRUPTED: partial)" if summary.interrupted else ""
+    out.write(
+        f"Audit of {summary.store}{partial}: {summary.events} events up to position "
+        f"{summary.last_position}, {summary.stations} stations, {summary.transactions} "
+        f"transactions; {scope}\n"
+    )
+    severities = Counter(finding.severity for finding in findings)
+    out.write(
+        f"{len(findings)} findings: "
+        + ", ".join(f"{severities[s]} {s}" for s in _SEVERITIES)
+        + "\n\n"
+    )
+    for finding in _ranked(findings):
+        if finding.severity == "info":
+            continue
+        out.write(
+            f"{finding.severity.upper():<8} {finding.kind}  station {finding.station}  "
+            f"transaction {_ids(finding)}  positions {','.join(map(str, finding.positions))}\n"
+            f"         {finding.detail}\n"
+        )
+        for recorded in finding.evidence:
+            out.write(f"         {_evidence_line(recorded)}\n")
+        out.write("\n")
+    kinds = Counter((finding.severity, finding.kind) for finding in findings)
+    if kinds:
+        out.write("By kind:\n")
+        for (severity, kind), count in sorted(
+            kinds.items(), key=lambda item: (_SEVERITIES.index(item[0][0]), item[0][1])
+        ):
+            out.write(f"  {severity:<8} {kind:<38} {count:>7}\n")
+    if severities["info"]:
+        out.write("Info findings are listed by --json and --html.\n")
+
+
+def _ranked(findings: list[Finding]) -> list[Finding]:
+    """Errors first, then warnings, then info, each in log order."""
+    return sorted(findings, key=lambda finding: _SEVERITIES.index(finding.severity))
+
+
+def _evidence_line(recorded: Recorded) -> str:
+    event = recorded.event
+    at = _time(getattr(event, "at", None)) or ""
+    if isinstance(event, FrameLogged):
+        arrow = "->" if event.direction == "in" else "<-"
+        text = event.text if len(event.text) <= _WIDTH else event.text[: _WIDTH - 1] + "…"
+        return f"{recorded.position:>8} {at} {arrow} {text}"
+    return f"{recorded.position:>8} {at} {type(event).__name__}"
+
+
+def _view(finding: Finding) -> dict[str, Any]:
+    events = []
+    for recorded in finding.evidence:
+        event = recorded.event
+        at = _time(getattr(event, "at", None)) or ""
+        events.append(
+            {
+                "position": recorded.position,
+                "date": at[:10],
+                "time": at[11:-1],
+                "direction": getattr(event, "direction", None),
+                "label": _label(recorded),
+                "frame": event.text if isinstance(event, FrameLogged) else "",
+                "note": getattr(event, "note", None),
+                "session": getattr(event, "session", None),
+                "trigger": recorded.position == finding.trigger,
+            }
+        )
+    return {**finding_json(finding), "events": events, "ids": _ids(finding)}
+
+
+def render_html(summary: AuditSummary, findings: list[Finding]) -> str:
+    """The report as one self-contained HTML page (inline CSS, no external assets)."""
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    source = files("chargeledger.core.audit").joinpath("report.html.j2").read_text("utf-8")
+    listed = [_view(finding) for finding in _ranked(findings)]
+    severities = Counter(finding.severity for finding in findings)
+    kinds = Counter((finding.severity, finding.kind) for finding in findings)
+    return environment.from_string(source).render(
+        summary=summary,
+        findings=listed,
+        severities=[(s, severities[s]) for s in _SEVERITIES],
+        kinds=sorted(kinds.items(), key=lambda item: (_SEVERITIES.index(item[0][0]), item[0][1])),
+        generated=_time(datetime.now(UTC).timestamp()),
+    )

@@ -1,0 +1,172 @@
+"""Transaction and billing routes: transactions with filters, charge detail records (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, QueryParameter
+
+from chargeledger.core.http.auth import requires
+from chargeledger.core.http.context import ApiContext
+from chargeledger.core.http.log import PAGE, unix_seconds
+from chargeledger.core.http.models import (
+    CDR_FIELDS,
+    CdrPage,
+    ChargeDetailRecord,
+    TransactionPage,
+    charge_detail_record,
+    is_complete,
+)
+from chargeledger.core.http.problems import responses
+from chargeledger.projections import TransactionState
+
+__all__ = ["ROUTES"]
+
+
+def _within(at: float | None, since: datetime | None, until: datetime | None) -> bool:
+    low, high = unix_seconds(since), unix_seconds(until)
+    return (low is None or (at is not None and at >= low)) and (
+        high is None or (at is not None and at <= high)
+    )
+
+
+@get(
+    "/api/transactions",
+    guards=[requires("read")],
+    responses=responses(400, 401, 403),
+    tags=["transactions"],
+)
+async def transactions(
+    ctx: NamedDependency[ApiContext],
+    station: FromQuery[str | None] = None,
+    status: FromQuery[Literal["active", "ended"] | None] = None,
+    complete: FromQuery[bool | None] = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+    after: Annotated[int, QueryParameter(ge=0)] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=PAGE)] = 100,
+) -> TransactionPage:
+    """Transactions in the order they started (``started_position``), with anomalies.
+
+    Filters: ``station``, ``status``, ``complete`` (billable as is: see the CDR's
+    ``complete``), ``since`` / ``until`` on when we answered the start (RFC 3339). Cursor
+    pagination: pass ``after=next`` for the next page; ``next`` is ``null`` on the last."""
+    found: list[TransactionState] = []
+    for transaction in ctx.csms.views.transactions.all():
+        if (
+            transaction.started_position > after
+            and (station is None or transaction.station == station)
+            and (status is None or transaction.status == status)
+            and (complete is None or is_complete(transaction) == complete)
+            and _within(transaction.started_at, since, until)
+        ):
+            if len(found) == limit:
+                return TransactionPage(items=found, next=found[-1].started_position)
+            found.append(transaction)
+    return TransactionPage(items=found, next=None)
+
+
+def _records(
+    ctx: ApiContext,
+    station: str | None,
+    complete: bool | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: int,
+) -> Iterator[ChargeDetailRecord]:
+    """CDRs of ended transactions in cursor order, filtered (``since`` / ``until`` on when
+    we answered the stop)."""
+    ended = (t for t in ctx.csms.views.transactions.all() if t.status == "ended")
+    for record in sorted(map(charge_detail_record, ended), key=lambda r: r.cursor):
+        if (
+            record.cursor > after
+            and (station is None or record.station == station)
+            and (complete is None or record.complete == complete)
+            and _within(record.ended_at, since, until)
+        ):
+            yield record
+
+
+_CDR_DOC = (
+    "Each record: station, EVSE / connector, id token, the station's start and stop timestamps, "
+    "our times, meter start and stop and energy (Wh), stop reason, `complete` (both readings "
+    "and timestamps present, energy not negative), anomaly kinds, and the log positions it was "
+    "derived from. Filters: `station`, `complete`, `since` / `until` on when we answered the "
+    "stop (RFC 3339). Ordered by `cursor` (the stop's log position): asking for `after` the "
+    "last cursor seen never misses or repeats a record."
+)
+
+
+@get(
+    "/api/billing/cdrs",
+    guards=[requires("read")],
+    responses=responses(400, 401, 403),
+    tags=["billing"],
+    description=_CDR_DOC,
+)
+async def cdrs(
+    ctx: NamedDependency[ApiContext],
+    station: FromQuery[str | None] = None,
+    complete: FromQuery[bool | None] = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+    after: Annotated[int, QueryParameter(ge=0)] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=PAGE)] = 100,
+) -> CdrPage:
+    """Charge detail records of ended transactions, a page at a time."""
+    records = _records(ctx, station, complete, since, until, after)
+    items = [record for _, record in zip(range(limit), records, strict=False)]
+    more = next(records, None) is not None
+    return CdrPage(items=items, next=items[-1].cursor if more else None)
+
+
+def _cell(value: object) -> str:
+    """A CSV cell: absent is empty, booleans as in JSON, lists space-separated."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+@get(
+    "/api/billing/cdrs.csv",
+    guards=[requires("read")],
+    responses=responses(400, 401, 403),
+    tags=["billing"],
+    media_type="text/csv",
+    description=_CDR_DOC
+    + " CSV: one header row, columns in the JSON fields' order; lists are space-separated, "
+    "absent values empty.",
+)
+async def cdrs_csv(
+    ctx: NamedDependency[ApiContext],
+    station: FromQuery[str | None] = None,
+    complete: FromQuery[bool | None] = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+    after: Annotated[int, QueryParameter(ge=0)] = 0,
+) -> Response[str]:
+    """Every matching charge detail record as CSV."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CDR_FIELDS)
+    for record in _records(ctx, station, complete, since, until, after):
+        writer.writerow(map(_cell, msgspec.structs.astuple(record)))
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="cdrs.csv"'},
+    )
+
+
+ROUTES = [transactions, cdrs, cdrs_csv]

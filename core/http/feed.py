@@ -1,0 +1,56 @@
+"""The commit feed: the newest committed log position, a wake-up for readers, frame counters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+
+from chargeledger.core.events import CallTimedOut, FrameLogged, Recorded
+
+__all__ = ["CommitFeed"]
+
+
+class CommitFeed:
+    """What the server's ``on_commit`` tells the HTTP API about each committed batch.
+
+    It keeps no events: readers (the event stream) read the store themselves and only wait
+    here until something newer than what they have read is committed, so a slow reader
+    costs nothing but its own page reads. The counters count this process's commits since it
+    started (Prometheus counters). Used on the trio thread only.
+    """
+
+    def __init__(self) -> None:
+        self.position = 0
+        """Position of the newest event committed by this process (0 before the first)."""
+        self.frames_in = 0
+        self.frames_out = 0
+        self.timeouts = 0
+        self._changed = trio.Event()
+
+    def publish(self, batch: Sequence[Recorded]) -> None:
+        """Take a committed batch (positions ascending) and wake every waiter; never raises."""
+        if not batch:
+            return
+        for recorded in batch:
+            event = recorded.event
+            if isinstance(event, FrameLogged):
+                if event.direction == "in":
+                    self.frames_in += 1
+                else:
+                    self.frames_out += 1
+            elif isinstance(event, CallTimedOut):
+                self.timeouts += 1
+        self.position = batch[-1].position
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_beyond(self, position: int, timeout: float) -> bool:
+        """Wait until an event after ``position`` is committed here, at most ``timeout``
+        seconds; whether one was. Events committed by other nodes wake nobody: a reader that
+        times out reads again to pick them up."""
+        with trio.move_on_after(timeout):
+            while self.position <= position:
+                await self._changed.wait()
+            return True
+        return False

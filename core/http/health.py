@@ -1,0 +1,142 @@
+"""Health routes: liveness, readiness (the store answers) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import trio
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from chargeledger.core.errors import StoreUnavailable
+from chargeledger.core.http.auth import requires
+from chargeledger.core.http.context import ApiContext
+from chargeledger.core.http.models import Readiness
+from chargeledger.core.http.problems import responses, store_problem
+
+__all__ = ["READY_TIMEOUT", "ROUTES", "ServerCollector", "metrics_registry"]
+
+READY_TIMEOUT = 5.0
+"""Seconds the store may take to answer the readiness probe."""
+
+
+@get("/health/live", opt={"public": True}, security=[{}], tags=["health"])
+async def live() -> dict[str, str]:
+    """Liveness: the process serves HTTP (no authentication)."""
+    return {"status": "ok"}
+
+
+@get(
+    "/health/ready", opt={"public": True}, security=[{}], responses=responses(503), tags=["health"]
+)
+async def ready(ctx: NamedDependency[ApiContext]) -> Readiness:
+    """Readiness: the event store answers within 5 s (no authentication); 503 otherwise."""
+    try:
+        with trio.fail_after(READY_TIMEOUT):
+            position = await ctx.read_store(ctx.csms.store.max_position, abandon_on_cancel=True)
+    except trio.TooSlowError:
+        raise store_problem(StoreUnavailable("the store did not answer in time")) from None
+    return Readiness(ready=True, position=position)
+
+
+class ServerCollector(Collector):
+    """Metrics of one running server, read at scrape time from counters it keeps anyway:
+    the gateway's sessions, the commit feed, the writer's statistics."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self._ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        gateway, feed = self._ctx.csms.gateway, self._ctx.feed
+        sessions = list(gateway.sessions.values())
+        writer = gateway.writer.statistics()
+        yield GaugeMetricFamily(
+            "chargeledger_connected_stations",
+            "Stations connected to this node.",
+            value=len(sessions),
+        )
+        frames = CounterMetricFamily(
+            "chargeledger_frames",
+            "WebSocket frames recorded by this node, by direction (in: from stations).",
+            labels=["direction"],
+        )
+        frames.add_metric(["in"], feed.frames_in)
+        frames.add_metric(["out"], feed.frames_out)
+        yield frames
+        yield GaugeMetricFamily(
+            "chargeledger_outstanding_calls",
+            "CALLs to stations sent and unanswered, or queued behind one.",
+            value=sum(
+                (s.in_flight is not None) + s.outbound_send.statistics().current_buffer_used
+                for s in sessions
+            ),
+        )
+        yield CounterMetricFamily(
+            "chargeledger_call_timeouts",
+            "CALLs to stations that got no answer in time (CallTimedOut).",
+            value=feed.timeouts,
+        )
+        yield SummaryMetricFamily(
+            "chargeledger_commit_batch_size",
+            "Events per committed group-commit batch.",
+            count_value=writer.batches,
+            sum_value=writer.events,
+        )
+        yield SummaryMetricFamily(
+            "chargeledger_commit_seconds",
+            "Duration of group-commit batches (version lookups and the transaction).",
+            count_value=writer.batches,
+            sum_value=writer.avg_commit_seconds * writer.batches,
+        )
+        yield GaugeMetricFamily(
+            "chargeledger_commit_last_seconds",
+            "Duration of the last committed batch.",
+            value=writer.last_commit_seconds,
+        )
+        yield CounterMetricFamily(
+            "chargeledger_commit_failures",
+            "Group-commit batches that failed (their waiters got StoreUnavailable).",
+            value=writer.failed_batches,
+        )
+        yield GaugeMetricFamily(
+            "chargeledger_log_position",
+            "Position of the newest event this node committed.",
+            value=feed.position,
+        )
+
+
+def metrics_registry(ctx: ApiContext) -> CollectorRegistry:
+    """A registry of this server's metrics only (not the process-wide default registry, so
+    several servers in one process, as in tests, do not collide)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServerCollector(ctx))
+    return registry
+
+
+@get(
+    "/metrics",
+    guards=[requires("read")],
+    responses=responses(401, 403),
+    tags=["health"],
+    media_type="text/plain; version=0.0.4",
+)
+async def metrics(
+    registry: NamedDependency[CollectorRegistry], request: Request[Any, Any, Any]
+) -> Response[bytes]:
+    """Prometheus text exposition, or OpenMetrics when the scraper asks for it (needs a
+    ``read`` key: Prometheus sends it with ``authorization: {credentials: ...}``)."""
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(registry), headers={"content-type": content_type})
+
+
+ROUTES = [live, ready, metrics]

@@ -1,0 +1,137 @@
+"""Station routes: list and detail (state and registration), and admin registration."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from litestar import Request, delete, get, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from chargeledger.core.events import StationDeregistered, StationRegistered, registry_stream
+from chargeledger.core.http.auth import Caller, requires
+from chargeledger.core.http.context import ApiContext
+from chargeledger.core.http.models import RegistrationRequest, StationView
+from chargeledger.core.http.problems import not_found, responses
+from chargeledger.projections import Registration, StationState, Views
+
+__all__ = ["ROUTES"]
+
+
+def _view(views: Views, station: str) -> StationView | None:
+    state = views.stations.get(station)
+    registration = views.registry.get(station)
+    if state is None and registration is None:
+        return None
+    return StationView(state=state or StationState(station=station), registration=registration)
+
+
+@get(
+    "/api/stations",
+    guards=[requires("read")],
+    responses=responses(400, 401, 403),
+    tags=["stations"],
+)
+async def list_stations(
+    ctx: NamedDependency[ApiContext],
+    connected: FromQuery[bool | None] = None,
+    status: FromQuery[str | None] = None,
+    boot_status: FromQuery[str | None] = None,
+    protocol: FromQuery[str | None] = None,
+    registered: FromQuery[bool | None] = None,
+) -> list[StationView]:
+    """Every station seen or registered, sorted by id.
+
+    Filters: ``connected`` (a session is open), ``status`` (some connector has this status,
+    e.g. ``Available``, ``Faulted``), ``boot_status`` (our answer to its last boot:
+    ``Accepted``, ``Pending``, ``Rejected``), ``protocol`` (``ocpp1.6``, ``ocpp2.0.1``),
+    ``registered``."""
+    views = ctx.csms.views
+    ids = sorted(
+        {s.station for s in views.stations.all()} | {r.station for r in views.registry.all()}
+    )
+    found = []
+    for station in ids:
+        view = _view(views, station)
+        assert view is not None
+        state = view.state
+        if (
+            (connected is None or state.connected == connected)
+            and (status is None or any(c.status == status for c in state.connectors.values()))
+            and (
+                boot_status is None or (state.boot is not None and state.boot.status == boot_status)
+            )
+            and (protocol is None or state.protocol == protocol)
+            and (registered is None or (view.registration is not None) == registered)
+        ):
+            found.append(view)
+    return found
+
+
+@get(
+    "/api/stations/{station_id:str}",
+    guards=[requires("read")],
+    responses=responses(401, 403, 404),
+    tags=["stations"],
+)
+async def station_detail(
+    ctx: NamedDependency[ApiContext], station_id: FromPath[str]
+) -> StationView:
+    """One station: connection, boot info, connectors (EVSEs for 2.0.1), configuration, and
+    registration. 404 when it was never seen nor registered."""
+    view = _view(ctx.csms.views, station_id)
+    if view is None:
+        raise not_found(f"station {station_id!r} was never seen nor registered")
+    return view
+
+
+@put(
+    "/api/stations/{station_id:str}/registration",
+    guards=[requires("admin")],
+    responses=responses(400, 401, 403, 503),
+    tags=["stations"],
+    status_code=200,
+)
+async def register_station(
+    ctx: NamedDependency[ApiContext],
+    station_id: FromPath[str],
+    data: JSONBody[RegistrationRequest],
+    request: Request[Caller, Any, Any],
+) -> Registration:
+    """Register the station (again: the description is replaced). Recorded as
+    ``StationRegistered`` with the admin's key name."""
+    event = StationRegistered(
+        request_id=str(uuid.uuid4()),
+        station=station_id,
+        at=time.time(),
+        key=request.user.name,
+        description=data.description,
+    )
+    await ctx.csms.gateway.writer.append([(registry_stream(event.request_id), event)])
+    registration = ctx.csms.views.registry.get(station_id)
+    assert registration is not None  # folded by on_commit before append returned
+    return registration
+
+
+@delete(
+    "/api/stations/{station_id:str}/registration",
+    guards=[requires("admin")],
+    responses=responses(401, 403, 404, 503),
+    tags=["stations"],
+)
+async def deregister_station(
+    ctx: NamedDependency[ApiContext], station_id: FromPath[str], request: Request[Caller, Any, Any]
+) -> None:
+    """Remove the station's registration (recorded as ``StationDeregistered``); 404 when it
+    is not registered. The station's log and state stay."""
+    if ctx.csms.views.registry.get(station_id) is None:
+        raise not_found(f"station {station_id!r} is not registered")
+    event = StationDeregistered(
+        request_id=str(uuid.uuid4()), station=station_id, at=time.time(), key=request.user.name
+    )
+    await ctx.csms.gateway.writer.append([(registry_stream(event.request_id), event)])
+
+
+ROUTES = [list_stations, station_detail, register_station, deregister_station]
