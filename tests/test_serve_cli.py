@@ -75,3 +75,34 @@ def test_signal_stops_cleanly_with_everything_committed(tmp_path: Path, sig: int
     answered = {answer[1] for answer in answers[:-1]}  # type: ignore[index]
     assert answered <= sent, "every answer the station got is in the log"
     assert events[-1]["kind"] == "SessionClosed" and events[-1]["code"] == 1001
+
+
+def test_sessions_left_open_by_a_killed_server_are_closed_at_restart(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'kill.db'}"
+
+    async def connect_and_boot(port: int) -> websockets.ClientConnection:
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{port}/ocpp/KILLED", subprotocols=["ocpp1.6"]
+        )
+        await ws.send('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        await ws.recv()
+        return ws
+
+    async def scenario() -> None:
+        process, port = _start(store)
+        ws = await connect_and_boot(port)
+        process.kill()  # no chance to record anything more
+        process.wait(timeout=30)
+        await ws.close()
+
+    asyncio.run(scenario())
+    (station,) = chargeledger_cli("stations", store=store)
+    assert station["connected"] is True, "the log still says connected: nobody recorded a close"
+
+    process, _ = _start(store)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    (station,) = chargeledger_cli("stations", store=store)
+    assert station["connected"] is False
+    closed = [e for e in chargeledger_cli("events", store=store) if e["kind"] == "SessionClosed"]
+    assert [(e["code"], e["by"]) for e in closed] == [(1006, "csms")]
