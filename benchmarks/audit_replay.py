@@ -68,8 +68,10 @@ def traffic(frames: int) -> Iterator[tuple[str, int, Event]]:
             action: str, request: dict[str, object], response: dict[str, object]
         ) -> Iterator[tuple[str, int, Event]]:
             nonlocal at, written
-            at += 0.01
+            at += 10.0  # ten seconds between exchanges: plausible power
             written += 2
+            if "currentTime" in response:  # as today's plugins answer: the frame's time
+                response = {**response, "currentTime": rfc3339(at)}
             message = str(next(messages))
             for direction, frame in (
                 ("in", [2, message, action, request]),
@@ -126,7 +128,7 @@ def traffic(frames: int) -> Iterator[tuple[str, int, Event]]:
             )
             if sample % 10 == 0:
                 yield from exchange("Heartbeat", {}, {"currentTime": now})
-        stop = {"transactionId": transaction, "meterStop": 5000, "timestamp": now}
+        stop = {"transactionId": transaction, "meterStop": 5000, "timestamp": rfc3339(at)}
         for _ in range(2 if number % 40 == 0 else 1):  # now and then a double stop
             yield from exchange("StopTransaction", stop, {})
         yield event(SessionClosed(station=station, session=session, at=at, code=1000))

@@ -277,3 +277,24 @@ def test_ctrl_c_stops_replay_and_audit_cleanly(
     # Ctrl-C outside these loops still interrupts as usual.
     with pytest.raises(KeyboardInterrupt):
         signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_pages_end_at_the_last_position_with_or_without_read_ahead(
+    monkeypatch: pytest.MonkeyPatch, read_ahead: bool
+) -> None:
+    monkeypatch.setattr(progress, "PAGE", 3)
+    events = [
+        Recorded(position, "s", position, _frame(position)) for position in (1, 2, 4, 7, 8, 9, 12)
+    ]
+    reads: list[int] = []
+
+    def read(after: int, limit: int, stop: int) -> list[Recorded]:
+        reads.append(after)
+        return [r for r in events if after < r.position <= stop][:limit]
+
+    got = [
+        [r.position for r in page] for page in progress.pages(read, 9, "t", False, None, read_ahead)
+    ]
+    assert got == [[1, 2, 4], [7, 8, 9]]
+    assert reads == [0, 4]  # nothing read past the last position

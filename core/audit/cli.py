@@ -290,8 +290,9 @@ def _verify(args: argparse.Namespace) -> int:
     verifier = ChainVerifier()
     try:
         with Interrupt() as interrupt:
+            last = store.max_position()
             for page in pages(
-                store.read_rows, store.max_position(), "verify", args.progress, interrupt
+                store.read_rows, last, "verify", args.progress, interrupt, store.remote
             ):
                 verifier.check(page)
     finally:

@@ -94,11 +94,11 @@ class Finding(msgspec.Struct, kw_only=True):
     detail: str
     source: Literal["projection", "audit"]
     evidence: list[Recorded] = []
-    """The events at ``positions`` (filled by :func:`fetch`)."""
+    """The events at ``positions`` (filled by :func:`select`)."""
 
     @property
     def at(self) -> float | None:
-        """When the triggering frame was recorded (``None`` before :func:`fetch`)."""
+        """When the triggering frame was recorded (``None`` before :func:`select`)."""
         for recorded in self.evidence:
             if recorded.position == self.trigger:
                 return getattr(recorded.event, "at", None)
@@ -143,7 +143,7 @@ class Auditor:
 
     def findings(self) -> list[Finding]:
         """Everything found in the events fed so far, without evidence frames (see
-        :func:`fetch`), by trigger position. ``started_offline`` needs the frames: it is
+        :func:`select`), by trigger position. ``started_offline`` needs the frames: it is
         added by :meth:`offline_starts` once they are fetched."""
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]

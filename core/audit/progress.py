@@ -6,6 +6,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
@@ -106,17 +107,26 @@ def pages(
     label: str,
     show: bool | None = None,
     interrupt: Interrupt | None = None,
+    read_ahead: bool = False,
 ) -> Iterator[Sequence[P]]:
     """Pages of ``read(after, limit, stop)`` up to position ``last``, with a progress bar over
-    positions. Ends early, after a whole page, once ``interrupt`` is requested."""
-    after = 0
-    with Progress(last, label, "ev", show) as progress:
+    positions. Ends early, after a whole page, once ``interrupt`` is requested. With
+    ``read_ahead`` the next page is read in a worker thread while the caller processes the
+    current one."""
+    with (
+        Progress(last, label, "ev", show) as progress,
+        ThreadPoolExecutor(1) if read_ahead else contextlib.nullcontext() as pool,
+    ):
+        after = 0
+        ahead = None if pool is None else pool.submit(read, after, PAGE, last)
         while after < last and not (interrupt is not None and interrupt.requested):
-            page = read(after, PAGE, last)
+            page = read(after, PAGE, last) if ahead is None else ahead.result()
             if not page:
                 return
-            yield page
             after = page[-1].position
+            if pool is not None and after < last:
+                ahead = pool.submit(read, after, PAGE, last)
+            yield page
             progress.advance_to(after)
 
 
@@ -128,7 +138,8 @@ def scan(
     interrupt: Interrupt | None = None,
 ) -> Iterator[Recorded]:
     """Every event of ``store`` up to position ``stop`` (default: the newest when the scan
-    starts, so events committed meanwhile are left for the next run): see :func:`pages`."""
+    starts, so events committed meanwhile are left for the next run): see :func:`pages`,
+    reading ahead from a database server."""
     last = store.max_position() if stop is None else stop
-    for page in pages(store.read, last, label, show, interrupt):
+    for page in pages(store.read, last, label, show, interrupt, store.remote):
         yield from page
