@@ -467,7 +467,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "In the storms, calls/s counts boots (connect storm) or reconnections (reconnect storm) "
         "per second, and CPU per call includes the WebSocket handshake (and, reconnecting, "
-        "the close).",
+        "noticing the dropped connection).",
         "",
         "### Connecting: time to boot N stations, memory per idle connection",
         "",
@@ -536,9 +536,11 @@ def render_profile(summary: dict[str, Any], top: int = 15) -> list[str]:
         "|--:|---|---|--:|---|",
     ]
     own = summary["own_percent"][:top]
-    ours = [row for row in summary["cumulative_percent"] if any(part in row[0] for part in _OURS)][
-        :top
-    ]
+    ours = [
+        row
+        for row in summary["cumulative_percent"]
+        if any(part in row[0] for part in _OURS) and "(core/cli.py)" not in row[0]
+    ][:top]
     for index in range(max(len(own), len(ours))):
         cells = [
             f"{rows[index][1]} | `{rows[index][0]}`" if index < len(rows) else " | "
@@ -549,7 +551,8 @@ def render_profile(summary: dict[str, Any], top: int = 15) -> list[str]:
 
 
 _OURS = ("(core/", "(projections/", "(plugins/")
-"""How ChargeLedger's functions end (see ``_function``), for a profile's cumulative column."""
+"""How ChargeLedger's functions end (see ``_function``), for a profile's cumulative column
+(the command line's frames, on every stack, are left out)."""
 
 
 def targets(index: Index) -> list[tuple[str, str, bool]]:

@@ -4,6 +4,8 @@ A sampling profiler attributes a collection to whichever Python line happened to
 so the collector's share of the server's CPU is measured here instead, with ``gc.callbacks``
 (about a microsecond per collection). Usage: ``serve_with_gc_stats.py OUT.json SERVE-ARGS...``;
 at exit OUT.json holds collections and seconds per generation and the process's CPU seconds.
+``GC_THRESHOLDS=50000,20,100`` (or ``off``) in the environment tries other collector settings
+without touching the server's code, as docs/performance.md does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import atexit
 import gc
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -45,6 +48,11 @@ def _write(path: str) -> None:
 
 
 if __name__ == "__main__":
+    thresholds = os.environ.get("GC_THRESHOLDS")
+    if thresholds == "off":
+        gc.disable()
+    elif thresholds:
+        gc.set_threshold(*(int(value) for value in thresholds.split(",")))
     gc.callbacks.append(_time_collection)
     atexit.register(_write, sys.argv[1])
     sys.exit(main(sys.argv[2:]))

@@ -194,7 +194,6 @@ def test_several_processes_share_the_stations_and_the_calls(server: RunningServe
     assert report.server is not None and report.simulator_cpu_seconds > 0
 
 
-@pytest.mark.xfail(strict=False, reason="the server's OCPP 2.0.1 support is being built")
 def test_transaction_cycles_201(server: RunningServer) -> None:
     report = run(server, "transaction-cycles", stations=3, calls=24, protocol=OCPP201)
     assert report.ok, report.failures

@@ -12,6 +12,7 @@ import ipaddress
 import math
 import multiprocessing
 import os
+import queue
 import resource
 import socket
 import threading
@@ -401,11 +402,13 @@ def _run_processes(
     finally:
         finished.set()
     reports: list[WorkerReport] = []
+    silent = len(processes)
     for _ in processes:
         try:
             first, outcome = results.get(timeout=10 if not errors else 2)
-        except Exception:  # queue.Empty: the process died without a word
+        except queue.Empty:  # a process died without a word
             break
+        silent -= 1
         if isinstance(outcome, WorkerReport):
             reports.append(outcome)
         else:
@@ -415,8 +418,7 @@ def _run_processes(
         if process.is_alive():
             process.terminate()
             process.join()
-    if len(reports) + len(errors) < len(processes):
-        errors.append("a simulator process ended without a report")
+    errors += ["a simulator process ended without a report"] * silent
     return reports, errors
 
 

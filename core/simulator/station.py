@@ -13,8 +13,8 @@ CSMS does wrong is swallowed:
   :func:`expire_overdue_calls`, one task for many stations, because a cancel scope per CALL
   (``trio.fail_after``) costs about 15 µs, a quarter of the simulator's whole cost of a CALL;
 * a refused or failed connection, or one the CSMS closes while in use, counts in
-  ``connection_failures``; an unreadable frame or an answer to an id we did not send counts in
-  ``protocol_errors``.
+  ``connection_failures``; an unreadable frame, an answer to an id we did not send, or a
+  WebSocket rule the CSMS broke (we close then) counts in ``protocol_errors``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ FAILURES = ("call_errors", "rejected", "timeouts", "connection_failures", "proto
 
 CONNECT_TIMEOUT = 10.0
 """Seconds for the TCP connection and the WebSocket handshake together."""
+
+OVERDUE = "no answer in time"
+"""The reason :func:`expire_overdue_calls` drops a connection with."""
 
 _decode = msgspec.json.Decoder().decode
 
@@ -183,11 +186,7 @@ class Station:
                 if answer is not None:
                     break
         except ConnectionClosed as exc:
-            self.ws = None
-            if exc.by == "client":  # expire_overdue_calls aborted it
-                tally.fail("timeouts", f"{action}: no answer within {self._call_timeout:g} s")
-            else:
-                tally.fail("connection_failures", f"{action}: connection {exc}")
+            self._lost(exc, action, tally)
             return None
         finally:
             self.answer_due = math.inf
@@ -210,6 +209,17 @@ class Station:
             tally.fail("rejected", f"{action}: {refusal}")
             return None
         return payload
+
+    def _lost(self, exc: ConnectionClosed, doing: str, tally: Tally) -> None:
+        """Count the connection lost while ``doing``: an overdue answer, the CSMS breaking
+        the protocol (we closed), or the CSMS or the network closing it."""
+        self.ws = None
+        if exc.reason == OVERDUE:
+            tally.fail("timeouts", f"{doing}: no answer within {self._call_timeout:g} s")
+        elif exc.by == "client":
+            tally.fail("protocol_errors", f"{doing}: {exc.reason}")
+        else:
+            tally.fail("connection_failures", f"{doing}: connection {exc}")
 
     async def _answer(self, ws: WebSocketClient, message_id: str, tally: Tally) -> list[Any] | None:
         """Read one frame: the CALLRESULT/CALLERROR for ``message_id``, or None after dealing
@@ -247,8 +257,7 @@ class Station:
                 while True:
                     await self._answer(ws, "", tally)
             except ConnectionClosed as exc:
-                self.ws = None
-                tally.fail("connection_failures", f"idle: connection {exc}")
+                self._lost(exc, "idle", tally)
                 await trio.sleep_until(deadline)
 
     async def idle_until_set(self, event: trio.Event, tally: Tally) -> None:
@@ -272,4 +281,4 @@ async def expire_overdue_calls(stations: list[Station], call_timeout: float) -> 
         now = trio.current_time()
         for station in stations:
             if station.answer_due < now and station.ws is not None:
-                station.ws.abort("no answer in time")  # the station's call() counts it
+                station.ws.abort(OVERDUE)  # the station's call() counts the timeout
