@@ -30,7 +30,7 @@ import trio
 
 from chargeledger.core.errors import StoreUnavailable
 from chargeledger.core.events import Event, Recorded
-from chargeledger.core.store import Store
+from chargeledger.core.store import GENESIS, Store
 
 __all__ = ["GroupCommitWriter", "WriterStatistics"]
 
@@ -62,6 +62,7 @@ class _Request:
     """One append() call: its events and, once the batch is decided, its outcome."""
 
     events: list[tuple[str, Event]]
+    new_stream: bool = False
     done: trio.Event = field(default_factory=trio.Event)
     recorded: list[Recorded] | None = None
     error: Exception | None = None
@@ -136,8 +137,14 @@ class GroupCommitWriter:
     ) -> None:
         await self.aclose()
 
-    async def append(self, events: Sequence[tuple[str, Event]]) -> list[Recorded]:
+    async def append(
+        self, events: Sequence[tuple[str, Event]], *, new_stream: bool = False
+    ) -> list[Recorded]:
         """Commit ``(stream, event)`` pairs atomically; return them as recorded, in order.
+
+        ``new_stream=True`` promises that the streams are brand new (a fresh session id), so
+        the writer starts them at version 1 without asking the store for their head; a broken
+        promise is caught by the store (``StreamConflict``, reported as ``StoreUnavailable``).
 
         Returns only once they are committed (durable). Raises :class:`StoreUnavailable`
         when their batch could not be committed (nothing of it is written, but see
@@ -153,7 +160,7 @@ class GroupCommitWriter:
             raise trio.ClosedResourceError("the writer is closed")
         if not events:
             return []
-        request = _Request(list(events))
+        request = _Request(list(events), new_stream)
         self._queue.put(request)
         await request.done.wait()
         if request.error is not None:
@@ -252,7 +259,11 @@ class GroupCommitWriter:
             for stream, event in request.events:
                 head = cache.pop(stream, None)
                 if head is None:
-                    last, newest = self._store.stream_head(stream)
+                    # A new session stream has no head: skip the query (one per connection).
+                    if request.new_stream:
+                        last, newest = 0, GENESIS
+                    else:
+                        last, newest = self._store.stream_head(stream)
                     head = _Head(last + 1, newest)
                     if len(cache) >= self._max_streams:
                         cache.popitem(last=False)

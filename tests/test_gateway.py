@@ -195,7 +195,7 @@ def test_reused_message_id_with_other_payload_is_a_protocol_error(store: str) ->
         ws = await _booted(server, "REUSE")
         await ws.send('[2,"a","Authorize",{"idTag":"T1"}]')
         first = json.loads(await ws.recv())
-        await ws.send('[2,"a","Authorize",{"idTag":"T1"}]')
+        await ws.send('[2, "a", "Authorize", {"idTag": "T1"}]')  # same call, other spacing
         again = json.loads(await ws.recv())
         await ws.send('[2,"a","Authorize",{"idTag":"OTHER"}]')
         other = json.loads(await ws.recv())
