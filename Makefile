@@ -27,3 +27,4 @@ test: setup
 bench: setup
 	$(BIN)/pip install --quiet '.[bench]'
 	$(BIN)/python benchmarks/run.py --profile saturation:1000 --profile connect-storm:10000 --write-docs
+	$(BIN)/python benchmarks/audit_replay.py
