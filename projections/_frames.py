@@ -21,6 +21,7 @@ __all__ = [
     "MAX_TRACKED_SESSIONS_PER_STATION",
     "Correlator",
     "Exchange",
+    "ExchangeFold",
     "as_bool",
     "as_dict",
     "as_int",
@@ -219,3 +220,22 @@ class Correlator:
             result_position=position,
             at=event.at,
         )
+
+
+class ExchangeFold:
+    """Base of the projections that fold completed exchanges.
+
+    ``apply`` pairs frames itself, for a projection used on its own; ``Views`` pairs each
+    frame once and hands the exchange to every projection's ``fold``."""
+
+    def __init__(self) -> None:
+        self._correlator = Correlator()
+
+    def apply(self, recorded: Recorded) -> None:
+        """Fold the next event of the log."""
+        self.fold(recorded, self._correlator.feed(recorded))
+
+    def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
+        """Fold the next event, given the exchange it completes (``None`` when it completes
+        none)."""
+        raise NotImplementedError

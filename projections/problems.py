@@ -9,8 +9,8 @@ import msgspec
 
 from chargeledger.core.events import Recorded
 from chargeledger.projections._frames import (
-    Correlator,
     Exchange,
+    ExchangeFold,
     as_bool,
     as_dict,
     as_int,
@@ -96,16 +96,12 @@ def _fault_ref(evse_id: int, connector_id: int) -> VariableRef:
     )
 
 
-class ProblemsProjection:
+class ProblemsProjection(ExchangeFold):
     """Problems folded from the log (see ``docs/projections.md``)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._stations: dict[str, StationProblems] = {}
-        self._correlator = Correlator()
-
-    def apply(self, recorded: Recorded) -> None:
-        """Fold the next event of the log."""
-        self.fold(recorded, self._correlator.feed(recorded))
 
     def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
         """Fold the next event, given the exchange it completes."""

@@ -11,8 +11,8 @@ import msgspec
 
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
 from chargeledger.projections._frames import (
-    Correlator,
     Exchange,
+    ExchangeFold,
     as_dict,
     as_int,
     as_list,
@@ -278,16 +278,12 @@ _CSMS_CALLS: dict[bool, dict[str, _Handler]] = {
 """Handlers of CALLs we sent and the station answered, by ``is_v16`` then action."""
 
 
-class StationsProjection:
+class StationsProjection(ExchangeFold):
     """Station state folded from the log (see ``docs/projections.md``)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._stations: dict[str, StationState] = {}
-        self._correlator = Correlator()
-
-    def apply(self, recorded: Recorded) -> None:
-        """Fold the next event of the log."""
-        self.fold(recorded, self._correlator.feed(recorded))
 
     def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
         """Fold the next event, given the exchange it completes (what ``Views`` calls so that

@@ -13,8 +13,8 @@ import msgspec
 
 from chargeledger.core.events import Recorded
 from chargeledger.projections._frames import (
-    Correlator,
     Exchange,
+    ExchangeFold,
     as_bool,
     as_dict,
     as_int,
@@ -259,7 +259,7 @@ def _energy(start: int | float | None, end: float | None) -> float | None:
         return None
 
 
-class TransactionsProjection:
+class TransactionsProjection(ExchangeFold):
     """Transactions of both protocol versions folded from the log (see
     ``docs/projections.md``).
 
@@ -268,6 +268,7 @@ class TransactionsProjection:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.anomalies: list[Anomaly] = []
         self._by_key: dict[int | tuple[str, str], TransactionState] = {}
         """1.6 transactions by id (unique in the store), 2.0.1 ones by (station, id)."""
@@ -280,11 +281,6 @@ class TransactionsProjection:
         self._reading_seq_nos: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         """For each active 2.0.1 transaction, the ``seqNo`` of the events that gave its
         ``meter_start`` and its ``meter_last_wh``."""
-        self._correlator = Correlator()
-
-    def apply(self, recorded: Recorded) -> None:
-        """Fold the next event of the log."""
-        self.fold(recorded, self._correlator.feed(recorded))
 
     def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
         """Fold the next event, given the exchange it completes (what ``Views`` calls so that
