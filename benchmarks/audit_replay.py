@@ -38,8 +38,8 @@ from chargeledger.core.events import (
     session_stream,
 )
 from chargeledger.core.store import drop_postgres_schema, open_store
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
-from chargeledger.projections._frames import rfc3339
 
 STATIONS = 2000
 BATCH = 10_000

@@ -12,7 +12,6 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,12 @@ from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
 from chargeledger.core.store import Store, open_store
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views, station_json, transaction_json
 
 __all__ = ["event_json", "main"]
 
 _json = msgspec.json.Encoder()
-
-
-def _rfc3339(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
 
 
 def event_json(recorded: Recorded) -> dict[str, Any]:
@@ -51,7 +47,7 @@ def event_json(recorded: Recorded) -> dict[str, Any]:
         fields["frame"] = fields.pop("text")
     out.update(fields)
     if "at" in out:
-        out["at"] = _rfc3339(recorded.event.at)
+        out["at"] = rfc3339(recorded.event.at, 6)
     return out
 
 

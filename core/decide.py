@@ -16,7 +16,8 @@ import msgspec
 from chargeledger.core.commands import Command, Reply, ReplyError, ReplyWithNewTransactionId
 from chargeledger.core.errors import FrameError, OutboundValidationError, error_code
 from chargeledger.core.frames import Call, encode_error, encode_result, to_wire, validate_request
-from chargeledger.core.plugin_host import InboundCall, PluginHost
+from chargeledger.core.plugin import InboundCall
+from chargeledger.core.plugin_host import PluginHost
 from chargeledger.projections import Views
 
 __all__ = ["Answer", "Decision", "answer_wire", "decide", "error_text", "reply_text"]

@@ -1,7 +1,9 @@
-"""The plugin contract: every hook a functional-block plugin can implement.
+"""The hook specification: every hook a functional-block plugin can implement.
 
-Read this file to learn the whole extension surface. A plugin is a module (or object) with
-functions decorated ``@hookimpl`` whose names match the specifications below; it may implement
+Read this file to learn the whole extension surface, and import every name a plugin needs
+from :mod:`chargeledger.core.plugin` (the types, ``hookimpl``, ``answers``, the helpers). A
+plugin is a module (or object) with functions decorated ``@hookimpl`` whose names match the
+specifications below (or that name one with ``@hookimpl(specname=...)``); it may implement
 any subset, and each implementation may accept any subset of a hook's parameters.
 
 Rules every implementation follows:
@@ -14,33 +16,66 @@ Rules every implementation follows:
 * **Read state through ``views`` only.** Views are the projections as of the last committed
   event; treat them as read-only.
 
-Ordering is by ``tryfirst`` / ``trylast`` on ``@hookimpl``, never by registration order.
+Ordering is by ``tryfirst`` / ``trylast`` on ``@hookimpl``, never by registration order. A
+hook implementation that raises is a bug: for a CALL the station gets ``InternalError`` (the
+frames are still recorded); for a reaction it is logged and its commands are lost.
+
+The order for one station CALL: the core parses and schema-checks it and answers a verbatim
+retransmission from memory; then ``chargeledger_admit_call`` may refuse it; then
+``chargeledger_answer_call`` answers it. Once the CALL and its answer are committed, every
+``chargeledger_react`` sees each of the two frames.
 """
 
 # Hook specifications have docstrings for bodies, like pytest's.
 # mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pluggy
 
-if TYPE_CHECKING:
-    from chargeledger.core.commands import Command
-    from chargeledger.core.events import Recorded
-    from chargeledger.core.plugin_host import InboundCall
-    from chargeledger.core.settings import Settings
-    from chargeledger.projections import Views
+from chargeledger.core.plugin import (
+    PROJECT,
+    Command,
+    Exchange,
+    InboundCall,
+    Recorded,
+    ReplyError,
+    Settings,
+    Views,
+    hookimpl,
+)
 
-PROJECT = "chargeledger"
+__all__ = [
+    "PROJECT",
+    "chargeledger_admit_call",
+    "chargeledger_answer_call",
+    "chargeledger_react",
+    "hookimpl",
+    "hookspec",
+]
 
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 # -------------------------------------------------------------------------
 # Answering the station
 # -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def chargeledger_admit_call(
+    call: InboundCall, views: Views, settings: Settings
+) -> ReplyError | None:
+    """Refuse a CALL before any plugin answers it: the gate for CALLs a station may not send
+    (a station whose boot was not accepted, a role it does not hold).
+
+    Called once per CALL that ``chargeledger_answer_call`` would be asked about, with the
+    same arguments, for every action (no routing by :func:`~chargeledger.core.plugin.answers`).
+
+    :return: ``None`` to admit the call, or the ``ReplyError`` the station gets instead of an
+        answer (no ``chargeledger_answer_call`` is asked then).
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
 
 
 @hookspec(firstresult=True)
@@ -51,7 +86,13 @@ def chargeledger_answer_call(
 
     Called once per inbound CALL whose frame and payload are valid for the station's
     protocol version (invalid ones are answered by the core with the version's error code),
-    and which is not a verbatim retransmission (those get the recorded earlier answer).
+    which is not a retransmission (a verbatim one gets the recorded earlier answer, a
+    message id reused by a different CALL gets ``ProtocolError``) and which every
+    ``chargeledger_admit_call`` admitted.
+
+    An implementation declared with ``@answers("Action", ...)`` is asked only about CALLs of
+    those actions; one without the declaration is asked about every CALL and returns
+    ``None`` for those it does not handle.
 
     :param call: the CALL: station, session, protocol, message id, action, typed payload
         (a :mod:`chargeledger.schemas` struct) and the time it arrived.
@@ -60,14 +101,14 @@ def chargeledger_answer_call(
     :return: ``None`` to let another plugin answer, or a list of commands holding exactly
         one answer (``Reply``, ``ReplyError`` or ``ReplyWithNewTransactionId``) and possibly
         further commands (``SendCall``, ``CloseSession``) carried out after the answer is
-        committed and sent.
+        committed and sent. A list without exactly one answer gets ``InternalError``.
 
-    Stops at the first non-``None`` result (``firstresult``). Use ``tryfirst`` for gates that
-    must see every call first (the boot gate) and ``trylast`` for defaults that others may
-    override: the data-transfer block answers ``UnknownVendorId`` with ``trylast``, so a
-    vendor-extension plugin simply answers the DataTransfer calls whose ``vendorId`` it owns.
-    When no plugin answers, the core replies ``NotSupported`` (an action the protocol version
-    does not define at all gets ``NotImplemented`` before any plugin is asked).
+    Stops at the first non-``None`` result (``firstresult``) among the implementations asked.
+    Use ``trylast`` for defaults that others may override: the data-transfer block answers
+    ``UnknownVendorId`` with ``trylast``, so a vendor-extension plugin simply answers the
+    DataTransfer calls whose ``vendorId`` it owns. When no plugin answers, the core replies
+    ``NotSupported`` (an action the protocol version does not define at all gets
+    ``NotImplemented`` before any plugin is asked).
     """
 
 
@@ -77,14 +118,22 @@ def chargeledger_answer_call(
 
 
 @hookspec
-def chargeledger_react(recorded: Recorded, views: Views, settings: Settings) -> list[Command]:
+def chargeledger_react(
+    recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
+) -> list[Command]:
     """React to a committed event (a frame in either direction, a session opening or closing,
-    a timed-out call).
+    a timed-out call, a command requested, ...).
 
     Called once per event, in log order, after it is committed and folded into ``views``.
     Typical uses: configure a station once its boot is answered ``Pending``, send a
     ``SendCall`` when a station's answer to an earlier call arrives.
 
+    :param recorded: the event and its position in the log.
+    :param exchange: when ``recorded`` is a CALLRESULT that answered a CALL of the same
+        session, that CALL and the answer (``origin`` ``in``: the station's CALL we answered;
+        ``out``: our CALL the station answered); otherwise ``None`` (any other frame, a
+        CALLERROR, a CALLRESULT nobody asked for, every other event).
+    :param views: the projections, with ``recorded`` folded in.
     :return: commands for the executor (``SendCall``, ``CloseSession``); an empty list when
         there is nothing to do. The results of all plugins are concatenated.
     """

@@ -13,18 +13,21 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from typing import Any
 
-import msgspec
 import pluggy
 
 from chargeledger.core import hookspec
-from chargeledger.core.commands import Command
-from chargeledger.core.events import Recorded
-from chargeledger.core.settings import Settings
-from chargeledger.projections import Views
+from chargeledger.core.plugin import (
+    PROJECT,
+    Command,
+    InboundCall,
+    Recorded,
+    Settings,
+    Views,
+    answered_actions,
+)
 
-__all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "InboundCall", "PluginHost", "discover"]
+__all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "PluginHost", "discover"]
 
 ENTRY_POINT_GROUP = "chargeledger.plugins"
 
@@ -39,19 +42,6 @@ BUILTIN_PLUGINS = (
     "diagnostics",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
-
-
-class InboundCall(msgspec.Struct, frozen=True, kw_only=True):
-    """A valid CALL from a station, as plugins see it."""
-
-    station: str
-    session: str
-    protocol: str
-    message_id: str
-    action: str
-    payload: Any
-    """The typed request (a :mod:`chargeledger.schemas` struct for ``protocol``/``action``)."""
-    at: float
 
 
 def discover(modules: Iterable[str] = ()) -> dict[str, object]:
@@ -72,6 +62,13 @@ def discover(modules: Iterable[str] = ()) -> dict[str, object]:
 class PluginHost:
     """Holds the pluggy manager and asks the registered plugins.
 
+    CALLs are routed by action: an implementation of ``chargeledger_answer_call`` that
+    declares the actions it answers (:func:`~chargeledger.core.plugin.answers`) is asked
+    about those only; one without the declaration about every CALL. The implementations
+    asked run through pluggy's own call loop, in pluggy's order, so ``firstresult``,
+    ``tryfirst`` / ``trylast`` and wrappers behave as without routing. Routes are computed
+    once per action: register plugins through the constructor only.
+
     Raises ``ValueError`` when ``settings.disabled_plugins`` names a plugin that does not exist
     (a typo there would silently leave a block enabled).
     """
@@ -82,27 +79,58 @@ class PluginHost:
         unknown = set(settings.disabled_plugins) - set(available)
         if unknown:
             raise ValueError(f"unknown plugin(s) in disabled_plugins: {sorted(unknown)}")
-        self.manager = pluggy.PluginManager(hookspec.PROJECT)
+        self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(hookspec)
         for name, plugin in available.items():
             if name not in settings.disabled_plugins:
                 self.manager.register(plugin, name=name)
+        self._routes: dict[str, list[pluggy.HookImpl]] = {}
 
     @property
     def enabled(self) -> list[str]:
         """Names of the registered plugins."""
         return [name for name, _ in self.manager.list_name_plugin()]
 
+    def answerers(self, action: str) -> list[str]:
+        """The implementations asked about an ``action`` CALL, in the order they are asked,
+        as ``plugin:function`` names."""
+        return [
+            f"{impl.plugin_name}:{impl.function.__name__}" for impl in reversed(self._route(action))
+        ]
+
+    def _route(self, action: str) -> list[pluggy.HookImpl]:
+        route = self._routes.get(action)
+        if route is None:
+            route = self._routes[action] = [
+                impl
+                for impl in self.manager.hook.chargeledger_answer_call.get_hookimpls()
+                if (actions := answered_actions(impl.function)) is None or action in actions
+            ]
+        return route
+
     def answer_call(self, call: InboundCall, views: Views) -> list[Command] | None:
-        """The first plugin answer for ``call`` (``None`` when no plugin answered)."""
-        result: list[Command] | None = self.manager.hook.chargeledger_answer_call(
-            call=call, views=views, settings=self.settings
+        """The plugins' answer to ``call``: a refusal of ``chargeledger_admit_call`` (as a
+        one-command list), else the first answer of the plugins routed ``call.action``
+        (``None`` when no plugin answered). Exceptions of a plugin propagate."""
+        hook = self.manager.hook
+        refusal = hook.chargeledger_admit_call(call=call, views=views, settings=self.settings)
+        if refusal is not None:
+            return [refusal]
+        answer = hook.chargeledger_answer_call
+        # pluggy's call loop over the routed implementations, kept in pluggy's order: what
+        # calling the hook does (and what pluggy's own subset hook caller does per plugin).
+        result: list[Command] | None = answer._hookexec(
+            answer.name,
+            self._route(call.action),
+            {"call": call, "views": views, "settings": self.settings},
+            True,
         )
         return result
 
     def react(self, recorded: Recorded, views: Views) -> list[Command]:
-        """All plugins' commands in reaction to a committed event."""
+        """All plugins' commands in reaction to ``recorded``, already folded into ``views``;
+        the exchange it completed is ``views.last_exchange``. Exceptions propagate."""
         results: Iterable[list[Command]] = self.manager.hook.chargeledger_react(
-            recorded=recorded, views=views, settings=self.settings
+            recorded=recorded, exchange=views.last_exchange, views=views, settings=self.settings
         )
         return [command for commands in results for command in (commands or [])]

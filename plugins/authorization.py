@@ -19,12 +19,17 @@ from typing import Any
 
 import msgspec
 
-from chargeledger.core.commands import Command, Reply
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
-from chargeledger.core.settings import Settings
-from chargeledger.plugins._common import options, rfc3339
-from chargeledger.schemas import OCPP16
+from chargeledger.core.plugin import (
+    OCPP16,
+    Command,
+    InboundCall,
+    Reply,
+    Settings,
+    answers,
+    hookimpl,
+    plugin_options,
+    rfc3339,
+)
 
 __all__ = [
     "Decision",
@@ -48,7 +53,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 def decide(token: str, settings: Settings, at: float) -> Decision:
     """The decision for ``token`` under the configured lists, at time ``at``."""
-    table = options(settings, "authorization")
+    table = plugin_options(settings, "authorization")
     known = table.get("known", [])
     if token in table.get("blocked", []):
         status = "Blocked"
@@ -104,5 +109,6 @@ def token_answer(call: InboundCall, settings: Settings) -> dict[str, Any]:
 
 
 @hookimpl
-def chargeledger_answer_call(call: InboundCall, settings: Settings) -> list[Command] | None:
-    return [Reply(token_answer(call, settings))] if call.action == "Authorize" else None
+@answers("Authorize")
+def chargeledger_answer_call(call: InboundCall, settings: Settings) -> list[Command]:
+    return [Reply(token_answer(call, settings))]

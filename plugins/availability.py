@@ -4,15 +4,12 @@ faults. ChangeAvailability is a use case of the API (``CentralSystem.change_avai
 
 from __future__ import annotations
 
-from chargeledger.core.commands import Command, Reply
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
+from chargeledger.core.plugin import Command, Reply, answers, hookimpl
 
 __all__ = ["chargeledger_answer_call"]
 
 
 @hookimpl
-def chargeledger_answer_call(call: InboundCall) -> list[Command] | None:
-    if call.action == "StatusNotification":
-        return [Reply({})]
-    return None
+@answers("StatusNotification")
+def chargeledger_answer_call() -> list[Command]:
+    return [Reply({})]

@@ -2,21 +2,18 @@
 ``UnknownVendorId``, as both versions prescribe.
 
 A vendor-extension plugin answers its own vendor ids by implementing
-``chargeledger_answer_call`` for ``DataTransfer``; this implementation is ``trylast`` so it
-only answers when no such plugin did.
+``chargeledger_answer_call`` for ``DataTransfer`` (``@answers("DataTransfer")``); this
+implementation is ``trylast`` so it only answers when no such plugin did.
 """
 
 from __future__ import annotations
 
-from chargeledger.core.commands import Command, Reply
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
+from chargeledger.core.plugin import Command, Reply, answers, hookimpl
 
 __all__ = ["chargeledger_answer_call"]
 
 
 @hookimpl(trylast=True)
-def chargeledger_answer_call(call: InboundCall) -> list[Command] | None:
-    if call.action == "DataTransfer":
-        return [Reply({"status": "UnknownVendorId"})]
-    return None
+@answers("DataTransfer")
+def chargeledger_answer_call() -> list[Command]:
+    return [Reply({"status": "UnknownVendorId"})]

@@ -4,13 +4,12 @@ ask for, is acknowledged; the device-model projection assembles the parts by ``s
 
 from __future__ import annotations
 
-from chargeledger.core.commands import Command, Reply
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
+from chargeledger.core.plugin import Command, Reply, answers, hookimpl
 
 __all__ = ["chargeledger_answer_call"]
 
 
 @hookimpl
-def chargeledger_answer_call(call: InboundCall) -> list[Command] | None:
-    return [Reply({})] if call.action == "NotifyReport" else None
+@answers("NotifyReport")
+def chargeledger_answer_call() -> list[Command]:
+    return [Reply({})]

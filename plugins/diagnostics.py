@@ -3,13 +3,12 @@ events into each station's active problems and recent events."""
 
 from __future__ import annotations
 
-from chargeledger.core.commands import Command, Reply
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
+from chargeledger.core.plugin import Command, Reply, answers, hookimpl
 
 __all__ = ["chargeledger_answer_call"]
 
 
 @hookimpl
-def chargeledger_answer_call(call: InboundCall) -> list[Command] | None:
-    return [Reply({})] if call.action == "NotifyEvent" else None
+@answers("NotifyEvent")
+def chargeledger_answer_call() -> list[Command]:
+    return [Reply({})]

@@ -4,9 +4,7 @@ record. An action the station's version does not define never gets here (NotImpl
 
 from __future__ import annotations
 
-from chargeledger.core.commands import Command, Reply
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
+from chargeledger.core.plugin import Command, Reply, answers, hookimpl
 
 __all__ = ["ACKNOWLEDGED", "chargeledger_answer_call"]
 
@@ -23,7 +21,6 @@ ACKNOWLEDGED = frozenset(
 
 
 @hookimpl
-def chargeledger_answer_call(call: InboundCall) -> list[Command] | None:
-    if call.action in ACKNOWLEDGED:
-        return [Reply({})]
-    return None
+@answers(*ACKNOWLEDGED)
+def chargeledger_answer_call() -> list[Command]:
+    return [Reply({})]

@@ -18,18 +18,28 @@ configuration key -> value, see :mod:`chargeledger.core.usecases`):
 
 from __future__ import annotations
 
-from chargeledger.core.commands import Command, Reply, ReplyError, SendCall
 from chargeledger.core.errors import UnsupportedUseCase
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
-from chargeledger.core.settings import Settings
+from chargeledger.core.plugin import (
+    Command,
+    Exchange,
+    InboundCall,
+    Reply,
+    ReplyError,
+    SendCall,
+    Settings,
+    Views,
+    answers,
+    hookimpl,
+    plugin_options,
+    rfc3339,
+)
 from chargeledger.core.usecases import configure, configured_value, trigger_message
-from chargeledger.plugins._common import options, rfc3339
-from chargeledger.projections import Views
 
 __all__ = [
     "ALLOWED_WHILE_PENDING",
+    "answer_heartbeat",
     "boot_status",
+    "chargeledger_admit_call",
     "chargeledger_answer_call",
     "chargeledger_react",
     "missing_configuration",
@@ -43,7 +53,9 @@ configuring it (2.0.1 B02)."""
 def missing_configuration(station: str, views: Views, settings: Settings) -> dict[str, str]:
     """The configured ``pending_configuration`` entries the station's projections do not show
     with their value (a key its version cannot express counts as missing)."""
-    wanted: dict[str, str] = options(settings, "provisioning").get("pending_configuration", {})
+    wanted: dict[str, str] = plugin_options(settings, "provisioning").get(
+        "pending_configuration", {}
+    )
     missing = {}
     for key, value in wanted.items():
         try:
@@ -56,7 +68,7 @@ def missing_configuration(station: str, views: Views, settings: Settings) -> dic
 
 
 def _provisioned(station: str, views: Views, settings: Settings) -> bool:
-    configured = options(settings, "provisioning").get("pending_configuration")
+    configured = plugin_options(settings, "provisioning").get("pending_configuration")
     return bool(configured) and not missing_configuration(station, views, settings)
 
 
@@ -74,12 +86,17 @@ def boot_status(station: str, settings: Settings, views: Views) -> str:
     return status
 
 
-def _gate(call: InboundCall, views: Views, settings: Settings) -> list[Command] | None:
+@hookimpl
+def chargeledger_admit_call(
+    call: InboundCall, views: Views, settings: Settings
+) -> ReplyError | None:
     """Refuse every CALL but BootNotification from a station not (or no longer) accepted.
 
     OCPP 2.0.1 B02/B03 prescribe CALLERROR SecurityError for that; we do the same for 1.6.
     A station never seen booting is let through only with ``unbooted_calls = "allow"``.
     """
+    if call.action == "BootNotification":
+        return None
     state = views.stations.get(call.station)
     booted = state is not None and state.boot is not None
     if state is not None and state.accepted:
@@ -90,29 +107,30 @@ def _gate(call: InboundCall, views: Views, settings: Settings) -> list[Command] 
     if pending and call.action in ALLOWED_WHILE_PENDING:
         return None
     why = "BootNotification not accepted" if booted else "no BootNotification accepted yet"
-    return [ReplyError("SecurityError", f"{call.action} refused: {why}")]
-
-
-@hookimpl(tryfirst=True)
-def chargeledger_answer_call(
-    call: InboundCall, views: Views, settings: Settings
-) -> list[Command] | None:
-    if call.action == "BootNotification":
-        status = boot_status(call.station, settings, views)
-        interval = settings.boot.interval if status == "Accepted" else settings.boot.retry_interval
-        return [Reply({"status": status, "currentTime": rfc3339(call.at), "interval": interval})]
-    gate = _gate(call, views, settings)
-    if gate is not None:
-        return gate
-    if call.action == "Heartbeat":
-        return [Reply({"currentTime": rfc3339(call.at)})]
-    return None
+    return ReplyError("SecurityError", f"{call.action} refused: {why}")
 
 
 @hookimpl
-def chargeledger_react(views: Views, settings: Settings) -> list[Command]:
-    exchange = views.last_exchange
-    if exchange is None or not options(settings, "provisioning").get("pending_configuration"):
+@answers("BootNotification")
+def chargeledger_answer_call(call: InboundCall, views: Views, settings: Settings) -> list[Command]:
+    status = boot_status(call.station, settings, views)
+    interval = settings.boot.interval if status == "Accepted" else settings.boot.retry_interval
+    return [Reply({"status": status, "currentTime": rfc3339(call.at), "interval": interval})]
+
+
+@hookimpl(specname="chargeledger_answer_call")
+@answers("Heartbeat")
+def answer_heartbeat(call: InboundCall) -> list[Command]:
+    return [Reply({"currentTime": rfc3339(call.at)})]
+
+
+@hookimpl
+def chargeledger_react(
+    exchange: Exchange | None, views: Views, settings: Settings
+) -> list[Command]:
+    if exchange is None or not plugin_options(settings, "provisioning").get(
+        "pending_configuration"
+    ):
         return []
     state = views.stations.get(exchange.station)
     if state is None or state.boot is None or state.boot.status != "Pending":

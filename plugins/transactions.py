@@ -15,12 +15,17 @@ MeterValues outside a transaction (2.0.1 J, 1.6 without ``transactionId``) is ac
 
 from __future__ import annotations
 
-from chargeledger.core.commands import Command, Reply, ReplyWithNewTransactionId
-from chargeledger.core.hookspec import hookimpl
-from chargeledger.core.plugin_host import InboundCall
-from chargeledger.core.settings import Settings
+from chargeledger.core.plugin import (
+    Command,
+    InboundCall,
+    Reply,
+    ReplyWithNewTransactionId,
+    Settings,
+    Views,
+    answers,
+    hookimpl,
+)
 from chargeledger.plugins.authorization import id_tag_info, token_answer
-from chargeledger.projections import Views
 
 __all__ = ["chargeledger_answer_call"]
 
@@ -37,13 +42,20 @@ def _start(call: InboundCall, views: Views, settings: Settings) -> list[Command]
 
 
 @hookimpl
-def chargeledger_answer_call(
-    call: InboundCall, views: Views, settings: Settings
-) -> list[Command] | None:
-    if call.action == "MeterValues":
-        return [Reply({})]
-    if call.action in ("StopTransaction", "TransactionEvent"):
-        return [Reply(token_answer(call, settings))]
-    if call.action == "StartTransaction":
-        return _start(call, views, settings)
-    return None
+@answers("MeterValues")
+def chargeledger_answer_call() -> list[Command]:
+    return [Reply({})]
+
+
+@hookimpl(specname="chargeledger_answer_call")
+@answers("StopTransaction", "TransactionEvent")
+def answer_with_token(call: InboundCall, settings: Settings) -> list[Command]:
+    """Acknowledge, with the token's status when the CALL carries one."""
+    return [Reply(token_answer(call, settings))]
+
+
+@hookimpl(specname="chargeledger_answer_call")
+@answers("StartTransaction")
+def answer_start(call: InboundCall, views: Views, settings: Settings) -> list[Command]:
+    """A 1.6 start: the id it got before when it repeats an answered one, else a new id."""
+    return _start(call, views, settings)

@@ -6,13 +6,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from chargeledger.core.events import Recorded
-from chargeledger.projections._frames import Correlator, Exchange, rfc3339
+from chargeledger.core.times import rfc3339
 from chargeledger.projections.device_model import (
     DeviceModelProjection,
     DeviceModelState,
     VariableRef,
     device_model_json,
 )
+from chargeledger.projections.exchanges import Correlator, Exchange
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import Registration, RegistryProjection
 from chargeledger.projections.stations import (

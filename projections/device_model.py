@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 
 from chargeledger.core.events import Recorded
-from chargeledger.projections._frames import (
+from chargeledger.core.times import rfc3339
+from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
     as_bool,
@@ -20,7 +21,6 @@ from chargeledger.projections._frames import (
     as_str,
     as_text,
     is_v16,
-    rfc3339,
 )
 
 __all__ = [

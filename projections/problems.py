@@ -8,7 +8,9 @@ from typing import Any
 import msgspec
 
 from chargeledger.core.events import Recorded
-from chargeledger.projections._frames import (
+from chargeledger.core.times import rfc3339
+from chargeledger.projections.device_model import VariableRef
+from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
     as_bool,
@@ -18,9 +20,7 @@ from chargeledger.projections._frames import (
     as_str,
     as_text,
     is_v16,
-    rfc3339,
 )
-from chargeledger.projections.device_model import VariableRef
 from chargeledger.projections.stations import evse_of_connector_16
 
 __all__ = [

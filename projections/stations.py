@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
-from chargeledger.projections._frames import (
+from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
     as_dict,

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 import msgspec
 
 from chargeledger.core.events import Recorded
-from chargeledger.projections._frames import (
+from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
     as_bool,

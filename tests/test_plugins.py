@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import sys
@@ -53,34 +54,65 @@ def test_missing_plugin_module_is_refused() -> None:
         PluginHost(Settings(plugin_modules=["no_such_module_here"]))
 
 
+def test_the_example_imports_only_the_public_contract() -> None:
+    tree = ast.parse((EXAMPLES / "acme_block.py").read_text())
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__"
+    }
+    assert imported == {"chargeledger.core.plugin"}
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import)]
+
+
 def test_worked_example_end_to_end(tmp_path: Path, example_on_path: None) -> None:
+    store = f"sqlite:///{tmp_path / 'p.db'}"
     settings = Settings(
-        port=0, store=f"sqlite:///{tmp_path / 'p.db'}", plugin_modules=["acme_block"]
+        port=0,
+        store=store,
+        plugin_modules=["acme_block"],
+        plugins={"acme_block": {"heartbeat_interval": 120}},
     )
 
     async def scenario(server: RunningServer) -> dict[str, Any]:
         cp, ws, task = await connect(server, "ACME-1")
+        cp.configuration = dict(cp.configuration)  # ours to change, not the class's
         try:
             await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="ACME"))
             ours = await cp.call(call.DataTransfer(vendor_id="com.acme.display", data="hello"))
             theirs = await cp.call(call.DataTransfer(vendor_id="org.other"))
             assert server.csms is not None
-            for _ in range(100):  # the station answers our GetConfiguration asynchronously
+            for _ in range(200):  # the station answers our CALLs asynchronously
                 state = server.csms.views.stations.get("ACME-1")
-                if state is not None and state.configuration:
+                held = state and state.configuration.get("HeartbeatInterval")
+                if held and held.value == "120":
                     break
                 await asyncio.sleep(0.05)
-            return {"ours": ours.status, "theirs": theirs.status, "state": state}
+            return {"ours": ours, "theirs": theirs.status, "state": state, "station": cp}
         finally:
             task.cancel()
             await ws.close()
 
     with running_server(settings) as server:
-        assert "acme_block" in server.csms.gateway.plugins.enabled  # type: ignore[union-attr]
+        assert server.csms is not None
+        plugins = server.csms.gateway.plugins
+        assert "acme_block" in plugins.enabled
+        assert plugins.answerers("DataTransfer") == [
+            "acme_block:chargeledger_answer_call",
+            "data_transfer:chargeledger_answer_call",
+        ]
+        assert not [name for name in plugins.answerers("Heartbeat") if "acme" in name]
         result = asyncio.run(scenario(server))
-    assert result["ours"] == "Accepted"
+    assert (result["ours"].status, result["ours"].data) == ("Accepted", "shown")
     assert result["theirs"] == "UnknownVendorId"
-    assert "HeartbeatInterval" in result["state"].configuration
+    assert result["state"].configuration["HeartbeatInterval"].value == "120"
+    assert result["station"].configuration["HeartbeatInterval"] == "120"
+    sent = [
+        json.loads(e["frame"])[2]
+        for e in chargeledger_cli("events", store=store)
+        if e.get("direction") == "out" and json.loads(e["frame"])[0] == 2
+    ]
+    assert sent == ["GetConfiguration", "ChangeConfiguration"]
 
 
 def test_disabled_block_is_not_asked(tmp_path: Path) -> None:

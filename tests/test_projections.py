@@ -40,8 +40,8 @@ from chargeledger.projections import (
     station_json,
     transaction_json,
 )
-from chargeledger.projections._frames import MAX_PENDING_PER_SESSION, Correlator
 from chargeledger.projections.device_model import MAX_REPORTS_PER_STATION
+from chargeledger.projections.exchanges import MAX_PENDING_PER_SESSION, Correlator
 from chargeledger.projections.problems import MAX_RECENT_EVENTS
 from chargeledger.projections.transactions import energy_register_wh
 

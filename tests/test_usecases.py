@@ -434,7 +434,7 @@ PROVISIONING = Settings(
 @pytest.mark.parametrize("protocol", [V16, V201])
 def test_a_pending_boot_is_configured_then_triggered(protocol: str) -> None:
     views = _pending_views(protocol)
-    [configure] = provisioning.chargeledger_react(views, PROVISIONING)
+    [configure] = provisioning.chargeledger_react(views.last_exchange, views, PROVISIONING)
     [expected] = usecases.configure(protocol, {"HeartbeatInterval": "60"})
     assert (configure.station, configure.action, configure.payload) == (
         "CP",
@@ -456,13 +456,14 @@ def test_a_pending_boot_is_configured_then_triggered(protocol: str) -> None:
         }
     )
     views = _pending_views(protocol, **{expected.action: (expected.payload, response)})
-    [trigger] = provisioning.chargeledger_react(views, PROVISIONING)
+    [trigger] = provisioning.chargeledger_react(views.last_exchange, views, PROVISIONING)
     assert (trigger.action, trigger.payload) == (
         "TriggerMessage",
         {"requestedMessage": "BootNotification"},
     )
     assert provisioning.boot_status("CP", PROVISIONING, views) == "Accepted"
-    assert provisioning.chargeledger_react(_pending_views(protocol), Settings()) == []
+    views = _pending_views(protocol)
+    assert provisioning.chargeledger_react(views.last_exchange, views, Settings()) == []
 
 
 def test_token_answers_are_one_decision_spelled_per_version() -> None:

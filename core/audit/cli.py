@@ -35,8 +35,8 @@ from chargeledger.core.cli import _open_existing
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import load_settings
 from chargeledger.core.store import Store, open_store
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
-from chargeledger.projections._frames import rfc3339
 from chargeledger.schemas import PROTOCOLS
 
 __all__ = ["register"]

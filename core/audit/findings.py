@@ -23,7 +23,7 @@ import msgspec
 from chargeledger.core.events import FrameLogged, Recorded, SessionOpened
 from chargeledger.core.store import Store
 from chargeledger.projections import Anomaly, TransactionState, Views
-from chargeledger.projections._frames import as_int, is_v16
+from chargeledger.projections.exchanges import as_int, is_v16
 
 __all__ = [
     "AUDIT_KINDS",

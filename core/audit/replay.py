@@ -28,8 +28,9 @@ from chargeledger.core.errors import FrameError, error_code
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
 from chargeledger.core.frames import Call, CallError, CallResult, encode_result, parse_frame
 from chargeledger.core.plugin_host import PluginHost
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
-from chargeledger.projections._frames import as_int, rfc3339
+from chargeledger.projections.exchanges import as_int
 from chargeledger.schemas import OCPP16
 
 __all__ = [

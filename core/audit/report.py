@@ -13,7 +13,8 @@ import msgspec
 from chargeledger.core.audit.findings import Finding, Severity
 from chargeledger.core.cli import event_json
 from chargeledger.core.events import FrameLogged, Recorded
-from chargeledger.projections._frames import decode_frame, rfc3339
+from chargeledger.core.times import rfc3339
+from chargeledger.projections.exchanges import decode_frame
 
 __all__ = ["AuditSummary", "finding_json", "render_html", "write_text"]
 

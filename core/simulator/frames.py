@@ -13,13 +13,13 @@ its :class:`Meter`. :meth:`StationFrames.check_answer` reads the CALLRESULTs tha
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 import uuid
 from abc import ABC, abstractmethod
 from typing import Any
 
+from chargeledger.core.times import rfc3339
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["Meter", "StationFrames", "frames_for", "rfc3339_ms"]
@@ -82,17 +82,9 @@ def _sampled_values(protocol: str) -> bytes:
     return b"[" + b",".join(items) + b"]"
 
 
-@functools.lru_cache(maxsize=4)
-def _utc_second(second: int) -> bytes:
-    # Cached: every station stamps every frame, and strftime costs more than the rest.
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-
-
 def rfc3339_ms(at: float | None = None) -> bytes:
-    """``at`` (default: now) as RFC 3339 UTC with milliseconds."""
-    at = time.time() if at is None else at
-    second = int(at)
-    return b"%s.%03dZ" % (_utc_second(second), int((at - second) * 1000))
+    """``at`` (default: now) as RFC 3339 UTC with milliseconds, as bytes for the templates."""
+    return rfc3339(time.time() if at is None else at).encode()
 
 
 class Meter:

@@ -1,8 +1,13 @@
-"""Tolerant OCPP-J frame decoding and CALL/answer pairing shared by the projections."""
+"""Tolerant reading of the log: OCPP-J frame decoding, payload conversions, CALL/answer pairing.
+
+Public: the projections, the audit and plugins (through :mod:`chargeledger.core.plugin`) read
+recorded frames with these. Nothing here raises on a malformed frame or payload: a station's
+deviation is data, and the conversions turn a value of the wrong JSON type into ``None`` or
+an empty container.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -30,7 +35,6 @@ __all__ = [
     "as_text",
     "decode_frame",
     "is_v16",
-    "rfc3339",
 ]
 
 MAX_PENDING_PER_SESSION = 64
@@ -79,12 +83,6 @@ def as_dict(value: Any) -> dict[str, Any]:
 def as_list(value: Any) -> list[Any]:
     """``value`` when it is a JSON array, else an empty one."""
     return value if type(value) is list else []
-
-
-def rfc3339(at: float) -> str:
-    """One of our times (UNIX seconds) as RFC 3339 UTC text with milliseconds, as OCPP and
-    the JSON forms write it (``2024-05-01T10:00:00.000Z``)."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def is_v16(protocol: str) -> bool:

@@ -1,0 +1,190 @@
+"""The plugin contract: every name a functional-block plugin imports, from this one module.
+
+A plugin imports from here and nowhere else in ChargeLedger; the hooks it may implement are
+specified, with when each is called and what it returns, in :mod:`chargeledger.core.hookspec`.
+This module holds the types those hooks take and return, defined here or re-exported from the
+module that owns them:
+
+* the markers: :data:`hookimpl` (pluggy's, ``tryfirst`` / ``trylast`` / ``specname`` as
+  usual) and :func:`answers`, which declares the actions an answer implementation handles so
+  the host routes only those CALLs to it;
+* what a hook is given: :class:`InboundCall`, :class:`Recorded` and the events it carries,
+  :class:`Exchange` (a CALL and the CALLRESULT that answered it), :class:`Views` and its
+  state types, :class:`Settings` with :func:`plugin_options`;
+* what a hook returns: the commands of :mod:`chargeledger.core.commands`;
+* helpers for pure code: :func:`rfc3339` (the one formatter of our times), the tolerant
+  payload conversions (``as_int``, ``as_str``, ``as_text``, ``as_bool``, ``as_dict``,
+  ``as_list``), ``decode_frame`` and ``is_v16``, and the protocol names.
+
+Everything in ``__all__`` is public and stable; anything else a plugin reaches for is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+import pluggy
+
+from chargeledger.core.commands import (
+    CloseSession,
+    Command,
+    Reply,
+    ReplyError,
+    ReplyWithNewTransactionId,
+    SendCall,
+)
+from chargeledger.core.events import (
+    CallTimedOut,
+    CommandRequested,
+    Event,
+    FrameLogged,
+    HandshakeRejected,
+    Recorded,
+    SessionClosed,
+    SessionOpened,
+    StationDeregistered,
+    StationRegistered,
+    TransactionIdsReserved,
+)
+from chargeledger.core.settings import Settings
+from chargeledger.core.times import rfc3339
+from chargeledger.projections import (
+    Anomaly,
+    BootInfo,
+    ConfigurationKey,
+    ConnectorState,
+    DeviceModelState,
+    StationProblems,
+    StationState,
+    TransactionState,
+    Views,
+)
+from chargeledger.projections.exchanges import (
+    Exchange,
+    as_bool,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    as_text,
+    decode_frame,
+    is_v16,
+)
+from chargeledger.schemas import OCPP16, OCPP201
+
+__all__ = [
+    "OCPP16",
+    "OCPP201",
+    "PROJECT",
+    "Anomaly",
+    "BootInfo",
+    "CallTimedOut",
+    "CloseSession",
+    "Command",
+    "CommandRequested",
+    "ConfigurationKey",
+    "ConnectorState",
+    "DeviceModelState",
+    "Event",
+    "Exchange",
+    "FrameLogged",
+    "HandshakeRejected",
+    "InboundCall",
+    "Recorded",
+    "Reply",
+    "ReplyError",
+    "ReplyWithNewTransactionId",
+    "SendCall",
+    "SessionClosed",
+    "SessionOpened",
+    "Settings",
+    "StationDeregistered",
+    "StationProblems",
+    "StationRegistered",
+    "StationState",
+    "TransactionIdsReserved",
+    "TransactionState",
+    "Views",
+    "answered_actions",
+    "answers",
+    "as_bool",
+    "as_dict",
+    "as_int",
+    "as_list",
+    "as_str",
+    "as_text",
+    "decode_frame",
+    "hookimpl",
+    "is_v16",
+    "plugin_options",
+    "rfc3339",
+]
+
+PROJECT = "chargeledger"
+"""The pluggy project name: hook implementations are marked for it."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a hook implementation: ``@hookimpl``, ``@hookimpl(tryfirst=True)``, ..."""
+
+
+class InboundCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A valid CALL from a station, as ``chargeledger_answer_call`` and
+    ``chargeledger_admit_call`` see it."""
+
+    station: str
+    session: str
+    protocol: str
+    """``ocpp1.6`` or ``ocpp2.0.1`` (:data:`OCPP16`, :data:`OCPP201`)."""
+    message_id: str
+    action: str
+    payload: Any
+    """The typed request (a :mod:`chargeledger.schemas` struct for ``protocol``/``action``),
+    already validated against the official schema."""
+    at: float
+    """When it arrived (UNIX seconds): the only clock a hook may read."""
+
+
+_ANSWERS = "chargeledger_answers"
+"""The attribute :func:`answers` sets on an implementation."""
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def answers(*actions: str) -> Callable[[_Function], _Function]:
+    """Declare the actions a ``chargeledger_answer_call`` implementation answers.
+
+    The host asks the implementation about CALLs of these actions only, so it need not check
+    ``call.action``; pluggy's order (``tryfirst`` / ``trylast``) and ``firstresult`` apply
+    among the implementations asked. An implementation without the declaration is asked
+    about every CALL. Stack it with ``@hookimpl`` in either order::
+
+        @hookimpl(trylast=True)
+        @answers("DataTransfer")
+        def chargeledger_answer_call(call): ...
+
+    Raises ``ValueError`` when no action is given (an implementation that answers nothing is
+    a mistake, not a declaration)."""
+    if not actions:
+        raise ValueError("answers() needs at least one action")
+
+    def declare(function: _Function) -> _Function:
+        setattr(function, _ANSWERS, frozenset(actions))
+        return function
+
+    return declare
+
+
+def answered_actions(function: Callable[..., Any]) -> frozenset[str] | None:
+    """The actions ``function`` was declared to answer with :func:`answers`; ``None`` when it
+    declared none (it is asked about every CALL)."""
+    declared: frozenset[str] | None = getattr(function, _ANSWERS, None)
+    return declared
+
+
+def plugin_options(settings: Settings, plugin: str) -> dict[str, Any]:
+    """The ``[plugins.<plugin>]`` table of the settings (empty when absent); read it inside a
+    hook, never at import, so a settings change reaches a replay too."""
+    table: dict[str, Any] = settings.plugins.get(plugin, {})
+    return table
