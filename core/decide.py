@@ -1,26 +1,50 @@
-"""How a station CALL is answered: payload validation, the plugins' one answer, its wire text.
+"""How a station CALL is answered: the retransmission window, payload validation, the
+plugins' one answer, its wire text.
 
-Shared by the gateway (which then allocates a transaction id when asked, commits and sends)
-and by ``chargeledger replay --what-if`` (which compares with what was recorded). Pure: no
-I/O, no clock; the only impure step of answering, allocating a new 1.6 transaction id, is
-left to the caller (:class:`Decision` says when one is needed).
+The one inbound decision path, shared by the gateway (``Session._handle_call``, which then
+allocates a transaction id when asked, commits and sends) and by ``chargeledger replay
+--what-if`` (which compares with what was recorded): :func:`decide_call` and
+:func:`reply_text`. Synchronous and pure but for the window it is handed (:class:`Answered`,
+which it reads and clears); no I/O, no clock. The only impure step of answering, allocating a
+new 1.6 transaction id, is left to the caller (:attr:`Decision.needs_transaction_id`).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
 
 from chargeledger.core.commands import Command, Reply, ReplyError, ReplyWithNewTransactionId
 from chargeledger.core.errors import FrameError, OutboundValidationError, error_code
-from chargeledger.core.frames import Call, encode_error, encode_result, to_wire, validate_request
+from chargeledger.core.frames import (
+    Call,
+    encode_error,
+    encode_result,
+    parse_frame,
+    to_wire,
+    validate_request,
+)
 from chargeledger.core.plugin import InboundCall
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.projections import Views
+from chargeledger.schemas import OCPP16
 
-__all__ = ["Answer", "Decision", "answer_wire", "decide", "error_text", "reply_text"]
+__all__ = [
+    "RETRANSMISSION_WINDOW",
+    "Answer",
+    "Answered",
+    "Decision",
+    "Retransmission",
+    "answer_wire",
+    "decide",
+    "decide_call",
+    "error_text",
+    "reply_text",
+]
 
 log = logging.getLogger("chargeledger.gateway")
 
@@ -28,14 +52,138 @@ Answer = Reply | ReplyError | ReplyWithNewTransactionId
 """The answer commands: exactly one of them answers a CALL."""
 
 
+RETRANSMISSION_WINDOW = 32
+"""How many answered CALLs per station are kept to answer verbatim retransmissions."""
+
+
+class Retransmission(enum.Enum):
+    """How a station CALL relates to the CALLs it sent and we answered recently.
+
+    The value of a retransmission is the note recorded on the CALL and its answer
+    (``FrameLogged.note``): those strings are in stored logs and stay as they are."""
+
+    NEW = "new"
+    """Not seen recently: decided afresh (nothing noted)."""
+    VERBATIM = "retransmission"
+    """The same CALL again (the station missed our answer): answered with the earlier answer,
+    verbatim, without asking the plugins again."""
+    ID_REUSED = "id-reused"
+    """A different CALL under a message id already answered: ``ProtocolError``."""
+
+
+class _Call(msgspec.Struct, frozen=True, gc=False):
+    """An answered station CALL, kept to recognise its verbatim retransmission.
+
+    Only texts are kept (two objects per call, invisible to the garbage collector): holding
+    the decoded payloads of every station's recent calls cost ~40 % of the server's CPU in
+    full collections at 10,000 stations (docs/performance.md)."""
+
+    call: str
+    reply: str
+
+    def repeats(self, text: str, frame: Call) -> bool:
+        """Whether ``frame`` (received as ``text``) is this call again: the same text, or the
+        same action and payload written differently."""
+        if text == self.call:
+            return True
+        earlier = parse_frame(self.call, OCPP16)  # the envelope is the same in every version
+        return (
+            isinstance(earlier, Call)
+            and earlier.action == frame.action
+            and earlier.payload == frame.payload
+        )
+
+
+class Answered:
+    """One station's recently answered CALLs, by message id: its retransmission window.
+
+    Holds the last ``size`` CALLs answered by the plugins (not those the core answered: an
+    invalid payload, a retransmission). A BootNotification empties it: a rebooted station
+    restarts its message ids. The gateway keeps one per station across reconnects, in memory
+    only (a restarted server has forgotten them); the what-if replay keeps its own.
+    """
+
+    __slots__ = ("_calls", "size")
+
+    def __init__(self, size: int = RETRANSMISSION_WINDOW) -> None:
+        self.size = size
+        self._calls: OrderedDict[str, _Call] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def classify(self, text: str, frame: Call) -> Retransmission:
+        """How the CALL ``frame``, received as ``text``, relates to the answered ones."""
+        earlier = self._calls.get(frame.message_id)
+        if earlier is None:
+            return Retransmission.NEW
+        return Retransmission.VERBATIM if earlier.repeats(text, frame) else Retransmission.ID_REUSED
+
+    def reply(self, message_id: str) -> str:
+        """The text that answered ``message_id``; ``KeyError`` when it is not in the window."""
+        return self._calls[message_id].reply
+
+    def remember(self, message_id: str, text: str, reply: str) -> None:
+        """Keep the CALL ``text`` and the ``reply`` text that answered it, forgetting the
+        oldest beyond ``size``."""
+        self._calls[message_id] = _Call(text, reply)
+        while len(self._calls) > self.size:
+            self._calls.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every answered CALL."""
+        self._calls.clear()
+
+
 class Decision(msgspec.Struct, frozen=True):
     """How to answer one CALL."""
 
-    answer: Answer
+    answer: Answer | str
+    """The answer command, or for a verbatim retransmission the earlier answer's text."""
     later: list[Command]
     """The plugins' other commands, for the executor once the answer is sent."""
     note: str | None = None
-    """``invalid`` when the core answered because the payload violates the schema."""
+    """What the core notes on the CALL and its answer when it answered without the plugins:
+    ``invalid`` (the payload violates the schema) or a :class:`Retransmission` value."""
+    retransmission: Retransmission = Retransmission.NEW
+
+    @property
+    def needs_transaction_id(self) -> bool:
+        """Whether the answer carries a new 1.6 transaction id the caller must allocate."""
+        return isinstance(self.answer, ReplyWithNewTransactionId)
+
+
+def decide_call(
+    answered: Answered,
+    plugins: PluginHost,
+    views: Views,
+    frame: Call,
+    text: str,
+    *,
+    station: str,
+    session: str,
+    protocol: str,
+    at: float,
+) -> Decision:
+    """The answer to the CALL ``frame``, received as ``text`` from ``station``: the whole
+    inbound decision, before any transaction id is allocated.
+
+    A verbatim retransmission of a CALL in ``answered`` gets the earlier answer's text; a
+    different CALL under an answered message id gets ``ProtocolError``; neither asks the
+    plugins. A BootNotification empties ``answered`` before it is decided. Everything else
+    is :func:`decide`. The caller remembers the answer in ``answered`` once it is committed
+    (when ``note`` is ``None``) and carries out ``later``.
+    """
+    retransmission = answered.classify(text, frame)
+    if retransmission is Retransmission.VERBATIM:
+        reply = answered.reply(frame.message_id)
+        return Decision(reply, [], retransmission.value, retransmission)
+    if retransmission is Retransmission.ID_REUSED:
+        refusal = ReplyError("ProtocolError", "message id reused by a different CALL")
+        return Decision(refusal, [], retransmission.value, retransmission)
+    if frame.action == "BootNotification":
+        answered.clear()  # a reboot restarts the station's message ids
+    return decide(plugins, views, frame, station=station, session=session, protocol=protocol, at=at)
 
 
 def decide(
@@ -112,9 +260,12 @@ def answer_wire(
 
 
 def reply_text(
-    protocol: str, frame: Call, answer: Answer, transaction_id: int | None = None
+    protocol: str, frame: Call, answer: Answer | str, transaction_id: int | None = None
 ) -> str:
-    """The frame text answering ``frame``: see :func:`answer_wire`."""
+    """The frame text answering ``frame``: see :func:`answer_wire`; a text (the earlier
+    answer to a retransmission) as it is."""
+    if isinstance(answer, str):
+        return answer
     wire = answer_wire(protocol, frame, answer, transaction_id)
     if isinstance(wire, FrameError):
         return error_text(protocol, wire)

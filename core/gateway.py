@@ -19,7 +19,6 @@ import base64
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -37,10 +36,9 @@ from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.commands import (
     CloseSession,
     Command,
-    ReplyWithNewTransactionId,
     SendCall,
 )
-from chargeledger.core.decide import decide, error_text, reply_text
+from chargeledger.core.decide import Answered, decide_call, error_text, reply_text
 from chargeledger.core.errors import (
     CallError,
     CallTimeout,
@@ -77,9 +75,6 @@ log = logging.getLogger("chargeledger.gateway")
 
 SUBPROTOCOL_PREFERENCE = (OCPP201, OCPP16)
 """When a station offers several versions we speak, the newest wins."""
-
-RETRANSMISSION_WINDOW = 32
-"""How many answered CALLs per station are kept to answer verbatim retransmissions."""
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -133,29 +128,6 @@ class OutboundCall:
             raise self.error
         assert self.result is not None
         return self.result
-
-
-class _Answered(msgspec.Struct, frozen=True, gc=False):
-    """An answered station CALL, kept to recognise its verbatim retransmission.
-
-    Only texts are kept (two objects per call, invisible to the garbage collector): holding
-    the decoded payloads of every station's recent calls cost ~40 % of the server's CPU in
-    full collections at 10,000 stations (docs/performance.md)."""
-
-    call: str
-    reply: str
-
-    def repeats(self, text: str, frame: Call) -> bool:
-        """Whether ``frame`` (received as ``text``) is this call again: the same text, or the
-        same action and payload written differently."""
-        if text == self.call:
-            return True
-        earlier = parse_frame(self.call, OCPP16)  # the envelope is the same in every version
-        return (
-            isinstance(earlier, Call)
-            and earlier.action == frame.action
-            and earlier.payload == frame.payload
-        )
 
 
 class Session:
@@ -343,38 +315,25 @@ class Session:
     async def _handle_call(self, inbound: FrameLogged, frame: Call) -> None:
         gateway = self.gateway
         answered = gateway.answered(self.station)
-        earlier = answered.get(frame.message_id)
-        if earlier is not None:
-            if earlier.repeats(inbound.text, frame):
-                await self._answer(inbound, frame.message_id, earlier.reply, "retransmission")
-            else:
-                error = FrameError(
-                    frame.message_id, "ProtocolError", "message id reused by a different CALL"
-                )
-                await self._answer(inbound, frame.message_id, self._error_text(error), "id-reused")
-            return
-        if frame.action == "BootNotification":
-            # A reboot restarts the station's message ids; old answers no longer apply.
-            answered.clear()
-        decision = decide(
+        decision = decide_call(
+            answered,
             gateway.plugins,
             gateway.views,
             frame,
+            inbound.text,
             station=self.station,
             session=self.id,
             protocol=self.protocol,
             at=inbound.at,
         )
         transaction_id = None
-        if isinstance(decision.answer, ReplyWithNewTransactionId):
+        if decision.needs_transaction_id:
             transaction_id = await gateway.allocator.allocate()
         reply = reply_text(self.protocol, frame, decision.answer, transaction_id)
         await self._answer(inbound, frame.message_id, reply, decision.note)
         if decision.note is not None:  # answered by the core: nothing to remember or do
             return
-        answered[frame.message_id] = _Answered(inbound.text, reply)
-        while len(answered) > RETRANSMISSION_WINDOW:
-            answered.popitem(last=False)
+        answered.remember(frame.message_id, inbound.text, reply)
         gateway.execute(decision.later)
 
     def _error_text(self, error: FrameError) -> str:
@@ -447,7 +406,7 @@ class Gateway:
         self.views = views
         self.node = settings.node
         self.sessions: dict[str, Session] = {}
-        self._answered: dict[str, OrderedDict[str, _Answered]] = {}
+        self._answered: dict[str, Answered] = {}
         self._commands_send, self._commands_receive = trio.open_memory_channel[Command](
             float("inf")
         )
@@ -568,9 +527,12 @@ class Gateway:
         if self.sessions.get(session.station) is session:
             del self.sessions[session.station]
 
-    def answered(self, station: str) -> OrderedDict[str, _Answered]:
-        """The station's recently answered CALLs (kept across its reconnects)."""
-        return self._answered.setdefault(station, OrderedDict())
+    def answered(self, station: str) -> Answered:
+        """The station's retransmission window (kept across its reconnects)."""
+        window = self._answered.get(station)
+        if window is None:
+            window = self._answered[station] = Answered()
+        return window
 
     # -- our CALLs -----------------------------------------------------------------------------
 

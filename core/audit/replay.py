@@ -22,8 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from chargeledger.core.commands import ReplyWithNewTransactionId
-from chargeledger.core.decide import answer_wire, decide, error_text
+from chargeledger.core.decide import Answered, Retransmission, answer_wire, decide_call, error_text
 from chargeledger.core.errors import FrameError, error_code
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
 from chargeledger.core.frames import Call, CallError, CallResult, encode_result, parse_frame
@@ -47,8 +46,6 @@ __all__ = [
 SNAPSHOT_FORMAT = 1
 
 _NEW_ID = "<new id>"
-_CACHED = ("retransmission", "id-reused")
-"""Notes of CALLs the gateway answered from its memory of earlier answers, not the plugins."""
 
 
 def _key(index: int, row: dict[str, Any]) -> str:
@@ -204,10 +201,16 @@ class _Pending(msgspec.Struct):
 
 
 class WhatIf:
-    """Re-decides every recorded station CALL with today's plugins; feed it the log in order.
+    """Re-decides every recorded station CALL as today's gateway would; feed it the log in
+    order.
 
-    A CALL the gateway answered from its memory of earlier answers (note ``retransmission`` or
-    ``id-reused``) is not re-decided: that memory is the gateway's, not the plugins'.
+    Each CALL takes the gateway's own inbound path (:func:`~chargeledger.core.decide.decide_call`)
+    with a retransmission window per station kept as the gateway keeps it: a verbatim
+    retransmission today's gateway answers from that window is counted in ``cached`` and not
+    compared (its answer is the earlier one, compared already); a message id reused by a
+    different CALL is compared as today's ``ProtocolError``. The window of a server that was
+    restarted in the middle of the log is empty from then on; the replay cannot see restarts,
+    so a retransmission across one shows as ``cached`` here while it was decided afresh then.
     Timestamps in answers compare as instants, to the second (another CSMS's ``currentTime``
     is its own clock's).
     """
@@ -219,12 +222,13 @@ class WhatIf:
         self.decided = 0
         """CALLs re-decided and compared with their recorded answer."""
         self.cached = 0
-        """CALLs answered from the gateway's memory: not re-decided."""
+        """Verbatim retransmissions, answered from the retransmission window: not compared."""
         self.unanswered = 0
         """CALLs without a recorded answer (the session ended first)."""
         self.differences: list[Redecision] = []
         self._protocols: dict[str, str] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._answered: dict[str, Answered] = {}
 
     @property
     def position(self) -> int:
@@ -249,31 +253,50 @@ class WhatIf:
         self.events += 1
 
     def _inbound(self, position: int, event: FrameLogged) -> None:
-        if event.note in _CACHED:
-            self.cached += 1
-            return
         protocol = self._protocols.get(event.session, OCPP16)
-        new_id = False
         try:
             frame = parse_frame(event.text, protocol)
         except FrameError as exc:
-            answer: dict[str, Any] | FrameError = exc
-            action, message_id = "", exc.message_id
-        else:
-            if not isinstance(frame, Call):
-                return  # the station answering one of our CALLs
-            decision = decide(
-                self.plugins,
-                self.views,
-                frame,
-                station=event.station,
-                session=event.session,
-                protocol=protocol,
-                at=event.at,
-            )
-            new_id = isinstance(decision.answer, ReplyWithNewTransactionId)
-            answer = answer_wire(protocol, frame, decision.answer, 1 if new_id else None)
-            action, message_id = frame.action, frame.message_id
+            self._expect(event, position, protocol, "", exc.message_id, exc, False)
+            return
+        if not isinstance(frame, Call):
+            return  # the station answering one of our CALLs
+        answered = self._answered.setdefault(event.station, Answered())
+        decision = decide_call(
+            answered,
+            self.plugins,
+            self.views,
+            frame,
+            event.text,
+            station=event.station,
+            session=event.session,
+            protocol=protocol,
+            at=event.at,
+        )
+        if decision.retransmission is Retransmission.VERBATIM:
+            self.cached += 1
+            return
+        assert not isinstance(decision.answer, str)  # only a verbatim retransmission's is
+        new_id = decision.needs_transaction_id
+        answer = answer_wire(protocol, frame, decision.answer, 1 if new_id else None)
+        text = self._expect(
+            event, position, protocol, frame.action, frame.message_id, answer, new_id
+        )
+        if decision.note is None:
+            answered.remember(frame.message_id, event.text, text)
+
+    def _expect(
+        self,
+        event: FrameLogged,
+        position: int,
+        protocol: str,
+        action: str,
+        message_id: str,
+        answer: dict[str, Any] | FrameError,
+        new_id: bool,
+    ) -> str:
+        """Wait for the recorded answer to the CALL at ``position``, to compare it with
+        today's ``answer``; today's answer text (a new id shown as ``"<new id>"``)."""
         if isinstance(answer, FrameError):
             text = error_text(protocol, answer)
         else:
@@ -282,6 +305,7 @@ class WhatIf:
         self._pending[(event.session, message_id)] = _Pending(
             event.station, action, position, protocol, answer, new_id, text
         )
+        return text
 
     def _outbound(self, position: int, event: FrameLogged) -> None:
         protocol = self._protocols.get(event.session, OCPP16)
