@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
+from typing import cast
 
 import pluggy
 
@@ -119,13 +120,13 @@ class PluginHost:
         answer = hook.chargeledger_answer_call
         # pluggy's call loop over the routed implementations, kept in pluggy's order: what
         # calling the hook does (and what pluggy's own subset hook caller does per plugin).
-        result: list[Command] | None = answer._hookexec(
+        result = answer._hookexec(
             answer.name,
             self._route(call.action),
             {"call": call, "views": views, "settings": self.settings},
             True,
         )
-        return result
+        return cast("list[Command] | None", result)
 
     def react(self, recorded: Recorded, views: Views) -> list[Command]:
         """All plugins' commands in reaction to ``recorded``, already folded into ``views``;

@@ -13,8 +13,22 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
+from chargeledger.core.plugin import (
+    Command,
+    Exchange,
+    FrameLogged,
+    InboundCall,
+    Recorded,
+    Reply,
+    ReplyError,
+    SessionOpened,
+    Settings,
+    Views,
+    answered_actions,
+    answers,
+    hookimpl,
+)
 from chargeledger.core.plugin_host import BUILTIN_PLUGINS, PluginHost
-from chargeledger.core.settings import Settings
 from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
 from tests.test_e2e_v16 import BOOT, connect
 
@@ -181,3 +195,135 @@ def test_a_failing_plugin_gets_internal_error_and_nothing_is_lost(
     assert heartbeat[0] == 3
     frames = [e["frame"] for e in chargeledger_cli("events", store=store) if "frame" in e]
     assert '[2,"a","Authorize",{"idTag":"T"}]' in frames
+
+
+class _Default:
+    @hookimpl(trylast=True)
+    def chargeledger_answer_call(self, call: InboundCall) -> list[Command]:
+        return [Reply({"by": "default"})]
+
+
+class _Vendor:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    @hookimpl
+    @answers("DataTransfer")
+    def chargeledger_answer_call(self, call: InboundCall) -> list[Command] | None:
+        self.asked.append(call.action)
+        return [Reply({"by": "vendor"})] if call.payload == "ours" else None
+
+    @hookimpl(tryfirst=True, specname="chargeledger_answer_call")
+    @answers("Heartbeat", "DataTransfer")
+    def first(self, call: InboundCall) -> list[Command] | None:
+        self.asked.append(f"first:{call.action}")
+        return [Reply({"by": "first"})] if call.action == "Heartbeat" else None
+
+
+class _Gate:
+    @hookimpl
+    def chargeledger_admit_call(self, call: InboundCall) -> ReplyError | None:
+        return ReplyError("SecurityError", "no") if call.station == "BANNED" else None
+
+
+def _inbound(action: str, payload: Any = None, station: str = "CP") -> InboundCall:
+    return InboundCall(
+        station=station,
+        session="s",
+        protocol="ocpp1.6",
+        message_id="m",
+        action=action,
+        payload=payload,
+        at=0.0,
+    )
+
+
+def test_declared_actions_route_calls_and_keep_pluggy_order() -> None:
+    vendor = _Vendor()
+    host = PluginHost(
+        Settings(), plugins={"default": _Default(), "vendor": vendor, "gate": _Gate()}
+    )
+    views = Views()
+    assert host.answerers("DataTransfer") == [
+        "vendor:first",
+        "vendor:chargeledger_answer_call",
+        "default:chargeledger_answer_call",
+    ]
+    assert host.answerers("Authorize") == ["default:chargeledger_answer_call"]
+
+    def by(call: InboundCall) -> Any:
+        [answer] = host.answer_call(call, views) or []
+        return answer.payload["by"] if isinstance(answer, Reply) else answer
+
+    assert by(_inbound("DataTransfer", "ours")) == "vendor"
+    assert by(_inbound("DataTransfer", "theirs")) == "default", "trylast default"
+    assert by(_inbound("Heartbeat")) == "first", "tryfirst wins: firstresult"
+    assert by(_inbound("Authorize")) == "default"
+    assert vendor.asked == [
+        "first:DataTransfer",
+        "DataTransfer",
+        "first:DataTransfer",
+        "DataTransfer",
+        "first:Heartbeat",
+    ], "never asked about an action it did not declare"
+    assert by(_inbound("Heartbeat", station="BANNED")) == ReplyError("SecurityError", "no")
+    assert vendor.asked[-1] == "first:Heartbeat", "a refused CALL reaches no answerer"
+
+
+def test_answers_needs_an_action() -> None:
+    with pytest.raises(ValueError):
+        answers()
+
+
+def test_react_gets_the_exchange_the_event_completed() -> None:
+    seen: list[Exchange | None] = []
+
+    class Watcher:
+        @hookimpl
+        def chargeledger_react(self, exchange: Exchange | None) -> list[Command]:
+            seen.append(exchange)
+            return []
+
+    host = PluginHost(Settings(), plugins={"watcher": Watcher()})
+    views = Views()
+    opened = SessionOpened(station="CP", session="s", at=0.0, protocol="ocpp1.6")
+    frames = [
+        (opened, None),
+        ('[2,"c","GetConfiguration",{}]', "out"),
+        ('[3,"c",{"configurationKey":[]}]', "in"),
+    ]
+    for position, (item, direction) in enumerate(frames, start=1):
+        event = (
+            item
+            if direction is None
+            else FrameLogged(
+                station="CP",
+                session="s",
+                at=float(position),
+                direction="in" if direction == "in" else "out",
+                text=str(item),
+            )
+        )
+        recorded = Recorded(position, "s", position, event)  # type: ignore[arg-type]
+        views.apply(recorded)
+        host.react(recorded, views)
+    assert seen[:2] == [None, None]
+    exchange = seen[2]
+    assert exchange is not None and exchange is views.last_exchange
+    assert (exchange.origin, exchange.action, exchange.response) == (
+        "out",
+        "GetConfiguration",
+        {"configurationKey": []},
+    )
+
+
+def test_builtin_blocks_declare_their_actions_and_import_no_private_module() -> None:
+    host = PluginHost(Settings())
+    for impl in host.manager.hook.chargeledger_answer_call.get_hookimpls():
+        assert answered_actions(impl.function), f"{impl.plugin_name} answers every action"
+    for path in sorted((REPO / "plugins").glob("*.py")):
+        assert not path.name.startswith("_") or path.name == "__init__.py", path
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                private = [part for part in node.module.split(".") if part.startswith("_")]
+                assert private in ([], ["__future__"]), f"{path.name} imports {node.module}"
