@@ -75,8 +75,8 @@ class Views:
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
-        """The CALL and answer the event folded last completed, if it completed one: what a
-        react hook looks at to act on an answered CALL."""
+        """The CALL and answer the event folded last completed, if it completed one: what the
+        plugin host hands each react hook as its ``exchange``."""
         self._correlator = Correlator()
 
     def apply(self, recorded: Recorded) -> None:
