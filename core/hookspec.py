@@ -129,10 +129,12 @@ def chargeledger_react(
     ``SendCall`` when a station's answer to an earlier call arrives.
 
     :param recorded: the event and its position in the log.
-    :param exchange: when ``recorded`` is a CALLRESULT that answered a CALL of the same
-        session, that CALL and the answer (``origin`` ``in``: the station's CALL we answered;
-        ``out``: our CALL the station answered); otherwise ``None`` (any other frame, a
-        CALLERROR, a CALLRESULT nobody asked for, every other event).
+    :param exchange: when ``recorded`` is a CALLRESULT or CALLERROR that answered a CALL of
+        the same session, that CALL and the answer (``origin`` ``in``: the station's CALL we
+        answered; ``out``: our CALL the station answered; ``error`` set, ``response``
+        ``None``, for a CALLERROR); otherwise ``None`` (a CALL, an answer nobody asked for,
+        every other event). A CALL that timed out has no exchange: its ``CallTimedOut``
+        event is ``recorded``.
     :param views: the projections, with ``recorded`` folded in.
     :return: commands for the executor (``SendCall``, ``CloseSession``); an empty list when
         there is nothing to do. The results of all plugins are concatenated.

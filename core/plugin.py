@@ -9,7 +9,8 @@ module that owns them:
   usual) and :func:`answers`, which declares the actions an answer implementation handles so
   the host routes only those CALLs to it;
 * what a hook is given: :class:`InboundCall`, :class:`Recorded` and the events it carries,
-  :class:`Exchange` (a CALL and the CALLRESULT that answered it), :class:`Views` and its
+  :class:`Exchange` (a CALL and the CALLRESULT or CALLERROR, :class:`ErrorAnswer`, that
+  answered it), :class:`Views` and its
   state types, :class:`Settings` with :func:`plugin_options`;
 * what a hook returns: the commands of :mod:`chargeledger.core.commands`;
 * helpers for pure code: :func:`rfc3339` (the one formatter of our times), the tolerant
@@ -62,6 +63,7 @@ from chargeledger.projections import (
     Views,
 )
 from chargeledger.projections.exchanges import (
+    ErrorAnswer,
     Exchange,
     as_bool,
     as_dict,
@@ -87,6 +89,7 @@ __all__ = [
     "ConfigurationKey",
     "ConnectorState",
     "DeviceModelState",
+    "ErrorAnswer",
     "Event",
     "Exchange",
     "FrameLogged",

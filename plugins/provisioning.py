@@ -128,9 +128,9 @@ def answer_heartbeat(call: InboundCall) -> list[Command]:
 def chargeledger_react(
     exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:
-    if exchange is None or not plugin_options(settings, "provisioning").get(
-        "pending_configuration"
-    ):
+    if exchange is None or exchange.error is not None:
+        return []  # only a CALLRESULT changes what the station holds
+    if not plugin_options(settings, "provisioning").get("pending_configuration"):
         return []
     state = views.stations.get(exchange.station)
     if state is None or state.boot is None or state.boot.status != "Pending":

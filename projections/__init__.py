@@ -13,7 +13,7 @@ from chargeledger.projections.device_model import (
     VariableRef,
     device_model_json,
 )
-from chargeledger.projections.exchanges import Correlator, Exchange
+from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import Registration, RegistryProjection
 from chargeledger.projections.stations import (
@@ -75,18 +75,19 @@ class Views:
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
-        """The CALL and answer the event folded last completed, if it completed one: what the
-        plugin host hands each react hook as its ``exchange``."""
+        """The CALL and answer (CALLRESULT or CALLERROR) the event folded last completed, if
+        it completed one: what the plugin host hands each react hook as its ``exchange``."""
         self._correlator = Correlator()
 
     def apply(self, recorded: Recorded) -> None:
         """Fold the next committed event into every projection."""
         exchange = self._correlator.feed(recorded)
-        self.stations.fold(recorded, exchange)
-        self.transactions.fold(recorded, exchange)
+        answered = result_only(exchange)
+        self.stations.fold(recorded, answered)
+        self.transactions.fold(recorded, answered)
         self.registry.apply(recorded)
-        self.device_model.fold(recorded, exchange)
-        self.problems.fold(recorded, exchange)
+        self.device_model.fold(recorded, answered)
+        self.problems.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

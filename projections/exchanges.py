@@ -25,6 +25,7 @@ __all__ = [
     "MAX_PENDING_PER_SESSION",
     "MAX_TRACKED_SESSIONS_PER_STATION",
     "Correlator",
+    "ErrorAnswer",
     "Exchange",
     "ExchangeFold",
     "as_bool",
@@ -35,6 +36,7 @@ __all__ = [
     "as_text",
     "decode_frame",
     "is_v16",
+    "result_only",
 ]
 
 MAX_PENDING_PER_SESSION = 64
@@ -111,9 +113,20 @@ class _PendingCall(msgspec.Struct, frozen=True):
     position: int
 
 
+class ErrorAnswer(msgspec.Struct, frozen=True):
+    """What a CALLERROR said (as written: a malformed one has empty or ``None`` fields)."""
+
+    code: str | None
+    description: str | None
+    details: dict[str, Any]
+
+
 class Exchange(msgspec.Struct, frozen=True, kw_only=True):
-    """A CALL and the CALLRESULT that answered it, both in the same session: the only thing
-    that changes projected state."""
+    """A CALL and the answer that closed it, both in the same session.
+
+    A CALLRESULT (``error`` is ``None``) is the only thing that changes projected state: the
+    projections are folded with :func:`result_only`. A CALLERROR (``error`` set,
+    ``response`` ``None``) closes the CALL too; react hooks see both."""
 
     station: str
     session: str
@@ -124,10 +137,19 @@ class Exchange(msgspec.Struct, frozen=True, kw_only=True):
     action: str
     request: Any
     response: Any
+    """The CALLRESULT payload; ``None`` for a CALLERROR."""
     call_position: int
     result_position: int
+    """The position of the answer (CALLRESULT or CALLERROR)."""
     at: float
-    """When the CALLRESULT was received or sent."""
+    """When the answer was received or sent."""
+    error: ErrorAnswer | None = None
+    """What the CALLERROR said, when the CALL was answered with one."""
+
+
+def result_only(exchange: Exchange | None) -> Exchange | None:
+    """``exchange`` when a CALLRESULT closed it, else ``None``: what a projection folds."""
+    return exchange if exchange is None or exchange.error is None else None
 
 
 class _Session:
@@ -152,8 +174,8 @@ class Correlator:
         self._by_station: dict[str, list[str]] = {}
 
     def feed(self, recorded: Recorded) -> Exchange | None:
-        """Take the next event of the log; the completed exchange when it is a CALLRESULT
-        answering a remembered CALL."""
+        """Take the next event of the log; the completed exchange when it is a CALLRESULT or
+        CALLERROR answering a remembered CALL."""
         event = recorded.event
         if isinstance(event, FrameLogged):
             return self._frame(recorded.position, event)
@@ -204,8 +226,15 @@ class Correlator:
         if kind not in (_CALLRESULT, _CALLERROR):
             return None
         call = session.pending[answered].pop(message_id, None)
-        if call is None or kind == _CALLERROR:
+        if call is None:
             return None
+        error = None
+        if kind == _CALLERROR:
+            error = ErrorAnswer(
+                as_str(frame[2]),
+                as_str(frame[3]) if len(frame) > 3 else None,
+                as_dict(frame[4]) if len(frame) > 4 else {},
+            )
         return Exchange(
             station=event.station,
             session=event.session,
@@ -213,10 +242,11 @@ class Correlator:
             origin=answered,
             action=call.action,
             request=call.payload,
-            response=frame[2],
+            response=frame[2] if error is None else None,
             call_position=call.position,
             result_position=position,
             at=event.at,
+            error=error,
         )
 
 
@@ -231,7 +261,7 @@ class ExchangeFold:
 
     def apply(self, recorded: Recorded) -> None:
         """Fold the next event of the log."""
-        self.fold(recorded, self._correlator.feed(recorded))
+        self.fold(recorded, result_only(self._correlator.feed(recorded)))
 
     def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
         """Fold the next event, given the exchange it completes (``None`` when it completes

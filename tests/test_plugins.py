@@ -15,6 +15,7 @@ from ocpp.v16 import call
 
 from chargeledger.core.plugin import (
     Command,
+    ErrorAnswer,
     Exchange,
     FrameLogged,
     InboundCall,
@@ -291,6 +292,9 @@ def test_react_gets_the_exchange_the_event_completed() -> None:
         (opened, None),
         ('[2,"c","GetConfiguration",{}]', "out"),
         ('[3,"c",{"configurationKey":[]}]', "in"),
+        ('[2,"r","Reset",{"type":"Soft"}]', "out"),
+        ('[4,"r","NotSupported","no",{"why":1}]', "in"),
+        ('[3,"r",{"status":"Accepted"}]', "in"),  # answers nothing any more
     ]
     for position, (item, direction) in enumerate(frames, start=1):
         event = (
@@ -307,14 +311,19 @@ def test_react_gets_the_exchange_the_event_completed() -> None:
         recorded = Recorded(position, "s", position, event)  # type: ignore[arg-type]
         views.apply(recorded)
         host.react(recorded, views)
-    assert seen[:2] == [None, None]
+    assert seen[:2] == [None, None] and seen[3] is None and seen[5] is None
     exchange = seen[2]
-    assert exchange is not None and exchange is views.last_exchange
-    assert (exchange.origin, exchange.action, exchange.response) == (
+    assert exchange is not None
+    assert (exchange.origin, exchange.action, exchange.response, exchange.error) == (
         "out",
         "GetConfiguration",
         {"configurationKey": []},
+        None,
     )
+    refused = seen[4]
+    assert refused is not None and refused.action == "Reset" and refused.response is None
+    assert refused.error == ErrorAnswer("NotSupported", "no", {"why": 1})
+    assert views.stations.get("CP") is not None
 
 
 def test_builtin_blocks_declare_their_actions_and_import_no_private_module() -> None:
