@@ -1,8 +1,9 @@
 """Version-neutral use cases: the request each protocol version needs, and its answer read back.
 
 Pure functions: given the station's protocol and the use case's arguments they return a
-:class:`Request` (action, payload, and how to read the answer). The API sends it; plugins may
-return ``SendCall(station, request.action, request.payload)`` for the same request. The
+:class:`Request` (action, payload, and how to read the answer). :data:`USE_CASES` declares
+each use case once (name, argument struct, builder, role); ``CentralSystem`` sends it; plugins
+may return ``SendCall(station, request.action, request.payload)`` for the same request. The
 mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
 
 * **EVSE and connector.** A 1.6 connector N > 0 is 2.0.1 EVSE N's connector 1, connector 0 the
@@ -601,9 +602,8 @@ class UseCase(msgspec.Struct, Generic[A], frozen=True):
 
     @property
     def summary(self) -> str:
-        """The first sentence of the argument struct's docstring."""
-        doc = " ".join((self.args.__doc__ or "").split())
-        return doc.split(". ", 1)[0].rstrip(".") + "."
+        """What it does: the argument struct's docstring on one line, in markdown."""
+        return " ".join((self.args.__doc__ or "").split()).replace("``", "`")
 
     @property
     def fields(self) -> tuple[str, ...]:
