@@ -25,6 +25,11 @@ class Station(ChargePoint):  # type: ignore[misc]
 
     configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Each station its own copy: a ChangeConfiguration must not leak into later tests.
+        self.configuration = dict(type(self).configuration)
+
     @on(Action.reset)
     def on_reset(self, type: str) -> Any:
         return call_result.Reset(status="Accepted")

@@ -91,7 +91,6 @@ def test_worked_example_end_to_end(tmp_path: Path, example_on_path: None) -> Non
 
     async def scenario(server: RunningServer) -> dict[str, Any]:
         cp, ws, task = await connect(server, "ACME-1")
-        cp.configuration = dict(cp.configuration)  # ours to change, not the class's
         try:
             await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="ACME"))
             ours = await cp.call(call.DataTransfer(vendor_id="com.acme.display", data="hello"))
