@@ -184,11 +184,10 @@ def export_jsonl(url: str, path: Path, limit: int) -> int:
             for recorded in store.iter_all():
                 event = recorded.event
                 if isinstance(event, FrameLogged):
-                    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.at))
                     out.write(
                         _encode(
                             {
-                                "timestamp": f"{moment}.{int(event.at * 1000) % 1000:03d}Z",
+                                "timestamp": rfc3339(event.at),
                                 "station": event.station,
                                 "direction": event.direction,
                                 "frame": event.text,
