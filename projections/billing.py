@@ -42,7 +42,7 @@ BillingDoubt = Literal[
 BILLING_DOUBTS: tuple[str, ...] = get_args(BillingDoubt)
 """Every doubt, in the order :func:`billing_doubts` reports them."""
 
-BILLING_DOUBTS_16: frozenset[str] = frozenset({"transaction_id_reused", "duplicate_start"})
+BILLING_DOUBTS_16: tuple[BillingDoubt, ...] = ("transaction_id_reused", "duplicate_start")
 """1.6 anomalies that make an ended transaction unfit for billing as it stands: its id was
 issued to another start as well, or it is a second transaction for one physical start. Each
 is reported as the doubt of the same name."""
@@ -77,9 +77,7 @@ def billing_doubts(transaction: TransactionState) -> list[BillingDoubt]:
         doubts.append("energy_unknown")
     if is_v16(transaction.protocol):
         kinds = {anomaly.kind for anomaly in transaction.anomalies}
-        doubts += [
-            doubt for doubt in ("transaction_id_reused", "duplicate_start") if doubt in kinds
-        ]
+        doubts += [doubt for doubt in BILLING_DOUBTS_16 if doubt in kinds]
     else:
         if transaction.started_seq_no is None:
             doubts.append("started_event_missing")
