@@ -18,6 +18,7 @@ from ocpp.v16.enums import Action
 
 from chargeledger.core.errors import CallError, StationOffline
 from chargeledger.core.settings import BootPolicy, Settings
+from tests.conftest import on_sqlite_and_postgres
 from tests.harness import (
     CallErrorsRaise,
     RunningServer,
@@ -32,7 +33,11 @@ class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
     """A 1.6 charge point that accepts whatever the CSMS asks of it; a CALLERROR answering
     one of its CALLs raises."""
 
-    configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per instance: a class-level dict would carry one test's ChangeConfiguration into
+        # the next.
+        self.configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
 
     @on(Action.reset)
     def on_reset(self, type: str) -> Any:
@@ -185,14 +190,16 @@ async def charging_session(server: RunningServer) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'e2e.db'}"
+def store(server_store: str) -> str:
+    """SQLite; PostgreSQL too where a test is marked ``@on_sqlite_and_postgres``."""
+    return server_store
 
 
 def settings(store: str) -> Settings:
     return Settings(port=0, store=store, node="test-node")
 
 
+@on_sqlite_and_postgres
 def test_full_session_with_independent_client(store: str) -> None:
     with running_server(settings(store)) as server:
         facts = asyncio.run(charging_session(server))
@@ -266,6 +273,7 @@ def test_full_session_with_independent_client(store: str) -> None:
     assert chargeledger_cli("transactions", store=store) == transactions
 
 
+@on_sqlite_and_postgres
 def test_new_ids_are_never_reused_across_restarts(store: str) -> None:
     async def start_one(server: RunningServer, meter: int) -> int:
         cp, ws, task = await connect(server, "CP-9")
@@ -352,6 +360,7 @@ def test_call_before_boot_is_refused(store: str) -> None:
     assert answer[:3] == [4, "h1", "SecurityError"]
 
 
+@on_sqlite_and_postgres
 def test_callerror_from_station_is_raised(store: str) -> None:
     class Grumpy(Station):
         @on(Action.reset)

@@ -23,6 +23,7 @@ from chargeledger.core.events import FrameLogged, Recorded
 from chargeledger.core.settings import BootPolicy, Settings
 from chargeledger.core.store import open_store
 from chargeledger.projections import Views
+from tests.conftest import on_sqlite_and_postgres
 from tests.harness import (
     CallErrorsRaise,
     RunningServer,
@@ -279,10 +280,12 @@ def csms_calls(records: list[Recorded], station: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'e2e201.db'}"
+def store(server_store: str) -> str:
+    """SQLite; PostgreSQL too where a test is marked ``@on_sqlite_and_postgres``."""
+    return server_store
 
 
+@on_sqlite_and_postgres
 def test_boot_pending_then_configured_then_accepted(store: str) -> None:
     settings = Settings(
         port=0,
@@ -338,6 +341,7 @@ def test_boot_pending_then_configured_then_accepted(store: str) -> None:
     ]
 
 
+@on_sqlite_and_postgres
 def test_full_base_report_is_assembled(store: str) -> None:
     async def scenario(server: RunningServer) -> tuple[Any, list[Any]]:
         cp, ws, task = await connect(server, "CP-R")
@@ -380,6 +384,7 @@ def test_full_base_report_is_assembled(store: str) -> None:
     )
 
 
+@on_sqlite_and_postgres
 def test_authorized_transactions_with_broken_seq_no_runs(store: str) -> None:
     settings = Settings(
         port=0,
@@ -609,6 +614,7 @@ BAD_FRAMES = [
 ]
 
 
+@on_sqlite_and_postgres
 def test_bad_input_gets_the_201_error_codes_and_is_recorded(store: str) -> None:
     async def scenario(server: RunningServer) -> tuple[list[Any], Any]:
         unbooted = await raw_station(server.url, "RAW-0", ["ocpp2.0.1"])
