@@ -93,12 +93,40 @@ def _address(endpoint: object) -> str:
     return f"{address}:{port}" if address is not None else str(endpoint)
 
 
+MAX_IDENTITY_LENGTH = 48
+"""The longest station identity we accept, in characters: OCPP's identifierString(48)."""
+
+
 def station_identity(path: str) -> str:
-    """The station identity: the last non-empty segment of the URL path, percent-decoded
-    (``/ocpp/CP%2F01`` -> ``CP/01``); the query string is ignored. Empty when there is none."""
+    """The station identity: the last non-empty segment of the URL path, percent-decoded.
+
+    The path is split on ``/`` before decoding, so an escaped slash belongs to the identity
+    (``/ocpp/CP%2F01`` -> ``CP/01``); ``+`` is a literal plus, not a space (``unquote``, not
+    ``unquote_plus``); a ``%`` not followed by two hex digits stays as it is; the query string
+    is ignored. Empty when there is no segment. Raises ``UnicodeDecodeError`` when the escapes
+    do not decode as UTF-8 (``/ocpp/%FF``): such an identity is refused, never mangled into
+    U+FFFD. The length limit is the handshake's to enforce (``MAX_IDENTITY_LENGTH``)."""
     path = path.split("?", 1)[0]
     segments = [segment for segment in path.split("/") if segment]
-    return unquote(segments[-1]) if segments else ""
+    return unquote(segments[-1], errors="strict") if segments else ""
+
+
+def _identity_problem(path: str) -> tuple[str, str]:
+    """The station identity in ``path`` and why it is refused (empty when it is acceptable).
+
+    The identity comes back empty when it cannot be decoded, so nothing mangled is recorded."""
+    try:
+        station = station_identity(path)
+    except UnicodeDecodeError:
+        return "", "the station identity in the URL path is not valid UTF-8 once percent-decoded"
+    if not station:
+        return "", "no station identity in the URL path"
+    if len(station) > MAX_IDENTITY_LENGTH:
+        return station, (
+            f"the station identity is {len(station)} characters long;"
+            f" at most {MAX_IDENTITY_LENGTH} are allowed"
+        )
+    return station, ""
 
 
 class OutboundCall:
@@ -482,18 +510,19 @@ class Gateway:
     async def _handshake(
         self, request: WebSocketRequest
     ) -> tuple[WebSocketConnection, str, str, list[str]] | None:
-        """Accept or refuse the handshake by the subprotocol policy; a refusal is recorded.
+        """Accept or refuse the handshake by the identity rules (``station_identity``,
+        ``MAX_IDENTITY_LENGTH``) and the subprotocol policy; a refusal is answered 400 with
+        its reason as the body and recorded as ``HandshakeRejected``.
 
         Returns the connection, station identity, protocol and the offered subprotocols."""
         path = request.path
-        station = station_identity(path)
+        station, reason = _identity_problem(path)
         # An empty header (seen in the field) offers nothing.
         offered = [p for p in request.proposed_subprotocols if p]
         remote = _address(request.remote)
         protocol = next((p for p in SUBPROTOCOL_PREFERENCE if p in offered), None)
-        reason = ""
-        if not station:
-            reason = "no station identity in the URL path"
+        if reason:
+            protocol = None
         elif not offered:
             policy = self.settings.no_subprotocol
             if policy == "reject":

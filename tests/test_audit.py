@@ -147,10 +147,11 @@ def incident_log() -> IncidentLog:
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The incident log imported into a SQLite store, its events and its audit."""
+def audited(module_server_store: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The incident log imported into an SQLite store, then a PostgreSQL one; its events and
+    its audit."""
     tmp = tmp_path_factory.mktemp("audit")
-    store = f"sqlite:///{tmp / 'audit.db'}"
+    store = module_server_store
     log = incident_log()
     code, _, err = chargeledger("import", str(log.write(tmp / "log.jsonl")), "--store", store)
     assert code == 0, err
