@@ -19,6 +19,7 @@ Every method awaits the station's answer. They raise, from :mod:`chargeledger.co
 * ``CallError``: the station answered with a CALLERROR (``code``, ``description``).
 * ``CallTimeout``: no answer within ``Settings.call_timeout``; the timeout is recorded and a
   late answer is recorded and ignored.
+* ``StationBusy``: the station's queue of CALLs is full; nothing was sent: try again later.
 * ``UnsupportedUseCase``: the use case has no equivalent in the station's version.
 """
 
@@ -68,7 +69,7 @@ class CentralSystem:
         """The protocol version of the station's current connection; ``StationOffline`` if none."""
         session = self.gateway.sessions.get(station)
         if session is None:
-            raise StationOffline(f"station {station!r} is not connected")
+            raise StationOffline(station=station, action=None)
         return session.protocol
 
     async def call(self, station: str, action: str, payload: Any) -> dict[str, Any]:
