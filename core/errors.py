@@ -187,7 +187,7 @@ class StationBusy(OutboundCallFailed):
 
     def __init__(self, *, station: str, action: str, limit: int) -> None:
         super().__init__(
-            f"the station's queue of {limit} calls is full", station=station, action=action
+            f"the station's call queue is full ({limit} waiting)", station=station, action=action
         )
         self.limit = limit
 

@@ -11,6 +11,11 @@ thread. Failures surface as ``chargeledger.core.errors`` exceptions only: a stal
 version raises :class:`StreamConflict`; anything else the database does wrong (server down,
 file unwritable, lock timeout, store closed) raises :class:`StoreUnavailable`.
 
+Backends: one :class:`StoreBackend` per kind of URL (:data:`BACKENDS`, found by
+:func:`backend_for`) opens its eventsourcing recorder and says what differs (its fast row
+select, whether reads wait on a server, which local file holds it); everything else is
+:class:`Store`'s, the same on every backend. A new backend is one class and one entry there.
+
 Tamper evidence: every event is stored chained to the previous event of its stream. The stored
 state is ``0x01 | prev_hash (32 bytes) | hash (32 bytes) | event JSON`` where ``hash`` is
 :func:`chain_hash` over ``prev_hash``, the stream, the version, the topic and the event JSON,

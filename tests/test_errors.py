@@ -49,7 +49,7 @@ def test_offline_before_any_call_names_the_station_only() -> None:
 def test_messages_say_why() -> None:
     offline, busy, timeout, error = (str(failure) for failure in FAILURES)
     assert offline.endswith("not connected to this node")
-    assert busy.endswith("the station's queue of 32 calls is full")
+    assert busy.endswith("the station's call queue is full (32 waiting)")
     assert timeout.endswith("no answer within 30 s")
     assert error.endswith("answered NotSupported: no")
 
