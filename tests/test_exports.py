@@ -94,6 +94,11 @@ def _core_module(module: str, name: str) -> str | None:
     return None
 
 
+def _layer(module: str) -> int:
+    assert module in LAYERS, f"the core module {module} has no layer in LAYERS"
+    return LAYERS[module]
+
+
 def _own(path: Path) -> str:
     return path.relative_to(CORE).parts[0].removesuffix(".py")
 
@@ -120,11 +125,11 @@ def test_the_package_docstring_says_the_same() -> None:
 def test_imports_never_reach_a_higher_layer(path: Path) -> None:
     if path.parent == CORE and path.stem == "__init__":
         return
-    own = LAYERS[_own(path)]
+    own = _layer(_own(path))
     for module, name, line in _imports(path):
         target = _core_module(module, name)
         if target is not None:
-            assert LAYERS[target] <= own, f"{path.name}:{line} imports {target} from above"
+            assert _layer(target) <= own, f"{path.name}:{line} imports {target} from above"
         elif module.startswith("chargeledger.projections"):
             assert own >= PROJECTIONS_LAYER, f"{path.name}:{line} imports the projections"
 
@@ -142,7 +147,7 @@ def test_plugins_and_projections_use_only_public_modules(path: Path) -> None:
             continue
         assert target in PUBLIC, f"{path.name}:{line} imports the internal {target}"
         if projection:  # views fold events: nothing above the values
-            assert LAYERS[target] < PROJECTIONS_LAYER, f"{path.name}:{line} imports {target}"
+            assert _layer(target) < PROJECTIONS_LAYER, f"{path.name}:{line} imports {target}"
 
 
 @pytest.mark.parametrize(
