@@ -16,12 +16,14 @@ a layer above:
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
    its bridge to trio), ``allocator`` (1.6 transaction ids).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
-   connection), ``api`` (``CentralSystem``, the Python API towards stations), ``server``
-   (wires it all together), ``http`` (the operator and billing HTTP API).
+   connection), ``feed`` (the newest committed position, a wake-up for readers),
+   ``dispatcher`` (what follows a commit: fold, react, execute), ``api`` (``CentralSystem``,
+   the one door towards stations), ``server`` (wires it all together), ``http`` (the
+   operator and billing HTTP API).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
-   ``jsonlines`` (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import,
-   verify), ``simulator`` (simulated stations; it needs nothing of the core but
-   ``jsonlines``).
+   ``remote`` (``chargeledger command``, through a running server's API), ``jsonlines``
+   (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
+   ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines``).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``usecases``, ``hookspec``, ``plugin_host``,

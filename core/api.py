@@ -1,18 +1,22 @@
-"""The Python API of a running CSMS: use cases and message mode towards stations, and reads.
+"""The one door: :class:`CentralSystem`, the only way anything asks a station for something.
+
+The HTTP API, Python callers, the CLI (through the API) and plugins' ``SendCall`` commands all
+come through here, and every request is recorded as a ``CommandRequested`` event naming who
+asked (a :class:`Caller`) before anything is sent. Station registration goes through here too.
 
 Two modes, as in the best CSMS stacks:
 
-* **Use-case mode**: the same call whatever the station's protocol version
-  (``remote_start``, ``remote_stop``, ``reset``, ``change_availability``,
-  ``unlock_connector``, ``read_configuration``, ``change_configuration``,
-  ``trigger_message``, ``clear_cache``, ``data_transfer``). Each returns a
-  :class:`UseCaseResult`; :mod:`chargeledger.core.usecases` builds the version's request
-  (the mapping is tabled in docs/ocpp201.md). 2.0.1 only: ``get_base_report``,
-  ``get_report``, ``set_variables``, ``get_transaction_status``.
+* **Use-case mode**: :meth:`CentralSystem.run` with the arguments of one of the use cases of
+  :data:`chargeledger.core.usecases.USE_CASES`, the same call whatever the station's protocol
+  version; it returns a :class:`UseCaseResult`. Each use case is also a method named after it
+  (``await csms.reset("CP-1", "hard")``), generated from the table, whose positional
+  arguments are the argument struct's fields in order.
 * **Message mode**: :meth:`CentralSystem.call`, any action of the station's version with a raw
   payload, schema-checked, returning the station's CALLRESULT payload.
 
-Every method awaits the station's answer. They raise, from :mod:`chargeledger.core.errors`:
+Every method awaits the station's answer; report use cases (``get_base_report``,
+``get_report``, ``read_configuration`` of every key in 2.0.1) also await the report's
+NotifyReport parts, woken by the commit feed. They raise, from :mod:`chargeledger.core.errors`:
 
 * ``OutboundValidationError``: the payload violates the official schema; nothing was sent.
 * ``StationOffline``: the station is not connected to this node, or left before answering.
@@ -21,35 +25,88 @@ Every method awaits the station's answer. They raise, from :mod:`chargeledger.co
   late answer is recorded and ignored.
 * ``StationBusy``: the station's queue of CALLs is full; nothing was sent: try again later.
 * ``UnsupportedUseCase``: the use case has no equivalent in the station's version.
+* ``StoreUnavailable``: the request could not be recorded; nothing was sent.
+* ``PermissionError``: the caller's role is below the one the use case needs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, get_args
 
 import msgspec
 import trio
 
-from chargeledger.core import usecases
 from chargeledger.core.errors import StationOffline
+from chargeledger.core.events import (
+    CommandRequested,
+    StationDeregistered,
+    StationRegistered,
+    command_stream,
+    registry_stream,
+)
+from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import Gateway
+from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
-from chargeledger.core.usecases import ResetKind, UseCaseResult
-from chargeledger.projections import Views
+from chargeledger.core.usecases import (
+    REPORT_ACTIONS,
+    USE_CASES,
+    UseCase,
+    UseCaseArgs,
+    UseCaseResult,
+    use_case_of,
+)
+from chargeledger.core.writer import GroupCommitWriter
+from chargeledger.projections import Registration, Views
 
-__all__ = ["CentralSystem", "UseCaseResult"]
+__all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
 
-REPORT_POLL_SECONDS = 0.02
-"""How often a report request looks whether the station's report is complete."""
+_RANK = {role: rank for rank, role in enumerate(get_args(ApiRole))}
+
+
+class Caller(msgspec.Struct, frozen=True):
+    """Who asks: a name (an API key's name, a program's, ``plugins``) and a role, which
+    decides what they may ask for (``read`` < ``operator`` < ``admin``)."""
+
+    name: str
+    role: ApiRole = "admin"
+
+    def may(self, role: ApiRole) -> bool:
+        """Whether this caller has ``role`` or a higher one."""
+        return _RANK[self.role] >= _RANK[role]
+
+
+PYTHON = Caller("python")
+"""The caller of a Python program that does not name itself."""
+
+PLUGINS = Caller("plugins", "operator")
+"""The caller of the ``SendCall`` commands plugins return."""
 
 
 class CentralSystem:
     """A handle on a running server (what :func:`~chargeledger.core.server.run_server`
     hands to ``task_status``)."""
 
-    def __init__(self, gateway: Gateway, store: Store, port: int) -> None:
+    def __init__(
+        self,
+        *,
+        gateway: Gateway,
+        writer: GroupCommitWriter,
+        store: Store,
+        feed: CommitFeed,
+        settings: Settings,
+        port: int,
+    ) -> None:
         self.gateway = gateway
+        self.writer = writer
         self.store = store
+        self.feed = feed
+        """The commit feed: the newest committed position and a wake-up for waiters."""
+        self.settings = settings
         self.port = port
         self.api_port: int | None = None
         """The HTTP API's bound port; ``None`` when the API is not served."""
@@ -59,6 +116,11 @@ class CentralSystem:
     def views(self) -> Views:
         """The live projections (read-only)."""
         return self.gateway.views
+
+    @property
+    def node(self) -> str:
+        """This node's id (``Settings.node``)."""
+        return self.settings.node
 
     @property
     def connected(self) -> list[str]:
@@ -72,13 +134,63 @@ class CentralSystem:
             raise StationOffline(station=station, action=None)
         return session.protocol
 
-    async def call(self, station: str, action: str, payload: Any) -> dict[str, Any]:
-        """Message mode: send ``action`` with ``payload`` and return the station's answer."""
+    # -- asking stations ---------------------------------------------------------------------
+
+    async def call(
+        self,
+        station: str,
+        action: str,
+        payload: Any,
+        *,
+        caller: Caller = PYTHON,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Message mode: record the request, send ``action`` with ``payload`` and return the
+        station's answer. ``request_id`` names the ``CommandRequested`` (fresh by default)."""
+        await self._record(caller, station, "message", action, payload, request_id)
         return await self.gateway.call(station, action, payload)
 
-    async def _use(self, station: str, request: usecases.Request) -> UseCaseResult:
-        response = await self.call(station, request.action, request.payload)
-        return request.result(response)
+    async def run(
+        self,
+        station: str,
+        args: UseCaseArgs,
+        *,
+        caller: Caller = PYTHON,
+        request_id: str | None = None,
+    ) -> UseCaseResult:
+        """Use-case mode: record the request, send the station's version of the use case
+        ``args`` are the arguments of, and read its answer (awaiting a report's parts, at most
+        ``call_timeout``: ``ReportIncomplete`` when some are still missing then)."""
+        use_case = use_case_of(args)
+        self._require(caller, use_case.role, use_case.name)
+        await self._record(caller, station, "use_case", use_case.name, args, request_id)
+        request = use_case.build(self.protocol(station), args, self._request_id())
+        result = request.result(await self.gateway.call(station, request.action, request.payload))
+        if request.action in REPORT_ACTIONS and result.accepted:
+            return await self._await_report(station, request.payload["requestId"], result)
+        return result
+
+    async def _record(
+        self,
+        caller: Caller,
+        station: str,
+        mode: Literal["use_case", "message"],
+        command: str,
+        payload: Any,
+        request_id: str | None,
+    ) -> None:
+        event = CommandRequested(
+            request_id=request_id or str(uuid.uuid4()),
+            station=station,
+            at=time.time(),
+            key=caller.name,
+            role=caller.role,
+            mode=mode,
+            command=command,
+            payload=msgspec.to_builtins(payload),
+            node=self.node,
+        )
+        await self.writer.append([(command_stream(event.request_id), event)])
 
     def _request_id(self) -> int:
         """A fresh 2.0.1 ``requestId`` / ``remoteStartId``: above every id this process handed
@@ -87,17 +199,14 @@ class CentralSystem:
         self._last_request_id = max(self._last_request_id, self.views.position) + 1
         return self._last_request_id
 
-    async def _report(self, station: str, request: usecases.Request) -> UseCaseResult:
-        """Send a 2.0.1 report request and wait, at most ``call_timeout``, for every part of
-        the report. ``values``: each variable's ``Actual`` value in the station's device model
-        then; status ``ReportIncomplete`` (not accepted) when parts are still missing."""
-        result = await self._use(station, request)
-        if not result.accepted:
-            return result
-        request_id = request.payload["requestId"]
-        with trio.move_on_after(self.gateway.settings.call_timeout):
+    async def _await_report(
+        self, station: str, request_id: int, result: UseCaseResult
+    ) -> UseCaseResult:
+        """Wait, woken by each commit, until every part of report ``request_id`` is folded;
+        ``values``: each variable's ``Actual`` value in the station's device model then."""
+        with trio.move_on_after(self.settings.call_timeout):
             while not self._report_complete(station, request_id):
-                await trio.sleep(REPORT_POLL_SECONDS)
+                await self.feed.wait_beyond(self.feed.position, self.settings.call_timeout)
         model = self.views.device_model.get(station)
         values = {} if model is None else model.values()
         if self._report_complete(station, request_id):
@@ -111,137 +220,96 @@ class CentralSystem:
         report = None if model is None else model.reports.get(request_id)
         return report is not None and report.complete
 
-    # -- use cases (version-neutral) ----------------------------------------------------------
+    def close_session(self, station: str, code: int = 1000, reason: str = "") -> bool:
+        """Close the station's connection to this node (recorded as its ``SessionClosed``);
+        whether it was connected here."""
+        return self.gateway.close_session(station, code, reason)
 
-    async def remote_start(
-        self,
-        station: str,
-        id_token: str,
-        *,
-        evse_id: int | None = None,
-        connector_id: int | None = None,
-        charging_limit_w: float | None = None,
-        id_token_type: str = "Central",
-    ) -> UseCaseResult:
-        """Start a session for ``id_token`` (1.6 RemoteStartTransaction; 2.0.1
-        RequestStartTransaction with a fresh ``remoteStartId`` and an ``idToken`` of
-        ``id_token_type``), limited to ``charging_limit_w`` watts by a TxProfile."""
-        request = usecases.remote_start(
-            self.protocol(station),
-            id_token,
-            evse_id,
-            connector_id,
-            charging_limit_w,
-            request_id=self._request_id(),
-            id_token_type=id_token_type,
+    # -- the station registry ----------------------------------------------------------------
+
+    async def register_station(
+        self, station: str, description: str = "", *, caller: Caller = PYTHON
+    ) -> Registration:
+        """Register the station (again: the description is replaced); needs ``admin``."""
+        self._require(caller, "admin", "registering a station")
+        event = StationRegistered(
+            request_id=str(uuid.uuid4()),
+            station=station,
+            at=time.time(),
+            key=caller.name,
+            description=description,
         )
-        return await self._use(station, request)
+        await self.writer.append([(registry_stream(event.request_id), event)])
+        registration = self.views.registry.get(station)
+        assert registration is not None  # folded by the dispatcher before append returned
+        return registration
 
-    async def remote_stop(self, station: str, transaction_id: int | str) -> UseCaseResult:
-        """Stop the transaction (1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction)."""
-        return await self._use(
-            station, usecases.remote_stop(self.protocol(station), transaction_id)
+    async def deregister_station(self, station: str, *, caller: Caller = PYTHON) -> bool:
+        """Remove the station's registration; ``False`` (nothing recorded) when it is not
+        registered. The station's log and state stay. Needs ``admin``."""
+        self._require(caller, "admin", "deregistering a station")
+        if self.views.registry.get(station) is None:
+            return False
+        event = StationDeregistered(
+            request_id=str(uuid.uuid4()), station=station, at=time.time(), key=caller.name
         )
+        await self.writer.append([(registry_stream(event.request_id), event)])
+        return True
 
-    async def reset(
-        self, station: str, kind: ResetKind = "soft", *, evse_id: int | None = None
-    ) -> UseCaseResult:
-        """Reset the station (or, 2.0.1 only, one EVSE): ``soft`` / ``on_idle`` (1.6 Soft,
-        2.0.1 OnIdle) or ``hard`` / ``immediate`` (1.6 Hard, 2.0.1 Immediate)."""
-        return await self._use(station, usecases.reset(self.protocol(station), kind, evse_id))
+    @staticmethod
+    def _require(caller: Caller, role: ApiRole, what: str) -> None:
+        if not caller.may(role):
+            raise PermissionError(
+                f"{what} needs the {role!r} role; {caller.name!r} has {caller.role!r}"
+            )
 
-    async def change_availability(
-        self,
+
+def _use_case_method(
+    use_case: UseCase[Any],
+) -> Callable[..., Awaitable[UseCaseResult]]:
+    """``CentralSystem.<use case>(station, *args, caller=..., **kwargs)``: the argument
+    struct's fields, positionally in order or by name."""
+    fields = msgspec.structs.fields(use_case.args)
+
+    async def method(
+        self: CentralSystem,
         station: str,
-        operative: bool,
-        *,
-        evse_id: int | None = None,
-        connector_id: int | None = None,
+        *args: Any,
+        caller: Caller = PYTHON,
+        request_id: str | None = None,
+        **kwargs: Any,
     ) -> UseCaseResult:
-        """Make the station (no ids), an EVSE or a connector operative or inoperative."""
-        request = usecases.change_availability(
-            self.protocol(station), operative, evse_id, connector_id
-        )
-        return await self._use(station, request)
+        if len(args) > len(fields):
+            raise TypeError(f"{use_case.name} takes at most {len(fields)} arguments")
+        named = {field.name: value for field, value in zip(fields, args, strict=False)}
+        clash = named.keys() & kwargs.keys()
+        if clash:
+            raise TypeError(f"{use_case.name} got several values for {sorted(clash)}")
+        arguments = use_case.args(**named, **kwargs)
+        return await self.run(station, arguments, caller=caller, request_id=request_id)
 
-    async def unlock_connector(
-        self, station: str, connector_id: int, *, evse_id: int | None = None
-    ) -> UseCaseResult:
-        """Unlock a connector's cable."""
-        request = usecases.unlock_connector(self.protocol(station), connector_id, evse_id)
-        return await self._use(station, request)
+    parameters = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("station", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
+        *(
+            inspect.Parameter(
+                field.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=field.type,
+                default=inspect.Parameter.empty if field.required else field.default,
+            )
+            for field in fields
+        ),
+        inspect.Parameter("caller", inspect.Parameter.KEYWORD_ONLY, default=PYTHON),
+        inspect.Parameter("request_id", inspect.Parameter.KEYWORD_ONLY, default=None),
+    ]
+    method.__name__ = method.__qualname__ = use_case.name
+    method.__doc__ = use_case.args.__doc__
+    method.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        parameters, return_annotation=UseCaseResult
+    )
+    return method
 
-    async def read_configuration(
-        self, station: str, keys: list[str] | None = None
-    ) -> UseCaseResult:
-        """Read configuration; ``UseCaseResult.values`` maps each key to its value (1.6
-        GetConfiguration; 2.0.1 GetVariables, or without ``keys`` a ConfigurationInventory
-        report, awaited, whose values are keyed by variable key)."""
-        protocol = self.protocol(station)
-        request = usecases.read_configuration(protocol, keys, request_id=self._request_id())
-        if request.action == "GetBaseReport":
-            return await self._report(station, request)
-        return await self._use(station, request)
 
-    async def change_configuration(self, station: str, key: str, value: str) -> UseCaseResult:
-        """Set one configuration key (1.6 ChangeConfiguration, 2.0.1 SetVariables)."""
-        request = usecases.change_configuration(self.protocol(station), key, value)
-        return await self._use(station, request)
-
-    async def trigger_message(
-        self,
-        station: str,
-        message: str,
-        *,
-        evse_id: int | None = None,
-        connector_id: int | None = None,
-    ) -> UseCaseResult:
-        """Ask the station to send ``message`` (e.g. ``StatusNotification``, ``Heartbeat``)."""
-        request = usecases.trigger_message(self.protocol(station), message, evse_id, connector_id)
-        return await self._use(station, request)
-
-    async def clear_cache(self, station: str) -> UseCaseResult:
-        """Clear the station's authorization cache."""
-        return await self._use(station, usecases.clear_cache(self.protocol(station)))
-
-    async def data_transfer(
-        self,
-        station: str,
-        vendor_id: str,
-        message_id: str | None = None,
-        data: str | None = None,
-    ) -> UseCaseResult:
-        """Send a vendor-specific DataTransfer."""
-        request = usecases.data_transfer(self.protocol(station), vendor_id, message_id, data)
-        return await self._use(station, request)
-
-    # -- 2.0.1 only -----------------------------------------------------------------------------
-
-    async def get_base_report(
-        self, station: str, report_base: str = "FullInventory"
-    ) -> UseCaseResult:
-        """Ask for a base report (``FullInventory``, ``ConfigurationInventory``,
-        ``SummaryInventory``) and wait for all its parts (see ``views.device_model``)."""
-        request_id = self._request_id()
-        request = usecases.get_base_report(self.protocol(station), request_id, report_base)
-        return await self._report(station, request)
-
-    async def get_report(
-        self, station: str, keys: list[str] | None = None, criteria: list[str] | None = None
-    ) -> UseCaseResult:
-        """Ask for a report of some variables and/or component criteria and wait for it."""
-        request_id = self._request_id()
-        request = usecases.get_report(self.protocol(station), request_id, keys, criteria)
-        return await self._report(station, request)
-
-    async def set_variables(self, station: str, values: dict[str, str]) -> UseCaseResult:
-        """Set several variables in one SetVariables; ``values`` of the result hold each key's
-        ``attributeStatus``."""
-        return await self._use(station, usecases.set_variables(self.protocol(station), values))
-
-    async def get_transaction_status(
-        self, station: str, transaction_id: str | None = None
-    ) -> UseCaseResult:
-        """Whether the station still queues messages (of the transaction, when named)."""
-        request = usecases.get_transaction_status(self.protocol(station), transaction_id)
-        return await self._use(station, request)
+for _use_case in USE_CASES.values():
+    setattr(CentralSystem, _use_case.name, _use_case_method(_use_case))

@@ -204,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
         with_store(sub, None)
         sub.add_argument("--json", action="store_true", help="one JSON object per line")
         sub.set_defaults(run=run)
+    from chargeledger.core.remote import register as register_command
+
+    register_command(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

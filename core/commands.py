@@ -1,7 +1,7 @@
 """Commands: what plugins return, and what the executor carries out.
 
 A plugin never does I/O. It answers a hook with a list of these values; the core (the session
-for replies, :mod:`chargeledger.core.executor` for the rest) performs them, records what was
+for replies, :mod:`chargeledger.core.dispatcher` for the rest) performs them, records what was
 sent, and feeds the results back as events. Payloads may be plain dicts or the generated
 msgspec types of :mod:`chargeledger.schemas`; either way the core validates them against the
 official schema before anything leaves the process.
@@ -50,8 +50,9 @@ class ReplyWithNewTransactionId(msgspec.Struct, frozen=True):
 
 
 class SendCall(msgspec.Struct, frozen=True):
-    """Send a CALL to ``station`` (queued behind any outstanding one). Fire and forget: the
-    station's answer comes back as a ``FrameLogged`` event to the react hook."""
+    """Send a CALL to ``station`` (queued behind any outstanding one) through the one door,
+    recorded as asked by ``plugins``. Fire and forget: the station's answer comes back as a
+    ``FrameLogged`` event to the react hook."""
 
     station: str
     action: str

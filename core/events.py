@@ -157,7 +157,8 @@ class TransactionIdsReserved(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CommandRequested(msgspec.Struct, frozen=True, kw_only=True):
-    """An HTTP API client asked for a command to a station; recorded before it is sent.
+    """Someone asked for a command to a station (an HTTP API key, a Python program, the CLI
+    through the API, or ``plugins``); recorded by the one door before it is sent.
 
     The outcome is in the station's session stream (the CALL and its answer, or
     ``CallTimedOut``); a command refused before sending (offline station, invalid payload)
@@ -167,9 +168,9 @@ class CommandRequested(msgspec.Struct, frozen=True, kw_only=True):
     station: str
     at: float
     key: str
-    """The name of the API key that asked."""
+    """Who asked: the API key's name, the name a Python caller gave, or ``plugins``."""
     role: str
-    """That key's role."""
+    """Their role (``read``, ``operator``, ``admin``)."""
     mode: Literal["use_case", "message"]
     command: str
     """The use case (``remote_start``, ``reset``, ...) or, in message mode, the OCPP action."""

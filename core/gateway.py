@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -34,19 +34,12 @@ from trio_websocket import (
 )
 
 from chargeledger.core.allocator import TransactionIdAllocator
-from chargeledger.core.commands import (
-    CloseSession,
-    Command,
-    ReplyWithNewTransactionId,
-    SendCall,
-)
+from chargeledger.core.commands import Command, ReplyWithNewTransactionId
 from chargeledger.core.decide import decide, error_text, reply_text
 from chargeledger.core.errors import (
     CallError,
     CallTimeout,
     FrameError,
-    OutboundCallFailed,
-    OutboundValidationError,
     StationBusy,
     StationOffline,
     StoreUnavailable,
@@ -456,18 +449,18 @@ class Gateway:
         allocator: TransactionIdAllocator,
         plugins: PluginHost,
         views: Views,
+        execute: Callable[[Sequence[Command]], None],
     ) -> None:
         self.settings = settings
         self.writer = writer
         self.allocator = allocator
         self.plugins = plugins
         self.views = views
+        self.execute = execute
+        """Queues the commands a plugin returns besides its answer (the commit dispatcher's)."""
         self.node = settings.node
         self.sessions: dict[str, Session] = {}
         self._answered: dict[str, OrderedDict[str, _Answered]] = {}
-        self._commands_send, self._commands_receive = trio.open_memory_channel[Command](
-            float("inf")
-        )
         self._nursery: trio.Nursery | None = None
         self.listen_port: int | None = None
 
@@ -479,7 +472,6 @@ class Gateway:
         On cancellation every session is closed with 1001 (going away) and recorded."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._execute_commands)
             listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
             self.listen_port = listeners[0].socket.getsockname()[1]
             task_status.started(self.listen_port)
@@ -585,6 +577,15 @@ class Gateway:
         if self.sessions.get(session.station) is session:
             del self.sessions[session.station]
 
+    def close_session(self, station: str, code: int, reason: str) -> bool:
+        """Close the station's current session with ``code`` and ``reason`` (recorded);
+        whether it had one here."""
+        session = self.sessions.get(station)
+        if session is None:
+            return False
+        session.end(code, reason)
+        return True
+
     def answered(self, station: str) -> OrderedDict[str, _Answered]:
         """The station's recently answered CALLs (kept across its reconnects)."""
         return self._answered.setdefault(station, OrderedDict())
@@ -619,43 +620,3 @@ class Gateway:
             outbound.resolve(
                 None, StationOffline(station=station, action=action, reason="the caller gave up")
             )
-
-    # -- commands ----------------------------------------------------------------------------
-
-    def on_commit(self, batch: Sequence[Recorded]) -> None:
-        """Fold committed events into the views and queue the plugins' reactions.
-
-        Runs on the trio thread, in position order, before the writers of the batch resume."""
-        for recorded in batch:
-            self.views.apply(recorded)
-            try:
-                self.execute(self.plugins.react(recorded, self.views))
-            except Exception:
-                # One plugin's bug must not stop the others' reactions to later events.
-                log.exception("plugins failed to react to position %d", recorded.position)
-
-    def execute(self, commands: Sequence[Command]) -> None:
-        """Queue ``commands`` for the executor (never blocks)."""
-        for command in commands:
-            self._commands_send.send_nowait(command)
-
-    async def _execute_commands(self) -> None:
-        async with trio.open_nursery() as nursery:
-            async for command in self._commands_receive:
-                if isinstance(command, SendCall):
-                    nursery.start_soon(self._send_and_log, command)
-                elif isinstance(command, CloseSession):
-                    session = self.sessions.get(command.station)
-                    if session is not None:
-                        session.end(command.code, command.reason)
-                else:
-                    log.error("command %r is only valid as an answer to a CALL", command)
-
-    async def _send_and_log(self, command: SendCall) -> None:
-        try:
-            await self.call(command.station, command.action, command.payload)
-        except OutboundCallFailed as exc:
-            # The outcome is in the log already (or nothing was sent); plugins see it there.
-            log.info("%s", exc)  # names the action and the station
-        except OutboundValidationError as exc:
-            log.info("%s to %s: %s", command.action, command.station, exc)

@@ -1,4 +1,9 @@
-"""The server: wires store, writer, allocator, projections, plugins and gateway together.
+"""The server: wires store, writer, dispatcher, allocator, plugins and gateway together, once.
+
+A commit flows writer -> :class:`~chargeledger.core.dispatcher.CommitDispatcher` (fold, react,
+feed); the gateway is handed the dispatcher's ``execute`` for the commands plugins return with
+their answers, and :class:`~chargeledger.core.api.CentralSystem` is the one door for requests
+to stations.
 
 :func:`run_server` is what ``chargeledger serve`` runs, and what tests and embedding programs
 start with ``await nursery.start(run_server, settings)``; it hands back a
@@ -9,16 +14,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import socket
 import time
 
 import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
-from chargeledger.core.events import Recorded, SessionClosed, session_stream
+from chargeledger.core.dispatcher import CommitDispatcher
+from chargeledger.core.events import SessionClosed, session_stream
+from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
-from chargeledger.core.http.feed import CommitFeed
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
 from chargeledger.core.store import Store, open_store
@@ -47,28 +52,17 @@ async def run_server(
     Raises ``StoreUnavailable`` when the store cannot be opened, ``ValueError`` for a bad
     store URL or plugin setting, ``OSError`` when the port cannot be bound.
     """
-    node = settings.node or f"{socket.gethostname()}:{settings.port}"
     store = await trio.to_thread.run_sync(open_store, settings.store)
     try:
         views = await trio.to_thread.run_sync(_fold, store)
         _tune_garbage_collector()
         plugins = PluginHost(settings)
-        gateway: Gateway | None = None
         feed = CommitFeed()
-
-        def on_commit(batch: list[Recorded]) -> None:
-            if gateway is not None:
-                gateway.on_commit(batch)
-            else:
-                for recorded in batch:
-                    views.apply(recorded)
-            feed.publish(batch)
-
-        async with GroupCommitWriter(store, on_commit=on_commit) as writer:
-            await _close_dangling_sessions(writer, views, node)
-            allocator = TransactionIdAllocator(store, node=node)
-            gateway = Gateway(settings, writer, allocator, plugins, views)
-            gateway.node = node
+        dispatcher = CommitDispatcher(views, plugins, feed)
+        async with GroupCommitWriter(store, on_commit=dispatcher.on_commit) as writer:
+            await _close_dangling_sessions(writer, views, settings.node)
+            allocator = TransactionIdAllocator(store, node=settings.node)
+            gateway = Gateway(settings, writer, allocator, plugins, views, dispatcher.execute)
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(gateway.serve)
                 log.info(
@@ -76,15 +70,23 @@ async def run_server(
                     settings.host,
                     port,
                     settings.store,
-                    node,
+                    settings.node,
                     ",".join(plugins.enabled),
                 )
-                csms = CentralSystem(gateway, store, port)
+                csms = CentralSystem(
+                    gateway=gateway,
+                    writer=writer,
+                    store=store,
+                    feed=feed,
+                    settings=settings,
+                    port=port,
+                )
+                nursery.start_soon(dispatcher.run, csms)
                 if settings.api_port is not None:
                     # Imported here: the web framework is loaded only when the API is served.
                     from chargeledger.core.http.server import serve_api
 
-                    csms.api_port = await nursery.start(serve_api, csms, feed, settings)
+                    csms.api_port = await nursery.start(serve_api, csms, settings)
                 task_status.started(csms)
     finally:
         # Shielded: we are usually here because of cancellation, and the store must close.

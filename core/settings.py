@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -71,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     port: int = 9000
     store: str = DEFAULT_STORE
     node: str = ""
+    """This node's stable id, recorded on the sessions it opens and the commands it sends;
+    by default ``<hostname>:<port>``, resolved when the settings are made."""
     max_frame_bytes: int = 65536
     ping_interval: float = 30.0
     ping_timeout: float = 10.0
@@ -92,6 +95,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Without keys the API serves everyone as ``admin``: allowed on loopback only."""
 
     def __post_init__(self) -> None:
+        if not self.node:
+            msgspec.structs.force_setattr(self, "node", f"{socket.gethostname()}:{self.port}")
         if self.api_port is not None and not self.api_keys and not is_loopback(self.api_host):
             raise ValueError(
                 f"api_host {self.api_host!r} is not a loopback address and no api_keys are "

@@ -1,8 +1,9 @@
 """Version-neutral use cases: the request each protocol version needs, and its answer read back.
 
 Pure functions: given the station's protocol and the use case's arguments they return a
-:class:`Request` (action, payload, and how to read the answer). The API sends it; plugins may
-return ``SendCall(station, request.action, request.payload)`` for the same request. The
+:class:`Request` (action, payload, and how to read the answer). :data:`USE_CASES` declares
+each use case once (name, argument struct, builder, role); ``CentralSystem`` sends it; plugins
+may return ``SendCall(station, request.action, request.payload)`` for the same request. The
 mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
 
 * **EVSE and connector.** A 1.6 connector N > 0 is 2.0.1 EVSE N's connector 1, connector 0 the
@@ -20,11 +21,12 @@ mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from chargeledger.core.errors import UnsupportedUseCase
+from chargeledger.core.settings import ApiRole
 from chargeledger.projections import Views
 from chargeledger.projections.device_model import VariableRef
 from chargeledger.schemas import OCPP16, OCPP201
@@ -32,8 +34,12 @@ from chargeledger.schemas import OCPP16, OCPP201
 __all__ = [
     "ACCEPTED_STATUSES",
     "KEYS_16_TO_201",
+    "REPORT_ACTIONS",
+    "USE_CASES",
     "Request",
     "ResetKind",
+    "UseCase",
+    "UseCaseArgs",
     "UseCaseResult",
     "change_availability",
     "change_configuration",
@@ -45,6 +51,7 @@ __all__ = [
     "get_report",
     "get_transaction_status",
     "key_16",
+    "markdown_table",
     "read_configuration",
     "remote_start",
     "remote_stop",
@@ -52,6 +59,7 @@ __all__ = [
     "set_variables",
     "trigger_message",
     "unlock_connector",
+    "use_case_of",
     "variable_ref",
 ]
 
@@ -453,3 +461,265 @@ def get_transaction_status(protocol: str, transaction_id: str | None = None) -> 
 
     payload = _present(transactionId=transaction_id)
     return Request(protocol, "GetTransactionStatus", payload, read)
+
+
+# -- the table: each use case declared once ---------------------------------------------------
+#
+# The CentralSystem methods, the HTTP API's request union and its OpenAPI schema, the CLI's
+# ``command`` and the use-case list of docs/api.md are all derived from ``USE_CASES``.
+
+
+class UseCaseArgs(
+    msgspec.Struct,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    tag_field="use_case",
+):
+    """The arguments of one use case. Each subclass is tagged with its use case's name, so a
+    JSON body ``{"use_case": "reset", "kind": "hard"}`` decodes to :class:`ResetArgs`."""
+
+
+class RemoteStartArgs(UseCaseArgs, tag="remote_start"):
+    """Start a charging session for ``id_token`` (1.6 RemoteStartTransaction; 2.0.1
+    RequestStartTransaction with a fresh ``remoteStartId`` and an ``idToken`` of
+    ``id_token_type``), limited to ``charging_limit_w`` watts by a TxProfile."""
+
+    id_token: str
+    evse_id: int | None = None
+    connector_id: int | None = None
+    charging_limit_w: float | None = None
+    id_token_type: str = "Central"
+
+
+class RemoteStopArgs(UseCaseArgs, tag="remote_stop"):
+    """Stop a transaction (1.6 RemoteStopTransaction with its integer id; 2.0.1
+    RequestStopTransaction with the station's id)."""
+
+    transaction_id: int | str
+
+
+class ResetArgs(UseCaseArgs, tag="reset"):
+    """Reset the station (or, 2.0.1 only, one EVSE): ``soft`` / ``on_idle`` (1.6 Soft, 2.0.1
+    OnIdle) or ``hard`` / ``immediate`` (1.6 Hard, 2.0.1 Immediate)."""
+
+    kind: ResetKind = "soft"
+    evse_id: int | None = None
+
+
+class ChangeAvailabilityArgs(UseCaseArgs, tag="change_availability"):
+    """Make the station (no ids), an EVSE or a connector operative or inoperative."""
+
+    operative: bool
+    evse_id: int | None = None
+    connector_id: int | None = None
+
+
+class UnlockConnectorArgs(UseCaseArgs, tag="unlock_connector"):
+    """Unlock a connector's cable."""
+
+    connector_id: int
+    evse_id: int | None = None
+
+
+class ReadConfigurationArgs(UseCaseArgs, tag="read_configuration"):
+    """Read configuration keys (all when ``keys`` is absent); ``values`` of the result map
+    each key to its value (1.6 GetConfiguration; 2.0.1 GetVariables, or without ``keys`` a
+    ConfigurationInventory report, awaited, keyed by variable key)."""
+
+    keys: list[str] | None = None
+
+
+class ChangeConfigurationArgs(UseCaseArgs, tag="change_configuration"):
+    """Set one configuration key (1.6 ChangeConfiguration, 2.0.1 SetVariables)."""
+
+    key: str
+    value: str
+
+
+class TriggerMessageArgs(UseCaseArgs, tag="trigger_message"):
+    """Ask the station to send ``message`` (``StatusNotification``, ``Heartbeat``, ...)."""
+
+    message: str
+    evse_id: int | None = None
+    connector_id: int | None = None
+
+
+class ClearCacheArgs(UseCaseArgs, tag="clear_cache"):
+    """Clear the station's authorization cache."""
+
+
+class DataTransferArgs(UseCaseArgs, tag="data_transfer"):
+    """Send a vendor-specific DataTransfer."""
+
+    vendor_id: str
+    message_id: str | None = None
+    data: str | None = None
+
+
+class GetBaseReportArgs(UseCaseArgs, tag="get_base_report"):
+    """2.0.1: ask for a base report (``FullInventory``, ``ConfigurationInventory``,
+    ``SummaryInventory``) and wait for all its parts (the station's device model)."""
+
+    report_base: str = "FullInventory"
+
+
+class GetReportArgs(UseCaseArgs, tag="get_report"):
+    """2.0.1: ask for a report of some variables and/or component criteria (``Active``,
+    ``Available``, ``Enabled``, ``Problem``) and wait for all its parts."""
+
+    keys: list[str] | None = None
+    criteria: list[str] | None = None
+
+
+class SetVariablesArgs(UseCaseArgs, tag="set_variables"):
+    """2.0.1: set several variables in one SetVariables; ``values`` of the result hold each
+    key's ``attributeStatus``."""
+
+    values: dict[str, str]
+
+
+class GetTransactionStatusArgs(UseCaseArgs, tag="get_transaction_status"):
+    """2.0.1: whether the station still queues messages (of the transaction, when named)."""
+
+    transaction_id: str | None = None
+
+
+A = TypeVar("A", bound=UseCaseArgs)
+
+Builder = Callable[[str, A, int], Request]
+"""Builds the request for a protocol version from the arguments and a fresh request id."""
+
+
+class UseCase(msgspec.Struct, Generic[A], frozen=True):
+    """One use case: its name, argument struct, per-version request builder, and the API
+    role a caller needs. The request's ``reader`` reads the station's answer."""
+
+    name: str
+    args: type[A]
+    build: Builder[A]
+    role: ApiRole = "operator"
+
+    @property
+    def summary(self) -> str:
+        """What it does: the argument struct's docstring on one line, in markdown."""
+        return " ".join((self.args.__doc__ or "").split()).replace("``", "`")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The argument names, in declaration order."""
+        return self.args.__struct_fields__
+
+
+REPORT_ACTIONS = frozenset({"GetBaseReport", "GetReport"})
+"""Requests whose data arrives later, in NotifyReport parts; their use cases await it."""
+
+
+def _table(*use_cases: UseCase[Any]) -> dict[str, UseCase[Any]]:
+    table = {use_case.name: use_case for use_case in use_cases}
+    for name, use_case in table.items():
+        if use_case.args.__struct_config__.tag != name:
+            raise AssertionError(f"use case {name!r}: its argument struct has another tag")
+    return table
+
+
+USE_CASES: dict[str, UseCase[Any]] = _table(
+    UseCase[RemoteStartArgs](
+        "remote_start",
+        RemoteStartArgs,
+        lambda protocol, a, request_id: remote_start(
+            protocol,
+            a.id_token,
+            a.evse_id,
+            a.connector_id,
+            a.charging_limit_w,
+            request_id=request_id,
+            id_token_type=a.id_token_type,
+        ),
+    ),
+    UseCase[RemoteStopArgs](
+        "remote_stop",
+        RemoteStopArgs,
+        lambda protocol, a, _: remote_stop(protocol, a.transaction_id),
+    ),
+    UseCase[ResetArgs](
+        "reset", ResetArgs, lambda protocol, a, _: reset(protocol, a.kind, a.evse_id)
+    ),
+    UseCase[ChangeAvailabilityArgs](
+        "change_availability",
+        ChangeAvailabilityArgs,
+        lambda protocol, a, _: change_availability(
+            protocol, a.operative, a.evse_id, a.connector_id
+        ),
+    ),
+    UseCase[UnlockConnectorArgs](
+        "unlock_connector",
+        UnlockConnectorArgs,
+        lambda protocol, a, _: unlock_connector(protocol, a.connector_id, a.evse_id),
+    ),
+    UseCase[ReadConfigurationArgs](
+        "read_configuration",
+        ReadConfigurationArgs,
+        lambda protocol, a, request_id: read_configuration(protocol, a.keys, request_id=request_id),
+    ),
+    UseCase[ChangeConfigurationArgs](
+        "change_configuration",
+        ChangeConfigurationArgs,
+        lambda protocol, a, _: change_configuration(protocol, a.key, a.value),
+    ),
+    UseCase[TriggerMessageArgs](
+        "trigger_message",
+        TriggerMessageArgs,
+        lambda protocol, a, _: trigger_message(protocol, a.message, a.evse_id, a.connector_id),
+    ),
+    UseCase[ClearCacheArgs](
+        "clear_cache", ClearCacheArgs, lambda protocol, a, _: clear_cache(protocol)
+    ),
+    UseCase[DataTransferArgs](
+        "data_transfer",
+        DataTransferArgs,
+        lambda protocol, a, _: data_transfer(protocol, a.vendor_id, a.message_id, a.data),
+    ),
+    UseCase[GetBaseReportArgs](
+        "get_base_report",
+        GetBaseReportArgs,
+        lambda protocol, a, request_id: get_base_report(protocol, request_id, a.report_base),
+    ),
+    UseCase[GetReportArgs](
+        "get_report",
+        GetReportArgs,
+        lambda protocol, a, request_id: get_report(protocol, request_id, a.keys, a.criteria),
+    ),
+    UseCase[SetVariablesArgs](
+        "set_variables",
+        SetVariablesArgs,
+        lambda protocol, a, _: set_variables(protocol, a.values),
+    ),
+    UseCase[GetTransactionStatusArgs](
+        "get_transaction_status",
+        GetTransactionStatusArgs,
+        lambda protocol, a, _: get_transaction_status(protocol, a.transaction_id),
+    ),
+)
+"""Every use case, by name."""
+
+
+def use_case_of(args: UseCaseArgs) -> UseCase[Any]:
+    """The use case ``args`` are the arguments of."""
+    name = type(args).__struct_config__.tag
+    assert isinstance(name, str)
+    return USE_CASES[name]
+
+
+def markdown_table() -> str:
+    """The use cases as the markdown table of docs/api.md (a test keeps the two equal)."""
+    rows = ["| use case | arguments | role | what it does |", "|---|---|---|---|"]
+    for use_case in USE_CASES.values():
+        arguments = ", ".join(
+            f"`{field.name}`" + ("" if field.required else "?")
+            for field in msgspec.structs.fields(use_case.args)
+        )
+        rows.append(
+            f"| `{use_case.name}` | {arguments or '-'} | {use_case.role} | {use_case.summary} |"
+        )
+    return "\n".join(rows) + "\n"

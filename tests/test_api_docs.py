@@ -18,7 +18,6 @@ from openapi_spec_validator import validate
 
 from chargeledger.core.http.app import OPENAPI_PATH, create_app
 from chargeledger.core.http.context import ApiContext
-from chargeledger.core.http.feed import CommitFeed
 from chargeledger.core.http.keys import new_key
 from tests.harness import running_server
 from tests.test_http_api import ROLES, Api, api_settings, charge, station
@@ -37,7 +36,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 def documented_routes(api: Api) -> set[tuple[str, str]]:
     """(method, OpenAPI path) of every route the application serves, its docs excepted."""
     assert api.server.csms is not None
-    app = create_app(ApiContext(api.server.csms, CommitFeed()), [])
+    app = create_app(ApiContext(api.server.csms), [])
     return {
         (method, re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))
         for route in app.routes

@@ -2,6 +2,6 @@
 
 :func:`chargeledger.core.http.server.serve_api` is what ``run_server`` starts when
 ``Settings.api_port`` is set; ``docs/api.md`` describes every route. This package's
-``__init__`` imports nothing, so importing :mod:`chargeledger.core.http.feed` (which the
-server always does) does not load the web framework.
+``__init__`` imports nothing: the server imports this package only when it serves the API,
+so a server without it never loads the web framework.
 """

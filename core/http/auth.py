@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, get_args
+from typing import Any
 
-import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp, Guard
 
+from chargeledger.core.api import Caller
 from chargeledger.core.http.keys import hash_key
 from chargeledger.core.settings import ApiKey, ApiRole
 
 __all__ = ["LOCAL", "BearerAuth", "Caller", "requires"]
 
-_RANK = {role: rank for rank, role in enumerate(get_args(ApiRole))}
-"""Each role may do what the roles before it may."""
-
 LOCAL = "local"
 """The caller's name when no keys are configured (the API then listens on loopback only)."""
-
-
-class Caller(msgspec.Struct, frozen=True):
-    """Who made a request: the name of their API key and its role."""
-
-    name: str
-    role: ApiRole
 
 
 class BearerAuth(AbstractAuthenticationMiddleware):
@@ -66,7 +56,7 @@ def requires(role: ApiRole) -> Guard:
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         caller: Caller = connection.user
-        if _RANK[caller.role] < _RANK[role]:
+        if not caller.may(role):
             raise PermissionDeniedException(
                 detail=f"this needs the {role!r} role; key {caller.name!r} has {caller.role!r}"
             )

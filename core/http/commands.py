@@ -1,18 +1,17 @@
-"""Command routes: use-case mode and message mode, each recorded with its author first."""
+"""Command routes: use-case mode and message mode, through the one door (recorded with the
+caller first)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
+from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, JSONBody
 
-from chargeledger.core.events import CommandRequested, command_stream
 from chargeledger.core.http.auth import Caller, requires
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.models import UseCase
@@ -27,36 +26,20 @@ REQUEST_ID_HEADER = "X-Request-Id"
 """Response header naming the command's ``CommandRequested.request_id``."""
 
 
-async def _command(
-    ctx: ApiContext,
-    caller: Caller,
-    station: str,
-    mode: Literal["use_case", "message"],
-    command: str,
-    payload: dict[str, Any],
-    send: Callable[[], Awaitable[T]],
-) -> Response[T]:
-    """Record who asked for what (``CommandRequested``), then ``send()``.
+async def _command(station: str, send: Callable[[str], Awaitable[T]]) -> Response[T]:
+    """``send(request_id)`` through the one door (which records who asked for what first).
 
     Every failure of the command becomes its problem (see ``problems.command_problem``);
-    ``StoreUnavailable`` while recording means nothing was sent (503)."""
-    event = CommandRequested(
-        request_id=str(uuid.uuid4()),
-        station=station,
-        at=time.time(),
-        key=caller.name,
-        role=caller.role,
-        mode=mode,
-        command=command,
-        payload=payload,
-        node=ctx.csms.gateway.node,
-    )
-    await ctx.csms.gateway.writer.append([(command_stream(event.request_id), event)])
+    ``StoreUnavailable`` while recording means nothing was sent (503); a use case above the
+    caller's role is 403."""
+    request_id = str(uuid.uuid4())
     try:
-        result = await send()
+        result = await send(request_id)
+    except PermissionError as exc:
+        raise PermissionDeniedException(detail=str(exc)) from exc
     except COMMAND_ERRORS as exc:
-        raise command_problem(exc, event.request_id, station) from exc
-    return Response(result, headers={REQUEST_ID_HEADER: event.request_id})
+        raise command_problem(exc, request_id, station) from exc
+    return Response(result, headers={REQUEST_ID_HEADER: request_id})
 
 
 @post(
@@ -74,21 +57,14 @@ async def use_case(
 ) -> Response[UseCaseResult]:
     """Use-case mode: the same request whatever the station's protocol version.
 
-    The body names the use case in ``use_case`` (``remote_start``, ``remote_stop``,
-    ``reset``, ``change_availability``, ``unlock_connector``, ``read_configuration``,
-    ``change_configuration``, ``trigger_message``, ``clear_cache``, ``data_transfer``) with
-    its arguments. 200 carries the station's answer, also when it refused (``accepted``
+    The body names the use case in ``use_case`` (the table in docs/api.md lists them all)
+    with its arguments. 200 carries the station's answer, also when it refused (``accepted``
     false); the ``X-Request-Id`` header names the recorded ``CommandRequested``."""
-    name = type(data).__struct_config__.tag
-    assert isinstance(name, str)
     return await _command(
-        ctx,
-        request.user,
         station_id,
-        "use_case",
-        name,
-        msgspec.to_builtins(data),
-        lambda: data.invoke(ctx.csms, station_id),
+        lambda request_id: ctx.csms.run(
+            station_id, data, caller=request.user, request_id=request_id
+        ),
     )
 
 
@@ -109,13 +85,10 @@ async def message(
     """Message mode: send ``action`` with the body as its payload, checked against the
     station's protocol version, and return the station's CALLRESULT payload."""
     return await _command(
-        ctx,
-        request.user,
         station_id,
-        "message",
-        action,
-        data,
-        lambda: ctx.csms.call(station_id, action, data),
+        lambda request_id: ctx.csms.call(
+            station_id, action, data, caller=request.user, request_id=request_id
+        ),
     )
 
 

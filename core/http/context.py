@@ -9,7 +9,7 @@ from typing import TypeVar
 import trio
 
 from chargeledger.core.api import CentralSystem
-from chargeledger.core.http.feed import CommitFeed
+from chargeledger.core.feed import CommitFeed
 
 __all__ = ["STORE_READERS", "ApiContext"]
 
@@ -28,11 +28,15 @@ class ApiContext:
     a keepalive comment."""
 
     csms: CentralSystem
-    feed: CommitFeed
     stream_idle_seconds: float = 10.0
     limiter: trio.CapacityLimiter = field(
         default_factory=lambda: trio.CapacityLimiter(STORE_READERS)
     )
+
+    @property
+    def feed(self) -> CommitFeed:
+        """The server's commit feed (``csms.feed``)."""
+        return self.csms.feed
 
     async def read_store(
         self, read: Callable[..., T], *args: object, abandon_on_cancel: bool = False

@@ -59,7 +59,7 @@ class ServerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         gateway, feed = self._ctx.csms.gateway, self._ctx.feed
         sessions = list(gateway.sessions.values())
-        writer = gateway.writer.statistics()
+        writer = self._ctx.csms.writer.statistics()
         yield GaugeMetricFamily(
             "chargeledger_connected_stations",
             "Stations connected to this node.",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 import msgspec
 
-from chargeledger.core.api import CentralSystem
 from chargeledger.core.events import Recorded
-from chargeledger.core.usecases import ResetKind, UseCaseResult
+from chargeledger.core.usecases import USE_CASES, UseCaseArgs
 from chargeledger.projections import Registration, StationState, TransactionState
 from chargeledger.schemas import OCPP16
 
@@ -94,142 +93,14 @@ class Readiness(msgspec.Struct, kw_only=True):
     position: int
 
 
-# -- use cases: one struct per use case, tagged by ``use_case`` ------------------------------
+# -- use cases: the argument structs of the use-case table, tagged by ``use_case`` ----------
 
-
-class _UseCase(
-    msgspec.Struct,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    omit_defaults=True,
-    tag_field="use_case",
-):
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        raise NotImplementedError
-
-
-class RemoteStart(_UseCase, tag="remote_start"):
-    """Start a charging session for ``id_token``."""
-
-    id_token: str
-    evse_id: int | None = None
-    connector_id: int | None = None
-    charging_limit_w: float | None = None
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.remote_start(
-            station,
-            self.id_token,
-            evse_id=self.evse_id,
-            connector_id=self.connector_id,
-            charging_limit_w=self.charging_limit_w,
-        )
-
-
-class RemoteStop(_UseCase, tag="remote_stop"):
-    """Stop a transaction (1.6: its integer id; 2.0.1: the station's id)."""
-
-    transaction_id: int | str
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.remote_stop(station, self.transaction_id)
-
-
-class Reset(_UseCase, tag="reset"):
-    """Reset the station (or, 2.0.1, one EVSE)."""
-
-    kind: ResetKind = "soft"
-    evse_id: int | None = None
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.reset(station, self.kind, evse_id=self.evse_id)
-
-
-class ChangeAvailability(_UseCase, tag="change_availability"):
-    """Make the station (no ids), an EVSE or a connector operative or inoperative."""
-
-    operative: bool
-    evse_id: int | None = None
-    connector_id: int | None = None
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.change_availability(
-            station, self.operative, evse_id=self.evse_id, connector_id=self.connector_id
-        )
-
-
-class UnlockConnector(_UseCase, tag="unlock_connector"):
-    """Unlock a connector's cable."""
-
-    connector_id: int
-    evse_id: int | None = None
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.unlock_connector(station, self.connector_id, evse_id=self.evse_id)
-
-
-class ReadConfiguration(_UseCase, tag="read_configuration"):
-    """Read configuration keys (all when ``keys`` is absent)."""
-
-    keys: list[str] | None = None
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.read_configuration(station, self.keys)
-
-
-class ChangeConfiguration(_UseCase, tag="change_configuration"):
-    """Set one configuration key."""
-
-    key: str
-    value: str
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.change_configuration(station, self.key, self.value)
-
-
-class TriggerMessage(_UseCase, tag="trigger_message"):
-    """Ask the station to send ``message`` (``StatusNotification``, ``Heartbeat``, ...)."""
-
-    message: str
-    evse_id: int | None = None
-    connector_id: int | None = None
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.trigger_message(
-            station, self.message, evse_id=self.evse_id, connector_id=self.connector_id
-        )
-
-
-class ClearCache(_UseCase, tag="clear_cache"):
-    """Clear the station's authorization cache."""
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.clear_cache(station)
-
-
-class DataTransfer(_UseCase, tag="data_transfer"):
-    """Send a vendor-specific DataTransfer."""
-
-    vendor_id: str
-    message_id: str | None = None
-    data: str | None = None
-
-    async def invoke(self, csms: CentralSystem, station: str) -> UseCaseResult:
-        return await csms.data_transfer(station, self.vendor_id, self.message_id, self.data)
-
-
-UseCase = (
-    RemoteStart
-    | RemoteStop
-    | Reset
-    | ChangeAvailability
-    | UnlockConnector
-    | ReadConfiguration
-    | ChangeConfiguration
-    | TriggerMessage
-    | ClearCache
-    | DataTransfer
-)
+if TYPE_CHECKING:
+    UseCase = UseCaseArgs
+else:
+    UseCase = Union[tuple(use_case.args for use_case in USE_CASES.values())]  # noqa: UP007
+"""The body of a use-case command: one of the table's argument structs, tagged by
+``use_case`` (derived from :data:`~chargeledger.core.usecases.USE_CASES`)."""
 
 
 # -- billing ---------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from hypercorn.trio import serve
 from chargeledger.core.api import CentralSystem
 from chargeledger.core.http.app import OPENAPI_PATH, create_app
 from chargeledger.core.http.context import ApiContext
-from chargeledger.core.http.feed import CommitFeed
 from chargeledger.core.settings import Settings
 
 __all__ = ["serve_api"]
@@ -22,7 +21,6 @@ log = logging.getLogger("chargeledger.http")
 
 async def serve_api(
     csms: CentralSystem,
-    feed: CommitFeed,
     settings: Settings,
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
@@ -35,7 +33,7 @@ async def serve_api(
     config.bind = [f"{host}:{settings.api_port}"]
     config.errorlog = log
     config.accesslog = None
-    app = create_app(ApiContext(csms, feed), settings.api_keys)
+    app = create_app(ApiContext(csms), settings.api_keys)
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(serve, app, config)
         port = urlsplit(binds[0]).port

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
 from litestar import Request, delete, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from chargeledger.core.events import StationDeregistered, StationRegistered, registry_stream
 from chargeledger.core.http.auth import Caller, requires
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.models import RegistrationRequest, StationView
@@ -102,17 +99,7 @@ async def register_station(
 ) -> Registration:
     """Register the station (again: the description is replaced). Recorded as
     ``StationRegistered`` with the admin's key name."""
-    event = StationRegistered(
-        request_id=str(uuid.uuid4()),
-        station=station_id,
-        at=time.time(),
-        key=request.user.name,
-        description=data.description,
-    )
-    await ctx.csms.gateway.writer.append([(registry_stream(event.request_id), event)])
-    registration = ctx.csms.views.registry.get(station_id)
-    assert registration is not None  # folded by on_commit before append returned
-    return registration
+    return await ctx.csms.register_station(station_id, data.description, caller=request.user)
 
 
 @delete(
@@ -126,12 +113,8 @@ async def deregister_station(
 ) -> None:
     """Remove the station's registration (recorded as ``StationDeregistered``); 404 when it
     is not registered. The station's log and state stay."""
-    if ctx.csms.views.registry.get(station_id) is None:
+    if not await ctx.csms.deregister_station(station_id, caller=request.user):
         raise not_found(f"station {station_id!r} is not registered")
-    event = StationDeregistered(
-        request_id=str(uuid.uuid4()), station=station_id, at=time.time(), key=request.user.name
-    )
-    await ctx.csms.gateway.writer.append([(registry_stream(event.request_id), event)])
 
 
 ROUTES = [list_stations, station_detail, register_station, deregister_station]

@@ -1,0 +1,94 @@
+"""The commit dispatcher: everything that follows a commit, in one place.
+
+The group-commit writer hands each committed batch to :meth:`CommitDispatcher.on_commit`, on
+the trio thread, in log order, before the batch's writers resume. For every event it
+
+1. folds it into the live projections (``views``),
+2. asks the plugins' react hooks what to do about it, and queues their commands,
+
+then publishes the batch to the commit feed (waiters on new positions wake up). The queued
+commands are carried out by :meth:`CommitDispatcher.run`: a ``SendCall`` goes through the one
+door, :meth:`CentralSystem.call <chargeledger.core.api.CentralSystem.call>` (recorded as asked
+by ``plugins``), a ``CloseSession`` closes the station's session.
+
+What goes wrong stays contained: a react hook that raises is logged and its event's other
+reactions are lost, never the later events' (one plugin's bug must not stop the others); a
+command that fails (station offline, timeout, CALLERROR, invalid payload, busy) is logged, and
+its outcome is in the log already for plugins to see. Answers to a station's CALL never come
+here: the session sends those itself, after their commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import trio
+
+from chargeledger.core.api import PLUGINS, CentralSystem
+from chargeledger.core.commands import CloseSession, Command, SendCall
+from chargeledger.core.errors import (
+    OutboundCallFailed,
+    OutboundValidationError,
+    StoreUnavailable,
+)
+from chargeledger.core.events import Recorded
+from chargeledger.core.feed import CommitFeed
+from chargeledger.core.plugin_host import PluginHost
+from chargeledger.projections import Views
+
+__all__ = ["CommitDispatcher"]
+
+log = logging.getLogger("chargeledger.dispatcher")
+
+COMMAND_FAILURES = (OutboundCallFailed, OutboundValidationError, StoreUnavailable)
+"""What a command to a station may fail with (``StoreUnavailable``: it could not be recorded,
+so it was not sent); each is logged and the next command goes on."""
+
+
+class CommitDispatcher:
+    """Folds committed events, runs the react hooks, and executes the commands they return."""
+
+    def __init__(self, views: Views, plugins: PluginHost, feed: CommitFeed) -> None:
+        self.views = views
+        self.plugins = plugins
+        self.feed = feed
+        self._send, self._receive = trio.open_memory_channel[Command](float("inf"))
+
+    def on_commit(self, batch: Sequence[Recorded]) -> None:
+        """Fold ``batch`` (positions ascending), queue the plugins' reactions, publish it.
+        Never raises: the writer calls it for batches that are committed already."""
+        for recorded in batch:
+            self.views.apply(recorded)
+            try:
+                self.execute(self.plugins.react(recorded, self.views))
+            except Exception:
+                log.exception("plugins failed to react to position %d", recorded.position)
+        self.feed.publish(batch)
+
+    def execute(self, commands: Sequence[Command]) -> None:
+        """Queue ``commands`` for :meth:`run` (never blocks)."""
+        for command in commands:
+            self._send.send_nowait(command)
+
+    async def run(self, csms: CentralSystem) -> None:
+        """Carry out queued commands until cancelled, each ``SendCall`` in a task of its own
+        (a station that never answers holds only its own)."""
+        async with trio.open_nursery() as nursery:
+            async for command in self._receive:
+                if isinstance(command, SendCall):
+                    nursery.start_soon(self._send_call, csms, command)
+                elif isinstance(command, CloseSession):
+                    csms.close_session(command.station, command.code, command.reason)
+                else:
+                    log.error("command %r is only valid as an answer to a CALL", command)
+
+    @staticmethod
+    async def _send_call(csms: CentralSystem, command: SendCall) -> None:
+        try:
+            await csms.call(command.station, command.action, command.payload, caller=PLUGINS)
+        except COMMAND_FAILURES as exc:
+            if isinstance(exc, OutboundCallFailed):  # it names the action and the station
+                log.info("%s", exc)
+            else:
+                log.info("%s to %s: %s", command.action, command.station, exc)
