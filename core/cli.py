@@ -13,13 +13,11 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-import msgspec
 import trio
 
 from chargeledger.core.errors import ChargeLedgerError
-from chargeledger.core.events import FrameLogged, Recorded
+from chargeledger.core.events import LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.server import run_server
@@ -27,30 +25,24 @@ from chargeledger.core.settings import DEFAULT_STORE, load_settings
 from chargeledger.core.store import open_store
 from chargeledger.projections import Views, station_json, transaction_json
 
-__all__ = ["event_json", "main"]
+__all__ = ["main"]
 
 
 def _rfc3339(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
 
 
-def event_json(recorded: Recorded) -> dict[str, Any]:
-    """The JSON form of a recorded event, as ``chargeledger events --json`` prints it:
-    ``position``, ``stream``, ``version``, ``kind`` (the event type), ``at`` (RFC 3339 UTC),
-    the event's own fields, and for frames the verbatim text under ``frame``."""
-    fields = msgspec.to_builtins(recorded.event)
-    out: dict[str, Any] = {
-        "position": recorded.position,
-        "stream": recorded.stream,
-        "version": recorded.version,
-        "kind": type(recorded.event).__name__,
-    }
-    if isinstance(recorded.event, FrameLogged):
-        fields["frame"] = fields.pop("text")
-    out.update(fields)
-    if "at" in out:
-        out["at"] = _rfc3339(recorded.event.at)
-    return out
+def _event_line(logged: LoggedEvent) -> str:
+    """One aligned line of text for ``chargeledger events`` without ``--json``."""
+    fields = logged.event
+    detail = fields.get("text") or fields.get("protocol") or ""
+    if "code" in fields:
+        detail = f"code={fields['code']} {fields.get('reason', '')}"
+    at = _rfc3339(fields["at"]) if "at" in fields else ""
+    return (
+        f"{logged.position:>8}  {at:<27} {fields.get('station', '-'):<20} "
+        f"{logged.kind:<17} {fields.get('direction', ''):<3} {detail}"
+    )
 
 
 def _events(args: argparse.Namespace) -> int:
@@ -61,18 +53,12 @@ def _events(args: argparse.Namespace) -> int:
             for r in store.iter_all()
             if args.station is None or getattr(r.event, "station", None) == args.station
         )
+        logged = map(logged_event, records)
         if args.json:
-            print_json_lines(event_json(r) for r in records)
+            print_json_lines(logged)
         else:
-            for r in records:
-                e = event_json(r)
-                detail = e.get("frame") or e.get("protocol") or ""
-                if "code" in e:
-                    detail = f"code={e['code']} {e.get('reason', '')}"
-                print(
-                    f"{e['position']:>8}  {e.get('at', ''):<27} {e.get('station', '-'):<20} "
-                    f"{e['kind']:<17} {e.get('direction', ''):<3} {detail}"
-                )
+            for one in logged:
+                print(_event_line(one))
     finally:
         store.close()
     return 0
@@ -107,7 +93,7 @@ def _transactions(args: argparse.Namespace) -> int:
             anomalies = ",".join(a["kind"] for a in row.get("anomalies", []))
             print(
                 f"{row['transaction_id']!s:<12} {row['station']:<20} {row['status']:<7} "
-                f"energy_wh={row['energy_wh']} {anomalies}"
+                f"{row['completeness']:<10} energy_wh={row['energy_wh']} {anomalies}"
             )
     return 0
 

@@ -226,11 +226,11 @@ def test_full_session_with_independent_client(store: str) -> None:
 
     events = chargeledger_cli("events", "--station", "CP-1", store=store)
     frames = [e for e in events if e["kind"] == "FrameLogged"]
-    assert all(e["station"] == "CP-1" for e in events)
+    assert all(e["event"]["station"] == "CP-1" for e in events)
     # Every frame each way is in the log verbatim, including the retransmission marker.
-    assert any(e.get("note") == "retransmission" for e in frames)
-    assert sum(1 for e in frames if '"StartTransaction"' in e["frame"]) == 4
-    assert json.loads(frames[0]["frame"])[2] == "BootNotification"
+    assert any(e["event"]["note"] == "retransmission" for e in frames)
+    assert sum(1 for e in frames if '"StartTransaction"' in e["event"]["text"]) == 4
+    assert json.loads(frames[0]["event"]["text"])[2] == "BootNotification"
 
     # After a restart the server folds the same state from the log.
     with running_server(settings(store)) as server:
@@ -301,7 +301,7 @@ def test_bad_frames_get_the_16_error_and_are_recorded(
         (answer,) = asyncio.run(_raw(server, [frame]))
     assert answer[:3] == expected
     events = chargeledger_cli("events", "--station", "RAW-1", store=store)
-    texts = [e["frame"] for e in events if e["kind"] == "FrameLogged"]
+    texts = [e["event"]["text"] for e in events if e["kind"] == "FrameLogged"]
     assert frame in texts, "the bad frame is in the log verbatim"
     assert json.dumps(answer, separators=(",", ":")) in texts or any(
         json.loads(t) == answer for t in texts if t.startswith("[4")

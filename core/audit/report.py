@@ -11,8 +11,7 @@ import jinja2
 import msgspec
 
 from chargeledger.core.audit.findings import Finding, Severity
-from chargeledger.core.cli import event_json
-from chargeledger.core.events import FrameLogged, Recorded
+from chargeledger.core.events import FrameLogged, Recorded, logged_event
 from chargeledger.projections._frames import decode_frame, rfc3339
 
 __all__ = ["AuditSummary", "finding_json", "render_html", "write_text"]
@@ -50,7 +49,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "at": _time(finding.at),
         "detail": finding.detail,
         "source": finding.source,
-        "evidence": [event_json(recorded) for recorded in finding.evidence],
+        "evidence": [msgspec.to_builtins(logged_event(r)) for r in finding.evidence],
     }
 
 
