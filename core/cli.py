@@ -11,25 +11,21 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-import msgspec
 import trio
 
 from chargeledger.core.errors import ChargeLedgerError
 from chargeledger.core.events import LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
+from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
-from chargeledger.core.store import Store, open_store
+from chargeledger.core.store import open_store
 from chargeledger.projections import Views, station_json, transaction_json
 
 __all__ = ["main"]
-
-_json = msgspec.json.Encoder()
 
 
 def _rfc3339(at: float) -> str:
@@ -49,23 +45,8 @@ def _event_line(logged: LoggedEvent) -> str:
     )
 
 
-def _print_json_lines(objects: Iterable[Any]) -> None:
-    out = sys.stdout.buffer
-    for obj in objects:
-        out.write(_json.encode(obj) + b"\n")
-    out.flush()
-
-
-def _open_existing(url: str) -> Store:
-    """The store at ``url`` for reading; a read never creates a SQLite file (a typo in the
-    path would otherwise show an empty log instead of an error)."""
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise ValueError(f"no store at {url}")
-    return open_store(url)
-
-
 def _events(args: argparse.Namespace) -> int:
-    store = _open_existing(args.store)
+    store = open_store(args.store, create=False)
     try:
         records = (
             r
@@ -74,7 +55,7 @@ def _events(args: argparse.Namespace) -> int:
         )
         logged = map(logged_event, records)
         if args.json:
-            _print_json_lines(logged)
+            print_json_lines(logged)
         else:
             for one in logged:
                 print(_event_line(one))
@@ -84,7 +65,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _views(store_url: str) -> Views:
-    store = _open_existing(store_url)
+    store = open_store(store_url, create=False)
     try:
         return Views.replay(store.iter_all())
     finally:
@@ -94,7 +75,7 @@ def _views(store_url: str) -> Views:
 def _stations(args: argparse.Namespace) -> int:
     rows = [station_json(s) for s in _views(args.store).stations.all()]
     if args.json:
-        _print_json_lines(rows)
+        print_json_lines(rows)
     else:
         for row in rows:
             state = "connected" if row["connected"] else "offline"
@@ -106,7 +87,7 @@ def _stations(args: argparse.Namespace) -> int:
 def _transactions(args: argparse.Namespace) -> int:
     rows = [transaction_json(t) for t in _views(args.store).transactions.all()]
     if args.json:
-        _print_json_lines(rows)
+        print_json_lines(rows)
     else:
         for row in rows:
             anomalies = ",".join(a["kind"] for a in row.get("anomalies", []))

@@ -40,6 +40,7 @@ from chargeledger.core.errors import (
     CallError,
     CallTimeout,
     FrameError,
+    StationBusy,
     StationOffline,
     StoreUnavailable,
 )
@@ -236,12 +237,12 @@ class Session:
 
     async def _finish(self) -> None:
         self.outbound_send.close()
-        offline = StationOffline(f"station {self.station!r} disconnected")
         if self.in_flight is not None:
-            self.in_flight.resolve(None, offline)
+            self.in_flight.resolve(None, self._gone(self.in_flight))
         while True:
             try:
-                self.outbound_receive.receive_nowait().resolve(None, offline)
+                queued = self.outbound_receive.receive_nowait()
+                queued.resolve(None, self._gone(queued))
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
         by: Literal["station", "csms"]
@@ -349,7 +350,14 @@ class Session:
             if isinstance(frame, CallResult):
                 call.resolve(frame.payload)
             else:
-                call.resolve(None, CallError(frame.code, frame.description, frame.details))
+                error = CallError(
+                    frame.code,
+                    frame.description,
+                    frame.details,
+                    station=self.station,
+                    action=call.action,
+                )
+                call.resolve(None, error)
         else:
             await self._log(
                 FrameLogged(
@@ -429,7 +437,7 @@ class Session:
             try:
                 await self.ws.send_message(text)
             except ConnectionClosed:
-                call.resolve(None, StationOffline(f"station {self.station!r} disconnected"))
+                call.resolve(None, self._gone(call))
                 return
             with trio.move_on_after(timeout):
                 await call._done.wait()
@@ -444,7 +452,15 @@ class Session:
                         action=call.action,
                     )
                 )
-                call.resolve(None, CallTimeout(f"{call.action} to {self.station!r}: no answer"))
+                call.resolve(
+                    None, CallTimeout(station=self.station, action=call.action, timeout=timeout)
+                )
+
+    def _gone(self, call: OutboundCall) -> StationOffline:
+        """The error of ``call`` when the connection ended before it was answered."""
+        return StationOffline(
+            station=self.station, action=call.action, reason="disconnected before answering"
+        )
 
 
 class Gateway:
@@ -611,19 +627,25 @@ class Gateway:
         Raises ``OutboundValidationError`` (invalid payload: nothing sent), ``StationOffline``
         (not connected here, or gone before answering), ``CallError`` (it answered with a
         CALLERROR), ``CallTimeout`` (no answer within ``call_timeout``; recorded), and
-        ``trio.WouldBlock`` when the station's queue of CALLs is full.
+        ``StationBusy`` when the station's queue of CALLs is full (nothing sent or recorded).
+        All but the first are ``OutboundCallFailed`` naming ``station`` and ``action``.
         """
         session = self.sessions.get(station)
         if session is None:
-            raise StationOffline(f"station {station!r} is not connected")
+            raise StationOffline(station=station, action=action)
         wire = to_wire(session.protocol, action, msgspec.to_builtins(payload), "request")
         outbound = OutboundCall(action, wire)
         try:
             session.outbound_send.send_nowait(outbound)
+        except trio.WouldBlock:
+            limit = self.settings.outbound_queue
+            raise StationBusy(station=station, action=action, limit=limit) from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise StationOffline(f"station {station!r} disconnected") from None
+            raise StationOffline(station=station, action=action, reason="disconnected") from None
         try:
             return await outbound.wait()
         finally:
             # Cancelled while queued: mark it done so the session skips it.
-            outbound.resolve(None, StationOffline("cancelled by caller"))
+            outbound.resolve(
+                None, StationOffline(station=station, action=action, reason="the caller gave up")
+            )

@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chargeledger.core.store import Store, drop_postgres_schema, open_store
+from chargeledger.core.store import Store, open_store
+from tests.postgres import drop_postgres_schema
 
 __all__: list[str] = []
 
