@@ -349,6 +349,12 @@ def test_full_base_report_is_assembled(store: str) -> None:
             assert await cp.boot() == "Accepted"
             assert server.csms is not None
             result = await server.arun(server.csms.get_base_report, "CP-R", "FullInventory")
+            # The use case returns once the last part is committed; its answer may still be
+            # on its way to the station.
+            for _ in range(250):
+                if len(cp.answers) >= 3:
+                    break
+                await asyncio.sleep(0.02)
             return result, cp.answers
         finally:
             task.cancel()
