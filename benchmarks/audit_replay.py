@@ -37,9 +37,10 @@ from chargeledger.core.events import (
     SessionOpened,
     session_stream,
 )
-from chargeledger.core.store import drop_postgres_schema, open_store
+from chargeledger.core.store import open_store
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
+from chargeledger.tests.postgres import drop_postgres_schema
 
 STATIONS = 2000
 BATCH = 10_000

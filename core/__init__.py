@@ -1,1 +1,38 @@
-"""ChargeLedger core."""
+"""ChargeLedger core: the gateway, the event store and the plugin host of an OCPP CSMS.
+
+Layers, bottom up. A module imports from its own layer and the layers below it, never from
+a layer above:
+
+1. **Values**: what is said and recorded, with no I/O and no clock. ``errors`` (the one
+   exception tree, drawn in its docstring), ``events`` (everything the store records),
+   ``frames`` (the OCPP-J codec and payload validation), ``commands`` (what plugins return),
+   ``settings`` (frozen configuration), ``times`` (the one RFC 3339 formatter).
+2. **Decisions and views**: pure and synchronous, so that a recorded log can be decided and
+   folded again. ``usecases`` (version-neutral requests and answers), ``plugin`` (the
+   plugin contract: every name a plugin imports), ``hookspec`` (every hook a plugin can
+   implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
+   ``decide`` (how a station CALL is answered, retransmissions included; shared with the
+   what-if replay); the package ``chargeledger.projections`` (the views, folds of the
+   events) sits here too.
+3. **Storage**: blocking code that runs off the trio thread. ``store`` (the log on memory,
+   SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
+   its bridge to trio), ``allocator`` (1.6 transaction ids).
+4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
+   connection), ``feed`` (the newest committed position, a wake-up for readers),
+   ``dispatcher`` (what follows a commit: fold, react, execute), ``api`` (``CentralSystem``,
+   the one door towards stations), ``server`` (wires it all together), ``http`` (the
+   operator and billing HTTP API).
+5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
+   ``remote`` (``chargeledger command``, through a running server's API), ``jsonlines``
+   (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
+   ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
+   ``times``).
+
+Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
+``frames``, ``commands``, ``settings``, ``times``, ``usecases``, ``plugin``, ``hookspec``,
+``plugin_host``, ``store``, ``api``, ``server``, ``simulator``. Import their public names
+from them (this package re-exports nothing). Every other module is internal: its names may
+change with any release, and code outside the core (plugins, projections) must not import
+it. No module imports another's private (``_``) names. ``tests/test_exports.py`` freezes all
+of this.
+"""

@@ -23,6 +23,7 @@ NotifyReport parts, woken by the commit feed. They raise, from :mod:`chargeledge
 * ``CallError``: the station answered with a CALLERROR (``code``, ``description``).
 * ``CallTimeout``: no answer within ``Settings.call_timeout``; the timeout is recorded and a
   late answer is recorded and ignored.
+* ``StationBusy``: the station's queue of CALLs is full; nothing was sent: try again later.
 * ``UnsupportedUseCase``: the use case has no equivalent in the station's version.
 * ``StoreUnavailable``: the request could not be recorded; nothing was sent.
 * ``PermissionError``: the caller's role is below the one the use case needs.
@@ -130,7 +131,7 @@ class CentralSystem:
         """The protocol version of the station's current connection; ``StationOffline`` if none."""
         session = self.gateway.sessions.get(station)
         if session is None:
-            raise StationOffline(f"station {station!r} is not connected")
+            raise StationOffline(station=station, action=None)
         return session.protocol
 
     # -- asking stations ---------------------------------------------------------------------

@@ -11,88 +11,57 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-import msgspec
 import trio
 
 from chargeledger.core.errors import ChargeLedgerError
-from chargeledger.core.events import FrameLogged, Recorded
+from chargeledger.core.events import LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
+from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
-from chargeledger.core.store import Store, open_store
+from chargeledger.core.store import open_store
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views, station_json, transaction_json
 
-__all__ = ["event_json", "main"]
-
-_json = msgspec.json.Encoder()
+__all__ = ["main"]
 
 
-def event_json(recorded: Recorded) -> dict[str, Any]:
-    """The JSON form of a recorded event, as ``chargeledger events --json`` prints it:
-    ``position``, ``stream``, ``version``, ``kind`` (the event type), ``at`` (RFC 3339 UTC),
-    the event's own fields, and for frames the verbatim text under ``frame``."""
-    fields = msgspec.to_builtins(recorded.event)
-    out: dict[str, Any] = {
-        "position": recorded.position,
-        "stream": recorded.stream,
-        "version": recorded.version,
-        "kind": type(recorded.event).__name__,
-    }
-    if isinstance(recorded.event, FrameLogged):
-        fields["frame"] = fields.pop("text")
-    out.update(fields)
-    if "at" in out:
-        out["at"] = rfc3339(recorded.event.at, 6)
-    return out
-
-
-def _print_json_lines(objects: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> None:
-    out = sys.stdout.buffer
-    for obj in objects:
-        out.write(_json.encode(obj) + b"\n")
-    out.flush()
-
-
-def _open_existing(url: str) -> Store:
-    """The store at ``url`` for reading; a read never creates a SQLite file (a typo in the
-    path would otherwise show an empty log instead of an error)."""
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise ValueError(f"no store at {url}")
-    return open_store(url)
+def _event_line(logged: LoggedEvent) -> str:
+    """One aligned line of text for ``chargeledger events`` without ``--json``."""
+    fields = logged.event
+    detail = fields.get("text") or fields.get("protocol") or ""
+    if "code" in fields:
+        detail = f"code={fields['code']} {fields.get('reason', '')}"
+    at = rfc3339(fields["at"], 6) if "at" in fields else ""
+    return (
+        f"{logged.position:>8}  {at:<27} {fields.get('station', '-'):<20} "
+        f"{logged.kind:<17} {fields.get('direction', ''):<3} {detail}"
+    )
 
 
 def _events(args: argparse.Namespace) -> int:
-    store = _open_existing(args.store)
+    store = open_store(args.store, create=False)
     try:
         records = (
             r
             for r in store.iter_all()
             if args.station is None or getattr(r.event, "station", None) == args.station
         )
+        logged = map(logged_event, records)
         if args.json:
-            _print_json_lines(event_json(r) for r in records)
+            print_json_lines(logged)
         else:
-            for r in records:
-                e = event_json(r)
-                detail = e.get("frame") or e.get("protocol") or ""
-                if "code" in e:
-                    detail = f"code={e['code']} {e.get('reason', '')}"
-                print(
-                    f"{e['position']:>8}  {e.get('at', ''):<27} {e.get('station', '-'):<20} "
-                    f"{e['kind']:<17} {e.get('direction', ''):<3} {detail}"
-                )
+            for one in logged:
+                print(_event_line(one))
     finally:
         store.close()
     return 0
 
 
 def _views(store_url: str) -> Views:
-    store = _open_existing(store_url)
+    store = open_store(store_url, create=False)
     try:
         return Views.replay(store.iter_all())
     finally:
@@ -102,7 +71,7 @@ def _views(store_url: str) -> Views:
 def _stations(args: argparse.Namespace) -> int:
     rows = [station_json(s) for s in _views(args.store).stations.all()]
     if args.json:
-        _print_json_lines(rows)
+        print_json_lines(rows)
     else:
         for row in rows:
             state = "connected" if row["connected"] else "offline"
@@ -114,13 +83,13 @@ def _stations(args: argparse.Namespace) -> int:
 def _transactions(args: argparse.Namespace) -> int:
     rows = [transaction_json(t) for t in _views(args.store).transactions.all()]
     if args.json:
-        _print_json_lines(rows)
+        print_json_lines(rows)
     else:
         for row in rows:
             anomalies = ",".join(a["kind"] for a in row.get("anomalies", []))
             print(
                 f"{row['transaction_id']!s:<12} {row['station']:<20} {row['status']:<7} "
-                f"energy_wh={row['energy_wh']} {anomalies}"
+                f"{row['completeness']:<10} energy_wh={row['energy_wh']} {anomalies}"
             )
     return 0
 

@@ -28,10 +28,8 @@ import trio
 from chargeledger.core.api import PLUGINS, CentralSystem
 from chargeledger.core.commands import CloseSession, Command, SendCall
 from chargeledger.core.errors import (
-    CallError,
-    CallTimeout,
+    OutboundCallFailed,
     OutboundValidationError,
-    StationOffline,
     StoreUnavailable,
 )
 from chargeledger.core.events import Recorded
@@ -43,14 +41,7 @@ __all__ = ["CommitDispatcher"]
 
 log = logging.getLogger("chargeledger.dispatcher")
 
-COMMAND_FAILURES = (
-    CallError,
-    CallTimeout,
-    StationOffline,
-    OutboundValidationError,
-    StoreUnavailable,
-    trio.WouldBlock,
-)
+COMMAND_FAILURES = (OutboundCallFailed, OutboundValidationError, StoreUnavailable)
 """What a command to a station may fail with (``StoreUnavailable``: it could not be recorded,
 so it was not sent); each is logged and the next command goes on."""
 
@@ -97,4 +88,7 @@ class CommitDispatcher:
         try:
             await csms.call(command.station, command.action, command.payload, caller=PLUGINS)
         except COMMAND_FAILURES as exc:
-            log.info("%s to %s: %s", command.action, command.station, exc)
+            if isinstance(exc, OutboundCallFailed):  # it names the action and the station
+                log.info("%s", exc)
+            else:
+                log.info("%s to %s: %s", command.action, command.station, exc)

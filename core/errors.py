@@ -6,9 +6,11 @@ Our exceptions::
      ├── OcppError                 answer the station's CALL with a CALLERROR carrying .code
      │    └── FrameError           an inbound frame or payload violates the protocol
      ├── OutboundValidationError   a payload we were about to send is invalid: never sent
-     ├── CallError                 the station answered our CALL with a CALLERROR
-     ├── CallTimeout               the station did not answer our CALL in time
-     ├── StationOffline            the station is not connected, or left before answering
+     ├── OutboundCallFailed        our CALL to a station brought no CALLRESULT (.station, .action)
+     │    ├── StationOffline       the station is not connected, or left before answering
+     │    ├── StationBusy          the station's queue of CALLs is full: not sent, try later
+     │    ├── CallTimeout          the station did not answer our CALL in time
+     │    └── CallError            the station answered our CALL with a CALLERROR
      ├── UnsupportedUseCase        a use case the station's protocol version cannot express
      ├── StoreError                the event store did not do what was asked
      │    ├── StoreUnavailable
@@ -20,6 +22,11 @@ spells it for the station's version. ``OutboundValidationError`` is deliberately
 ``OcppError``: an invalid payload of ours is our bug, and answering the station with the
 constraint we broke (say PropertyConstraintViolation) would blame it; answer InternalError.
 ``CallError.code`` is what the station sent, verbatim, whatever its spelling.
+
+Every ``OutboundCallFailed`` names the ``station`` and the ``action`` of the CALL it concerns
+(``action`` is ``None`` only when the station was found offline before any CALL was chosen),
+so one ``except OutboundCallFailed`` handles every way a CALL can fail once its payload is
+valid, and its message says which CALL to which station failed and why.
 
 OCPP 1.6 (OCPP-J 1.6 section 4.2.3, kept as is by the 1.6 errata) spells two codes
 differently: ``FormationViolation`` and ``OccurenceConstraintViolation``. It has neither
@@ -47,7 +54,9 @@ __all__ = [
     "ChargeLedgerError",
     "FrameError",
     "OcppError",
+    "OutboundCallFailed",
     "OutboundValidationError",
+    "StationBusy",
     "StationOffline",
     "StoreError",
     "StoreUnavailable",
@@ -149,22 +158,67 @@ class OutboundValidationError(ChargeLedgerError):
         self.kind = kind
 
 
-class CallError(ChargeLedgerError):
-    """The station answered our CALL with a CALLERROR; ``code`` is as the station sent it."""
+class OutboundCallFailed(ChargeLedgerError):
+    """Our CALL ``action`` to ``station`` brought no CALLRESULT; ``reason`` says why.
 
-    def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None):
-        super().__init__(f"{code}: {description}" if description else code)
+    ``action`` is ``None`` when the station was offline before any CALL was chosen.
+    """
+
+    def __init__(self, reason: str, *, station: str, action: str | None) -> None:
+        where = f"station {station!r}" if action is None else f"{action} to {station!r}"
+        super().__init__(f"{where}: {reason}")
+        self.station = station
+        self.action = action
+        self.reason = reason
+
+
+class StationOffline(OutboundCallFailed):
+    """The station is not connected to this node, or left before answering."""
+
+    def __init__(
+        self, *, station: str, action: str | None, reason: str = "not connected to this node"
+    ) -> None:
+        super().__init__(reason, station=station, action=action)
+
+
+class StationBusy(OutboundCallFailed):
+    """The station's queue of CALLs (``limit`` behind the one in flight) is full; this one
+    was not queued, nothing was sent or recorded: try again later."""
+
+    def __init__(self, *, station: str, action: str, limit: int) -> None:
+        super().__init__(
+            f"the station's call queue is full ({limit} waiting)", station=station, action=action
+        )
+        self.limit = limit
+
+
+class CallTimeout(OutboundCallFailed):
+    """The station did not answer our CALL within ``timeout`` seconds (the timeout is
+    recorded; a late answer is recorded and ignored)."""
+
+    def __init__(self, *, station: str, action: str, timeout: float) -> None:
+        super().__init__(f"no answer within {timeout:g} s", station=station, action=action)
+        self.timeout = timeout
+
+
+class CallError(OutboundCallFailed):
+    """The station answered our CALL with a CALLERROR; ``code``, ``description`` and
+    ``details`` are as the station sent them."""
+
+    def __init__(
+        self,
+        code: str,
+        description: str = "",
+        details: dict[str, Any] | None = None,
+        *,
+        station: str,
+        action: str,
+    ) -> None:
+        answer = f"{code}: {description}" if description else code
+        super().__init__(f"answered {answer}", station=station, action=action)
         self.code = code
         self.description = description
         self.details: dict[str, Any] = details if details is not None else {}
-
-
-class CallTimeout(ChargeLedgerError):
-    """The station did not answer our CALL in time (the timeout is recorded)."""
-
-
-class StationOffline(ChargeLedgerError):
-    """The station is not connected to this node, or left before answering."""
 
 
 class UnsupportedUseCase(ChargeLedgerError):

@@ -37,6 +37,7 @@ __all__ = [
     "Event",
     "FrameLogged",
     "HandshakeRejected",
+    "LoggedEvent",
     "Recorded",
     "SessionClosed",
     "SessionOpened",
@@ -46,6 +47,7 @@ __all__ = [
     "command_stream",
     "decode_event",
     "encode_event",
+    "logged_event",
     "registry_stream",
     "session_stream",
 ]
@@ -254,3 +256,33 @@ class Recorded(msgspec.Struct, frozen=True, gc=False):
     ``None`` only for events built by hand or stored before the chain existed."""
     prev_hash: bytes | None = None
     """The ``hash`` of the previous event of its stream (32 zero bytes for version 1)."""
+
+
+class LoggedEvent(msgspec.Struct, kw_only=True):
+    """A recorded event: its log position, stream and version, its kind (the event type's
+    name, e.g. ``FrameLogged``) and the event's own fields as this module defines them (a
+    frame's ``text`` is verbatim; times are UNIX seconds).
+
+    The one JSON shape of an event, wherever one is shown: ``chargeledger events --json``, the
+    audit's evidence, the HTTP API's ``/api/events`` and its SSE stream.
+
+    ``event`` is an open object rather than a union of the event types: they carry no tag of
+    their own (``kind`` is the tag), which an OpenAPI union would need."""
+
+    position: int
+    stream: str
+    version: int
+    kind: str
+    event: dict[str, Any]
+
+
+def logged_event(recorded: Recorded) -> LoggedEvent:
+    """The :class:`LoggedEvent` of ``recorded`` (its hashes are left out: ``chargeledger
+    verify`` checks them)."""
+    return LoggedEvent(
+        position=recorded.position,
+        stream=recorded.stream,
+        version=recorded.version,
+        kind=type(recorded.event).__name__,
+        event=msgspec.to_builtins(recorded.event),
+    )

@@ -1,12 +1,13 @@
 """The OCPP-J RPC frame codec, and payload validation against the generated schema types.
 
 Inbound, :func:`parse_frame` turns text into a :class:`Call`, :class:`CallResult` or
-:class:`CallError`, and :func:`validate_request` / :func:`validate_response` turn a payload dict
-into the typed struct of its action. Both raise :class:`~chargeledger.core.errors.FrameError`
-with a version-neutral code; spell it for the station with
-:func:`~chargeledger.core.errors.error_code`. Outbound, :func:`to_wire` checks a payload
-strictly (raising ``OutboundValidationError``: never send it) and the ``encode_*`` functions
-write compact frame text.
+:class:`CallErrorFrame` (a frame, not the exception :class:`~chargeledger.core.errors.CallError`
+a caller of ours gets for it), and :func:`validate_request` / :func:`validate_response` turn a
+payload dict into the typed struct of its action. Both raise
+:class:`~chargeledger.core.errors.FrameError` with a version-neutral code; spell it for the
+station with :func:`~chargeledger.core.errors.error_code`. Outbound, :func:`to_wire` checks a
+payload strictly (raising ``OutboundValidationError``: never send it) and the ``encode_*``
+functions write compact frame text.
 
 Frame errors (neutral code -> 1.6 spelling; see :mod:`chargeledger.core.errors`):
 
@@ -46,7 +47,7 @@ __all__ = [
     "MAX_DESCRIPTION",
     "MAX_MESSAGE_ID",
     "Call",
-    "CallError",
+    "CallErrorFrame",
     "CallResult",
     "Frame",
     "Kind",
@@ -83,7 +84,7 @@ class CallResult(msgspec.Struct, frozen=True, array_like=True, tag=3):
     payload: dict[str, Any]
 
 
-class CallError(msgspec.Struct, frozen=True, array_like=True, tag=4):
+class CallErrorFrame(msgspec.Struct, frozen=True, array_like=True, tag=4):
     """``[4, "<MessageId>", "<errorCode>", "<errorDescription>", {<errorDetails>}]``: a CALL
     refused; ``code`` is spelled as on the wire."""
 
@@ -93,7 +94,7 @@ class CallError(msgspec.Struct, frozen=True, array_like=True, tag=4):
     details: dict[str, Any]
 
 
-Frame = Call | CallResult | CallError
+Frame = Call | CallResult | CallErrorFrame
 
 _DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
@@ -162,7 +163,7 @@ def parse_frame(text: str, protocol: str) -> Frame:
             and type(value[3]) is str
             and type(value[4]) is dict
         ):
-            return CallError(message_id, value[2], value[3], value[4])
+            return CallErrorFrame(message_id, value[2], value[3], value[4])
         raise FrameError(
             message_id, "FormatViolation", 'a CALLERROR is [4, "id", "code", "description", {...}]'
         )
@@ -186,7 +187,7 @@ def encode_error(
 ) -> str:
     """The compact text of a CALLERROR; ``code`` as the station's version spells it (see
     ``error_code``). A description longer than ``MAX_DESCRIPTION`` is cut, as 2.0.1 requires."""
-    error = CallError(message_id, code, description[:MAX_DESCRIPTION], details or {})
+    error = CallErrorFrame(message_id, code, description[:MAX_DESCRIPTION], details or {})
     return _ENCODER.encode(error).decode()
 
 

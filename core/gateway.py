@@ -39,6 +39,7 @@ from chargeledger.core.errors import (
     CallError,
     CallTimeout,
     FrameError,
+    StationBusy,
     StationOffline,
     StoreUnavailable,
 )
@@ -89,12 +90,40 @@ def _address(endpoint: object) -> str:
     return f"{address}:{port}" if address is not None else str(endpoint)
 
 
+MAX_IDENTITY_LENGTH = 48
+"""The longest station identity we accept, in characters: OCPP's identifierString(48)."""
+
+
 def station_identity(path: str) -> str:
-    """The station identity: the last non-empty segment of the URL path, percent-decoded
-    (``/ocpp/CP%2F01`` -> ``CP/01``); the query string is ignored. Empty when there is none."""
+    """The station identity: the last non-empty segment of the URL path, percent-decoded.
+
+    The path is split on ``/`` before decoding, so an escaped slash belongs to the identity
+    (``/ocpp/CP%2F01`` -> ``CP/01``); ``+`` is a literal plus, not a space (``unquote``, not
+    ``unquote_plus``); a ``%`` not followed by two hex digits stays as it is; the query string
+    is ignored. Empty when there is no segment. Raises ``UnicodeDecodeError`` when the escapes
+    do not decode as UTF-8 (``/ocpp/%FF``): such an identity is refused, never mangled into
+    U+FFFD. The length limit is the handshake's to enforce (``MAX_IDENTITY_LENGTH``)."""
     path = path.split("?", 1)[0]
     segments = [segment for segment in path.split("/") if segment]
-    return unquote(segments[-1]) if segments else ""
+    return unquote(segments[-1], errors="strict") if segments else ""
+
+
+def _identity_problem(path: str) -> tuple[str, str]:
+    """The station identity in ``path`` and why it is refused (empty when it is acceptable).
+
+    The identity comes back empty when it cannot be decoded, so nothing mangled is recorded."""
+    try:
+        station = station_identity(path)
+    except UnicodeDecodeError:
+        return "", "the station identity in the URL path is not valid UTF-8 once percent-decoded"
+    if not station:
+        return "", "no station identity in the URL path"
+    if len(station) > MAX_IDENTITY_LENGTH:
+        return station, (
+            f"the station identity is {len(station)} characters long;"
+            f" at most {MAX_IDENTITY_LENGTH} are allowed"
+        )
+    return station, ""
 
 
 class OutboundCall:
@@ -181,12 +210,12 @@ class Session:
 
     async def _finish(self) -> None:
         self.outbound_send.close()
-        offline = StationOffline(f"station {self.station!r} disconnected")
         if self.in_flight is not None:
-            self.in_flight.resolve(None, offline)
+            self.in_flight.resolve(None, self._gone(self.in_flight))
         while True:
             try:
-                self.outbound_receive.receive_nowait().resolve(None, offline)
+                queued = self.outbound_receive.receive_nowait()
+                queued.resolve(None, self._gone(queued))
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
         by: Literal["station", "csms"]
@@ -294,7 +323,14 @@ class Session:
             if isinstance(frame, CallResult):
                 call.resolve(frame.payload)
             else:
-                call.resolve(None, CallError(frame.code, frame.description, frame.details))
+                error = CallError(
+                    frame.code,
+                    frame.description,
+                    frame.details,
+                    station=self.station,
+                    action=call.action,
+                )
+                call.resolve(None, error)
         else:
             await self._log(
                 FrameLogged(
@@ -361,7 +397,7 @@ class Session:
             try:
                 await self.ws.send_message(text)
             except ConnectionClosed:
-                call.resolve(None, StationOffline(f"station {self.station!r} disconnected"))
+                call.resolve(None, self._gone(call))
                 return
             with trio.move_on_after(timeout):
                 await call._done.wait()
@@ -376,7 +412,15 @@ class Session:
                         action=call.action,
                     )
                 )
-                call.resolve(None, CallTimeout(f"{call.action} to {self.station!r}: no answer"))
+                call.resolve(
+                    None, CallTimeout(station=self.station, action=call.action, timeout=timeout)
+                )
+
+    def _gone(self, call: OutboundCall) -> StationOffline:
+        """The error of ``call`` when the connection ended before it was answered."""
+        return StationOffline(
+            station=self.station, action=call.action, reason="disconnected before answering"
+        )
 
 
 class Gateway:
@@ -442,18 +486,19 @@ class Gateway:
     async def _handshake(
         self, request: WebSocketRequest
     ) -> tuple[WebSocketConnection, str, str, list[str]] | None:
-        """Accept or refuse the handshake by the subprotocol policy; a refusal is recorded.
+        """Accept or refuse the handshake by the identity rules (``station_identity``,
+        ``MAX_IDENTITY_LENGTH``) and the subprotocol policy; a refusal is answered 400 with
+        its reason as the body and recorded as ``HandshakeRejected``.
 
         Returns the connection, station identity, protocol and the offered subprotocols."""
         path = request.path
-        station = station_identity(path)
+        station, reason = _identity_problem(path)
         # An empty header (seen in the field) offers nothing.
         offered = [p for p in request.proposed_subprotocols if p]
         remote = _address(request.remote)
         protocol = next((p for p in SUBPROTOCOL_PREFERENCE if p in offered), None)
-        reason = ""
-        if not station:
-            reason = "no station identity in the URL path"
+        if reason:
+            protocol = None
         elif not offered:
             policy = self.settings.no_subprotocol
             if policy == "reject":
@@ -545,19 +590,25 @@ class Gateway:
         Raises ``OutboundValidationError`` (invalid payload: nothing sent), ``StationOffline``
         (not connected here, or gone before answering), ``CallError`` (it answered with a
         CALLERROR), ``CallTimeout`` (no answer within ``call_timeout``; recorded), and
-        ``trio.WouldBlock`` when the station's queue of CALLs is full.
+        ``StationBusy`` when the station's queue of CALLs is full (nothing sent or recorded).
+        All but the first are ``OutboundCallFailed`` naming ``station`` and ``action``.
         """
         session = self.sessions.get(station)
         if session is None:
-            raise StationOffline(f"station {station!r} is not connected")
+            raise StationOffline(station=station, action=action)
         wire = to_wire(session.protocol, action, msgspec.to_builtins(payload), "request")
         outbound = OutboundCall(action, wire)
         try:
             session.outbound_send.send_nowait(outbound)
+        except trio.WouldBlock:
+            limit = self.settings.outbound_queue
+            raise StationBusy(station=station, action=action, limit=limit) from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise StationOffline(f"station {station!r} disconnected") from None
+            raise StationOffline(station=station, action=action, reason="disconnected") from None
         try:
             return await outbound.wait()
         finally:
             # Cancelled while queued: mark it done so the session skips it.
-            outbound.resolve(None, StationOffline("cancelled by caller"))
+            outbound.resolve(
+                None, StationOffline(station=station, action=action, reason="the caller gave up")
+            )

@@ -11,6 +11,11 @@ thread. Failures surface as ``chargeledger.core.errors`` exceptions only: a stal
 version raises :class:`StreamConflict`; anything else the database does wrong (server down,
 file unwritable, lock timeout, store closed) raises :class:`StoreUnavailable`.
 
+Backends: one :class:`StoreBackend` per kind of URL (:data:`BACKENDS`, found by
+:func:`backend_for`) opens its eventsourcing recorder and says what differs (its fast row
+select, whether reads wait on a server, which local file holds it); everything else is
+:class:`Store`'s, the same on every backend. A new backend is one class and one entry there.
+
 Tamper evidence: every event is stored chained to the previous event of its stream. The stored
 state is ``0x01 | prev_hash (32 bytes) | hash (32 bytes) | event JSON`` where ``hash`` is
 :func:`chain_hash` over ``prev_hash``, the stream, the version, the topic and the event JSON,
@@ -23,9 +28,11 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple, TypeVar, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -49,11 +56,14 @@ from chargeledger.core.errors import StoreUnavailable, StreamConflict
 from chargeledger.core.events import Event, Recorded, decode_event, encode_event
 
 __all__ = [
+    "BACKENDS",
     "GENESIS",
+    "OpenedRecorder",
     "Store",
+    "StoreBackend",
     "StoredRow",
+    "backend_for",
     "chain_hash",
-    "drop_postgres_schema",
     "open_store",
     "unpack_state",
 ]
@@ -179,11 +189,13 @@ class Store:
     Build it with :func:`open_store`.
     """
 
-    def __init__(self, url: str, recorder: ApplicationRecorder, close: Callable[[], None]) -> None:
+    def __init__(self, url: str, backend: StoreBackend, opened: OpenedRecorder) -> None:
         self.url = url
+        self.backend = backend
         self._safe_url = _redact(url)
-        self._recorder = recorder
-        self._close = close
+        self._recorder = opened.recorder
+        self._select_rows = opened.select
+        self._close = opened.close
         self._closed = False
 
     def __repr__(self) -> str:
@@ -198,8 +210,8 @@ class Store:
     def remote(self) -> bool:
         """Whether reads wait on a database server (PostgreSQL), so that reading the next
         page while the current one is processed pays (for SQLite it does not: decoding
-        holds the GIL)."""
-        return isinstance(self._recorder, PostgresApplicationRecorder)
+        holds the GIL): the backend's :attr:`StoreBackend.remote`."""
+        return self.backend.remote
 
     def append(
         self, items: Sequence[tuple[str, int, Event]], heads: Mapping[str, bytes] | None = None
@@ -257,54 +269,8 @@ class Store:
         return [StoredRow._make(row) for row in self._select(after, limit, stop)]
 
     def _select(self, after: int, limit: int, stop: int | None) -> list[_Row]:
-        # The recorders' own selects build a row mapping and a Notification per event, which
-        # halves replay throughput; plain tuples from the same table do not.
-        recorder = self._recorder
         last = _LAST_ROWID if stop is None else stop
-        if isinstance(recorder, PostgresApplicationRecorder):
-            datastore = recorder.datastore
-            query = sql.SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                "FROM {}.{} WHERE notification_id>%s AND notification_id<=%s "
-                "ORDER BY notification_id LIMIT %s"
-            ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
-
-            # Retried like the recorder's own select (connection errors, 10 times, 0.2 s apart).
-            @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-            def select_postgres() -> list[_Row]:
-                with (
-                    datastore.get_connection() as connection,
-                    connection.cursor(row_factory=tuple_row) as cursor,
-                ):
-                    # Binary results: bytea arrives as bytes, not as hex text to decode.
-                    cursor.execute(query, (after, last, limit), prepare=True, binary=True)
-                    return cast(list[_Row], cursor.fetchall())
-
-            return self._call("read", select_postgres)
-        if isinstance(recorder, SQLiteApplicationRecorder):
-            statement = (
-                "SELECT rowid, originator_id, originator_version, topic, state "
-                f"FROM {recorder.events_table_name} "
-                "WHERE rowid>? AND rowid<=? ORDER BY rowid LIMIT ?"
-            )
-
-            def select() -> list[_Row]:
-                with recorder.datastore.transaction(commit=False) as cursor:
-                    cursor.sqlite_cursor.row_factory = None
-                    cursor.execute(statement, (after, last, limit))
-                    return cast(list[_Row], cursor.fetchall())
-
-            return self._call("read", select)
-        notifications = self._call(
-            "read",
-            lambda: recorder.select_notifications(
-                after, limit, stop=stop, inclusive_of_start=False
-            ),
-        )
-        return [
-            (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
-            for n in notifications
-        ]
+        return self._call("read", self._select_rows, after, last, limit)
 
     def iter_all(self, after: int = 0, page: int = 5000) -> Iterator[Recorded]:
         """Every event after ``after`` in position order, read ``page`` events at a time.
@@ -396,105 +362,217 @@ def _recorded(position: int, stream: str, version: int, topic: str, state: bytes
     return Recorded(position, stream, version, decode_event(topic, state))
 
 
-def open_store(url: str) -> Store:
-    """Open (creating tables, and the PostgreSQL schema, when missing) the store at ``url``.
+class OpenedRecorder(NamedTuple):
+    """What a :class:`StoreBackend` opened for one store URL."""
 
-    * ``memory://``: in this process only, gone when it ends (tests, demos).
-    * ``sqlite:///PATH``: the file ``PATH`` relative to the working directory;
-      ``sqlite:////abs/path`` for an absolute one. The path is taken literally (no
-      percent-decoding, no query string). Opened in WAL mode, so other processes (the CLI)
-      can read while the server writes. The directory must exist.
-    * ``postgresql://user[:password]@host[:port]/dbname[?schema=NAME]``: schema ``public``
-      by default; user ``postgres``, host ``localhost``, port 5432 when left out. The user
-      needs the right to create the schema's tables (done on open). Several processes may
-      open the same schema at once.
+    recorder: ApplicationRecorder
+    select: Callable[[int, int, int], list[_Row]]
+    """``select(after, last, limit)``: up to ``limit`` rows with ``after < position <= last``
+    in position order, as ``(position, stream, version, topic, state)`` tuples. Raises the
+    database layer's errors (the store translates them)."""
+    close: Callable[[], None]
+    """Releases the connections; called once."""
 
-    Raises ``ValueError`` for a URL it does not understand, :class:`StoreUnavailable` when the
-    database cannot be reached or set up.
+
+class StoreBackend(ABC):
+    """One kind of store: which URLs it serves and what differs from the others.
+
+    Everything common (chaining, appends, stream reads, error translation) is in
+    :class:`Store`, which runs on any eventsourcing application recorder. A backend only
+    opens its recorder, reads rows fast (the recorders' own notification selects build a
+    mapping and an object per event, which halves replay throughput), and says whether it
+    waits on a server and which local file holds it.
     """
-    if url == "memory://":
-        return Store(url, POPOApplicationRecorder(), lambda: None)
-    if url.startswith("sqlite:///"):
-        return _open_sqlite(url, url.removeprefix("sqlite:///"))
-    if url.startswith(("postgresql://", "postgres://")):
-        return _open_postgres(url, _parse_postgres(url))
-    raise ValueError(
-        f"unsupported store URL {_redact(url)!r}: "
-        "expected memory://, sqlite:///PATH or postgresql://user@host:port/dbname"
-    )
+
+    prefixes: tuple[str, ...]
+    """The URL prefixes this backend serves (matched in :data:`BACKENDS` order)."""
+    form: str
+    """The URL form, for messages: ``sqlite:///PATH``."""
+    remote: bool = False
+    """Whether reads wait on a database server, so that reading the next page while the
+    current one is processed pays."""
+
+    @abstractmethod
+    def open(self, url: str) -> OpenedRecorder:
+        """Open (creating tables when missing) the store at ``url``, one of ``prefixes``.
+
+        Raises ``ValueError`` for a URL of this backend it does not understand, the database
+        layer's errors when the database cannot be reached or set up."""
+
+    def file(self, url: str) -> Path | None:
+        """The local file holding the store at ``url``; ``None`` when there is none (memory,
+        a database server)."""
+        return None
 
 
-def _open_sqlite(url: str, path: str) -> Store:
-    if not path:
-        raise ValueError(f"store URL {url!r} names no file")
-    # eventsourcing opens SQLite with uri=True; a percent-quoted file: URI makes any path
-    # (one containing '?', '#' or ':memory:', say) mean exactly that file.
-    datastore = SQLiteDatastore(
-        "file:" + quote(path), lock_timeout=_TIMEOUT, originator_id_type="text"
-    )
-    recorder = SQLiteApplicationRecorder(datastore)
-    try:
-        with _translate(url, "open"):
-            recorder.create_table()
-    except BaseException:
-        datastore.close()
-        raise
-    return Store(url, recorder, datastore.close)
+class _MemoryBackend(StoreBackend):
+    """``memory://``: in this process only, gone when it ends (tests, demos)."""
 
+    prefixes = ("memory://",)
+    form = "memory://"
 
-def _open_postgres(url: str, target: _PostgresTarget) -> Store:
-    datastore = PostgresDatastore(
-        dbname=target.dbname,
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        schema=target.schema,
-        connect_timeout=_POOL_WAIT,
-        lock_timeout=_TIMEOUT,
-        # The writer thread holds one connection per batch; readers (projections, API,
-        # allocator) must not queue behind it.
-        pool_size=2,
-        max_overflow=8,
-        originator_id_type="text",
-    )
-    # Not a PostgresDatastore parameter; the pool reads it only once opened (on first use).
-    datastore.pool.reconnect_timeout = _RECONNECT_WINDOW
-    try:
-        # DDL of processes starting together races (CREATE ... IF NOT EXISTS is not atomic
-        # against a concurrent CREATE): a session advisory lock per schema serializes it and
-        # is released when this connection closes. The recorder is built inside too: its
-        # constructor already looks up the schema's types.
-        with _translate(_redact(url), "open"), _connect(target) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_ddl_lock_key(target.schema),))
-            conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(target.schema))
+    def open(self, url: str) -> OpenedRecorder:
+        if url != "memory://":
+            raise ValueError(f"a memory store URL is just memory://, not {url!r}")
+        recorder = POPOApplicationRecorder()
+
+        def select(after: int, last: int, limit: int) -> list[_Row]:
+            notifications = recorder.select_notifications(
+                after, limit, stop=last, inclusive_of_start=False
             )
-            recorder = PostgresApplicationRecorder(datastore)
+            return [
+                (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+                for n in notifications
+            ]
+
+        return OpenedRecorder(recorder, select, lambda: None)
+
+
+class _SQLiteBackend(StoreBackend):
+    """``sqlite:///PATH``: a file, in WAL mode so that other processes can read meanwhile."""
+
+    prefixes = ("sqlite:///",)
+    form = "sqlite:///PATH"
+
+    def file(self, url: str) -> Path:
+        return Path(url.removeprefix("sqlite:///"))
+
+    def open(self, url: str) -> OpenedRecorder:
+        path = url.removeprefix("sqlite:///")
+        if not path:
+            raise ValueError(f"store URL {url!r} names no file")
+        # eventsourcing opens SQLite with uri=True; a percent-quoted file: URI makes any path
+        # (one containing '?', '#' or ':memory:', say) mean exactly that file.
+        datastore = SQLiteDatastore(
+            "file:" + quote(path), lock_timeout=_TIMEOUT, originator_id_type="text"
+        )
+        recorder = SQLiteApplicationRecorder(datastore)
+        try:
             recorder.create_table()
-    except BaseException:
-        datastore.close()
-        raise
-    return Store(url, recorder, datastore.close)
+        except BaseException:
+            datastore.close()
+            raise
+        statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {recorder.events_table_name} "
+            "WHERE rowid>? AND rowid<=? ORDER BY rowid LIMIT ?"
+        )
+
+        def select(after: int, last: int, limit: int) -> list[_Row]:
+            with datastore.transaction(commit=False) as cursor:
+                cursor.sqlite_cursor.row_factory = None
+                cursor.execute(statement, (after, last, limit))
+                return cast(list[_Row], cursor.fetchall())
+
+        return OpenedRecorder(recorder, select, datastore.close)
+
+
+class _PostgresBackend(StoreBackend):
+    """``postgresql://user[:password]@host[:port]/dbname[?schema=NAME]``: a schema of a
+    PostgreSQL database that several processes may share."""
+
+    prefixes = ("postgresql://", "postgres://")
+    form = "postgresql://user@host:port/dbname"
+    remote = True
+
+    def open(self, url: str) -> OpenedRecorder:
+        target = _parse_postgres(url)
+        datastore = PostgresDatastore(
+            dbname=target.dbname,
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            schema=target.schema,
+            connect_timeout=_POOL_WAIT,
+            lock_timeout=_TIMEOUT,
+            # The writer thread holds one connection per batch; readers (projections, API,
+            # allocator) must not queue behind it.
+            pool_size=2,
+            max_overflow=8,
+            originator_id_type="text",
+        )
+        # Not a PostgresDatastore parameter; the pool reads it only once opened (on first use).
+        datastore.pool.reconnect_timeout = _RECONNECT_WINDOW
+        try:
+            # DDL of processes starting together races (CREATE ... IF NOT EXISTS is not atomic
+            # against a concurrent CREATE): a session advisory lock per schema serializes it
+            # and is released when this connection closes. The recorder is built inside too:
+            # its constructor already looks up the schema's types.
+            with _connect(target) as conn:
+                conn.execute("SELECT pg_advisory_lock(%s)", (_ddl_lock_key(target.schema),))
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(target.schema))
+                )
+                recorder = PostgresApplicationRecorder(datastore)
+                recorder.create_table()
+        except BaseException:
+            datastore.close()
+            raise
+        query = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {}.{} WHERE notification_id>%s AND notification_id<=%s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
+
+        # Retried like the recorder's own select (connection errors, 10 times, 0.2 s apart).
+        @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+        def select(after: int, last: int, limit: int) -> list[_Row]:
+            with (
+                datastore.get_connection() as connection,
+                connection.cursor(row_factory=tuple_row) as cursor,
+            ):
+                # Binary results: bytea arrives as bytes, not as hex text to decode.
+                cursor.execute(query, (after, last, limit), prepare=True, binary=True)
+                return cast(list[_Row], cursor.fetchall())
+
+        return OpenedRecorder(recorder, select, datastore.close)
 
 
 def _ddl_lock_key(schema: str) -> int:
     return zlib.crc32(f"chargeledger-ddl:{schema}".encode())
 
 
-def drop_postgres_schema(url: str) -> None:
-    """Drop the schema of the PostgreSQL store URL ``url`` and everything in it (tests).
+BACKENDS: tuple[StoreBackend, ...] = (_MemoryBackend(), _SQLiteBackend(), _PostgresBackend())
+"""Every kind of store, tried in order by :func:`backend_for`."""
 
-    Raises ``ValueError`` for a URL that is not PostgreSQL or names the ``public`` schema
-    (refused: it is nobody's scratch space), ``psycopg.Error`` when the server cannot be
-    reached.
+
+def backend_for(url: str) -> StoreBackend:
+    """The backend serving the store URL ``url``; ``ValueError`` when none does."""
+    for backend in BACKENDS:
+        if url.startswith(backend.prefixes):
+            return backend
+    forms = [backend.form for backend in BACKENDS]
+    raise ValueError(
+        f"unsupported store URL {_redact(url)!r}: expected {', '.join(forms[:-1])} or {forms[-1]}"
+    )
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open (creating tables, and the PostgreSQL schema, when missing) the store at ``url``.
+
+    * ``memory://``: in this process only, gone when it ends (tests, demos).
+    * ``sqlite:///PATH``: the file ``PATH`` relative to the working directory;
+      ``sqlite:////abs/path`` for an absolute one. The path is taken literally (no
+      percent-decoding, no query string). OpenedRecorder in WAL mode, so other processes (the CLI)
+      can read while the server writes. The directory must exist.
+    * ``postgresql://user[:password]@host[:port]/dbname[?schema=NAME]``: schema ``public``
+      by default; user ``postgres``, host ``localhost``, port 5432 when left out. The user
+      needs the right to create the schema's tables (done on open). Several processes may
+      open the same schema at once.
+
+    With ``create=False`` (readers), a store kept in a file that does not exist is refused
+    with ``ValueError`` instead of created: a typo in the path would otherwise show an empty
+    log instead of an error.
+
+    Raises ``ValueError`` for a URL it does not understand, :class:`StoreUnavailable` when the
+    database cannot be reached or set up.
     """
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise ValueError(f"not a PostgreSQL store URL: {_redact(url)!r}")
-    target = _parse_postgres(url)
-    if target.schema == "public":
-        raise ValueError("refusing to drop the public schema")
-    with _connect(target) as conn:
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(target.schema))
-        )
+    backend = backend_for(url)
+    if not create:
+        path = backend.file(url)
+        if path is not None and not path.exists():
+            raise ValueError(f"no store at {url}")
+    with _translate(_redact(url), "open"):
+        opened = backend.open(url)
+    return Store(url, backend, opened)

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 import msgspec
 
 from chargeledger.core.events import Recorded
+from chargeledger.projections.billing import is_billable
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
@@ -24,7 +25,6 @@ from chargeledger.projections.exchanges import (
 
 __all__ = [
     "ANOMALY_KINDS",
-    "BILLING_DOUBTS_16",
     "Anomaly",
     "AnomalyKind",
     "Completeness",
@@ -52,10 +52,6 @@ AnomalyKind = Literal[
 ]
 ANOMALY_KINDS: tuple[str, ...] = get_args(AnomalyKind)
 """Every anomaly kind, in the order ``docs/projections.md`` describes them."""
-
-BILLING_DOUBTS_16: frozenset[str] = frozenset({"transaction_id_reused", "duplicate_start"})
-"""1.6 anomalies that make an ended transaction unfit for billing as it stands: its id was
-issued to another start as well, or it is a second transaction for one physical start."""
 
 Completeness = Literal["complete", "incomplete"]
 
@@ -143,18 +139,9 @@ class TransactionState(msgspec.Struct, kw_only=True):
 
     @property
     def completeness(self) -> Completeness:
-        """``complete`` when the transaction can be billed as it stands: ended, and for 2.0.1
-        its Started event and every ``seqNo`` up to the last one arrived; for 1.6 its energy is
-        known and no anomaly in :data:`BILLING_DOUBTS_16` is on it. Else ``incomplete``."""
-        if self.status != "ended":
-            return "incomplete"
-        if is_v16(self.protocol):
-            doubtful = self.energy_wh is None or any(
-                anomaly.kind in BILLING_DOUBTS_16 for anomaly in self.anomalies
-            )
-        else:
-            doubtful = self.started_seq_no is None or bool(self.seq_no_gaps)
-        return "incomplete" if doubtful else "complete"
+        """``complete`` when the transaction can be billed as it stands, else ``incomplete``:
+        the one billing rule, :func:`chargeledger.projections.billing.billing_doubts`."""
+        return "complete" if is_billable(self) else "incomplete"
 
 
 _StartKey = tuple[str, int | None, str | None, datetime | str | None, int | float | None]

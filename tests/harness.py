@@ -12,8 +12,10 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import Any, TypeVar
 
 import trio
@@ -23,7 +25,14 @@ from chargeledger.core.api import CentralSystem
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import Settings
 
-__all__ = ["RunningServer", "chargeledger_cli", "raw_station", "running_server"]
+__all__ = [
+    "CallErrorsRaise",
+    "RunningServer",
+    "assert_current_time",
+    "chargeledger_cli",
+    "raw_station",
+    "running_server",
+]
 
 T = TypeVar("T")
 
@@ -122,3 +131,31 @@ def chargeledger_cli(*args: str, store: str) -> list[dict[str, Any]]:
         timeout=60,
     )
     return [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+
+
+class CallErrorsRaise:
+    """Mixin for the ``ocpp`` package's ``ChargePoint``: ``call()`` raises the CALLERROR it
+    receives (as an ``ocpp.exceptions.OCPPError``) instead of returning ``None``, its default
+    (``suppress=True``) which lets a wrong answer pass a test that never looks at it."""
+
+    async def call(
+        self,
+        payload: Any,
+        suppress: bool = False,
+        unique_id: str | None = None,
+        skip_schema_validation: bool = False,
+    ) -> Any:
+        return await super().call(  # type: ignore[misc]
+            payload,
+            suppress=suppress,
+            unique_id=unique_id,
+            skip_schema_validation=skip_schema_validation,
+        )
+
+
+def assert_current_time(text: str, since: float, slack: float = 1.0) -> None:
+    """``text`` is an RFC 3339 UTC time (``...Z``) between ``since`` and now (give or take
+    ``slack`` seconds): the CSMS's clock, as a ``currentTime`` answer must carry it."""
+    assert text.endswith("Z"), f"{text!r} is not UTC"
+    at = datetime.fromisoformat(text).timestamp()
+    assert since - slack <= at <= time.time() + slack, f"{text!r} is not the current time"

@@ -147,10 +147,11 @@ def incident_log() -> IncidentLog:
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The incident log imported into a SQLite store, its events and its audit."""
+def audited(module_server_store: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The incident log imported into an SQLite store, then a PostgreSQL one; its events and
+    its audit."""
     tmp = tmp_path_factory.mktemp("audit")
-    store = f"sqlite:///{tmp / 'audit.db'}"
+    store = module_server_store
     log = incident_log()
     code, _, err = chargeledger("import", str(log.write(tmp / "log.jsonl")), "--store", store)
     assert code == 0, err
@@ -158,10 +159,10 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert code == 0, err
     events = json_lines(out)
     position = {
-        (line, event["direction"]): event["position"]
+        (line, event["event"]["direction"]): event["position"]
         for event in events
         if event["kind"] == "FrameLogged"
-        for line in [json.loads(event["frame"])[1]]
+        for line in [json.loads(event["event"]["text"])[1]]
     }
     code, out, err = chargeledger("audit", "--store", store, "--json")
     assert code == 0, err
@@ -188,10 +189,14 @@ def test_audit_finds_every_incident_with_its_evidence(audited: dict[str, Any]) -
         ("stop_for_unknown_transaction", V16, [777], of("t6")),
         ("started_offline", V16, [45], of("s6")),
         ("transaction_never_ended", V16, [41], of("s1")),
+        ("transaction_not_billable", V16, [42], of("s2", "t1")),
+        ("transaction_not_billable", V16, [43], of("s3", "t4")),
+        ("transaction_not_billable", V16, [44], of("s4", "t5")),
         ("seq_no_gap", V201, ["tx-1"], of("e0", "e3")),
         ("seq_no_duplicate", V201, ["tx-1"], of("e0", "e3b")),
         ("seq_no_out_of_order", V201, ["tx-1"], of("e0", "e2")),
         ("event_after_ended", V201, ["tx-1"], of("e0", "e4", "e5")),
+        ("transaction_not_billable", V201, ["tx-1"], of("e0", "e4")),
         ("started_offline", V201, ["tx-2"], of("o0")),
         ("transaction_never_ended", V201, ["tx-2"], of("o0")),
     ]
@@ -214,7 +219,9 @@ def test_findings_carry_severity_time_detail_and_verbatim_frames(audited: dict[s
     assert double["severity"] == "error"
     assert double["at"] == "2024-05-01T10:00:35.000Z"  # the second id was issued then
     assert "same start as transaction 41" in double["detail"]
-    frames = [(e["position"], e["direction"], e["frame"]) for e in double["evidence"]]
+    frames = [
+        (e["position"], e["event"]["direction"], e["event"]["text"]) for e in double["evidence"]
+    ]
     assert [position for position, _, _ in frames] == double["positions"]
     assert frames[-1][2] == '[3,"s2",{"transactionId":42,"idTagInfo":{"status":"Accepted"}}]'
     assert frames[0][2] == json.dumps([2, "s1", "StartTransaction", START], separators=(",", ":"))
@@ -240,6 +247,7 @@ def test_filters_by_station_time_kind_and_power(audited: dict[str, Any]) -> None
         ("duplicate_stop", V16),
         ("sentinel_transaction_id", V16),
         ("transaction_issued", V16),
+        ("transaction_not_billable", V16),
     ]
     assert kinds("--kind", "energy_implausible", "--max-power-kw", "20000") == []
     assert kinds("--kind", "energy_implausible") == [("energy_implausible", V16)]
@@ -249,7 +257,7 @@ def test_terminal_summary_and_html_report(audited: dict[str, Any]) -> None:
     html = audited["tmp"] / "report.html"
     code, out, err = chargeledger("audit", "--store", audited["store"], "--html", str(html))
     assert code == 0, err
-    assert "22 findings: 4 error, 11 warning, 7 info" in out
+    assert "26 findings: 4 error, 15 warning, 7 info" in out
     assert "ERROR    duplicate_start  station CP-16  transaction 41, 42" in out
     assert f"HTML report: {html}" in out
     page = html.read_text()

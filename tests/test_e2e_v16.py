@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,18 +18,26 @@ from ocpp.v16.enums import Action
 
 from chargeledger.core.errors import CallError, StationOffline
 from chargeledger.core.settings import BootPolicy, Settings
-from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
+from tests.conftest import on_sqlite_and_postgres
+from tests.harness import (
+    CallErrorsRaise,
+    RunningServer,
+    assert_current_time,
+    chargeledger_cli,
+    raw_station,
+    running_server,
+)
 
 
-class Station(ChargePoint):  # type: ignore[misc]
-    """A 1.6 charge point that accepts whatever the CSMS asks of it."""
-
-    configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
+class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
+    """A 1.6 charge point that accepts whatever the CSMS asks of it; a CALLERROR answering
+    one of its CALLs raises."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Each station its own copy: a ChangeConfiguration must not leak into later tests.
-        self.configuration = dict(type(self).configuration)
+        # Per instance: a class-level dict would carry one test's ChangeConfiguration into
+        # the next.
+        self.configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
 
     @on(Action.reset)
     def on_reset(self, type: str) -> Any:
@@ -96,14 +105,14 @@ START = {
 
 async def charging_session(server: RunningServer) -> dict[str, Any]:
     cp, ws, task = await connect(server, "CP-1")
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = {"since": time.time()}
     try:
         boot = await cp.call(
             call.BootNotification(charge_point_model="EVC5", charge_point_vendor="Acme")
         )
         facts["boot"] = boot
         facts["heartbeat"] = await cp.call(call.Heartbeat())
-        await cp.call(
+        facts["status_notification"] = await cp.call(
             call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing")
         )
         facts["authorize"] = await cp.call(call.Authorize(id_tag="TAG-1"))
@@ -117,7 +126,7 @@ async def charging_session(server: RunningServer) -> dict[str, Any]:
             call.StartTransaction(**START), unique_id="fixed-1"
         )
         tid = started.transaction_id
-        await cp.call(
+        facts["meter_values"] = await cp.call(
             call.MeterValues(
                 connector_id=1,
                 transaction_id=tid,
@@ -136,7 +145,11 @@ async def charging_session(server: RunningServer) -> dict[str, Any]:
             )
         )
         stop = dict(
-            meter_stop=9000, timestamp="2026-11-21T11:00:00Z", transaction_id=tid, reason="Local"
+            meter_stop=9000,
+            timestamp="2026-11-21T11:00:00Z",
+            transaction_id=tid,
+            reason="Local",
+            id_tag="TAG-1",
         )
         facts["stop"] = await cp.call(call.StopTransaction(**stop))
         facts["stop_again"] = await cp.call(call.StopTransaction(**stop))
@@ -177,26 +190,41 @@ async def charging_session(server: RunningServer) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'e2e.db'}"
+def store(server_store: str) -> str:
+    """SQLite; PostgreSQL too where a test is marked ``@on_sqlite_and_postgres``."""
+    return server_store
 
 
 def settings(store: str) -> Settings:
     return Settings(port=0, store=store, node="test-node")
 
 
+@on_sqlite_and_postgres
 def test_full_session_with_independent_client(store: str) -> None:
     with running_server(settings(store)) as server:
         facts = asyncio.run(charging_session(server))
 
+    # Every CALL was answered with a CALLRESULT (a CALLERROR raises), valid by the schema
+    # (the client checks), and each answer says what it should.
     assert facts["boot"].status == "Accepted"
     assert facts["boot"].interval == 300
-    assert facts["authorize"].id_tag_info["status"] == "Accepted"
+    assert_current_time(facts["boot"].current_time, facts["since"])
+    assert_current_time(facts["heartbeat"].current_time, facts["since"])
+    assert facts["status_notification"] == call_result.StatusNotification()
+    assert facts["authorize"].id_tag_info == {"status": "Accepted"}
     tid = facts["start"].transaction_id
     assert 1 <= tid < 2**31
-    assert facts["start_again"].transaction_id == tid, "retransmitted start got a new id"
-    assert facts["start_verbatim"].transaction_id == tid
-    assert facts["start_verbatim_2"].transaction_id == tid
+    assert facts["start"].id_tag_info == {"status": "Accepted"}
+    assert facts["start_again"] == facts["start"], "retransmitted start got another answer"
+    assert facts["start_verbatim"] == facts["start"]
+    assert facts["start_verbatim_2"] == facts["start"]
+    assert facts["meter_values"] == call_result.MeterValues()
+    # Every stop is acknowledged, so the station can drop it from its queue: the second one,
+    # one for a transaction we never started and one for the "no id" sentinel alike.
+    assert facts["stop"] == call_result.StopTransaction(id_tag_info={"status": "Accepted"})
+    assert facts["stop_again"] == facts["stop"]
+    assert facts["stop_unknown"] == call_result.StopTransaction()
+    assert facts["stop_sentinel"] == call_result.StopTransaction()
     assert facts["data_transfer"].status == "UnknownVendorId"
     assert facts["reset"].accepted and facts["reset"].response == {"status": "Accepted"}
     assert facts["get_configuration"].values == {
@@ -231,11 +259,11 @@ def test_full_session_with_independent_client(store: str) -> None:
 
     events = chargeledger_cli("events", "--station", "CP-1", store=store)
     frames = [e for e in events if e["kind"] == "FrameLogged"]
-    assert all(e["station"] == "CP-1" for e in events)
+    assert all(e["event"]["station"] == "CP-1" for e in events)
     # Every frame each way is in the log verbatim, including the retransmission marker.
-    assert any(e.get("note") == "retransmission" for e in frames)
-    assert sum(1 for e in frames if '"StartTransaction"' in e["frame"]) == 4
-    assert json.loads(frames[0]["frame"])[2] == "BootNotification"
+    assert any(e["event"]["note"] == "retransmission" for e in frames)
+    assert sum(1 for e in frames if '"StartTransaction"' in e["event"]["text"]) == 4
+    assert json.loads(frames[0]["event"]["text"])[2] == "BootNotification"
 
     # After a restart the server folds the same state from the log.
     with running_server(settings(store)) as server:
@@ -245,12 +273,17 @@ def test_full_session_with_independent_client(store: str) -> None:
     assert chargeledger_cli("transactions", store=store) == transactions
 
 
+@on_sqlite_and_postgres
 def test_new_ids_are_never_reused_across_restarts(store: str) -> None:
     async def start_one(server: RunningServer, meter: int) -> int:
         cp, ws, task = await connect(server, "CP-9")
         try:
-            await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            boot = await cp.call(
+                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+            )
+            assert boot.status == "Accepted"
             result = await cp.call(call.StartTransaction(**{**START, "meter_start": meter}))
+            assert result.id_tag_info == {"status": "Accepted"}
             return int(result.transaction_id)
         finally:
             task.cancel()
@@ -275,7 +308,7 @@ async def _raw(server: RunningServer, frames: list[str]) -> list[Any]:
     answers = []
     try:
         await ws.send(BOOT)
-        await ws.recv()
+        assert json.loads(await ws.recv())[2]["status"] == "Accepted"
         for frame in frames:
             await ws.send(frame)
             answers.append(json.loads(await ws.recv()))
@@ -306,7 +339,7 @@ def test_bad_frames_get_the_16_error_and_are_recorded(
         (answer,) = asyncio.run(_raw(server, [frame]))
     assert answer[:3] == expected
     events = chargeledger_cli("events", "--station", "RAW-1", store=store)
-    texts = [e["frame"] for e in events if e["kind"] == "FrameLogged"]
+    texts = [e["event"]["text"] for e in events if e["kind"] == "FrameLogged"]
     assert frame in texts, "the bad frame is in the log verbatim"
     assert json.dumps(answer, separators=(",", ":")) in texts or any(
         json.loads(t) == answer for t in texts if t.startswith("[4")
@@ -327,6 +360,7 @@ def test_call_before_boot_is_refused(store: str) -> None:
     assert answer[:3] == [4, "h1", "SecurityError"]
 
 
+@on_sqlite_and_postgres
 def test_callerror_from_station_is_raised(store: str) -> None:
     class Grumpy(Station):
         @on(Action.reset)
@@ -338,7 +372,10 @@ def test_callerror_from_station_is_raised(store: str) -> None:
         cp = Grumpy("GRUMPY", ws)
         task = asyncio.create_task(cp.start())
         try:
-            await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            boot = await cp.call(
+                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+            )
+            assert boot.status == "Accepted"
             assert server.csms is not None
             try:
                 await server.arun(server.csms.reset, "GRUMPY", "hard")
@@ -351,7 +388,7 @@ def test_callerror_from_station_is_raised(store: str) -> None:
 
     with running_server(settings(store)) as server:
         error = asyncio.run(scenario(server))
-    assert isinstance(error, CallError)
+    assert isinstance(error, CallError) and error.code == "InternalError"
 
 
 def test_cli_reads_refuse_a_missing_store(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,15 @@ from chargeledger.core.events import FrameLogged, Recorded
 from chargeledger.core.settings import BootPolicy, Settings
 from chargeledger.core.store import open_store
 from chargeledger.projections import Views
-from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
+from tests.conftest import on_sqlite_and_postgres
+from tests.harness import (
+    CallErrorsRaise,
+    RunningServer,
+    assert_current_time,
+    chargeledger_cli,
+    raw_station,
+    running_server,
+)
 
 T = TypeVar("T")
 
@@ -42,10 +51,12 @@ def meter(wh: float, context: str = "Sample.Periodic") -> list[dict[str, Any]]:
     ]
 
 
-class Station(ChargePoint):  # type: ignore[misc]
+class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
     """A 2.0.1 charging station that does what the CSMS asks and reports it: its variables
     live in ``variables``, each boot answer is appended to ``boots``, a remote start runs a
-    transaction ``R<remoteStartId>`` on EVSE 1 until a remote stop ends it."""
+    transaction ``R<remoteStartId>`` on EVSE 1 until a remote stop ends it. A CALLERROR
+    answering one of its CALLs raises; the answers to the CALLs it sends on its own (reports,
+    remote-started transactions) are appended to ``answers``, where tests check them."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,6 +69,7 @@ class Station(ChargePoint):  # type: ignore[misc]
         self.set_requests: list[Any] = []
         self.remote: dict[str, int] = {}
         """Remote-started transaction id -> next seqNo."""
+        self.answers: list[Any] = []
 
     async def boot(self) -> str:
         result = await self.call(
@@ -132,7 +144,7 @@ class Station(ChargePoint):  # type: ignore[misc]
         )
         parts = [data[:-2], data[-2:-1], data[-1:]]
         for seq_no, part in enumerate(parts):
-            await self.call(
+            answer = await self.call(
                 call.NotifyReport(
                     request_id=request_id,
                     generated_at=NOW,
@@ -141,6 +153,7 @@ class Station(ChargePoint):  # type: ignore[misc]
                     tbc=seq_no < len(parts) - 1,
                 )
             )
+            self.answers.append(answer)
 
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, **_: Any) -> Any:
@@ -159,7 +172,7 @@ class Station(ChargePoint):  # type: ignore[misc]
     async def started(self, id_token: dict[str, Any], remote_start_id: int, **_: Any) -> None:
         transaction_id = f"R{remote_start_id}"
         self.remote[transaction_id] = 1
-        await self.call(
+        answer = await self.call(
             call.TransactionEvent(
                 event_type="Started",
                 timestamp=NOW,
@@ -175,6 +188,7 @@ class Station(ChargePoint):  # type: ignore[misc]
                 meter_value=meter(100, "Transaction.Begin"),
             )
         )
+        self.answers.append(answer)
 
     @on(Action.request_stop_transaction)
     def on_request_stop(self, transaction_id: str) -> Any:
@@ -185,7 +199,7 @@ class Station(ChargePoint):  # type: ignore[misc]
     async def stopped(self, transaction_id: str) -> None:
         if transaction_id not in self.remote:
             return
-        await self.call(
+        answer = await self.call(
             call.TransactionEvent(
                 event_type="Ended",
                 timestamp=NOW,
@@ -195,6 +209,7 @@ class Station(ChargePoint):  # type: ignore[misc]
                 meter_value=meter(1600, "Transaction.End"),
             )
         )
+        self.answers.append(answer)
 
     @on(Action.reset)
     def on_reset(self, type: str, **_: Any) -> Any:
@@ -265,10 +280,12 @@ def csms_calls(records: list[Recorded], station: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'e2e201.db'}"
+def store(server_store: str) -> str:
+    """SQLite; PostgreSQL too where a test is marked ``@on_sqlite_and_postgres``."""
+    return server_store
 
 
+@on_sqlite_and_postgres
 def test_boot_pending_then_configured_then_accepted(store: str) -> None:
     settings = Settings(
         port=0,
@@ -283,6 +300,8 @@ def test_boot_pending_then_configured_then_accepted(store: str) -> None:
             }
         },
     )
+
+    since = time.time()
 
     async def scenario(server: RunningServer) -> tuple[Station, Any]:
         cp, ws, task = await connect(server, "CP-P")
@@ -308,7 +327,7 @@ def test_boot_pending_then_configured_then_accepted(store: str) -> None:
     assert cp.variables[("OCPPCommCtrlr", "HeartbeatInterval")] == "60"
     assert cp.variables[("TxCtrlr", "EVConnectionTimeOut")] == "90"
     assert len(cp.set_requests) == 1, "one SetVariables with both variables"
-    assert heartbeat.current_time
+    assert_current_time(heartbeat.current_time, since)
     assert state is not None and state.accepted and state.boot is not None
     assert state.boot.interval == 300
     assert model is not None and model.value("OCPPCommCtrlr.HeartbeatInterval") == "60"
@@ -322,22 +341,31 @@ def test_boot_pending_then_configured_then_accepted(store: str) -> None:
     ]
 
 
+@on_sqlite_and_postgres
 def test_full_base_report_is_assembled(store: str) -> None:
-    async def scenario(server: RunningServer) -> Any:
+    async def scenario(server: RunningServer) -> tuple[Any, list[Any]]:
         cp, ws, task = await connect(server, "CP-R")
         try:
-            await cp.boot()
+            assert await cp.boot() == "Accepted"
             assert server.csms is not None
-            return await server.arun(server.csms.get_base_report, "CP-R", "FullInventory")
+            result = await server.arun(server.csms.get_base_report, "CP-R", "FullInventory")
+            # The use case returns once the last part is committed; its answer may still be
+            # on its way to the station.
+            for _ in range(250):
+                if len(cp.answers) >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            return result, cp.answers
         finally:
             task.cancel()
             await ws.close()
 
     with running_server(Settings(port=0, store=store)) as server:
-        result = asyncio.run(scenario(server))
+        result, answers = asyncio.run(scenario(server))
         assert server.csms is not None
         model = server.csms.views.device_model.get("CP-R")
     assert result.accepted and result.status == "Accepted"
+    assert answers == [call_result.NotifyReport()] * 3, "each part of the report acknowledged"
     assert result.values["OCPPCommCtrlr.HeartbeatInterval"] == "300"
     assert model is not None
     [report] = model.reports.values()
@@ -362,6 +390,7 @@ def test_full_base_report_is_assembled(store: str) -> None:
     )
 
 
+@on_sqlite_and_postgres
 def test_authorized_transactions_with_broken_seq_no_runs(store: str) -> None:
     settings = Settings(
         port=0,
@@ -379,7 +408,7 @@ def test_authorized_transactions_with_broken_seq_no_runs(store: str) -> None:
         cp, ws, task = await connect(server, "CP-T")
         facts: dict[str, Any] = {}
         try:
-            await cp.boot()
+            assert await cp.boot() == "Accepted"
             facts["authorize"] = {
                 kind: await cp.call(
                     call.Authorize(
@@ -403,12 +432,14 @@ def test_authorized_transactions_with_broken_seq_no_runs(store: str) -> None:
             facts["blocked"] = await cp.call(
                 call.Authorize(id_token={"id_token": "STOLEN", "type": "ISO14443"})
             )
-            for evse in (0, 1):
+            facts["status_notifications"] = [
                 await cp.call(
                     call.StatusNotification(
                         timestamp=NOW, connector_status="Occupied", evse_id=evse, connector_id=evse
                     )
                 )
+                for evse in (0, 1)
+            ]
             token = {"id_token": "RFID-1", "type": "ISO14443"}
             events = [
                 ("Started", 0, "Authorized", meter(1000, "Transaction.Begin"), token),
@@ -437,7 +468,7 @@ def test_authorized_transactions_with_broken_seq_no_runs(store: str) -> None:
                 ("Updated", 1, 5500),
                 ("Ended", 3, 6000),
             ):
-                await cp.call(
+                broken = await cp.call(
                     call.TransactionEvent(
                         event_type=event_type,
                         timestamp=NOW,
@@ -448,6 +479,7 @@ def test_authorized_transactions_with_broken_seq_no_runs(store: str) -> None:
                         meter_value=meter(wh),
                     )
                 )
+                facts.setdefault("broken_answers", []).append(broken)
             facts["meter_values"] = await cp.call(call.MeterValues(evse_id=1, meter_value=meter(7)))
             facts["notify_event"] = await cp.call(
                 call.NotifyEvent(
@@ -491,7 +523,14 @@ def test_authorized_transactions_with_broken_seq_no_runs(store: str) -> None:
             assert info["cache_expiry_date_time"].endswith("Z")
     assert facts["blocked"].id_token_info["status"] == "Blocked"
     assert facts["answers"][0].id_token_info["status"] == "Accepted"
-    assert facts["answers"][1].id_token_info is None, "no token, no idTokenInfo"
+    assert facts["answers"][1] == call_result.TransactionEvent(), "no token, no idTokenInfo"
+    assert facts["answers"][2].id_token_info["status"] == "Accepted"
+    # A duplicated seqNo, a gap and an offline end are all acknowledged (the projection
+    # records what they mean), so the station never resends them.
+    assert facts["broken_answers"] == [call_result.TransactionEvent()] * 4
+    assert facts["status_notifications"] == [call_result.StatusNotification()] * 2
+    assert facts["meter_values"] == call_result.MeterValues()
+    assert facts["notify_event"] == call_result.NotifyEvent()
     assert facts["status"].status == "NoMessagesInQueue"
     assert broken is not None and broken.messages_in_queue is False and broken.offline
     assert station is not None and station.evses[0][0].status == "Occupied"
@@ -537,7 +576,7 @@ def test_vendor_data_transfer_plugin_answers_201_stations(store: str, acme_block
     async def scenario(server: RunningServer) -> tuple[Any, Any]:
         cp, ws, task = await connect(server, "CP-V")
         try:
-            await cp.boot()
+            assert await cp.boot() == "Accepted"
             ours = await cp.call(call.DataTransfer(vendor_id="com.acme.display", data="hi"))
             theirs = await cp.call(call.DataTransfer(vendor_id="org.other", message_id="m"))
             return ours, theirs
@@ -581,6 +620,7 @@ BAD_FRAMES = [
 ]
 
 
+@on_sqlite_and_postgres
 def test_bad_input_gets_the_201_error_codes_and_is_recorded(store: str) -> None:
     async def scenario(server: RunningServer) -> tuple[list[Any], Any]:
         unbooted = await raw_station(server.url, "RAW-0", ["ocpp2.0.1"])
@@ -593,7 +633,7 @@ def test_bad_input_gets_the_201_error_codes_and_is_recorded(store: str) -> None:
         answers = []
         try:
             await ws.send(BOOT_201)
-            await ws.recv()
+            assert json.loads(await ws.recv())[2]["status"] == "Accepted"
             for frame, _ in BAD_FRAMES:
                 await ws.send(frame)
                 answers.append(json.loads(await ws.recv()))

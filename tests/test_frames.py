@@ -13,7 +13,7 @@ from chargeledger.core.errors import FrameError, error_code
 from chargeledger.core.frames import (
     MAX_DESCRIPTION,
     Call,
-    CallError,
+    CallErrorFrame,
     CallResult,
     encode_call,
     encode_error,
@@ -38,11 +38,11 @@ objects = st.dictionaries(text, json_values, max_size=5)
 frames = st.one_of(
     st.builds(Call, message_ids, text, objects),
     st.builds(CallResult, message_ids, objects),
-    st.builds(CallError, message_ids, text, st.text(max_size=MAX_DESCRIPTION), objects),
+    st.builds(CallErrorFrame, message_ids, text, st.text(max_size=MAX_DESCRIPTION), objects),
 )
 
 
-def _encode(frame: Call | CallResult | CallError) -> str:
+def _encode(frame: Call | CallResult | CallErrorFrame) -> str:
     if isinstance(frame, Call):
         return encode_call(frame.message_id, frame.action, frame.payload)
     if isinstance(frame, CallResult):
@@ -51,7 +51,7 @@ def _encode(frame: Call | CallResult | CallError) -> str:
 
 
 @given(frames, st.sampled_from(PROTOCOLS))
-def test_any_frame_round_trips(frame: Call | CallResult | CallError, protocol: str) -> None:
+def test_any_frame_round_trips(frame: Call | CallResult | CallErrorFrame, protocol: str) -> None:
     assert parse_frame(_encode(frame), protocol) == frame
 
 
@@ -80,7 +80,7 @@ def test_arbitrary_json_raises_only_frame_errors(value: Any, protocol: str) -> N
     except FrameError as exc:
         assert error_code(protocol, exc.code)
     else:
-        assert isinstance(frame, Call | CallResult | CallError)
+        assert isinstance(frame, Call | CallResult | CallErrorFrame)
 
 
 def test_encoding_is_compact() -> None:
@@ -93,7 +93,7 @@ def test_encoding_is_compact() -> None:
 
 def test_error_descriptions_are_cut_to_the_201_limit() -> None:
     frame = parse_frame(encode_error("1", "GenericError", "x" * 1000), OCPP201)
-    assert isinstance(frame, CallError) and len(frame.description) == MAX_DESCRIPTION
+    assert isinstance(frame, CallErrorFrame) and len(frame.description) == MAX_DESCRIPTION
 
 
 LONG_ID = "x" * 37
@@ -149,7 +149,7 @@ def test_a_lone_surrogate_is_not_json() -> None:
 def test_well_formed_frames_parse() -> None:
     assert parse_frame(' [2, "m1", "Heartbeat", {}] ', OCPP16) == Call("m1", "Heartbeat", {})
     assert parse_frame('[3,"m1",{"a":[1]}]', OCPP16) == CallResult("m1", {"a": [1]})
-    assert parse_frame('[4,"m1","NotSupported","",{}]', OCPP201) == CallError(
+    assert parse_frame('[4,"m1","NotSupported","",{}]', OCPP201) == CallErrorFrame(
         "m1", "NotSupported", "", {}
     )
     assert parse_frame(f'[3,"{"x" * 36}",{{}}]', OCPP201) == CallResult("x" * 36, {})

@@ -7,7 +7,6 @@ import contextlib
 import json
 import socket
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +19,7 @@ from chargeledger.core.errors import CallTimeout, StoreUnavailable
 from chargeledger.core.events import CallTimedOut, FrameLogged, HandshakeRejected, SessionClosed
 from chargeledger.core.gateway import station_identity
 from chargeledger.core.settings import Settings
+from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, raw_station, running_server
 
 BOOT = '[2,"boot","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
@@ -31,8 +31,9 @@ def events(server: RunningServer) -> list[Any]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'gw.db'}"
+def store(server_store: str) -> str:
+    """SQLite; PostgreSQL too where a test is marked ``@on_sqlite_and_postgres``."""
+    return server_store
 
 
 @given(st.text(min_size=1).filter(lambda s: s.strip("/") == s and "/" not in s))
@@ -73,6 +74,7 @@ def test_no_subprotocol_is_served_as_16_by_default(store: str) -> None:
         ("ocpp1.6", ["ocpp1.6"], "/"),
     ],
 )
+@on_sqlite_and_postgres
 def test_refused_handshakes_are_recorded(
     store: str, policy: Any, offered: list[str], path: str
 ) -> None:
@@ -91,6 +93,7 @@ def test_refused_handshakes_are_recorded(
     assert rejected.offered == offered and rejected.reason
 
 
+@on_sqlite_and_postgres
 def test_oversized_frame_closes_1009_and_is_recorded(store: str) -> None:
     async def scenario(server: RunningServer) -> int | None:
         ws = await _booted(server, "BIG")
@@ -106,6 +109,7 @@ def test_oversized_frame_closes_1009_and_is_recorded(store: str) -> None:
     assert [(c.code, c.by) for c in closes] == [(1009, "csms")]
 
 
+@on_sqlite_and_postgres
 def test_binary_frame_is_recorded_and_closes_1003(store: str) -> None:
     async def scenario(server: RunningServer) -> int | None:
         ws = await _booted(server, "BIN")
@@ -123,6 +127,7 @@ def test_binary_frame_is_recorded_and_closes_1003(store: str) -> None:
     assert [e.code for e in log if isinstance(e, SessionClosed)] == [1003]
 
 
+@on_sqlite_and_postgres
 def test_newest_connection_wins(store: str) -> None:
     async def scenario(server: RunningServer) -> None:
         first = await _booted(server, "TWICE")
@@ -164,6 +169,7 @@ def test_dead_peer_is_detected(store: str) -> None:
     assert closes and "dead peer" in closes[0].reason
 
 
+@on_sqlite_and_postgres
 def test_timeout_is_recorded_and_a_late_answer_ignored(store: str) -> None:
     async def scenario(server: RunningServer) -> Exception | None:
         ws = await _booted(server, "SLOW")
@@ -190,6 +196,7 @@ def test_timeout_is_recorded_and_a_late_answer_ignored(store: str) -> None:
     assert any(isinstance(e, FrameLogged) and e.note == "unmatched-result" for e in log)
 
 
+@on_sqlite_and_postgres
 def test_reused_message_id_with_other_payload_is_a_protocol_error(store: str) -> None:
     async def scenario(server: RunningServer) -> list[Any]:
         ws = await _booted(server, "REUSE")
@@ -224,6 +231,7 @@ def test_garbage_connection_does_not_take_the_server_down(store: str) -> None:
         asyncio.run(scenario(server))
 
 
+@on_sqlite_and_postgres
 def test_store_failure_closes_the_session_without_answering(store: str) -> None:
     async def scenario(server: RunningServer) -> tuple[int | None, list[Any]]:
         ws = await _booted(server, "FAIL")

@@ -66,11 +66,12 @@ def api_settings(store: str, keys: dict[str, str], **more: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """One server for the module (stations get distinct ids per test): short call timeout
-    and a one-deep call queue, so that 504 and 503 are quick to provoke."""
+def api(module_server_store: str) -> Iterator[Api]:
+    """One server for the module (stations get distinct ids per test), on SQLite and then on
+    PostgreSQL: short call timeout and a one-deep call queue, so that 504 and 503 are quick
+    to provoke."""
     keys: dict[str, str] = {role: new_key() for role in ROLES}
-    store = f"sqlite:///{tmp_path_factory.mktemp('api') / 'api.db'}"
+    store = module_server_store
     with running_server(api_settings(store, keys, call_timeout=1.0, outbound_queue=1)) as server:
         yield Api(server, keys)
 

@@ -193,7 +193,8 @@ def test_a_failing_plugin_gets_internal_error_and_nothing_is_lost(
     assert boot[2]["status"] == "Accepted", "a failing reaction does not stop the session"
     assert authorize[:3] == [4, "a", "InternalError"]
     assert heartbeat[0] == 3
-    frames = [e["frame"] for e in chargeledger_cli("events", store=store) if "frame" in e]
+    events = chargeledger_cli("events", store=store)
+    frames = [e["event"]["text"] for e in events if e["kind"] == "FrameLogged"]
     assert '[2,"a","Authorize",{"idTag":"T"}]' in frames
 
 

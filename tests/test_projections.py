@@ -1927,6 +1927,9 @@ def _check_201(transaction: TransactionState) -> None:
     assert transaction.seq_no_gaps == _missing(transaction.started_seq_no or 0, transaction.seq_nos)
     complete = transaction.status == "ended" and transaction.started_seq_no is not None
     complete = complete and not transaction.seq_no_gaps
+    # And what its charge detail record needs (the one billing rule: projections/billing.py).
+    needed = (transaction.start_timestamp, transaction.stop_timestamp, transaction.meter_start)
+    complete = complete and None not in (*needed, transaction.meter_stop, transaction.energy_wh)
     assert transaction.completeness == ("complete" if complete else "incomplete")
     assert len(transaction.positions) == 2 * len(transaction.seq_nos)
     if transaction.status == "ended":

@@ -20,6 +20,7 @@ from chargeledger.core.events import FrameLogged, Recorded
 from chargeledger.core.settings import Settings
 from chargeledger.core.store import open_store
 from chargeledger.projections import Views
+from tests.conftest import on_sqlite_and_postgres
 from tests.harness import raw_station, running_server
 from tests.test_audit import V16, chargeledger, incident_log, json_lines
 from tests.test_projections import Generated, operation
@@ -147,10 +148,11 @@ def snapshot_of(url: str) -> dict[str, Any]:
         store.close()
 
 
+@on_sqlite_and_postgres
 def test_compares_at_the_snapshot_position_and_notices_a_shorter_log(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+    url = server_store
     snapshot_file = tmp_path / "views.json"
     store = open_store(url)
     store.append([("s", n, _frame(n)) for n in range(1, 4)])
@@ -181,10 +183,11 @@ def _frame(n: int) -> FrameLogged:
     return FrameLogged(station="CP", session="s", at=float(n), direction="in", text=f"[{n}]")
 
 
+@on_sqlite_and_postgres
 def test_what_if_today_answers_the_retransmitted_start_with_the_existing_id(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'incidents.db'}"
+    url = server_store
     code, _, err = chargeledger(
         "import", str(incident_log().write(tmp_path / "log.jsonl")), "--store", url
     )
@@ -214,10 +217,11 @@ def test_what_if_today_answers_the_retransmitted_start_with_the_existing_id(
     store.close()
 
 
+@on_sqlite_and_postgres
 def test_what_if_on_todays_own_log_changes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'server.db'}"
+    url = server_store
     start = (
         '"StartTransaction",{"connectorId":1,"idTag":"T","timestamp":"2024-05-01T10:00:00Z",'
         '"meterStart":0}]'

@@ -71,10 +71,12 @@ def test_signal_stops_cleanly_with_everything_committed(tmp_path: Path, sig: int
     assert answers[-1] == 1001, "stations are told the server is going away"
 
     events = chargeledger_cli("events", store=store)
-    sent = {json.loads(e["frame"])[1] for e in events if e.get("direction") == "out"}
+    sent = {
+        json.loads(e["event"]["text"])[1] for e in events if e["event"].get("direction") == "out"
+    }
     answered = {answer[1] for answer in answers[:-1]}  # type: ignore[index]
     assert answered <= sent, "every answer the station got is in the log"
-    assert events[-1]["kind"] == "SessionClosed" and events[-1]["code"] == 1001
+    assert events[-1]["kind"] == "SessionClosed" and events[-1]["event"]["code"] == 1001
 
 
 def test_sessions_left_open_by_a_killed_server_are_closed_at_restart(tmp_path: Path) -> None:
@@ -105,4 +107,4 @@ def test_sessions_left_open_by_a_killed_server_are_closed_at_restart(tmp_path: P
     (station,) = chargeledger_cli("stations", store=store)
     assert station["connected"] is False
     closed = [e for e in chargeledger_cli("events", store=store) if e["kind"] == "SessionClosed"]
-    assert [(e["code"], e["by"]) for e in closed] == [(1006, "csms")]
+    assert [(e["event"]["code"], e["event"]["by"]) for e in closed] == [(1006, "csms")]

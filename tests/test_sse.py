@@ -19,10 +19,10 @@ from tests.test_http_api import ROLES, Api, api_settings, problem, station
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def api(module_server_store: str) -> Iterator[Api]:
+    """One server for the module, on SQLite and then on PostgreSQL."""
     keys: dict[str, str] = {role: new_key() for role in ROLES}
-    store = f"sqlite:///{tmp_path_factory.mktemp('sse') / 'sse.db'}"
-    with running_server(api_settings(store, keys)) as server:
+    with running_server(api_settings(module_server_store, keys)) as server:
         yield Api(server, keys)
 
 

@@ -17,7 +17,8 @@ from chargeledger.core.events import (
     SessionOpened,
     TransactionIdsReserved,
 )
-from chargeledger.core.store import Store, open_store
+from chargeledger.core.store import BACKENDS, Store, backend_for, open_store
+from tests.postgres import drop_postgres_schema
 
 __all__: list[str] = []
 
@@ -192,3 +193,54 @@ def test_sqlite_reads_while_another_connection_writes(tmp_path: Path) -> None:
     finally:
         server.close()
         cli.close()
+
+
+def test_each_url_has_one_backend_that_says_how_it_differs(store_url: str) -> None:
+    backend = backend_for(store_url)
+    assert [b for b in BACKENDS if store_url.startswith(b.prefixes)] == [backend]
+    store = open_store(store_url)
+    try:
+        assert store.backend is backend
+        assert store.remote == store_url.startswith("postgresql://")
+    finally:
+        store.close()
+    file = backend.file(store_url)
+    if store_url.startswith("sqlite:///"):
+        assert file is not None and file.is_file()
+    else:
+        assert file is None
+
+
+def test_unsupported_url_names_every_form() -> None:
+    with pytest.raises(ValueError, match="expected memory://, sqlite:///PATH or postgresql://"):
+        backend_for("mysql://x/y")
+
+
+def test_a_reader_never_creates_a_store_file(tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path / 'typo.db'}"
+    with pytest.raises(ValueError, match="no store at"):
+        open_store(missing, create=False)
+    assert not (tmp_path / "typo.db").exists()
+    open_store(missing).close()  # a writer creates it
+    open_store(missing, create=False).close()  # and now a reader finds it
+    open_store("memory://", create=False).close()  # nothing to find: opens as ever
+
+
+@pytest.mark.postgres
+def test_drop_postgres_schema_drops_the_scratch_schema_only(postgres_url: str) -> None:
+    store = open_store(postgres_url)  # creates the schema
+    store.append([("a", 1, frame(1))])
+    store.close()
+    drop_postgres_schema(postgres_url)
+    store = open_store(postgres_url)  # recreated, empty
+    try:
+        assert store.max_position() == 0
+    finally:
+        store.close()
+    base = postgres_url.split("?")[0]
+    with pytest.raises(ValueError, match="public"):
+        drop_postgres_schema(base)
+    with pytest.raises(ValueError, match="public"):
+        drop_postgres_schema(base + "?schema=public")
+    with pytest.raises(ValueError, match="not a PostgreSQL"):
+        drop_postgres_schema("sqlite:///x.db")

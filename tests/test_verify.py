@@ -177,7 +177,7 @@ def test_signed_meter_values_stay_verbatim_and_the_server_log_verifies(tmp_path:
     with running_server(Settings(port=0, store=store, node="n")) as server:
         asyncio.run(station(server.url))
     code, out, _ = chargeledger("events", "--store", store, "--json", "--station", "CP-OCMF")
-    frames = [e["frame"] for e in json_lines(out) if e["kind"] == "FrameLogged"]
+    frames = [e["event"]["text"] for e in json_lines(out) if e["kind"] == "FrameLogged"]
     assert OCMF in frames  # byte for byte, odd spacing and escapes included
     code, out, err = chargeledger("verify", "--store", store)
     assert code == 0, err

@@ -31,10 +31,10 @@ from chargeledger.core.audit.replay import (
 )
 from chargeledger.core.audit.report import AuditSummary, finding_json, render_html, write_text
 from chargeledger.core.audit.verify import ChainVerifier
-from chargeledger.core.cli import _open_existing
+from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import load_settings
-from chargeledger.core.store import Store, open_store
+from chargeledger.core.store import Store, backend_for, open_store
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
 from chargeledger.schemas import PROTOCOLS
@@ -42,13 +42,6 @@ from chargeledger.schemas import PROTOCOLS
 __all__ = ["register"]
 
 _json = msgspec.json.Encoder()
-
-
-def _emit(objects: list[dict[str, Any]]) -> None:
-    out = sys.stdout.buffer
-    for obj in objects:
-        out.write(_json.encode(obj) + b"\n")
-    out.flush()
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -74,7 +67,7 @@ def _instant(text: str) -> float:
 
 def _audit(args: argparse.Namespace) -> int:
     options = AuditOptions(max_power_kw=args.max_power_kw, offline_grace_seconds=args.offline_grace)
-    store = _open_existing(args.store)
+    store = open_store(args.store, create=False)
     try:
         auditor = Auditor(options)
         with Interrupt() as interrupt:
@@ -100,7 +93,7 @@ def _audit(args: argparse.Namespace) -> int:
     if args.html:
         Path(args.html).write_text(render_html(summary, findings), encoding="utf-8")
     if args.json:
-        _emit([finding_json(finding) for finding in findings])
+        print_json_lines([finding_json(finding) for finding in findings])
     else:
         write_text(sys.stdout, summary, findings)
     if args.html:
@@ -119,9 +112,10 @@ def _audit(args: argparse.Namespace) -> int:
 def _snapshot_path(args: argparse.Namespace) -> Path:
     if args.snapshot:
         return Path(args.snapshot)
-    if args.store.startswith("sqlite:///"):
-        return Path(args.store.removeprefix("sqlite:///") + ".views.json")
-    raise ValueError("give --snapshot FILE: only SQLite stores keep a snapshot next to them")
+    store_file = backend_for(args.store).file(args.store)
+    if store_file is None:
+        raise ValueError("give --snapshot FILE: only a store kept in a file has one next to it")
+    return Path(f"{store_file}.views.json")
 
 
 def _difference_line(difference: Difference) -> str:
@@ -139,7 +133,7 @@ def _replay(args: argparse.Namespace) -> int:
     path = _snapshot_path(args)
     saved = load_snapshot(path) if path.exists() else None
     compare_at: int | None = None if saved is None else saved["position"]
-    store = _open_existing(args.store)
+    store = open_store(args.store, create=False)
     started = time.perf_counter()
     views = Views()
     events = 0
@@ -181,7 +175,7 @@ def _replay(args: argparse.Namespace) -> int:
             f"{compare_at}): {len(differences)} differences",
         )
         if args.json:
-            _emit([msgspec.to_builtins(difference) for difference in differences])
+            print_json_lines([msgspec.to_builtins(difference) for difference in differences])
         else:
             for difference in differences:
                 print(_difference_line(difference))
@@ -197,7 +191,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _what_if(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, disabled_plugins=args.disable_plugin or None)
     what_if = WhatIf(PluginHost(settings))
-    store = _open_existing(args.store)
+    store = open_store(args.store, create=False)
     try:
         with Interrupt() as interrupt:
             for recorded in scan(store, "what-if", args.progress, interrupt=interrupt):
@@ -217,7 +211,7 @@ def _what_if(args: argparse.Namespace) -> int:
         "answered",
     )
     if args.json:
-        _emit([msgspec.to_builtins(difference) for difference in differences])
+        print_json_lines([msgspec.to_builtins(difference) for difference in differences])
     else:
         for difference in differences:
             print(_redecision_text(difference))
@@ -258,7 +252,9 @@ def _import(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        _emit([{"line": skipped.line, "error": skipped.error} for skipped in result.skipped])
+        print_json_lines(
+            [{"line": skipped.line, "error": skipped.error} for skipped in result.skipped]
+        )
     else:
         for skipped in result.skipped:
             print(f"{path}:{skipped.line}: skipped: {skipped.error}", file=sys.stderr)
@@ -286,7 +282,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    store = _open_existing(args.store)
+    store = open_store(args.store, create=False)
     verifier = ChainVerifier()
     try:
         with Interrupt() as interrupt:
@@ -298,7 +294,7 @@ def _verify(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        _emit([msgspec.to_builtins(broken) for broken in verifier.breaks])
+        print_json_lines([msgspec.to_builtins(broken) for broken in verifier.breaks])
     for broken in verifier.breaks:
         _say(
             args,

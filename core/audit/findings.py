@@ -4,9 +4,10 @@ One pass folds the log into fresh :class:`~chargeledger.projections.Views` (so e
 kind the projections know, today's and future ones, becomes a finding) and keeps, from the
 exchanges the views pair, which CALL each of our CALLRESULTs answered, so a finding names
 both frames of each exchange. The audit adds what needs the whole log: energy implausible for
-the time, transactions never ended, transactions started while the station was offline, and
-for every transaction id the exchange that issued it. A second, targeted read fetches the verbatim
-frames of the evidence.
+the time, transactions never ended, ended transactions that the one billing rule
+(:mod:`chargeledger.projections.billing`) does not find billable, transactions started while
+the station was offline, and for every transaction id the exchange that issued it. A second,
+targeted read fetches the verbatim frames of the evidence.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import msgspec
 from chargeledger.core.events import FrameLogged, Recorded, SessionOpened
 from chargeledger.core.store import Store
 from chargeledger.projections import Anomaly, TransactionState, Views
+from chargeledger.projections.billing import billing_doubts
 from chargeledger.projections.exchanges import as_int, is_v16
 
 __all__ = [
@@ -41,6 +43,7 @@ Severity = Literal["error", "warning", "info"]
 AUDIT_KINDS = (
     "energy_implausible",
     "transaction_never_ended",
+    "transaction_not_billable",
     "started_offline",
     "transaction_issued",
 )
@@ -167,18 +170,7 @@ class Auditor:
             )
             found += [self._anomaly(anomaly, transaction) for anomaly in transaction.anomalies]
             found += self._energy(transaction)
-            if transaction.status != "ended":
-                found.append(
-                    _finding(
-                        "transaction_never_ended",
-                        transaction.station,
-                        [transaction.transaction_id],
-                        start,
-                        transaction.started_position,
-                        f"started {transaction.start_timestamp}; still active at position "
-                        f"{self.position}, the end of the audited log",
-                    )
-                )
+            found += self._billing(transaction)
         found.sort(key=lambda finding: (finding.trigger, finding.kind))
         return found
 
@@ -252,6 +244,37 @@ class Auditor:
             detail=anomaly.detail,
             source="projection",
         )
+
+    def _billing(self, transaction: TransactionState) -> list[Finding]:
+        """The billing rule's verdict (:func:`billing_doubts`), when it is not billable: a
+        transaction still active at the end of the log never ended; an ended one with doubts
+        is not billable as it stands (its evidence: its start and its end)."""
+        doubts = billing_doubts(transaction)
+        if not doubts:
+            return []
+        ids: list[int | str] = [transaction.transaction_id]
+        if doubts == ["not_ended"]:
+            return [
+                _finding(
+                    "transaction_never_ended",
+                    transaction.station,
+                    ids,
+                    transaction.positions[:2],
+                    transaction.started_position,
+                    f"started {transaction.start_timestamp}; still active at position "
+                    f"{self.position}, the end of the audited log",
+                )
+            ]
+        return [
+            _finding(
+                "transaction_not_billable",
+                transaction.station,
+                ids,
+                transaction.positions[:2] + transaction.positions[-2:],
+                transaction.positions[-1],
+                f"ended, not billable as it stands: {', '.join(doubts)}",
+            )
+        ]
 
     def _energy(self, transaction: TransactionState) -> list[Finding]:
         energy = transaction.energy_wh

@@ -25,7 +25,7 @@ import msgspec
 from chargeledger.core.decide import Answered, Retransmission, answer_wire, decide_call, error_text
 from chargeledger.core.errors import FrameError, error_code
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
-from chargeledger.core.frames import Call, CallError, CallResult, encode_result, parse_frame
+from chargeledger.core.frames import Call, CallErrorFrame, CallResult, encode_result, parse_frame
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
@@ -342,17 +342,17 @@ class WhatIf:
             )
         )
 
-    def _compare(self, pending: _Pending, recorded: CallResult | CallError) -> str | None:
+    def _compare(self, pending: _Pending, recorded: CallResult | CallErrorFrame) -> str | None:
         """Why today's answer differs from the recorded one; ``None`` when it does not."""
         today = pending.answer
         if isinstance(today, FrameError):
             code = error_code(pending.protocol, today.code)
-            if isinstance(recorded, CallError):
+            if isinstance(recorded, CallErrorFrame):
                 if recorded.code == code:
                     return None
                 return f"recorded CALLERROR {recorded.code}; today CALLERROR {code}"
             return f"recorded a CALLRESULT; today CALLERROR {code}: {today.description}"
-        if isinstance(recorded, CallError):
+        if isinstance(recorded, CallErrorFrame):
             return f"recorded CALLERROR {recorded.code}; today a CALLRESULT"
         payload = recorded.payload
         if not pending.new_id:

@@ -11,8 +11,7 @@ import jinja2
 import msgspec
 
 from chargeledger.core.audit.findings import Finding, Severity
-from chargeledger.core.cli import event_json
-from chargeledger.core.events import FrameLogged, Recorded
+from chargeledger.core.events import FrameLogged, Recorded, logged_event
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import decode_frame
 
@@ -51,7 +50,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "at": _time(finding.at),
         "detail": finding.detail,
         "source": finding.source,
-        "evidence": [event_json(recorded) for recorded in finding.evidence],
+        "evidence": [msgspec.to_builtins(logged_event(r)) for r in finding.evidence],
     }
 
 

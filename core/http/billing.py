@@ -16,16 +16,15 @@ from litestar.params import FromQuery, QueryParameter
 from chargeledger.core.http.auth import requires
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.log import PAGE, unix_seconds
-from chargeledger.core.http.models import (
-    CDR_FIELDS,
-    CdrPage,
-    ChargeDetailRecord,
-    TransactionPage,
-    charge_detail_record,
-    is_complete,
-)
+from chargeledger.core.http.models import CdrPage, TransactionPage
 from chargeledger.core.http.problems import responses
 from chargeledger.projections import TransactionState
+from chargeledger.projections.billing import (
+    CDR_FIELDS,
+    ChargeDetailRecord,
+    charge_detail_record,
+    is_billable,
+)
 
 __all__ = ["ROUTES"]
 
@@ -55,16 +54,17 @@ async def transactions(
 ) -> TransactionPage:
     """Transactions in the order they started (``started_position``), with anomalies.
 
-    Filters: ``station``, ``status``, ``complete`` (billable as is: see the CDR's
-    ``complete``), ``since`` / ``until`` on when we answered the start (RFC 3339). Cursor
-    pagination: pass ``after=next`` for the next page; ``next`` is ``null`` on the last."""
+    Filters: ``station``, ``status``, ``complete`` (billable as it stands: the one billing
+    rule, as the CDR's ``complete``), ``since`` / ``until`` on when we answered the start
+    (RFC 3339). Cursor pagination: pass ``after=next`` for the next page; ``next`` is
+    ``null`` on the last."""
     found: list[TransactionState] = []
     for transaction in ctx.csms.views.transactions.all():
         if (
             transaction.started_position > after
             and (station is None or transaction.station == station)
             and (status is None or transaction.status == status)
-            and (complete is None or is_complete(transaction) == complete)
+            and (complete is None or is_billable(transaction) == complete)
             and _within(transaction.started_at, since, until)
         ):
             if len(found) == limit:
@@ -96,11 +96,14 @@ def _records(
 
 _CDR_DOC = (
     "Each record: station, EVSE / connector, id token, the station's start and stop timestamps, "
-    "our times, meter start and stop and energy (Wh), stop reason, `complete` (both readings "
-    "and timestamps present, energy not negative), anomaly kinds, and the log positions it was "
-    "derived from. Filters: `station`, `complete`, `since` / `until` on when we answered the "
-    "stop (RFC 3339). Ordered by `cursor` (the stop's log position): asking for `after` the "
-    "last cursor seen never misses or repeats a record."
+    "our times, meter start and stop and energy (Wh), stop reason, `complete` (billable as it "
+    "stands: the one billing rule of `chargeledger transactions` and the audit), anomaly kinds, "
+    "the log positions it was derived from, and `doubts` (why it is not billable: "
+    "`timestamp_missing`, `meter_reading_missing`, `energy_unknown`, 1.6 "
+    "`transaction_id_reused` / `duplicate_start`, 2.0.1 `started_event_missing` / "
+    "`seq_no_gap`; empty when `complete`). Filters: `station`, `complete`, `since` / `until` "
+    "on when we answered the stop (RFC 3339). Ordered by `cursor` (the stop's log position): "
+    "asking for `after` the last cursor seen never misses or repeats a record."
 )
 
 

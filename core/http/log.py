@@ -12,10 +12,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
-from chargeledger.core.events import EVENT_TYPES, Recorded
+from chargeledger.core.events import EVENT_TYPES, Recorded, logged_event
 from chargeledger.core.http.auth import requires
 from chargeledger.core.http.context import ApiContext
-from chargeledger.core.http.models import EventPage, logged_event
+from chargeledger.core.http.models import EventPage
 from chargeledger.core.http.problems import bad_request, responses
 from chargeledger.core.store import Store
 

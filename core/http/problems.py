@@ -7,7 +7,6 @@ from http import HTTPStatus
 from typing import Any, NamedTuple
 
 import msgspec
-import trio
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsException
@@ -15,7 +14,9 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from chargeledger.core.errors import (
     CallError,
     CallTimeout,
+    OutboundCallFailed,
     OutboundValidationError,
+    StationBusy,
     StationOffline,
     StoreUnavailable,
     UnsupportedUseCase,
@@ -44,9 +45,10 @@ PROBLEM_TYPE = "urn:chargeledger:problem:"
 
 class Problem(msgspec.Struct, kw_only=True):
     """An RFC 9457 problem (``application/problem+json``). Besides the standard members,
-    command problems carry ``request_id`` and ``station``, a CALLERROR the station's
-    ``code``, ``description`` and ``details``, an invalid payload the broken ``code``, the
-    ``protocol`` and ``action``, a malformed request the ``extra`` validation messages."""
+    command problems carry ``request_id`` and ``station``, a failed CALL its ``action`` (when
+    one was chosen), a CALLERROR the station's ``code``, ``description`` and ``details``, an
+    invalid payload the broken ``code``, the ``protocol`` and ``action``, a malformed request
+    the ``extra`` validation messages."""
 
     type: str
     title: str
@@ -78,7 +80,7 @@ _COMMAND_KINDS: dict[type[BaseException], _Kind] = {
         501, "unsupported-use-case", "The station's protocol version cannot express this"
     ),
     CallError: _Kind(502, "call-error", "The station answered with a CALLERROR"),
-    trio.WouldBlock: _Kind(503, "station-busy", "Too many calls are queued for the station"),
+    StationBusy: _Kind(503, "station-busy", "Too many calls are queued for the station"),
     CallTimeout: _Kind(504, "call-timeout", "The station did not answer in time"),
 }
 _STORE = _Kind(503, "store-unavailable", "The event store cannot be reached")
@@ -134,11 +136,12 @@ def command_problem(exc: BaseException, request_id: str, station: str) -> Proble
             kind = _UNKNOWN_ACTION
         extra.update(code=exc.code, protocol=exc.protocol, action=exc.action)
         detail = exc.description
-    elif isinstance(exc, CallError):
-        extra.update(code=exc.code, description=exc.description, details=exc.details)
-    elif isinstance(exc, trio.WouldBlock):
-        headers = {"Retry-After": "1"}
-        detail = f"the call queue of {station!r} is full"
+    elif isinstance(exc, OutboundCallFailed):
+        extra.update(action=exc.action)
+        if isinstance(exc, CallError):
+            extra.update(code=exc.code, description=exc.description, details=exc.details)
+        elif isinstance(exc, StationBusy):
+            headers = {"Retry-After": "1"}
     return problem(kind, detail, headers, **extra)
 
 

@@ -11,8 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-import msgspec
-
+from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.simulator.runner import (
     MAX_CALLS,
     MAX_DURATION,
@@ -146,8 +145,7 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"chargeledger simulate: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
-        sys.stdout.flush()
+        print_json_lines([report])
     else:
         print(format_report(report))
     return 0 if report.ok else 1
