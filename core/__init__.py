@@ -26,7 +26,7 @@ a layer above:
    ``remote`` (``chargeledger command``, through a running server's API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
-   ``times``).
+   the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecases``, ``plugin``, ``hookspec``,

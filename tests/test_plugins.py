@@ -121,11 +121,12 @@ def test_worked_example_end_to_end(tmp_path: Path, example_on_path: None) -> Non
     assert result["theirs"] == "UnknownVendorId"
     assert result["state"].configuration["HeartbeatInterval"].value == "120"
     assert result["station"].configuration["HeartbeatInterval"] == "120"
-    sent = [
-        json.loads(e["frame"])[2]
+    frames = [
+        e["event"]
         for e in chargeledger_cli("events", store=store)
-        if e.get("direction") == "out" and json.loads(e["frame"])[0] == 2
+        if e["kind"] == "FrameLogged" and e["event"]["direction"] == "out"
     ]
+    sent = [json.loads(f["text"])[2] for f in frames if json.loads(f["text"])[0] == 2]
     assert sent == ["GetConfiguration", "ChangeConfiguration"]
 
 
