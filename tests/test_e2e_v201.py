@@ -23,6 +23,7 @@ from chargeledger.core.settings import BootPolicy, Settings
 from chargeledger.core.store import open_store
 from chargeledger.projections import Views
 from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
+from tests.polling import eventually
 
 T = TypeVar("T")
 
@@ -236,12 +237,7 @@ async def _read(fn: Callable[[], T]) -> T:
 
 async def until(server: RunningServer, probe: Callable[[], T | None], what: str) -> T:
     """Poll ``probe`` on the server's loop (where the views live) until it gives a value."""
-    for _ in range(250):
-        value = await server.arun(_read, probe)
-        if value is not None and value is not False:
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return await eventually(lambda: server.arun(_read, probe), what=what)
 
 
 def recorded(store: str) -> list[Recorded]:
@@ -290,10 +286,8 @@ def test_boot_pending_then_configured_then_accepted(store: str) -> None:
             assert await cp.boot() == "Pending"
             with pytest.raises(SecurityError):  # a Pending station is not usable
                 await cp.call(call.Heartbeat(), suppress=False)
-            for _ in range(250):  # the CSMS configures the station, then triggers its boot
-                if len(cp.boots) == 2:
-                    break
-                await asyncio.sleep(0.02)
+            # The CSMS configures the station, then triggers its boot.
+            await eventually(lambda: len(cp.boots) == 2, what="the triggered second boot")
             return cp, await cp.call(call.Heartbeat())
         finally:
             task.cancel()

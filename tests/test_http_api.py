@@ -99,7 +99,10 @@ async def station(api: Api, name: str, protocol: str = "ocpp1.6") -> AsyncIterat
     cp = Recorder(name, ws)
     task = asyncio.create_task(cp.start())
     try:
-        await cp.call(call.BootNotification(charge_point_model="EVC5", charge_point_vendor="Acme"))
+        await cp.call(
+            call.BootNotification(charge_point_model="EVC5", charge_point_vendor="Acme"),
+            suppress=False,
+        )
         yield cp
     finally:
         task.cancel()
@@ -123,7 +126,7 @@ def charge(cp: Recorder, tag: str, meter_start: int, meter_stop: int) -> Any:
             "timestamp": "2026-11-21T11:00:00Z",
             "transaction_id": started.transaction_id,
         }
-        await cp.call(call.StopTransaction(**stop))
+        await cp.call(call.StopTransaction(**stop), suppress=False)
         return stop
 
     return run()
@@ -156,7 +159,8 @@ def test_station_list_and_detail(api: Api) -> None:
     async def scenario() -> None:
         async with station(api, "READ-1") as cp, api.client("read") as http:
             await cp.call(
-                call.StatusNotification(connector_id=1, error_code="NoError", status="Available")
+                call.StatusNotification(connector_id=1, error_code="NoError", status="Available"),
+                suppress=False,
             )
             listed = (await http.get("/api/stations", params={"connected": "true"})).json()
             ids = [view["state"]["station"] for view in listed]
@@ -236,11 +240,12 @@ def test_transactions_and_charge_detail_records(api: Api) -> None:
                 await charge(cp, f"TAG-{n}", 1000 * n, 1000 * n + 500)
             # An active one, and a stop repeated (duplicate_stop) on the last ended one.
             stop = await charge(cp, "TAG-3", 0, 100)
-            await cp.call(call.StopTransaction(**stop))
+            await cp.call(call.StopTransaction(**stop), suppress=False)
             await cp.call(
                 call.StartTransaction(
                     connector_id=2, id_tag="TAG-4", meter_start=7, timestamp="2026-11-21T12:00:00Z"
-                )
+                ),
+                suppress=False,
             )
         async with api.client("read") as http:
             pages, after = [], 0
@@ -340,7 +345,7 @@ def test_event_log(api: Api) -> None:
         before = time.time()
         async with station(api, "LOG-1") as cp:
             for _ in range(3):
-                await cp.call(call.Heartbeat())
+                await cp.call(call.Heartbeat(), suppress=False)
         assert api.server.csms is not None
         async with api.client("read") as http:
             items, after = [], 0
@@ -746,7 +751,7 @@ def test_without_keys_loopback_callers_are_local_admins() -> None:
 def test_health_and_metrics(api: Api) -> None:
     async def scenario() -> str:
         async with station(api, "MET-1") as cp, api.client("read") as http:
-            await cp.call(call.Heartbeat())
+            await cp.call(call.Heartbeat(), suppress=False)
             ready = (await http.get("/health/ready")).json()
             assert ready["ready"] is True and ready["position"] > 0
             response = await http.get("/metrics")
@@ -809,7 +814,8 @@ def test_remote_start_reaches_a_real_201_charging_station(api: Api) -> None:
             await cp.call(
                 call201.BootNotification(
                     charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"
-                )
+                ),
+                suppress=False,
             )
             async with api.client("operator") as http:
                 body = USE_CASES[0][0]
