@@ -173,6 +173,7 @@ def frame(direction: str, message_type: int) -> Callable[[Event], bool]:
         return (
             isinstance(event, FrameLogged)
             and event.direction == direction
+            and event.binary is None  # a binary frame's text is empty, not JSON
             and json.loads(event.text)[0] == message_type
             and "boot" not in event.text
         )
