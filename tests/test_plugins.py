@@ -15,6 +15,7 @@ from ocpp.v16 import call
 from chargeledger.core.plugin_host import BUILTIN_PLUGINS, PluginHost
 from chargeledger.core.settings import Settings
 from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
+from tests.polling import eventually
 from tests.test_e2e_v16 import BOOT, connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,11 +66,13 @@ def test_worked_example_end_to_end(tmp_path: Path, example_on_path: None) -> Non
             ours = await cp.call(call.DataTransfer(vendor_id="com.acme.display", data="hello"))
             theirs = await cp.call(call.DataTransfer(vendor_id="org.other"))
             assert server.csms is not None
-            for _ in range(100):  # the station answers our GetConfiguration asynchronously
-                state = server.csms.views.stations.get("ACME-1")
-                if state is not None and state.configuration:
-                    break
-                await asyncio.sleep(0.05)
+            views = server.csms.views
+
+            def configured() -> Any:  # the station answers our GetConfiguration asynchronously
+                state = views.stations.get("ACME-1")
+                return state if state is not None and state.configuration else None
+
+            state = await eventually(configured, what="ACME-1's reported configuration")
             return {"ours": ours.status, "theirs": theirs.status, "state": state}
         finally:
             task.cancel()
