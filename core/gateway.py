@@ -438,7 +438,11 @@ class Session:
             if call.done:  # the caller gave up while it was queued
                 continue
             text = encode_call(call.message_id, call.action, call.payload)
-            await self._log(self._frame("out", text))
+            try:
+                await self._log(self._frame("out", text))
+            except StoreUnavailable as exc:
+                call.resolve(None, exc)  # nothing was sent; the session ends with 1011
+                raise
             self.in_flight = call
             try:
                 await self.ws.send_message(text)
