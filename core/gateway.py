@@ -184,7 +184,13 @@ class Session:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve the connection until it ends; never raises except Cancelled."""
+        """Serve the connection until it ends; never raises except Cancelled.
+
+        A commit that fails (``StoreUnavailable`` from any of the session's tasks) closes the
+        connection with 1011 "event store unavailable", whatever else failed with it; any other
+        exception closes it with 1011 "internal error" unless a cause was already set. The
+        session's tasks run in a nursery, so their exceptions arrive as an exception group:
+        hence ``except*``."""
         try:
             with self.cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -192,10 +198,10 @@ class Session:
                     nursery.start_soon(self._keepalive)
                     await self._read_frames()
                     nursery.cancel_scope.cancel()
-        except StoreUnavailable:
+        except* StoreUnavailable:
             log.error("store failed; closing session of %s", self.station)
             self.close_cause = (CLOSE_INTERNAL_ERROR, "event store unavailable", None)
-        except Exception:
+        except* Exception:
             log.exception("session of %s failed", self.station)
             self.close_cause = self.close_cause or (CLOSE_INTERNAL_ERROR, "internal error", None)
         finally:
@@ -392,7 +398,11 @@ class Session:
             if call.done:  # the caller gave up while it was queued
                 continue
             text = encode_call(call.message_id, call.action, call.payload)
-            await self._log(self._frame("out", text))
+            try:
+                await self._log(self._frame("out", text))
+            except StoreUnavailable as exc:
+                call.resolve(None, exc)  # nothing was sent; the session ends with 1011
+                raise
             self.in_flight = call
             try:
                 await self.ws.send_message(text)

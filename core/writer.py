@@ -93,6 +93,13 @@ class GroupCommitWriter:
     exception is logged and the waiters still get their results, since the events are
     committed). A batch holds whole append() calls, closed once it reaches ``max_batch``
     events.
+
+    ``before_commit``, when set (``None`` by default, and in production), is a seam for
+    fault-injection tests: the writer thread calls it with each batch's ``(stream, version,
+    event)`` items just before the store commits them. Blocking in it holds that commit (and
+    every later one: there is one writer thread); raising fails the batch exactly as a store
+    failure does (nothing of it is written, its waiters get ``StoreUnavailable``). It may be set
+    or cleared at any time; a batch already past the call is not affected.
     """
 
     def __init__(
@@ -106,6 +113,7 @@ class GroupCommitWriter:
         if max_batch < 1 or max_streams < 1:
             raise ValueError("max_batch and max_streams must be at least 1")
         self._store = store
+        self.before_commit: Callable[[Sequence[tuple[str, int, Event]]], None] | None = None
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._max_streams = max_streams
@@ -222,7 +230,11 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Request]) -> None:
         started = time.perf_counter()
         try:
-            recorded = self._store.append(*self._assign_versions(batch))
+            items, heads = self._assign_versions(batch)
+            hook = self.before_commit
+            if hook is not None:
+                hook(items)
+            recorded = self._store.append(items, heads)
         except Exception as exc:
             # Forget rather than roll back the versions: a re-read is right even when the
             # batch was in fact committed and only its acknowledgement was lost.

@@ -32,6 +32,7 @@ from tests.harness import (
     raw_station,
     running_server,
 )
+from tests.polling import eventually
 
 T = TypeVar("T")
 
@@ -251,12 +252,7 @@ async def _read(fn: Callable[[], T]) -> T:
 
 async def until(server: RunningServer, probe: Callable[[], T | None], what: str) -> T:
     """Poll ``probe`` on the server's loop (where the views live) until it gives a value."""
-    for _ in range(250):
-        value = await server.arun(_read, probe)
-        if value is not None and value is not False:
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return await eventually(lambda: server.arun(_read, probe), what=what)
 
 
 def recorded(store: str) -> list[Recorded]:
@@ -309,10 +305,8 @@ def test_boot_pending_then_configured_then_accepted(store: str) -> None:
             assert await cp.boot() == "Pending"
             with pytest.raises(SecurityError):  # a Pending station is not usable
                 await cp.call(call.Heartbeat(), suppress=False)
-            for _ in range(250):  # the CSMS configures the station, then triggers its boot
-                if len(cp.boots) == 2:
-                    break
-                await asyncio.sleep(0.02)
+            # The CSMS configures the station, then triggers its boot.
+            await eventually(lambda: len(cp.boots) == 2, what="the triggered second boot")
             return cp, await cp.call(call.Heartbeat())
         finally:
             task.cancel()
@@ -351,10 +345,7 @@ def test_full_base_report_is_assembled(store: str) -> None:
             result = await server.arun(server.csms.get_base_report, "CP-R", "FullInventory")
             # The use case returns once the last part is committed; its answer may still be
             # on its way to the station.
-            for _ in range(250):
-                if len(cp.answers) >= 3:
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(lambda: len(cp.answers) >= 3, what="the last part's answer")
             return result, cp.answers
         finally:
             task.cancel()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +19,7 @@ from chargeledger.core.gateway import station_identity
 from chargeledger.core.settings import Settings
 from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, raw_station, running_server
+from tests.polling import wait_for
 
 BOOT = '[2,"boot","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
 
@@ -28,6 +27,11 @@ BOOT = '[2,"boot","BootNotification",{"chargePointVendor":"V","chargePointModel"
 def events(server: RunningServer) -> list[Any]:
     assert server.csms is not None
     return [r.event for r in server.csms.store.iter_all()]
+
+
+def closed(server: RunningServer) -> list[SessionClosed]:
+    """The recorded ``SessionClosed`` events, in log order."""
+    return [e for e in events(server) if isinstance(e, SessionClosed)]
 
 
 @pytest.fixture
@@ -104,8 +108,7 @@ def test_oversized_frame_closes_1009_and_is_recorded(store: str) -> None:
 
     with running_server(Settings(port=0, store=store, max_frame_bytes=1024)) as server:
         assert asyncio.run(scenario(server)) == 1009
-        time.sleep(0.2)
-        closes = [e for e in events(server) if isinstance(e, SessionClosed)]
+        closes = wait_for(lambda: closed(server), what="the recorded SessionClosed")
     assert [(c.code, c.by) for c in closes] == [(1009, "csms")]
 
 
@@ -120,7 +123,7 @@ def test_binary_frame_is_recorded_and_closes_1003(store: str) -> None:
 
     with running_server(Settings(port=0, store=store)) as server:
         assert asyncio.run(scenario(server)) == 1003
-        time.sleep(0.2)
+        wait_for(lambda: closed(server), what="the recorded SessionClosed")
         log = events(server)
     binary = [e for e in log if isinstance(e, FrameLogged) and e.binary]
     assert binary and binary[0].note == "binary"
@@ -140,12 +143,12 @@ def test_newest_connection_wins(store: str) -> None:
 
     with running_server(Settings(port=0, store=store)) as server:
         asyncio.run(scenario(server))
-        time.sleep(0.2)
+        wait_for(lambda: len(closed(server)) == 2, what="both sessions' SessionClosed")
         log = events(server)
     opened = [e for e in log if type(e).__name__ == "SessionOpened"]
-    closed = [e for e in log if isinstance(e, SessionClosed)]
+    closes = [e for e in log if isinstance(e, SessionClosed)]
     assert opened[1].replaces == opened[0].session
-    assert closed[0].session == opened[0].session and closed[0].replaced_by == opened[1].session
+    assert closes[0].session == opened[0].session and closes[0].replaced_by == opened[1].session
 
 
 def test_dead_peer_is_detected(store: str) -> None:
@@ -160,13 +163,9 @@ def test_dead_peer_is_detected(store: str) -> None:
             b"Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
         )
         assert b"101" in sock.recv(4096)
-        deadline = time.monotonic() + 5
-        closes: list[SessionClosed] = []
-        while not closes and time.monotonic() < deadline:
-            time.sleep(0.1)
-            closes = [e for e in events(server) if isinstance(e, SessionClosed)]
+        closes = wait_for(lambda: closed(server), what="the dead peer's SessionClosed")
         sock.close()
-    assert closes and "dead peer" in closes[0].reason
+    assert "dead peer" in closes[0].reason
 
 
 @on_sqlite_and_postgres
@@ -222,18 +221,21 @@ def test_garbage_connection_does_not_take_the_server_down(store: str) -> None:
 
     with running_server(Settings(port=0, store=store)) as server:
         assert server.csms is not None
-        for garbage in (b"\x16\x03\x01 not http\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n", b""):
-            with socket.create_connection(("127.0.0.1", server.csms.port)) as sock:
+        address = ("127.0.0.1", server.csms.port)
+        for garbage in (b"\x16\x03\x01 not http\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"):
+            with socket.create_connection(address, timeout=10) as sock:
                 sock.sendall(garbage)
-                sock.settimeout(2)
-                with contextlib.suppress(OSError):
-                    sock.recv(1024)
+                answer = b""
+                while chunk := sock.recv(1024):  # answered, then closed by the server
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 400 "), (garbage, answer)
+        socket.create_connection(address).close()  # a peer that says nothing and leaves
         asyncio.run(scenario(server))
 
 
 @on_sqlite_and_postgres
 def test_store_failure_closes_the_session_without_answering(store: str) -> None:
-    async def scenario(server: RunningServer) -> tuple[int | None, list[Any]]:
+    async def scenario(server: RunningServer) -> tuple[tuple[int, str] | None, list[Any]]:
         ws = await _booted(server, "FAIL")
         assert server.csms is not None
         real_append = server.csms.store.append
@@ -249,12 +251,12 @@ def test_store_failure_closes_the_session_without_answering(store: str) -> None:
                 while True:
                     received.append(await ws.recv())
             except websockets.ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else None
+                close = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
         finally:
             server.csms.store.append = real_append  # type: ignore[method-assign]
-        return code, received
+        return close, received
 
     with running_server(Settings(port=0, store=store)) as server:
-        code, received = asyncio.run(scenario(server))
-    assert code == 1011
+        close, received = asyncio.run(scenario(server))
+    assert close == (1011, "event store unavailable")
     assert received == [], "nothing unrecorded may be acknowledged"

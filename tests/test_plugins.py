@@ -31,6 +31,7 @@ from chargeledger.core.plugin import (
 )
 from chargeledger.core.plugin_host import BUILTIN_PLUGINS, PluginHost
 from tests.harness import RunningServer, chargeledger_cli, raw_station, running_server
+from tests.polling import eventually
 from tests.test_e2e_v16 import BOOT, connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,12 +97,14 @@ def test_worked_example_end_to_end(tmp_path: Path, example_on_path: None) -> Non
             ours = await cp.call(call.DataTransfer(vendor_id="com.acme.display", data="hello"))
             theirs = await cp.call(call.DataTransfer(vendor_id="org.other"))
             assert server.csms is not None
-            for _ in range(200):  # the station answers our CALLs asynchronously
-                state = server.csms.views.stations.get("ACME-1")
-                held = state and state.configuration.get("HeartbeatInterval")
-                if held and held.value == "120":
-                    break
-                await asyncio.sleep(0.05)
+            views = server.csms.views
+
+            def configured() -> Any:  # the station answers our CALLs asynchronously
+                state = views.stations.get("ACME-1")
+                held = state.configuration.get("HeartbeatInterval") if state else None
+                return state if held is not None and held.value == "120" else None
+
+            state = await eventually(configured, what="ACME-1's HeartbeatInterval set to 120")
             return {"ours": ours, "theirs": theirs.status, "state": state, "station": cp}
         finally:
             task.cancel()

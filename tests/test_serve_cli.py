@@ -16,6 +16,7 @@ import pytest
 import websockets
 
 from tests.harness import chargeledger_cli
+from tests.polling import eventually
 
 
 def _start(store: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
@@ -59,8 +60,8 @@ def test_signal_stops_cleanly_with_everything_committed(tmp_path: Path, sig: int
 
     async def scenario() -> None:
         task = asyncio.create_task(_station(port, answers))
-        while len(answers) < 21:
-            await asyncio.sleep(0.05)
+        # Until the boot and 20 heartbeats are answered (or the station failed: awaited below).
+        await eventually(lambda: len(answers) >= 21 or task.done(), what="21 answers")
         process.send_signal(sig)
         await task
 

@@ -15,6 +15,7 @@ from ocpp.v16 import call
 from chargeledger.core.events import CallTimedOut, Event, session_stream
 from chargeledger.core.http.keys import new_key
 from tests.harness import running_server
+from tests.polling import eventually
 from tests.test_http_api import ROLES, Api, api_settings, problem, station
 
 
@@ -57,6 +58,16 @@ async def take(
     return taken
 
 
+def station_events(api: Api, name: str, *, after: int) -> list[int]:
+    """Positions of the events of station ``name`` after position ``after``, from the store."""
+    assert api.server.csms is not None
+    return [
+        r.position
+        for r in api.server.csms.store.iter_all()
+        if getattr(r.event, "station", None) == name and r.position > after
+    ]
+
+
 def test_a_consumer_resumes_from_its_last_id_without_gaps_or_repeats(api: Api) -> None:
     async def scenario() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         async with station(api, "SSE-1") as cp, api.client("read") as http:
@@ -65,18 +76,23 @@ def test_a_consumer_resumes_from_its_last_id_without_gaps_or_repeats(api: Api) -
             async def keep_sending() -> None:
                 connector = 0
                 while not stop.is_set():
-                    await cp.call(call.Heartbeat())
+                    await cp.call(call.Heartbeat(), suppress=False)
                     connector = connector % 2 + 1
                     await cp.call(
                         call.StatusNotification(
                             connector_id=connector, error_code="NoError", status="Available"
-                        )
+                        ),
+                        suppress=False,
                     )
 
             sender = asyncio.create_task(keep_sending())
             try:
                 first = await take(http, 25, {"station": "SSE-1", "after": 0}, {})
-                await asyncio.sleep(0.2)  # the station goes on while nobody listens
+                # The station goes on while nobody listens: resuming must bridge a real gap.
+                await eventually(
+                    lambda: len(station_events(api, "SSE-1", after=int(first[-1]["id"]))) >= 10,
+                    what="ten events committed while nobody listened",
+                )
                 # Last-Event-ID wins over the query parameter, as for a reconnecting EventSource.
                 second = await take(
                     http, 60, {"station": "SSE-1", "after": 0}, {"Last-Event-ID": first[-1]["id"]}
@@ -90,11 +106,7 @@ def test_a_consumer_resumes_from_its_last_id_without_gaps_or_repeats(api: Api) -
     assert api.server.csms is not None
     received = [int(m["id"]) for m in first + second]
     last = received[-1]
-    expected = [
-        r.position
-        for r in api.server.csms.store.iter_all()
-        if getattr(r.event, "station", None) == "SSE-1" and r.position <= last
-    ]
+    expected = [p for p in station_events(api, "SSE-1", after=0) if p <= last]
     assert received == expected, "every event of the station, once, in log order"
     assert int(second[0]["id"]) > int(first[-1]["id"])
     for message in first + second:
@@ -106,7 +118,7 @@ def test_a_consumer_resumes_from_its_last_id_without_gaps_or_repeats(api: Api) -
 def test_stream_filters_and_errors(api: Api) -> None:
     async def scenario() -> None:
         async with station(api, "SSE-2") as cp, api.client("read") as http:
-            await cp.call(call.Heartbeat())
+            await cp.call(call.Heartbeat(), suppress=False)
             opened = await take(
                 http, 1, {"station": "SSE-2", "kind": "SessionOpened", "after": 0}, {}
             )
@@ -119,7 +131,7 @@ def test_stream_filters_and_errors(api: Api) -> None:
             assert json.loads(texts[2])[2] == "Heartbeat"
             # Without a start, only what comes next.
             async with http.stream("GET", "/api/stream", params={"station": "SSE-2"}) as response:
-                await cp.call(call.Heartbeat())
+                await cp.call(call.Heartbeat(), suppress=False)
                 message = await anext(messages(response))
             heartbeat = json.loads(json.loads(message["data"])["event"]["text"])
             assert heartbeat[2] == "Heartbeat" and int(message["id"]) > int(frames[-1]["id"])
@@ -164,7 +176,7 @@ def test_a_stalled_consumer_does_not_slow_the_gateway(api: Api) -> None:
                 latencies = []
                 for _ in range(20):
                     started = time.perf_counter()
-                    await cp.call(call.Heartbeat())
+                    await cp.call(call.Heartbeat(), suppress=False)
                     latencies.append(time.perf_counter() - started)
                 # Once it reads again it gets everything, in order.
                 async for message in stream:
