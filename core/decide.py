@@ -34,11 +34,13 @@ from chargeledger.projections import Views
 from chargeledger.schemas import OCPP16
 
 __all__ = [
+    "ENTRY_OVERHEAD",
     "RETRANSMISSION_WINDOW",
     "Answer",
     "Answered",
     "Decision",
     "Retransmission",
+    "RetransmissionMemory",
     "answer_wire",
     "decide",
     "decide_call",
@@ -53,7 +55,12 @@ Answer = Reply | ReplyError | ReplyWithNewTransactionId
 
 
 RETRANSMISSION_WINDOW = 32
-"""How many answered CALLs per station are kept to answer verbatim retransmissions."""
+"""How many answered CALLs per station are kept to answer verbatim retransmissions (the
+default of ``Settings.retransmission_calls``)."""
+
+ENTRY_OVERHEAD = 200
+"""Bytes charged for one remembered CALL besides its texts: the entry, its key and the
+dictionary slot (measured with ``sys.getsizeof`` on 3.11, rounded up)."""
 
 
 class Retransmission(enum.Enum):
@@ -68,18 +75,26 @@ class Retransmission(enum.Enum):
     """The same CALL again (the station missed our answer): answered with the earlier answer,
     verbatim, without asking the plugins again."""
     ID_REUSED = "id-reused"
-    """A different CALL under a message id already answered: ``ProtocolError``."""
+    """A different CALL under a message id already answered on the same connection:
+    ``ProtocolError``."""
 
 
 class _Call(msgspec.Struct, frozen=True, gc=False):
     """An answered station CALL, kept to recognise its verbatim retransmission.
 
-    Only texts are kept (two objects per call, invisible to the garbage collector): holding
+    Only texts are kept (three objects per call, invisible to the garbage collector): holding
     the decoded payloads of every station's recent calls cost ~40 % of the server's CPU in
     full collections at 10,000 stations (docs/performance.md)."""
 
     call: str
     reply: str
+    session: str
+    """The connection (session id) it arrived on: message ids are unique per connection."""
+
+    @property
+    def cost(self) -> int:
+        """What keeping it is charged, in bytes (characters of text plus the overhead)."""
+        return len(self.call) + len(self.reply) + ENTRY_OVERHEAD
 
     def repeats(self, text: str, frame: Call) -> bool:
         """Whether ``frame`` (received as ``text``) is this call again: the same text, or the
@@ -97,42 +112,160 @@ class _Call(msgspec.Struct, frozen=True, gc=False):
 class Answered:
     """One station's recently answered CALLs, by message id: its retransmission window.
 
-    Holds the last ``size`` CALLs answered by the plugins (not those the core answered: an
-    invalid payload, a retransmission). A BootNotification empties it: a rebooted station
-    restarts its message ids. The gateway keeps one per station across reconnects, in memory
-    only (a restarted server has forgotten them); the what-if replay keeps its own.
+    Holds at most the last ``size`` CALLs answered by the plugins (not those the core
+    answered: an invalid payload, a retransmission), and at most ``max_bytes`` of them as
+    charged by ``_Call.cost`` (the oldest go first; a CALL that alone costs more is not kept,
+    so its retransmission is decided afresh). A BootNotification empties it: a rebooted
+    station restarts its message ids.
+
+    OCPP-J message ids are unique per connection only, so the window remembers which session
+    answered each CALL: under an id answered on an earlier connection, the same CALL is a
+    retransmission (a StartTransaction retried after a reconnect gets its transaction id
+    again) and a different CALL is a new one; on the same connection a different CALL is
+    ``ID_REUSED``. The gateway keeps one per station across reconnects, in memory only,
+    within a :class:`RetransmissionMemory`; the what-if replay keeps its own.
     """
 
-    __slots__ = ("_calls", "size")
+    __slots__ = ("_calls", "_memory", "bytes", "max_bytes", "size")
 
-    def __init__(self, size: int = RETRANSMISSION_WINDOW) -> None:
+    def __init__(
+        self,
+        size: int = RETRANSMISSION_WINDOW,
+        max_bytes: int | None = None,
+        memory: RetransmissionMemory | None = None,
+    ) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """What the remembered CALLs cost (``_Call.cost``), in bytes."""
+        self._memory = memory
         self._calls: OrderedDict[str, _Call] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._calls)
 
-    def classify(self, text: str, frame: Call) -> Retransmission:
-        """How the CALL ``frame``, received as ``text``, relates to the answered ones."""
+    def classify(self, text: str, frame: Call, session: str) -> Retransmission:
+        """How the CALL ``frame``, received as ``text`` on ``session``, relates to the
+        answered ones."""
         earlier = self._calls.get(frame.message_id)
         if earlier is None:
             return Retransmission.NEW
-        return Retransmission.VERBATIM if earlier.repeats(text, frame) else Retransmission.ID_REUSED
+        if earlier.repeats(text, frame):
+            return Retransmission.VERBATIM
+        return Retransmission.ID_REUSED if earlier.session == session else Retransmission.NEW
 
     def reply(self, message_id: str) -> str:
         """The text that answered ``message_id``; ``KeyError`` when it is not in the window."""
         return self._calls[message_id].reply
 
-    def remember(self, message_id: str, text: str, reply: str) -> None:
-        """Keep the CALL ``text`` and the ``reply`` text that answered it, forgetting the
-        oldest beyond ``size``."""
-        self._calls[message_id] = _Call(text, reply)
-        while len(self._calls) > self.size:
-            self._calls.popitem(last=False)
+    def remember(self, message_id: str, text: str, reply: str, session: str) -> None:
+        """Keep the CALL ``text`` that arrived on ``session`` and the ``reply`` text that
+        answered it (replacing an earlier CALL under the same id), forgetting the oldest
+        beyond ``size`` and ``max_bytes``."""
+        entry = _Call(text, reply, session)
+        delta = entry.cost
+        earlier = self._calls.pop(message_id, None)
+        if earlier is not None:
+            delta -= earlier.cost
+        self._calls[message_id] = entry
+        budget = self.max_bytes if self.max_bytes is not None else delta + self.bytes
+        while self._calls and (len(self._calls) > self.size or self.bytes + delta > budget):
+            delta -= self._calls.popitem(last=False)[1].cost
+        self._changed(delta)
 
     def clear(self) -> None:
         """Forget every answered CALL."""
         self._calls.clear()
+        self._changed(-self.bytes)
+
+    def _changed(self, delta: int) -> None:
+        self.bytes += delta
+        if self._memory is not None:
+            self._memory._charge(self, delta)
+
+
+class RetransmissionMemory:
+    """Every station's retransmission window, bounded per station and in total.
+
+    ``window(station)`` hands out the station's :class:`Answered` (``calls`` CALLs and
+    ``station_bytes`` at most). When all windows together cost more than ``total_bytes``,
+    whole windows of the least recently used stations are dropped until they fit: a station
+    that retransmits after its window was dropped is decided afresh (for a StartTransaction,
+    a new transaction id), which is what a restarted server does too. :meth:`release_idle`
+    drops the windows of stations that have been away for a while; the gateway calls it.
+
+    Not thread-safe: the gateway's trio thread is its only user.
+    """
+
+    def __init__(self, *, calls: int, station_bytes: int, total_bytes: int) -> None:
+        if min(calls, station_bytes, total_bytes) < 1 or station_bytes > total_bytes:
+            raise ValueError("retransmission limits must be positive, per station <= total")
+        self.calls = calls
+        self.station_bytes = station_bytes
+        self.total_bytes = total_bytes
+        self.bytes = 0
+        """What every window together costs, in bytes; at most ``total_bytes``."""
+        self.dropped = 0
+        """Windows dropped to stay within ``total_bytes`` (not counting idle releases)."""
+        self._windows: OrderedDict[str, Answered] = OrderedDict()  # least recently used first
+        self._owners: dict[int, str] = {}
+        self._left: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        """The number of stations with a window."""
+        return len(self._windows)
+
+    def entries(self) -> int:
+        """The number of CALLs remembered, all stations together."""
+        return sum(len(window) for window in self._windows.values())
+
+    def window(self, station: str) -> Answered:
+        """The station's window (a new empty one when it has none), now the most recently
+        used."""
+        window = self._windows.get(station)
+        if window is None:
+            window = Answered(self.calls, self.station_bytes, self)
+            self._windows[station] = window
+            self._owners[id(window)] = station
+        else:
+            self._windows.move_to_end(station)
+        return window
+
+    def returned(self, station: str) -> None:
+        """Note that ``station`` is connected again: its window is no longer idle."""
+        self._left.pop(station, None)
+
+    def left(self, station: str, at: float) -> None:
+        """Note that ``station`` has no connection since ``at`` (``trio.current_time()``)."""
+        if station in self._windows:
+            self._left[station] = at
+
+    def release_idle(self, now: float, after: float) -> int:
+        """Drop the windows of stations that left at least ``after`` seconds before ``now``
+        and have not come back; how many were dropped."""
+        gone = [station for station, at in self._left.items() if now - at >= after]
+        for station in gone:
+            self._drop(station)
+        return len(gone)
+
+    def _charge(self, window: Answered, delta: int) -> None:
+        self.bytes += delta
+        if delta <= 0:
+            return
+        station = self._owners[id(window)]
+        for other in list(self._windows):
+            if self.bytes <= self.total_bytes:
+                break
+            if other != station:
+                self._drop(other)
+                self.dropped += 1
+
+    def _drop(self, station: str) -> None:
+        window = self._windows.pop(station)
+        del self._owners[id(window)]
+        self._left.pop(station, None)
+        self.bytes -= window.bytes
+        window._memory = None
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -169,12 +302,13 @@ def decide_call(
     inbound decision, before any transaction id is allocated.
 
     A verbatim retransmission of a CALL in ``answered`` gets the earlier answer's text; a
-    different CALL under an answered message id gets ``ProtocolError``; neither asks the
-    plugins. A BootNotification empties ``answered`` before it is decided. Everything else
-    is :func:`decide`. The caller remembers the answer in ``answered`` once it is committed
-    (when ``note`` is ``None``) and carries out ``later``.
+    different CALL under a message id answered on the same ``session`` gets ``ProtocolError``
+    (under one answered on an earlier connection it is a new CALL); neither asks the plugins.
+    A BootNotification empties ``answered`` before it is decided. Everything else is
+    :func:`decide`. The caller remembers the answer in ``answered`` once it is committed
+    (when ``note`` is ``None``), with ``session``, and carries out ``later``.
     """
-    retransmission = answered.classify(text, frame)
+    retransmission = answered.classify(text, frame, session)
     if retransmission is Retransmission.VERBATIM:
         reply = answered.reply(frame.message_id)
         return Decision(reply, [], retransmission.value, retransmission)

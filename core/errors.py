@@ -9,6 +9,7 @@ Our exceptions::
      ├── OutboundCallFailed        our CALL to a station brought no CALLRESULT (.station, .action)
      │    ├── StationOffline       the station is not connected, or left before answering
      │    ├── StationBusy          the station's queue of CALLs is full: not sent, try later
+     │    ├── CallTooLarge         the CALL's frame exceeds max_frame_bytes: not sent
      │    ├── CallTimeout          the station did not answer our CALL in time
      │    └── CallError            the station answered our CALL with a CALLERROR
      ├── UnsupportedUseCase        a use case the station's protocol version cannot express
@@ -51,6 +52,7 @@ __all__ = [
     "AllocatorExhausted",
     "CallError",
     "CallTimeout",
+    "CallTooLarge",
     "ChargeLedgerError",
     "FrameError",
     "OcppError",
@@ -189,6 +191,20 @@ class StationBusy(OutboundCallFailed):
         super().__init__(
             f"the station's call queue is full ({limit} waiting)", station=station, action=action
         )
+        self.limit = limit
+
+
+class CallTooLarge(OutboundCallFailed):
+    """The CALL's frame would be ``size`` bytes (UTF-8), more than ``limit``
+    (``max_frame_bytes``); it was not sent or recorded."""
+
+    def __init__(self, *, station: str, action: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"the frame would be {size} bytes, more than max_frame_bytes ({limit})",
+            station=station,
+            action=action,
+        )
+        self.size = size
         self.limit = limit
 
 

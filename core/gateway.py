@@ -11,15 +11,33 @@ Failure containment, in one place:
   fails, the session is closed (1011) without answering: nothing unrecorded is acknowledged.
 * A CALL we send is committed before it leaves; it waits at most ``call_timeout`` for its
   answer; the timeout is recorded; a late or unknown CALLRESULT is recorded and ignored.
+
+Limits, so that no peer can exhaust the server (each a setting, each in the metrics through
+:meth:`Gateway.statistics`; docs/operations.md, "Limits"):
+
+* a connection must complete its upgrade (TLS included) within ``handshake_timeout``; one
+  whose peer leaves mid-handshake is released at once, not at the deadline;
+* ``max_connections``, ``max_connections_per_address`` and ``max_handshakes`` (in flight):
+  beyond any of them a new connection is answered 503 with Retry-After and recorded
+  (``HandshakeRejected``), before any handshake work;
+* ``max_frames_per_second`` and ``max_pings_per_second`` per station: a flood is closed with
+  1008 (recorded in ``SessionClosed``);
+* the retransmission memory (:class:`~chargeledger.core.decide.RetransmissionMemory`),
+  bounded per station and in total, released for stations gone ``retransmission_release_after``;
+* frames we send are at most ``max_frame_bytes`` (``CallTooLarge``: nothing sent).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
+import resource
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -29,15 +47,24 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     WebSocketRequest,
-    wrap_server_stream,
 )
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Event, Ping
+from wsproto.frame_protocol import MessageDecoder
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.commands import Command
-from chargeledger.core.decide import Answered, decide_call, error_text, reply_text
+from chargeledger.core.decide import (
+    Answered,
+    RetransmissionMemory,
+    decide_call,
+    error_text,
+    reply_text,
+)
 from chargeledger.core.errors import (
     CallError,
     CallTimeout,
+    CallTooLarge,
     FrameError,
     StationBusy,
     StationOffline,
@@ -65,7 +92,15 @@ from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Views
 from chargeledger.schemas import OCPP16, OCPP201
 
-__all__ = ["Gateway", "OutboundCall", "Session", "station_identity"]
+__all__ = [
+    "Gateway",
+    "GatewayStatistics",
+    "OutboundCall",
+    "RateLimit",
+    "Session",
+    "connection_limit",
+    "station_identity",
+]
 
 log = logging.getLogger("chargeledger.gateway")
 
@@ -74,6 +109,7 @@ SUBPROTOCOL_PREFERENCE = (OCPP201, OCPP16)
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
@@ -82,6 +118,14 @@ CLOSE_NO_STATUS = 1006
 
 CLOSE_HANDSHAKE_TIMEOUT = 1.0
 """How long we wait for the peer's close frame; a dead peer never sends one."""
+
+RESERVED_DESCRIPTORS = 256
+"""File descriptors kept out of ``max_connections``'s default for the store, the HTTP API,
+logs and the process's other files."""
+
+REFUSAL_READ_TIMEOUT = 0.5
+"""How long a connection refused for a limit may take to send its request before the 503
+(read and discarded so that closing does not reset the connection under the answer)."""
 
 
 def _address(endpoint: object) -> str:
@@ -92,6 +136,13 @@ def _address(endpoint: object) -> str:
 
 MAX_IDENTITY_LENGTH = 48
 """The longest station identity we accept, in characters: OCPP's identifierString(48)."""
+
+IDENTITY_CHARACTERS = "a-z A-Z 0-9 * - _ = : + | @ ."
+"""The characters a station identity may hold once percent-decoded: OCPP 2.0.1's
+identifierString (part 2, 2.1.1), which the 1.6 security whitepaper also requires of a
+Charge Point identity used as the Basic-auth user name."""
+
+_IDENTITY = re.compile(r"[a-zA-Z0-9*\-_=:+|@.]*")
 
 
 def station_identity(path: str) -> str:
@@ -111,7 +162,9 @@ def station_identity(path: str) -> str:
 def _identity_problem(path: str) -> tuple[str, str]:
     """The station identity in ``path`` and why it is refused (empty when it is acceptable).
 
-    The identity comes back empty when it cannot be decoded, so nothing mangled is recorded."""
+    The identity comes back empty when it cannot be decoded, so nothing mangled is recorded;
+    refused are: no identity, one longer than ``MAX_IDENTITY_LENGTH`` characters, one with a
+    character outside ``IDENTITY_CHARACTERS`` (checked in this order)."""
     try:
         station = station_identity(path)
     except UnicodeDecodeError:
@@ -123,16 +176,167 @@ def _identity_problem(path: str) -> tuple[str, str]:
             f"the station identity is {len(station)} characters long;"
             f" at most {MAX_IDENTITY_LENGTH} are allowed"
         )
+    if not _IDENTITY.fullmatch(station):
+        outside = "".join(dict.fromkeys(c for c in station if not _IDENTITY.fullmatch(c)))
+        return station, (
+            f"the station identity holds characters outside {IDENTITY_CHARACTERS}: {outside!r}"
+        )
     return station, ""
 
 
+def connection_limit(settings: Settings) -> int:
+    """The effective ``max_connections``: as set, or (0) the process's soft open-file limit
+    less ``RESERVED_DESCRIPTORS`` (at least 1)."""
+    if settings.max_connections > 0:
+        return settings.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, soft - RESERVED_DESCRIPTORS)
+
+
+class RateLimit:
+    """A token bucket: ``rate`` events per second on average, bursts of ``rate`` (at least
+    one); a rate of 0 allows everything. Times are ``trio.current_time()``."""
+
+    __slots__ = ("_stamp", "_tokens", "rate")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tokens = max(rate, 1.0)
+        self._stamp = trio.current_time()
+
+    def allow(self) -> bool:
+        """Take one event: whether it is within the rate."""
+        if self.rate <= 0:
+            return True
+        now = trio.current_time()
+        self._tokens = min(max(self.rate, 1.0), self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class _LenientTextDecoder(MessageDecoder):
+    """wsproto's message decoder, but a text message that is not UTF-8 is decoded with
+    ``surrogateescape`` instead of failing the connection (wsproto turns that failure into a
+    1007 close, and the bytes are gone). :meth:`Session._read_frames` recognises such text by
+    its lone surrogates, recovers the exact bytes and records them before closing with 1007.
+    wsproto sets ``decoder`` (an incremental UTF-8 decoder) for each text message; its
+    ``errors`` attribute is read on every decode."""
+
+    @property
+    def decoder(self) -> Any:
+        return self._lenient
+
+    @decoder.setter
+    def decoder(self, value: Any) -> None:
+        if value is not None:
+            value.errors = "surrogateescape"
+        self._lenient = value
+
+
+class _StationWire(WSConnection):
+    """The wsproto side of one station connection: counts the pings the station sends
+    (``on_ping`` is called for each, from trio-websocket's reader task) and, once upgraded,
+    decodes text with :class:`_LenientTextDecoder`."""
+
+    def __init__(self) -> None:
+        super().__init__(ConnectionType.SERVER)
+        self.on_ping: Callable[[], None] | None = None
+
+    def send(self, event: Event) -> bytes:
+        data = super().send(event)
+        if isinstance(event, AcceptConnection) and self.connection is not None:
+            # wsproto keeps its decoders private: replace the message decoder where it is
+            # (wsproto 1.x), or keep wsproto's behaviour (an unrecorded 1007) and say so.
+            frames = getattr(self.connection, "_proto", None)
+            if isinstance(getattr(frames, "_message_decoder", None), MessageDecoder):
+                frames._message_decoder = _LenientTextDecoder()  # type: ignore[union-attr]
+            else:
+                log.warning("this wsproto cannot be told to keep text that is not UTF-8")
+        return data
+
+    def events(self) -> Iterator[Event]:  # type: ignore[override]
+        for event in super().events():
+            if isinstance(event, Ping) and self.on_ping is not None:
+                self.on_ping()
+            yield event
+
+
+def _not_utf8(text: str) -> bytes | None:
+    """The bytes a text message arrived as when they are not UTF-8 (decoded by
+    :class:`_LenientTextDecoder`, they hold lone surrogates); ``None`` for proper text."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return None
+
+
+def _peer_host(stream: trio.abc.Stream) -> str:
+    """The remote address of a plain or TLS socket stream ("" when it has none)."""
+    transport = getattr(stream, "transport_stream", stream)
+    sock = getattr(transport, "socket", None)
+    try:
+        return str(sock.getpeername()[0]) if sock is not None else ""
+    except OSError:
+        return ""
+
+
+_REQUEST_LINE = re.compile(rb"GET (\S+) HTTP/")
+
+
+def _busy_response(reason: str, retry_after: int) -> bytes:
+    body = reason.encode()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\n"
+        + f"Retry-After: {retry_after}\r\nContent-Length: {len(body)}\r\n".encode()
+        + b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+        + body
+    )
+
+
+@dataclass(frozen=True)
+class GatewayStatistics:
+    """The gateway's limits, what they hold now and what they refused (for metrics)."""
+
+    connections: int
+    """Connections held now, handshakes included."""
+    handshakes: int
+    """Handshakes in flight now."""
+    limits: dict[str, float]
+    """Each limit's effective value, by setting name."""
+    refused: dict[str, int]
+    """Connections answered 503, by the limit that refused them (``max_connections``,
+    ``max_connections_per_address``, ``max_handshakes``)."""
+    handshakes_timed_out: int
+    """Connections closed at ``handshake_timeout`` before their upgrade."""
+    handshakes_abandoned: int
+    """Connections whose peer left (or broke the stream) before the upgrade."""
+    floods: dict[str, int]
+    """Sessions closed with 1008 for a flood, by kind (``frames``, ``pings``)."""
+    retransmission_bytes: int
+    """What the retransmission memory costs now (at most its total limit)."""
+    retransmission_stations: int
+    retransmission_calls: int
+    retransmission_dropped: int
+    """Station windows dropped to stay within the total (idle releases not counted)."""
+
+
 class OutboundCall:
-    """A CALL to a station, waiting in the station's queue or for its answer."""
+    """A CALL to a station, waiting in the station's queue or for its answer; ``text`` is
+    the frame as it will be recorded and sent."""
 
     def __init__(self, action: str, payload: dict[str, Any]) -> None:
         self.action = action
         self.payload = payload
         self.message_id = str(uuid.uuid4())
+        self.text = encode_call(self.message_id, action, payload)
         self._done = trio.Event()
         self.result: dict[str, Any] | None = None
         self.error: Exception | None = None
@@ -165,12 +369,22 @@ class Session:
     """
 
     def __init__(
-        self, gateway: Gateway, ws: WebSocketConnection, station: str, protocol: str
+        self,
+        gateway: Gateway,
+        ws: WebSocketConnection,
+        station: str,
+        protocol: str,
+        wire: _StationWire | None = None,
     ) -> None:
         self.gateway = gateway
         self.ws = ws
         self.station = station
         self.protocol = protocol
+        settings = gateway.settings
+        self._frames = RateLimit(settings.max_frames_per_second)
+        self._pings = RateLimit(settings.max_pings_per_second)
+        if wire is not None:
+            wire.on_ping = self._pinged
         self.id = str(uuid.uuid4())
         self.stream = session_stream(self.id)
         self.outbound_send, self.outbound_receive = trio.open_memory_channel[OutboundCall](
@@ -291,27 +505,58 @@ class Session:
             note=note,
         )
 
+    def _pinged(self) -> None:
+        """A ping from the station (called by the reader task): a flood ends the session."""
+        if not self._pings.allow():
+            self._flood("pings", self.gateway.settings.max_pings_per_second)
+
+    def _flood(self, kind: str, rate: float) -> None:
+        self.gateway._floods[kind] += 1
+        self.end(CLOSE_POLICY, f"more than {rate:g} {kind} per second")
+
     async def _read_frames(self) -> None:
+        """Read and handle frames until the connection ends or the session must close.
+
+        Every frame is recorded, even one that ends the session: beyond the frame rate
+        (note ``rate-limited``, 1008), a binary one (``binary``, 1003), a text frame that is
+        not UTF-8 (its bytes in ``binary``, note ``invalid-utf8``, 1007)."""
         while True:
             try:
                 message = await self.ws.get_message()
             except ConnectionClosed:
                 return
-            if isinstance(message, bytes):
-                await self._log(
-                    FrameLogged(
-                        station=self.station,
-                        session=self.id,
-                        at=time.time(),
-                        direction="in",
-                        text="",
-                        binary=base64.b64encode(message).decode(),
-                        note="binary",
-                    )
-                )
-                self.end(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames only")
+            raw = message if isinstance(message, bytes) else _not_utf8(message)
+            if not self._frames.allow():
+                await self._log(self._received(message, raw, "rate-limited"))
+                self._flood("frames", self.gateway.settings.max_frames_per_second)
                 return
+            if raw is not None:
+                binary = isinstance(message, bytes)
+                await self._log(self._received(message, raw, "binary" if binary else None))
+                if binary:
+                    self.end(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames only")
+                else:
+                    self.end(CLOSE_INVALID_PAYLOAD, "a text frame that is not UTF-8")
+                return
+            assert isinstance(message, str)
             await self._handle_text(message)
+
+    def _received(self, message: str | bytes, raw: bytes | None, note: str | None) -> FrameLogged:
+        """The record of an inbound frame: its text, or when it has no text (binary, or not
+        UTF-8) its bytes in base64 (note ``binary`` or ``invalid-utf8`` unless ``note``)."""
+        if raw is None:
+            assert isinstance(message, str)
+            return self._frame("in", message, note)
+        default = "binary" if isinstance(message, bytes) else "invalid-utf8"
+        return FrameLogged(
+            station=self.station,
+            session=self.id,
+            at=time.time(),
+            direction="in",
+            text="",
+            binary=base64.b64encode(raw).decode(),
+            note=note or default,
+        )
 
     async def _handle_text(self, text: str) -> None:
         inbound = self._frame("in", text)
@@ -367,10 +612,15 @@ class Session:
         if decision.needs_transaction_id:
             transaction_id = await gateway.allocator.allocate()
         reply = reply_text(self.protocol, frame, decision.answer, transaction_id)
+        limit = gateway.settings.max_frame_bytes
+        if len(reply.encode()) > limit:
+            log.error("withheld a %s answer over %d bytes to %s", frame.action, limit, self.station)
+            oversize = FrameError(frame.message_id, "InternalError", "answer too large withheld")
+            reply = self._error_text(oversize)
         await self._answer(inbound, frame.message_id, reply, decision.note)
         if decision.note is not None:  # answered by the core: nothing to remember or do
             return
-        answered.remember(frame.message_id, inbound.text, reply)
+        answered.remember(frame.message_id, inbound.text, reply, self.id)
         gateway.execute(decision.later)
 
     def _error_text(self, error: FrameError) -> str:
@@ -397,7 +647,7 @@ class Session:
         async for call in self.outbound_receive:
             if call.done:  # the caller gave up while it was queued
                 continue
-            text = encode_call(call.message_id, call.action, call.payload)
+            text = call.text
             try:
                 await self._log(self._frame("out", text))
             except StoreUnavailable as exc:
@@ -458,9 +708,21 @@ class Gateway:
         """Queues the commands a plugin returns besides its answer (the commit dispatcher's)."""
         self.node = settings.node
         self.sessions: dict[str, Session] = {}
-        self._answered: dict[str, Answered] = {}
+        self.retransmission = RetransmissionMemory(
+            calls=settings.retransmission_calls,
+            station_bytes=settings.retransmission_station_bytes,
+            total_bytes=settings.retransmission_total_bytes,
+        )
+        """Every station's retransmission window (see ``answered``)."""
         self._nursery: trio.Nursery | None = None
         self.listen_port: int | None = None
+        self._max_connections = connection_limit(settings)
+        self._connections = 0
+        self._per_address: Counter[str] = Counter()
+        self._handshakes = 0
+        self._refused: Counter[str] = Counter()
+        self._timed_out = self._abandoned = 0
+        self._floods: Counter[str] = Counter()
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -470,28 +732,131 @@ class Gateway:
         On cancellation every session is closed with 1001 (going away) and recorded."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._release_idle_windows)
             listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
             self.listen_port = listeners[0].socket.getsockname()[1]
             task_status.started(self.listen_port)
             await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        """Serve one accepted connection: refuse it for a limit, upgrade it within
+        ``handshake_timeout``, run its session; close it whatever happens.
+
+        Never raises (but Cancelled): any failure is logged and closes this connection only.
+        """
+        address = _peer_host(stream)
+        limit = self._over_limit(address)
+        if limit is not None:
+            await self._refuse(stream, address, limit)
+            return
+        self._connections += 1
+        self._per_address[address] += 1
         try:
             async with trio.open_nursery() as nursery:
-                request = await wrap_server_stream(
-                    nursery, stream, max_message_size=self.settings.max_frame_bytes
-                )
-                accepted = await self._handshake(request)
-                if accepted is not None:
-                    await self._run_session(*accepted)
+                upgraded = await self._upgrade(nursery, stream)
+                if upgraded is not None:
+                    await self._run_session(*upgraded)
                 nursery.cancel_scope.cancel()
         except Exception:
             # Contained: one broken connection never takes the server down.
             log.exception("connection handler failed")
         finally:
+            self._connections -= 1
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 await stream.aclose()
+
+    def _over_limit(self, address: str) -> str | None:
+        """The setting whose limit a new connection from ``address`` would exceed."""
+        settings = self.settings
+        if self._connections >= self._max_connections:
+            return "max_connections"
+        per_address = settings.max_connections_per_address
+        if per_address > 0 and self._per_address[address] >= per_address:
+            return "max_connections_per_address"
+        if self._handshakes >= settings.max_handshakes:
+            return "max_handshakes"
+        return None
+
+    async def _refuse(self, stream: trio.abc.Stream, address: str, limit: str) -> None:
+        """Answer 503 with Retry-After (a TLS connection is closed before its TLS handshake,
+        which is what the limit spares), close, and record the refusal."""
+        self._refused[limit] += 1
+        reason = f"server busy ({limit} reached); retry later"
+        path = ""
+        try:
+            if isinstance(stream, trio.SSLStream):
+                await trio.aclose_forcefully(stream.transport_stream)
+            else:
+                with trio.move_on_after(REFUSAL_READ_TIMEOUT):
+                    found = _REQUEST_LINE.match(await stream.receive_some(65536))
+                    path = found[1].decode("latin-1") if found else ""
+                with trio.move_on_after(REFUSAL_READ_TIMEOUT):
+                    await stream.send_all(_busy_response(reason, self.settings.busy_retry_after))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+        session = str(uuid.uuid4())
+        refusal = HandshakeRejected(
+            station="",
+            session=session,
+            at=time.time(),
+            path=path,
+            offered=[],
+            remote=address,
+            status=503,
+            reason=reason,
+        )
+        try:
+            await self.writer.append([(session_stream(session), refusal)], new_stream=True)
+        except StoreUnavailable as exc:
+            log.warning("refusal of %s not recorded: %s", address, exc)
+
+    async def _upgrade(
+        self, nursery: trio.Nursery, stream: trio.abc.Stream
+    ) -> tuple[WebSocketConnection, str, str, list[str], _StationWire] | None:
+        """The opening handshake, TLS included, within ``handshake_timeout``: what
+        ``_handshake`` accepted (and our wsproto side), or ``None`` when it refused, the
+        deadline passed, or the peer left (released at once, not at the deadline).
+
+        Does what ``trio_websocket.wrap_server_stream`` does (its two private calls
+        included, trio-websocket 0.12), with our wsproto side and a reader task whose end
+        before the upgrade ends the wait: trio-websocket would wait for the request forever,
+        even after the peer's EOF."""
+        self._handshakes += 1
+        wire = _StationWire()
+        peer_gone = trio.CancelScope()
+        try:
+            with trio.move_on_after(self.settings.handshake_timeout) as deadline:
+                connection = WebSocketConnection(
+                    stream, wire, max_message_size=self.settings.max_frame_bytes
+                )
+                nursery.start_soon(self._read_then_release, connection, deadline, peer_gone)
+                request = await connection._get_request()
+                accepted = await self._handshake(request)
+                return None if accepted is None else (*accepted, wire)
+            if peer_gone.cancel_called:
+                self._abandoned += 1
+            else:
+                self._timed_out += 1
+                log.info("no upgrade in %s s: closed", self.settings.handshake_timeout)
+            return None
+        finally:
+            self._handshakes -= 1
+
+    @staticmethod
+    async def _read_then_release(
+        connection: WebSocketConnection, handshake: trio.CancelScope, marker: trio.CancelScope
+    ) -> None:
+        """trio-websocket's reader task; when it ends (EOF, a broken or malformed stream),
+        a handshake still waiting is cancelled, ``marker`` noting why."""
+        await connection._reader_task()
+        marker.cancel()
+        handshake.cancel()
 
     async def _handshake(
         self, request: WebSocketRequest
@@ -543,11 +908,17 @@ class Gateway:
         return ws, station, protocol, offered
 
     async def _run_session(
-        self, ws: WebSocketConnection, station: str, protocol: str, offered: list[str]
+        self,
+        ws: WebSocketConnection,
+        station: str,
+        protocol: str,
+        offered: list[str],
+        wire: _StationWire | None = None,
     ) -> None:
-        session = Session(self, ws, station, protocol)
+        session = Session(self, ws, station, protocol, wire)
         old = self.sessions.get(station)
         self.sessions[station] = session
+        self.retransmission.returned(station)
         if old is not None:
             old.end(CLOSE_POLICY, "replaced by a newer connection", replaced_by=session.id)
         await self.writer.append(
@@ -575,6 +946,7 @@ class Gateway:
         """Drop ``session`` from the routing table if it is still the station's current one."""
         if self.sessions.get(session.station) is session:
             del self.sessions[session.station]
+            self.retransmission.left(session.station, trio.current_time())
 
     def close_session(self, station: str, code: int, reason: str) -> bool:
         """Close the station's current session with ``code`` and ``reason`` (recorded);
@@ -586,11 +958,43 @@ class Gateway:
         return True
 
     def answered(self, station: str) -> Answered:
-        """The station's retransmission window (kept across its reconnects)."""
-        window = self._answered.get(station)
-        if window is None:
-            window = self._answered[station] = Answered()
-        return window
+        """The station's retransmission window: kept across its reconnects, dropped
+        ``retransmission_release_after`` seconds after it left (or earlier, least recently
+        used first, when all windows together exceed ``retransmission_total_bytes``)."""
+        return self.retransmission.window(station)
+
+    async def _release_idle_windows(self) -> None:
+        after = self.settings.retransmission_release_after
+        while True:
+            await trio.sleep(max(1.0, min(after / 4, 60.0)))
+            self.retransmission.release_idle(trio.current_time(), after)
+
+    def statistics(self) -> GatewayStatistics:
+        """The limits, what they hold now and what they refused (a snapshot)."""
+        settings, memory = self.settings, self.retransmission
+        return GatewayStatistics(
+            connections=self._connections,
+            handshakes=self._handshakes,
+            limits={
+                "max_connections": self._max_connections,
+                "max_connections_per_address": settings.max_connections_per_address,
+                "max_handshakes": settings.max_handshakes,
+                "handshake_timeout": settings.handshake_timeout,
+                "max_frames_per_second": settings.max_frames_per_second,
+                "max_pings_per_second": settings.max_pings_per_second,
+                "max_frame_bytes": settings.max_frame_bytes,
+                "retransmission_station_bytes": memory.station_bytes,
+                "retransmission_total_bytes": memory.total_bytes,
+            },
+            refused=dict(self._refused),
+            handshakes_timed_out=self._timed_out,
+            handshakes_abandoned=self._abandoned,
+            floods=dict(self._floods),
+            retransmission_bytes=memory.bytes,
+            retransmission_stations=len(memory),
+            retransmission_calls=memory.entries(),
+            retransmission_dropped=memory.dropped,
+        )
 
     # -- our CALLs -----------------------------------------------------------------------------
 
@@ -600,14 +1004,19 @@ class Gateway:
         Raises ``OutboundValidationError`` (invalid payload: nothing sent), ``StationOffline``
         (not connected here, or gone before answering), ``CallError`` (it answered with a
         CALLERROR), ``CallTimeout`` (no answer within ``call_timeout``; recorded), and
-        ``StationBusy`` when the station's queue of CALLs is full (nothing sent or recorded).
-        All but the first are ``OutboundCallFailed`` naming ``station`` and ``action``.
+        ``StationBusy`` when the station's queue of CALLs is full (nothing sent or recorded),
+        ``CallTooLarge`` when the frame would exceed ``max_frame_bytes`` (nothing sent or
+        recorded). All but the first are ``OutboundCallFailed`` naming ``station`` and
+        ``action``.
         """
         session = self.sessions.get(station)
         if session is None:
             raise StationOffline(station=station, action=action)
         wire = to_wire(session.protocol, action, msgspec.to_builtins(payload), "request")
         outbound = OutboundCall(action, wire)
+        size, limit = len(outbound.text.encode()), self.settings.max_frame_bytes
+        if size > limit:
+            raise CallTooLarge(station=station, action=action, size=size, limit=limit)
         try:
             session.outbound_send.send_nowait(outbound)
         except trio.WouldBlock:

@@ -44,8 +44,9 @@ async def run_server(
 
     Startup folds the whole log into the projections (off the trio thread), then records as
     closed the sessions this node left open when it last stopped without closing them (a
-    crash, a kill -9). On cancellation every session is closed and recorded, and the writer is
-    flushed before this returns: everything that was acknowledged is committed. With
+    crash, a kill -9), and those of other nodes presumed dead (``_close_dangling_sessions``).
+    On cancellation every session is closed and recorded, and the writer is flushed before
+    this returns: everything that was acknowledged is committed. With
     ``settings.api_port`` set the HTTP API is served too; its port is
     ``CentralSystem.api_port``.
 
@@ -60,7 +61,9 @@ async def run_server(
         feed = CommitFeed()
         dispatcher = CommitDispatcher(views, plugins, feed)
         async with GroupCommitWriter(store, on_commit=dispatcher.on_commit) as writer:
-            await _close_dangling_sessions(writer, views, settings.node)
+            await _close_dangling_sessions(
+                writer, views, settings.node, settings.node_timeout, time.time()
+            )
             allocator = TransactionIdAllocator(store, node=settings.node)
             gateway = Gateway(settings, writer, allocator, plugins, views, dispatcher.execute)
             async with trio.open_nursery() as nursery:
@@ -113,23 +116,48 @@ def _fold(store: Store) -> Views:
     return Views.replay(store.iter_all())
 
 
-async def _close_dangling_sessions(writer: GroupCommitWriter, views: Views, node: str) -> None:
-    """Record as closed the sessions that ``node`` opened and never recorded closing."""
-    now = time.time()
-    for station in views.stations.all():
-        if station.connected and station.session is not None and station.node == node:
-            await writer.append(
-                [
-                    (
-                        session_stream(station.session),
-                        SessionClosed(
-                            station=station.station,
-                            session=station.session,
-                            at=now,
-                            code=CLOSE_NO_STATUS,
-                            reason="server stopped without closing the session",
-                            by="csms",
-                        ),
-                    )
-                ]
-            )
+async def _close_dangling_sessions(
+    writer: GroupCommitWriter, views: Views, node: str, node_timeout: float, now: float
+) -> None:
+    """Record as closed the sessions the log shows open that no live node holds.
+
+    Those ``node`` (this node, starting) opened are closed: a node holds its sessions only
+    while it runs. Another node's are closed when it is presumed dead: none of its open
+    sessions recorded an inbound frame or its opening within ``node_timeout`` seconds before
+    ``now``. That is the node's heartbeat, kept simple: a live station sends something at
+    least every heartbeat interval, so a node with a live station keeps recording. A node
+    with no open session has nothing to close. A live node whose stations all stayed silent
+    that long is presumed dead by mistake: its sessions are recorded closed while they run
+    (the log says so, the station's next frames are still recorded); hence the timeout is a
+    setting, to keep above the heartbeat interval. Recorded with code 1006, by ``csms``.
+    """
+    open_sessions = [
+        station
+        for station in views.stations.all()
+        if station.connected and station.session is not None
+    ]
+    activity: dict[str, float] = {}
+    for station in open_sessions:
+        seen = max(station.last_seen or 0.0, station.connected_at or 0.0)
+        activity[station.node] = max(activity.get(station.node, 0.0), seen)
+    closes: list[tuple[str, SessionClosed]] = []
+    for station in open_sessions:
+        assert station.session is not None
+        if station.node == node:
+            reason = "server stopped without closing the session"
+        elif now - activity[station.node] >= node_timeout:
+            reason = f"node {station.node!r} recorded nothing for {node_timeout:g} s: presumed dead"
+        else:
+            continue
+        closed = SessionClosed(
+            station=station.station,
+            session=station.session,
+            at=now,
+            code=CLOSE_NO_STATUS,
+            reason=reason,
+            by="csms",
+        )
+        closes.append((session_stream(station.session), closed))
+    if closes:
+        log.info("closing %d session(s) left open by stopped nodes", len(closes))
+        await writer.append(closes)

@@ -73,12 +73,46 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     store: str = DEFAULT_STORE
     node: str = ""
     """This node's stable id, recorded on the sessions it opens and the commands it sends;
-    by default ``<hostname>:<port>``, resolved when the settings are made."""
+    by default the host name, resolved when the settings are made (not the port: a restart
+    on another port is the same node). Give each node sharing a store a name of its own."""
     max_frame_bytes: int = 65536
     ping_interval: float = 30.0
     ping_timeout: float = 10.0
     call_timeout: float = 30.0
     outbound_queue: int = 32
+    # -- limits: what no station or attacker may exhaust (docs/operations.md, "Limits") ------
+    handshake_timeout: float = 10.0
+    """Seconds from accepting a connection to its completed WebSocket upgrade, TLS included;
+    a connection still not upgraded then is closed (counted, not recorded)."""
+    max_connections: int = 0
+    """Connections held at once, handshakes included; beyond it a new one is answered 503
+    with Retry-After (recorded). 0: the open-file limit less 256 descriptors for the rest."""
+    max_connections_per_address: int = 0
+    """Connections held at once from one remote address (beyond: 503, recorded); 0: no limit,
+    the default, because NAT, load balancers and proxies put many stations behind one."""
+    max_handshakes: int = 1024
+    """Handshakes in flight (accepted, not yet upgraded); beyond: 503 with Retry-After
+    (recorded), so that a reconnect storm is spread out rather than collapsing the server."""
+    busy_retry_after: int = 10
+    """The Retry-After (seconds) of those 503 answers."""
+    max_frames_per_second: float = 100.0
+    """Frames a station may send per second, on average (bursts of as many); beyond: closed
+    with 1008, recorded. 0: no limit."""
+    max_pings_per_second: float = 5.0
+    """WebSocket pings a station may send per second, as for frames (1008 beyond; 0: none)."""
+    retransmission_calls: int = 32
+    """Answered CALLs remembered per station to answer verbatim retransmissions."""
+    retransmission_station_bytes: int = 128 * 1024
+    """What one station's remembered CALLs may cost (texts plus overhead), in bytes."""
+    retransmission_total_bytes: int = 128 * 1024 * 1024
+    """What all stations' remembered CALLs may cost together; beyond, the least recently
+    used stations' windows are dropped."""
+    retransmission_release_after: float = 3600.0
+    """Seconds after which the window of a station that has not reconnected is dropped."""
+    node_timeout: float = 900.0
+    """At startup, sessions another node left open are closed when none of that node's open
+    sessions recorded anything (an inbound frame, its opening) for this long; keep it above
+    the heartbeat interval (``[boot] interval``)."""
     no_subprotocol: Literal["reject", "ocpp1.6", "ocpp2.0.1"] = "ocpp1.6"
     """What a station that offers no Sec-WebSocket-Protocol gets: refused, or treated as
     speaking the named version (the default: many 1.6 stations in the field send none)."""
@@ -96,7 +130,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     def __post_init__(self) -> None:
         if not self.node:
-            msgspec.structs.force_setattr(self, "node", f"{socket.gethostname()}:{self.port}")
+            msgspec.structs.force_setattr(self, "node", socket.gethostname())
         if self.api_port is not None and not self.api_keys and not is_loopback(self.api_host):
             raise ValueError(
                 f"api_host {self.api_host!r} is not a loopback address and no api_keys are "

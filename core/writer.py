@@ -28,7 +28,7 @@ from typing import Self
 
 import trio
 
-from chargeledger.core.errors import StoreUnavailable
+from chargeledger.core.errors import StoreUnavailable, StreamConflict
 from chargeledger.core.events import Event, Recorded
 from chargeledger.core.store import GENESIS, Store
 
@@ -47,6 +47,9 @@ class WriterStatistics:
     """Committed events."""
     failed_batches: int
     """Batches whose commit failed (their waiters got ``StoreUnavailable``)."""
+    failed_unattempted: int
+    """Append calls failed without a commit attempt: they were queued behind a batch that
+    failed for a store failure (see :class:`GroupCommitWriter`)."""
     last_batch_size: int
     """Events in the last committed batch (0 before the first)."""
     avg_batch_size: float
@@ -126,6 +129,7 @@ class GroupCommitWriter:
         self._state = "new"  # -> "open" -> "closed"
         self._stats_lock = threading.Lock()
         self._batches = self._events = self._failed = self._last_size = 0
+        self._unattempted = 0
         self._last_seconds = self._total_seconds = 0.0
 
     async def __aenter__(self) -> Self:
@@ -199,6 +203,7 @@ class GroupCommitWriter:
                 batches=self._batches,
                 events=self._events,
                 failed_batches=self._failed,
+                failed_unattempted=self._unattempted,
                 last_batch_size=self._last_size,
                 avg_batch_size=self._events / self._batches if self._batches else 0.0,
                 last_commit_seconds=self._last_seconds,
@@ -224,10 +229,36 @@ class GroupCommitWriter:
                     break
                 batch.append(request)
                 size += len(request.events)
-            self._commit(batch)
+            error = self._commit(batch)
+            if error is None:
+                continue
+            if not isinstance(error, StreamConflict):
+                # Taken before the failure is delivered: a caller it wakes may append again
+                # at once, and that request must get its own attempt.
+                queued, stop = self._take_queued()
+                stopping = stopping or stop
+                with self._stats_lock:
+                    self._unattempted += len(queued)
+                batch += queued
+            self._deliver_soon(self._fail, batch, error)
         self._deliver_soon(self._stopped.set)
 
-    def _commit(self, batch: list[_Request]) -> None:
+    def _take_queued(self) -> tuple[list[_Request], bool]:
+        """Every request queued now, and whether the stop item was among them (it ends the
+        thread once they are failed)."""
+        taken: list[_Request] = []
+        while True:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                return taken, False
+            if request is _STOP:
+                return taken, True
+            taken.append(request)
+
+    def _commit(self, batch: list[_Request]) -> Exception | None:
+        """Commit ``batch`` and deliver the result; when it fails, return the error without
+        delivering it (``_run`` does)."""
         started = time.perf_counter()
         try:
             items, heads = self._assign_versions(batch)
@@ -244,8 +275,7 @@ class GroupCommitWriter:
             log.error("group commit of %d request(s) failed: %s", len(batch), exc)
             with self._stats_lock:
                 self._failed += 1
-            self._deliver_soon(self._fail, batch, exc)
-            return
+            return exc
         for committed in recorded:
             head = self._heads.get(committed.stream)
             if head is not None and committed.hash is not None:
@@ -258,6 +288,7 @@ class GroupCommitWriter:
             self._last_seconds = seconds
             self._total_seconds += seconds
         self._deliver_soon(self._succeed, batch, recorded)
+        return None
 
     def _assign_versions(
         self, batch: list[_Request]

@@ -12,6 +12,7 @@ import pytest
 from chargeledger.core.errors import (
     CallError,
     CallTimeout,
+    CallTooLarge,
     ChargeLedgerError,
     OutboundCallFailed,
     StationBusy,
@@ -26,6 +27,7 @@ FAILURES: list[OutboundCallFailed] = [
     StationBusy(station="CP-1", action="Reset", limit=32),
     CallTimeout(station="CP-1", action="Reset", timeout=30.0),
     CallError("NotSupported", "no", {"why": 1}, station="CP-1", action="Reset"),
+    CallTooLarge(station="CP-1", action="Reset", size=70_000, limit=65_536),
 ]
 
 
@@ -47,11 +49,12 @@ def test_offline_before_any_call_names_the_station_only() -> None:
 
 
 def test_messages_say_why() -> None:
-    offline, busy, timeout, error = (str(failure) for failure in FAILURES)
+    offline, busy, timeout, error, too_large = (str(failure) for failure in FAILURES)
     assert offline.endswith("not connected to this node")
     assert busy.endswith("the station's call queue is full (32 waiting)")
     assert timeout.endswith("no answer within 30 s")
     assert error.endswith("answered NotSupported: no")
+    assert too_large.endswith("the frame would be 70000 bytes, more than max_frame_bytes (65536)")
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=lambda failure: type(failure).__name__)

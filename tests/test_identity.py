@@ -1,11 +1,13 @@
 """The station identity taken from the URL path, over real WebSocket handshakes on loopback:
-split on ``/`` before percent-decoding, ``+`` literal, undecodable escapes and empty or
-overlong identities refused with 400 and a recorded ``HandshakeRejected``."""
+split on ``/`` before percent-decoding, ``+`` literal, undecodable escapes, empty or overlong
+identities and characters outside OCPP's identifierString set refused with 400 and a recorded
+``HandshakeRejected``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -16,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chargeledger.core.events import HandshakeRejected, SessionOpened
-from chargeledger.core.gateway import MAX_IDENTITY_LENGTH, station_identity
+from chargeledger.core.gateway import IDENTITY_CHARACTERS, MAX_IDENTITY_LENGTH, station_identity
 from chargeledger.core.settings import Settings
 from tests.harness import RunningServer, running_server
 
@@ -87,25 +89,51 @@ def too_long(identity: str) -> str:
     )
 
 
+ALLOWED = frozenset(string.ascii_letters + string.digits + "*-_=:+|@.")
+"""OCPP 2.0.1 identifierString: the characters an identity may hold, spelled independently
+of the gateway's pattern."""
+
+
+def outside(characters: str) -> str:
+    """The refusal of an identity holding ``characters`` (each once, in order) outside the set."""
+    return f"the station identity holds characters outside {IDENTITY_CHARACTERS}: {characters!r}"
+
+
+def expected_outcome(name: str) -> Outcome:
+    """How the handshake of the decoded identity ``name`` must end: length first, then set."""
+    if len(name) > MAX_IDENTITY_LENGTH:
+        return Outcome(400, name, too_long(name))
+    if not set(name) <= ALLOWED:
+        return Outcome(
+            400, name, outside("".join(dict.fromkeys(c for c in name if c not in ALLOWED)))
+        )
+    return Outcome(101, name)
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        # Split on "/" first, then decode: an escaped slash is part of the identity.
-        ("/ocpp/CP%2F01", Outcome(101, "CP/01")),
-        ("/ocpp/CP%2f01/", Outcome(101, "CP/01")),
-        ("/a/b/CP%2F%2F", Outcome(101, "CP//")),
+        # Split on "/" first, then decode: an escaped slash is part of the identity, and
+        # outside OCPP's character set.
+        ("/ocpp/CP%2F01", Outcome(400, "CP/01", outside("/"))),
+        ("/ocpp/CP%2f01/", Outcome(400, "CP/01", outside("/"))),
+        ("/a/b/CP%2F%2F", Outcome(400, "CP//", outside("/"))),
         # "+" is a plus (unquote, not unquote_plus); a space is only ever "%20".
         ("/ocpp/CP+01", Outcome(101, "CP+01")),
         ("/ocpp/CP%2B01", Outcome(101, "CP+01")),
-        ("/ocpp/CP%2001", Outcome(101, "CP 01")),
-        ("/ocpp/caf%C3%A9", Outcome(101, "caf\u00e9")),
+        ("/ocpp/CP%2001", Outcome(400, "CP 01", outside(" "))),
+        ("/ocpp/caf%C3%A9", Outcome(400, "caf\u00e9", outside("\u00e9"))),
+        # The whole set, escaped or not.
+        ("/ocpp/aZ09*-_=:+|@.", Outcome(101, "aZ09*-_=:+|@.")),
+        ("/ocpp/%61%5A%30%2A%2D%5F%3D%3A%2B%7C%40%2E", Outcome(101, "aZ0*-_=:+|@.")),
         # The query string is not part of the identity; an escaped "?" is.
         ("/ocpp/CP-Q?token=a%2Fb", Outcome(101, "CP-Q")),
-        ("/ocpp/CP%3FQ", Outcome(101, "CP?Q")),
-        # A "%" that starts no escape stays literal.
-        ("/ocpp/CP%", Outcome(101, "CP%")),
-        ("/ocpp/CP%G1", Outcome(101, "CP%G1")),
-        ("/ocpp/CP%2525", Outcome(101, "CP%25")),
+        ("/ocpp/CP%3FQ", Outcome(400, "CP?Q", outside("?"))),
+        # A "%" that starts no escape stays literal, and is outside the set.
+        ("/ocpp/CP%", Outcome(400, "CP%", outside("%"))),
+        ("/ocpp/CP%G1", Outcome(400, "CP%G1", outside("%"))),
+        ("/ocpp/CP%2525", Outcome(400, "CP%25", outside("%"))),
+        ("/ocpp/C%00P%7F", Outcome(400, "C\x00P\x7f", outside("\x00\x7f"))),
         # Escapes that are not UTF-8: refused, nothing mangled recorded as the identity.
         ("/ocpp/%FF", Outcome(400, "", UTF8_REFUSAL)),
         ("/ocpp/CP%C3", Outcome(400, "", UTF8_REFUSAL)),
@@ -117,7 +145,7 @@ def too_long(identity: str) -> str:
         ("//?x=CP", Outcome(400, "", EMPTY_REFUSAL)),
         # At most 48 characters (counted decoded): 48 pass, 49 are refused.
         ("/ocpp/" + "A" * 48, Outcome(101, "A" * 48)),
-        ("/ocpp/" + "%C3%A9" * 48, Outcome(101, "\u00e9" * 48)),
+        ("/ocpp/" + "%C3%A9" * 48, Outcome(400, "\u00e9" * 48, outside("\u00e9"))),
         ("/ocpp/" + "A" * 49, Outcome(400, "A" * 49, too_long("A" * 49))),
         ("/ocpp/" + "%2F" * 49, Outcome(400, "/" * 49, too_long("/" * 49))),
     ],
@@ -133,7 +161,7 @@ SAFE = "+@:=*|-_.~!$&'(),;"
 @settings(max_examples=40, deadline=None)
 @given(
     name=st.text(
-        st.characters(codec="utf-8") | st.sampled_from("/%+ ?#"),
+        st.characters(codec="utf-8") | st.sampled_from("/%+ ?#") | st.sampled_from(sorted(ALLOWED)),
         min_size=1,
         max_size=MAX_IDENTITY_LENGTH + 8,
     ),
@@ -145,15 +173,11 @@ def test_any_identity_round_trips_or_is_refused_for_its_length(
     server: RunningServer, name: str, safe: str, prefix: str, suffix: str
 ) -> None:
     """Any text, "/", "%" and "+" included, escaped the way a station might: accepted as
-    exactly that text when it is short enough, refused with the reason otherwise."""
+    exactly that text when it is short enough and in the set, refused with the reason
+    otherwise."""
     path = prefix + quote(name, safe=safe) + suffix
     assert station_identity(path) == name
-    expected = (
-        Outcome(101, name)
-        if len(name) <= MAX_IDENTITY_LENGTH
-        else Outcome(400, name, too_long(name))
-    )
-    assert handshake(server, path) == expected
+    assert handshake(server, path) == expected_outcome(name)
 
 
 @settings(max_examples=25, deadline=None)
@@ -167,5 +191,5 @@ def test_escaped_bytes_are_decoded_as_utf8_or_refused(server: RunningServer, raw
             station_identity(path)
         expected = Outcome(400, "", UTF8_REFUSAL)
     else:
-        expected = Outcome(101, name)
+        expected = expected_outcome(name)
     assert handshake(server, path) == expected

@@ -13,6 +13,7 @@ from chargeledger.core.errors import StoreUnavailable
 from chargeledger.core.events import Event, FrameLogged, Recorded
 from chargeledger.core.store import Store, open_store
 from chargeledger.core.writer import GroupCommitWriter
+from tests.polling import eventually
 
 __all__: list[str] = []
 
@@ -154,6 +155,46 @@ async def test_failing_store_fails_the_batch_and_recovers(monkeypatch: pytest.Mo
     assert [(r.stream, r.version) for r in recorded] == [("a", 1), ("b", 1)]
     assert seen == recorded == store.read()
     assert writer.statistics().failed_batches == 1
+
+
+async def test_calls_queued_behind_a_failing_attempt_fail_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In an outage each attempt takes the store's timeout: the calls that queued during one
+    fail with it at once, instead of waiting for an attempt of their own; the next call
+    tries the store again (recovery without a restart)."""
+    store = memory_store()
+    gate, attempts, down = Gate(), list[int](), True
+
+    def slow_failure() -> None:
+        attempts.append(1)
+        if down:
+            gate.hold()
+            raise StoreUnavailable("database is down")
+
+    wrap_append(monkeypatch, store, before=slow_failure)
+    failed: list[str] = []
+
+    async def appender(writer: GroupCommitWriter, stream: str) -> None:
+        with pytest.raises(StoreUnavailable, match="database is down"):
+            await writer.append([(stream, frame(1))])
+        failed.append(stream)
+
+    async with GroupCommitWriter(store) as writer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(appender, writer, "first")
+            await gate.wait_entered()
+            for n in range(3):
+                nursery.start_soon(appender, writer, f"queued{n}")
+            await eventually(lambda: writer._queue.qsize() == 3, what="three queued calls")
+            gate.opened.set()
+        assert sorted(failed) == ["first", "queued0", "queued1", "queued2"]
+        assert len(attempts) == 1, "the queued calls were not tried again"
+        stats = writer.statistics()
+        assert (stats.failed_batches, stats.failed_unattempted) == (1, 3)
+        down = False
+        recorded = await writer.append([("after", frame(2))])
+    assert [r.stream for r in recorded] == ["after"] and len(attempts) == 2
 
 
 async def test_commit_whose_acknowledgement_was_lost(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -283,7 +283,7 @@ class WhatIf:
             event, position, protocol, frame.action, frame.message_id, answer, new_id
         )
         if decision.note is None:
-            answered.remember(frame.message_id, event.text, text)
+            answered.remember(frame.message_id, event.text, text, event.session)
 
     def _expect(
         self,

@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from chargeledger.core.errors import StoreUnavailable
+from chargeledger.core.gateway import GatewayStatistics
 from chargeledger.core.http.auth import requires
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.models import Readiness
@@ -113,6 +114,60 @@ class ServerCollector(Collector):
             "Position of the newest event this node committed.",
             value=feed.position,
         )
+        yield from _limit_metrics(gateway.statistics())
+
+
+def _limit_metrics(stats: GatewayStatistics) -> Iterator[Metric]:
+    """The gateway's limits, what they hold and what they refused (docs/operations.md)."""
+    limits = GaugeMetricFamily(
+        "chargeledger_limit", "Each configured limit's effective value.", labels=["limit"]
+    )
+    for name, value in stats.limits.items():
+        limits.add_metric([name], value)
+    yield limits
+    yield GaugeMetricFamily(
+        "chargeledger_connections", "Connections held, handshakes included.", stats.connections
+    )
+    yield GaugeMetricFamily(
+        "chargeledger_handshakes_in_flight", "Handshakes not yet upgraded.", stats.handshakes
+    )
+    refused = CounterMetricFamily(
+        "chargeledger_connections_refused",
+        "Connections answered 503 for a limit, by the limit.",
+        labels=["limit"],
+    )
+    for name in ("max_connections", "max_connections_per_address", "max_handshakes"):
+        refused.add_metric([name], stats.refused.get(name, 0))
+    yield refused
+    ended = CounterMetricFamily(
+        "chargeledger_handshakes_unfinished",
+        "Connections closed before their upgrade: deadline passed, or the peer left.",
+        labels=["why"],
+    )
+    ended.add_metric(["deadline"], stats.handshakes_timed_out)
+    ended.add_metric(["peer_left"], stats.handshakes_abandoned)
+    yield ended
+    floods = CounterMetricFamily(
+        "chargeledger_floods", "Sessions closed with 1008 for a flood.", labels=["kind"]
+    )
+    for kind in ("frames", "pings"):
+        floods.add_metric([kind], stats.floods.get(kind, 0))
+    yield floods
+    yield GaugeMetricFamily(
+        "chargeledger_retransmission_bytes",
+        "What the retransmission memory costs (at most its total limit).",
+        stats.retransmission_bytes,
+    )
+    yield GaugeMetricFamily(
+        "chargeledger_retransmission_calls",
+        "Answered CALLs remembered for retransmissions.",
+        stats.retransmission_calls,
+    )
+    yield CounterMetricFamily(
+        "chargeledger_retransmission_windows_dropped",
+        "Station windows dropped to keep the retransmission memory within its total.",
+        value=stats.retransmission_dropped,
+    )
 
 
 def metrics_registry(ctx: ApiContext) -> CollectorRegistry:

@@ -14,6 +14,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from chargeledger.core.errors import (
     CallError,
     CallTimeout,
+    CallTooLarge,
     OutboundCallFailed,
     OutboundValidationError,
     StationBusy,
@@ -80,6 +81,9 @@ _COMMAND_KINDS: dict[type[BaseException], _Kind] = {
         501, "unsupported-use-case", "The station's protocol version cannot express this"
     ),
     CallError: _Kind(502, "call-error", "The station answered with a CALLERROR"),
+    CallTooLarge: _Kind(
+        413, "call-too-large", "The CALL would exceed the frame size limit; nothing was sent"
+    ),
     StationBusy: _Kind(503, "station-busy", "Too many calls are queued for the station"),
     CallTimeout: _Kind(504, "call-timeout", "The station did not answer in time"),
 }
@@ -180,6 +184,7 @@ _DESCRIPTIONS = {
     403: "The API key's role does not allow this.",
     404: "No such station, registration, or (message mode) action in the station's version.",
     409: "The station is not connected to this node; nothing was sent.",
+    413: "The CALL's frame would exceed max_frame_bytes; nothing was sent.",
     422: "The payload violates the OCPP schema of the station's version; nothing was sent.",
     501: "The use case has no equivalent in the station's protocol version; nothing was sent.",
     502: "The station answered with a CALLERROR (its code, description and details).",
@@ -187,5 +192,5 @@ _DESCRIPTIONS = {
     504: "The station did not answer within call_timeout (recorded as CallTimedOut).",
 }
 
-COMMAND_RESPONSES = responses(400, 401, 403, 404, 409, 422, 501, 502, 503, 504)
+COMMAND_RESPONSES = responses(400, 401, 403, 404, 409, 413, 422, 501, 502, 503, 504)
 """The documented error responses of a command route."""
