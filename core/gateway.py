@@ -51,6 +51,7 @@ from trio_websocket import (
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, Ping
 from wsproto.frame_protocol import MessageDecoder
+from wsproto.utilities import LocalProtocolError
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.commands import Command
@@ -511,7 +512,8 @@ class Session:
             self._flood("pings", self.gateway.settings.max_pings_per_second)
 
     def _flood(self, kind: str, rate: float) -> None:
-        self.gateway._floods[kind] += 1
+        if self.close_cause is None:  # counted once, however long the flood goes on
+            self.gateway._floods[kind] += 1
         self.end(CLOSE_POLICY, f"more than {rate:g} {kind} per second")
 
     async def _read_frames(self) -> None:
@@ -853,8 +855,15 @@ class Gateway:
         connection: WebSocketConnection, handshake: trio.CancelScope, marker: trio.CancelScope
     ) -> None:
         """trio-websocket's reader task; when it ends (EOF, a broken or malformed stream),
-        a handshake still waiting is cancelled, ``marker`` noting why."""
-        await connection._reader_task()
+        a handshake still waiting is cancelled, ``marker`` noting why.
+
+        A ping that arrives while we close makes trio-websocket answer with a pong wsproto
+        refuses to send (``LocalProtocolError``, trio-websocket issue #184): that ends the
+        reading of a connection that is closing anyway, not the connection's handler."""
+        try:
+            await connection._reader_task()
+        except LocalProtocolError as exc:
+            log.debug("reader of a closing connection stopped: %s", exc)
         marker.cancel()
         handshake.cancel()
 
