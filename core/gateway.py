@@ -924,12 +924,28 @@ class Gateway:
         offered: list[str],
         wire: _StationWire | None = None,
     ) -> None:
+        """Record the session opened and run it. When the store cannot record the opening,
+        the connection is closed with 1011 "event store unavailable" (nothing recorded)."""
         session = Session(self, ws, station, protocol, wire)
         old = self.sessions.get(station)
         self.sessions[station] = session
         self.retransmission.returned(station)
         if old is not None:
             old.end(CLOSE_POLICY, "replaced by a newer connection", replaced_by=session.id)
+        try:
+            await self._record_opened(session, offered, old)
+        except StoreUnavailable as exc:
+            log.error("store failed; refusing the session of %s: %s", station, exc)
+            self.forget(session)
+            with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
+                await ws.aclose(CLOSE_INTERNAL_ERROR, "event store unavailable")
+            return
+        await session.run()
+
+    async def _record_opened(
+        self, session: Session, offered: list[str], old: Session | None
+    ) -> None:
+        ws, station, protocol = session.ws, session.station, session.protocol
         await self.writer.append(
             [
                 (
@@ -949,7 +965,6 @@ class Gateway:
             ],
             new_stream=True,
         )
-        await session.run()
 
     def forget(self, session: Session) -> None:
         """Drop ``session`` from the routing table if it is still the station's current one."""
