@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
@@ -402,3 +403,47 @@ def test_sessions_of_dead_nodes_are_closed_at_startup_not_those_of_live_ones(
 
 def test_the_default_node_is_the_host_name_whatever_the_port() -> None:
     assert Settings(port=9000).node == Settings(port=9001).node == socket.gethostname()
+
+
+# -- the limits in the metrics, the cap through the HTTP API -----------------------------------
+
+
+def test_limits_are_in_the_metrics_and_an_oversize_call_is_a_413(tmp_path: Path) -> None:
+    settings = Settings(
+        port=0, store=sqlite(tmp_path), api_port=0, max_handshakes=1, max_frame_bytes=1024
+    )
+
+    async def scenario(server: RunningServer) -> tuple[httpx.Response, str]:
+        assert server.csms is not None
+        ws = await booted(server, "MET")
+        base = f"http://127.0.0.1:{server.csms.api_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            big = await http.post(
+                "/api/stations/MET/calls/DataTransfer", json={"vendorId": "v", "data": "x" * 2000}
+            )
+            with socket.create_connection(address(server), timeout=10):  # one handshake held
+                await asyncio.to_thread(
+                    wait_for, lambda: stats(server).handshakes == 1, what="a handshake in flight"
+                )
+                with pytest.raises(websockets.InvalidStatus):
+                    await raw_station(server.url, "REFUSED", ["ocpp1.6"])
+                metrics = (await http.get("/metrics")).text
+        await ws.close()
+        return big, metrics
+
+    with running_server(settings) as server:
+        big, metrics = asyncio.run(scenario(server))
+    assert big.status_code == 413 and big.json()["type"].endswith("call-too-large")
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['chargeledger_limit{limit="max_handshakes"}'] == 1
+    assert samples['chargeledger_limit{limit="handshake_timeout"}'] == 10
+    assert samples['chargeledger_connections_refused_total{limit="max_handshakes"}'] == 1
+    assert samples["chargeledger_handshakes_in_flight"] == 1
+    assert samples["chargeledger_connections"] == 2
+    assert samples['chargeledger_floods_total{kind="frames"}'] == 0
+    assert 0 < samples["chargeledger_retransmission_bytes"] <= 128 * 1024 * 1024
+    assert samples["chargeledger_retransmission_calls"] == 1
