@@ -128,6 +128,10 @@ REFUSAL_READ_TIMEOUT = 0.5
 """How long a connection refused for a limit may take to send its request before the 503
 (read and discarded so that closing does not reset the connection under the answer)."""
 
+MAX_REFUSALS = 64
+"""Refusals answered at once; beyond, a refused connection is closed without an answer, so
+that answering a flood never holds more than this many descriptors."""
+
 
 def _address(endpoint: object) -> str:
     """``host:port`` of a trio-websocket endpoint (its repr is not meant for logs)."""
@@ -533,9 +537,8 @@ class Session:
                 self._flood("frames", self.gateway.settings.max_frames_per_second)
                 return
             if raw is not None:
-                binary = isinstance(message, bytes)
-                await self._log(self._received(message, raw, "binary" if binary else None))
-                if binary:
+                await self._log(self._received(message, raw, None))
+                if isinstance(message, bytes):
                     self.end(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames only")
                 else:
                     self.end(CLOSE_INVALID_PAYLOAD, "a text frame that is not UTF-8")
@@ -722,6 +725,7 @@ class Gateway:
         self._connections = 0
         self._per_address: Counter[str] = Counter()
         self._handshakes = 0
+        self._refusing = 0
         self._refused: Counter[str] = Counter()
         self._timed_out = self._abandoned = 0
         self._floods: Counter[str] = Counter()
@@ -784,14 +788,16 @@ class Gateway:
         return None
 
     async def _refuse(self, stream: trio.abc.Stream, address: str, limit: str) -> None:
-        """Answer 503 with Retry-After (a TLS connection is closed before its TLS handshake,
-        which is what the limit spares), close, and record the refusal."""
+        """Answer 503 with Retry-After, close, and record the refusal. A TLS connection is
+        closed before its TLS handshake (which is what the limit spares), and so is any
+        connection while ``MAX_REFUSALS`` others are being answered."""
         self._refused[limit] += 1
         reason = f"server busy ({limit} reached); retry later"
         path = ""
+        self._refusing += 1
         try:
-            if isinstance(stream, trio.SSLStream):
-                await trio.aclose_forcefully(stream.transport_stream)
+            if isinstance(stream, trio.SSLStream) or self._refusing > MAX_REFUSALS:
+                await trio.aclose_forcefully(stream)
             else:
                 with trio.move_on_after(REFUSAL_READ_TIMEOUT):
                     found = _REQUEST_LINE.match(await stream.receive_some(65536))
@@ -801,6 +807,7 @@ class Gateway:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
+            self._refusing -= 1
             await trio.aclose_forcefully(stream)
         session = str(uuid.uuid4())
         refusal = HandshakeRejected(
