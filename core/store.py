@@ -494,6 +494,12 @@ class _PostgresBackend(StoreBackend):
         )
         # Not a PostgresDatastore parameter; the pool reads it only once opened (on first use).
         datastore.pool.reconnect_timeout = _RECONNECT_WINDOW
+        # No server-side prepared statements: after an insert failed (a lock timeout, say),
+        # psycopg believed a statement prepared in the failed pipeline existed, and every
+        # later commit on that pooled connection failed with "prepared statement ... does not
+        # exist": the writer never recovered without a restart (tests/test_outage.py).
+        assert isinstance(datastore.pool.kwargs, dict)
+        datastore.pool.kwargs["prepare_threshold"] = None
         try:
             # DDL of processes starting together races (CREATE ... IF NOT EXISTS is not atomic
             # against a concurrent CREATE): a session advisory lock per schema serializes it

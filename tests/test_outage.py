@@ -1,6 +1,7 @@
-"""A real store outage (issue 10, item 6): another process's connection holds SQLite's write
-lock, so every commit waits the lock timeout and fails. Sessions close with 1011 "event store
-unavailable", no station waits longer than one failing attempt, recovery needs no restart.
+"""A real store outage (issue 10, item 6): another connection holds SQLite's write lock, or
+PostgreSQL's table locks, so every commit waits the lock timeout and fails. Sessions close
+with 1011 "event store unavailable", no station waits longer than one failing attempt,
+recovery needs no restart.
 docs/operations.md ("When the store fails") states the timings measured here."""
 
 from __future__ import annotations
@@ -9,18 +10,28 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
 
 from chargeledger.core import store as store_module
 from chargeledger.core.settings import Settings
+from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, raw_station, running_server
 from tests.test_limits import BOOT, booted, close_of
 
-LOCK_TIMEOUT = 2.0
-"""The store's lock timeout in this test (5 s in production): one failing attempt."""
+
+def failing_attempt(url: str) -> tuple[int, float]:
+    """The lock timeout used here (5 s in production) and how long one failing commit attempt
+    lasts with it: SQLite waits for the lock once; PostgreSQL's recorder retries a failed
+    insert 10 times, 0.2 s apart (core/store.py), each waiting the lock timeout."""
+    if url.startswith("sqlite"):
+        return 2, 2.0
+    return 1, 10 * (1 + 0.2)
+
 
 STATIONS = 4
 STAGGER = 0.3
@@ -60,26 +71,53 @@ async def _recovered(server: RunningServer) -> list[int | str]:
     return [answer[0], answer[2]["status"]]
 
 
-def test_an_outage_closes_sessions_1011_within_one_attempt_and_recovers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(store_module, "_TIMEOUT", LOCK_TIMEOUT)
-    path = tmp_path / "outage.db"
-    with running_server(Settings(port=0, store=f"sqlite:///{path}")) as server:
-        holder = sqlite3.connect(path, isolation_level=None)
+@contextmanager
+def lock_holder(url: str) -> Iterator[Callable[[], object]]:
+    """A connection of its own to the store at ``url``; calling what it yields takes every
+    write lock (SQLite: ``BEGIN EXCLUSIVE``; PostgreSQL: ``ACCESS EXCLUSIVE`` on the schema's
+    tables) until the block ends."""
+    if url.startswith("sqlite:///"):
+        sqlite_holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         try:
-            # The outage: nobody else can write.
-            waits = asyncio.run(_outage(server, lambda: holder.execute("BEGIN EXCLUSIVE")))
+            yield lambda: sqlite_holder.execute("BEGIN EXCLUSIVE")
         finally:
-            holder.execute("ROLLBACK")
-            holder.close()
+            if sqlite_holder.in_transaction:
+                sqlite_holder.execute("ROLLBACK")
+            sqlite_holder.close()
+        return
+    parts = urlsplit(url)
+    schema = parse_qs(parts.query)["schema"][0]
+    with psycopg.connect(parts._replace(query="").geturl()) as pg_holder:
+
+        def lock() -> None:
+            tables = pg_holder.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+            ).fetchall()
+            for (table,) in tables:
+                pg_holder.execute(f'LOCK TABLE "{schema}"."{table}" IN ACCESS EXCLUSIVE MODE')
+
+        try:
+            yield lock
+        finally:
+            pg_holder.rollback()
+
+
+@on_sqlite_and_postgres
+def test_an_outage_closes_sessions_1011_within_one_attempt_and_recovers(
+    server_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock_timeout, attempt = failing_attempt(server_store)
+    monkeypatch.setattr(store_module, "_TIMEOUT", lock_timeout)
+    with running_server(Settings(port=0, store=server_store)) as server:
+        with lock_holder(server_store) as begin_outage:
+            waits = asyncio.run(_outage(server, begin_outage))
         assert asyncio.run(_recovered(server)) == [3, "Accepted"], "recovered, no restart"
         stats = server.run(_writer_statistics, server)
     assert [close for _, close in waits] == [(1011, "event store unavailable")] * (STATIONS + 1)
     longest = max(wait for wait, _ in waits)
-    # Before: the stations queued behind the first attempt waited for a second one (about
-    # 2 * LOCK_TIMEOUT - STAGGER = 3.7 s here); now at most the attempt in progress.
-    assert longest < 1.5 * LOCK_TIMEOUT, f"a station waited {longest:.2f} s"
+    # Before: the stations queued behind the first attempt waited for a second one (up to
+    # 2 * attempt - STAGGER); now at most the attempt in progress.
+    assert longest < 1.5 * attempt, f"a station waited {longest:.2f} s"
     assert stats.failed_unattempted >= 1, "calls queued behind the failing attempt failed with it"
     print(f"outage: waits {[round(wait, 2) for wait, _ in waits]} s")
 
