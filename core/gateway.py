@@ -51,7 +51,7 @@ from trio_websocket import (
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, Ping
 from wsproto.frame_protocol import MessageDecoder
-from wsproto.utilities import LocalProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.commands import Command
@@ -244,13 +244,24 @@ class _LenientTextDecoder(MessageDecoder):
 
 
 class _StationWire(WSConnection):
-    """The wsproto side of one station connection: counts the pings the station sends
-    (``on_ping`` is called for each, from trio-websocket's reader task) and, once upgraded,
-    decodes text with :class:`_LenientTextDecoder`."""
+    """The wsproto side of one station connection: notes why wsproto refused the opening
+    request (``refused``: trio-websocket answers that 400 itself, before our handshake code
+    runs), counts the pings the station sends (``on_ping`` is called for each, from
+    trio-websocket's reader task) and, once upgraded, decodes text with
+    :class:`_LenientTextDecoder`."""
 
     def __init__(self) -> None:
         super().__init__(ConnectionType.SERVER)
         self.on_ping: Callable[[], None] | None = None
+        self.refused = ""
+
+    def receive_data(self, data: bytes | None) -> None:
+        try:
+            super().receive_data(data)
+        except RemoteProtocolError as exc:
+            if self.connection is None:
+                self.refused = str(exc) or type(exc).__name__
+            raise
 
     def send(self, event: Event) -> bytes:
         data = super().send(event)
@@ -759,7 +770,7 @@ class Gateway:
         self._per_address[address] += 1
         try:
             async with trio.open_nursery() as nursery:
-                upgraded = await self._upgrade(nursery, stream)
+                upgraded = await self._upgrade(nursery, stream, address)
                 if upgraded is not None:
                     await self._run_session(*upgraded)
                 nursery.cancel_scope.cancel()
@@ -809,28 +820,33 @@ class Gateway:
         finally:
             self._refusing -= 1
             await trio.aclose_forcefully(stream)
+        await self._record_refusal(address, 503, reason, path)
+
+    async def _record_refusal(self, remote: str, status: int, reason: str, path: str) -> None:
+        """Record a connection refused before its station is known (``HandshakeRejected``
+        with an empty station); a store failure is logged, the connection is gone anyway."""
         session = str(uuid.uuid4())
         refusal = HandshakeRejected(
             station="",
             session=session,
             at=time.time(),
             path=path,
-            offered=[],
-            remote=address,
-            status=503,
+            remote=remote,
+            status=status,
             reason=reason,
         )
         try:
             await self.writer.append([(session_stream(session), refusal)], new_stream=True)
         except StoreUnavailable as exc:
-            log.warning("refusal of %s not recorded: %s", address, exc)
+            log.warning("refusal of %s not recorded: %s", remote, exc)
 
     async def _upgrade(
-        self, nursery: trio.Nursery, stream: trio.abc.Stream
+        self, nursery: trio.Nursery, stream: trio.abc.Stream, address: str
     ) -> tuple[WebSocketConnection, str, str, list[str], _StationWire] | None:
-        """The opening handshake, TLS included, within ``handshake_timeout``: what
-        ``_handshake`` accepted (and our wsproto side), or ``None`` when it refused, the
-        deadline passed, or the peer left (released at once, not at the deadline).
+        """The opening handshake of a connection from ``address``, TLS included, within
+        ``handshake_timeout``: what ``_handshake`` accepted (and our wsproto side), or
+        ``None`` when it refused, wsproto refused the request (recorded here), the deadline
+        passed, or the peer left (released at once, not at the deadline).
 
         Does what ``trio_websocket.wrap_server_stream`` does (its two private calls
         included, trio-websocket 0.12), with our wsproto side and a reader task whose end
@@ -848,7 +864,10 @@ class Gateway:
                 request = await connection._get_request()
                 accepted = await self._handshake(request)
                 return None if accepted is None else (*accepted, wire)
-            if peer_gone.cancel_called:
+            if wire.refused:  # trio-websocket answered it 400 itself
+                reason = f"malformed opening handshake: {wire.refused}"
+                await self._record_refusal(address, 400, reason, "")
+            elif peer_gone.cancel_called:
                 self._abandoned += 1
             else:
                 self._timed_out += 1

@@ -138,6 +138,24 @@ def test_half_open_connections_are_closed_at_the_deadline(tmp_path: Path) -> Non
             assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
 
 
+def test_a_handshake_refused_before_our_code_runs_is_recorded(tmp_path: Path) -> None:
+    """wsproto refuses a request that is not a WebSocket upgrade (no Connection header,
+    malformed HTTP) and trio-websocket answers 400 itself: recorded all the same."""
+    garbage = [b"GET /ocpp/CP1 HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01 not http\r\n\r\n"]
+    with running_server(Settings(port=0, store=sqlite(tmp_path))) as server:
+        for request in garbage:
+            with socket.create_connection(address(server), timeout=10) as sock:
+                sock.sendall(request)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+        wait_for(
+            lambda: len([e for e in events(server) if isinstance(e, HandshakeRejected)]) == 2,
+            what="both refusals recorded",
+        )
+        rejected = [e for e in events(server) if isinstance(e, HandshakeRejected)]
+    assert [(r.status, r.remote) for r in rejected] == [(400, "127.0.0.1")] * 2
+    assert all(r.reason.startswith("malformed opening handshake: ") for r in rejected)
+
+
 # -- connection limits: 503 with Retry-After, recorded ---------------------------------------
 
 
