@@ -121,9 +121,10 @@ class Answered:
     OCPP-J message ids are unique per connection only, so the window remembers which session
     answered each CALL: under an id answered on an earlier connection, the same CALL is a
     retransmission (a StartTransaction retried after a reconnect gets its transaction id
-    again) and a different CALL is a new one; on the same connection a different CALL is
-    ``ID_REUSED``. The gateway keeps one per station across reconnects, in memory only,
-    within a :class:`RetransmissionMemory`; the what-if replay keeps its own.
+    again) unless its payload is empty, and a different CALL is a new one; on the same
+    connection a different CALL is ``ID_REUSED``. The gateway keeps one per station across
+    reconnects, in memory only, within a :class:`RetransmissionMemory`; the what-if replay
+    keeps its own.
     """
 
     __slots__ = ("_calls", "_memory", "bytes", "max_bytes", "size")
@@ -150,9 +151,12 @@ class Answered:
         earlier = self._calls.get(frame.message_id)
         if earlier is None:
             return Retransmission.NEW
-        if earlier.repeats(text, frame):
+        same_connection = earlier.session == session
+        # An empty payload (a Heartbeat) cannot tell a retransmission after a reconnect from
+        # a station that restarted its ids: new, so that it is not answered a stale time.
+        if earlier.repeats(text, frame) and (same_connection or frame.payload):
             return Retransmission.VERBATIM
-        return Retransmission.ID_REUSED if earlier.session == session else Retransmission.NEW
+        return Retransmission.ID_REUSED if same_connection else Retransmission.NEW
 
     def reply(self, message_id: str) -> str:
         """The text that answered ``message_id``; ``KeyError`` when it is not in the window."""

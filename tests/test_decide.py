@@ -127,6 +127,10 @@ def test_message_ids_are_unique_per_connection_only() -> None:
     window.remember("1", status, '[3,"1",{}]', "new")
     assert len(window) == 1, "the new CALL replaced the old one under its id"
     assert window.classify(start, _call(start), "new") is Retransmission.ID_REUSED
+    # An empty payload tells nothing: after a reconnect it is a new CALL (no stale time).
+    window.remember("h", HEARTBEAT, '[3,"h",{"currentTime":"then"}]', "new")
+    assert window.classify(HEARTBEAT, _call(HEARTBEAT), "new") is Retransmission.VERBATIM
+    assert window.classify(HEARTBEAT, _call(HEARTBEAT), "newer") is Retransmission.NEW
 
 
 def test_the_window_is_bounded_in_bytes() -> None:
