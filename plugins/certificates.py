@@ -2,9 +2,10 @@
 SignCertificate, have its CSR signed, and send the chain back in CertificateSigned.
 
 1. ``SignCertificate``: ``Accepted`` when :func:`~chargeledger.core.plugin.csr_problem`
-   finds nothing wrong (the CSR parses, its signature verifies, its subject CN is the station
-   identity); else ``Rejected``, with the reason in 2.0.1 ``statusInfo`` (1.6 has no field
-   for it; the certificate projection records the reason for both).
+   finds nothing wrong (the CSR parses, its key is EC or RSA of 2048 bits or more, its
+   signature verifies, its subject CN is the station identity); else ``Rejected``, with the
+   reason in 2.0.1 ``statusInfo`` (1.6 has no field for it; the certificate projection
+   records the reason for both).
 2. Once that answer is committed, the react hook has the CSR signed through ``sign`` (the
    ``chargeledger_sign_certificate`` hook) and sends ``CertificateSigned`` with the chain.
 3. The built-in signer (``trylast``, so any other signer goes first) signs with the operator

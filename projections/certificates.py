@@ -17,7 +17,9 @@ from typing import Any
 
 import msgspec
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
@@ -34,6 +36,7 @@ from chargeledger.projections.exchanges import (
 
 __all__ = [
     "MAX_HISTORY_PER_STATION",
+    "MIN_RSA_BITS",
     "CertificateHash",
     "CertificatesProjection",
     "CsrReceived",
@@ -129,15 +132,25 @@ def common_name(name: x509.Name) -> str | None:
     return value if isinstance(value, str) else None
 
 
+MIN_RSA_BITS = 2048
+"""The smallest RSA key we sign a certificate for (OCPP 2.0.1 A00.FR.309 asks at least as
+much of the keys of station certificates)."""
+
+
 def csr_problem(csr: str, station: str) -> str | None:
     """Why the PEM certificate signing request ``csr`` may not be signed for ``station``;
-    ``None`` when it may: it parses, its self-signature verifies (the station holds the key)
-    and its subject CN is the station identity (a station must not obtain a certificate that
-    lets it connect as another one)."""
+    ``None`` when it may: it parses, its key is EC or RSA of at least ``MIN_RSA_BITS``, its
+    self-signature verifies (the station holds the key) and its subject CN is the station
+    identity (a station must not obtain a certificate that lets it connect as another one)."""
     try:
         request = x509.load_pem_x509_csr(csr.encode())
-    except ValueError:
-        return "not a PEM certificate signing request"
+        key = request.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return "not a PEM certificate signing request of a key we can read"
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        return f"an RSA key of {key.key_size} bits, below {MIN_RSA_BITS}"
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        return f"a {type(key).__name__} key: only EC and RSA keys are signed"
     if not request.is_signature_valid:
         return "the CSR's signature does not verify"
     name = common_name(request.subject)

@@ -7,7 +7,9 @@ the API, the CLI and (critical ones) the audit."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from ocpp.routing import on
 from ocpp.v16 import call as call16
@@ -31,6 +33,7 @@ from ocpp.v201.enums import Action as Action201
 from chargeledger.core.plugin import CertificateRequest
 from chargeledger.core.settings import CertificateSigning, Settings
 from chargeledger.plugins import certificates as certificates_plugin
+from chargeledger.projections.certificates import csr_problem
 from chargeledger.schemas import OCPP16, OCPP201
 from tests import test_e2e_v16, test_e2e_v201
 from tests.harness import RunningServer, chargeledger_cli, running_server
@@ -60,11 +63,13 @@ def make_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
     return certificate, key
 
 
-def make_csr(common_name: str) -> str:
-    """A PEM CSR for ``common_name``, signed by a fresh key as a station would."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_csr(common_name: str, key: Any = None) -> str:
+    """A PEM CSR for ``common_name``, signed by ``key`` (a fresh EC key by default) as a
+    station would."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     request = x509.CertificateSigningRequestBuilder().subject_name(_name(common_name))
-    return request.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return request.sign(key, algorithm).public_bytes(serialization.Encoding.PEM).decode()
 
 
 def pem(certificate: x509.Certificate) -> str:
@@ -289,6 +294,26 @@ def test_signing_is_pure_given_the_key_and_the_answer(
     assert other is not None and x509.load_pem_x509_certificates(other.encode())[0].serial_number
     assert x509.load_pem_x509_certificates(other.encode())[0].serial_number != leaf.serial_number
     assert certificates_plugin.chargeledger_sign_certificate(request, Settings()) is None
+
+
+def test_what_a_csr_must_be_to_be_signed() -> None:
+    assert csr_problem(make_csr("CP-1"), "CP-1") is None
+    assert "not the station identity" in str(csr_problem(make_csr("CP-1"), "CP-2"))
+    assert "not a PEM" in str(csr_problem("-----BEGIN CERTIFICATE REQUEST-----\nAA==", "CP-1"))
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    assert "1024 bits" in str(csr_problem(make_csr("CP-1", weak), "CP-1"))
+    edwards = ed25519.Ed25519PrivateKey.generate()
+    assert "only EC and RSA" in str(csr_problem(make_csr("CP-1", edwards), "CP-1"))
+    # A CSR whose signature no longer matches its contents (its last byte, in the
+    # signature, flipped).
+    der = x509.load_pem_x509_csr(make_csr("CP-1").encode()).public_bytes(serialization.Encoding.DER)
+    forged = pem_of_csr(der[:-1] + bytes([der[-1] ^ 1]))
+    assert csr_problem(forged, "CP-1") == "the CSR's signature does not verify"
+
+
+def pem_of_csr(der: bytes) -> str:
+    lines = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{lines}\n-----END CERTIFICATE REQUEST-----\n"
 
 
 @pytest.mark.parametrize("protocol", [OCPP16, OCPP201])
