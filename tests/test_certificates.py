@@ -11,6 +11,7 @@ import base64
 import hashlib
 import textwrap
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
 
+from chargeledger.core.api import Caller
 from chargeledger.core.plugin import CertificateRequest
 from chargeledger.core.settings import CertificateSigning, Settings
 from chargeledger.plugins import certificates as certificates_plugin
@@ -248,6 +250,8 @@ def test_a_csr_is_signed_and_one_for_another_identity_is_refused(
         assert server.csms is not None
         base = f"http://127.0.0.1:{server.csms.api_port}"
         shown = httpx.get(f"{base}/api/stations/{station}/certificates", timeout=10).json()
+    [printed] = chargeledger_cli("certificates", "--station", station, store=settings.store)
+    assert printed == shown
 
     wrong, right = answers
     assert (wrong.status, right.status) == ("Rejected", "Accepted")
@@ -294,6 +298,21 @@ def test_signing_is_pure_given_the_key_and_the_answer(
     assert other is not None and x509.load_pem_x509_certificates(other.encode())[0].serial_number
     assert x509.load_pem_x509_certificates(other.encode())[0].serial_number != leaf.serial_number
     assert certificates_plugin.chargeledger_sign_certificate(request, Settings()) is None
+
+
+def test_installing_and_deleting_trust_anchors_needs_the_admin_role() -> None:
+    operator = Caller("ops", "operator")
+    with running_server(Settings(port=0, store="memory://")) as server:
+        csms = server.csms
+        assert csms is not None
+        install = partial(
+            csms.install_certificate, "CP-X", "CSMSRootCertificate", ROOT_PEM, caller=operator
+        )
+        with pytest.raises(PermissionError, match="needs the 'admin' role"):
+            server.run(install)
+        delete = partial(csms.delete_certificate, "CP-X", "aa", "bb", "1", caller=operator)
+        with pytest.raises(PermissionError, match="needs the 'admin' role"):
+            server.run(delete)
 
 
 def test_what_a_csr_must_be_to_be_signed() -> None:
