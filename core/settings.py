@@ -12,7 +12,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-__all__ = ["ApiKey", "ApiRole", "BootPolicy", "Settings", "is_loopback", "load_settings"]
+__all__ = [
+    "ApiKey",
+    "ApiRole",
+    "BootPolicy",
+    "CertificateSigning",
+    "Settings",
+    "is_loopback",
+    "load_settings",
+]
 
 DEFAULT_STORE = "sqlite:///chargeledger.db"
 
@@ -52,6 +60,22 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     name: str
     role: ApiRole
     sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class CertificateSigning(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How station CSRs (SignCertificate) are signed by the built-in signer of the
+    ``certificates`` plugin: with the operator sub-CA whose PEM certificate and unencrypted
+    PEM private key are the files ``ca_certificate`` and ``ca_key`` (read once per process;
+    keep the key file readable by the server only). ``chain``: a PEM file of the further CA
+    certificates up to (not including) the root, appended to the chain sent to the station.
+    Without ``ca_certificate`` and ``ca_key`` the built-in signer signs nothing (a plugin's
+    ``chargeledger_sign_certificate`` may). Certificates are valid from the time the CSR
+    was answered for ``validity_days``."""
+
+    ca_certificate: str | None = None
+    ca_key: str | None = None
+    chain: str | None = None
+    validity_days: int = 365
 
 
 def is_loopback(host: str) -> bool:
@@ -127,6 +151,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_host: str = "127.0.0.1"
     api_keys: list[ApiKey] = []
     """Without keys the API serves everyone as ``admin``: allowed on loopback only."""
+    certificate_signing: CertificateSigning = CertificateSigning()
+    """``[certificate_signing]``: the operator sub-CA that signs station CSRs."""
 
     def __post_init__(self) -> None:
         if not self.node:
