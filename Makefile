@@ -56,3 +56,17 @@ mutation: setup
 	  tail -n 3 $(MUTATION_DIR)/$$m.txt; \
 	done
 	git diff --quiet -- core projections || { echo "a mutant was left in the source: git checkout core projections"; exit 1; }
+
+# Fuzzing (not in CI): atheris (libFuzzer) over frame parsing and payload validation, then over
+# a real gateway's opening handshake on loopback. A crash or a hang (-timeout, seconds per input)
+# stops the run and leaves the input in build/fuzz/crash-* or timeout-*; the corpora grow in
+# build/fuzz/ from one run to the next. Figures: docs/testing.md.
+FUZZ_FRAME_RUNS ?= 1000000
+FUZZ_HANDSHAKE_RUNS ?= 20000
+FUZZ_FLAGS := -artifact_prefix=build/fuzz/ -print_final_stats=1
+
+fuzz: setup
+	$(BIN)/pip install --quiet '.[fuzz]'
+	mkdir -p build/fuzz
+	nice -n 15 $(BIN)/python -m tests.fuzz.fuzz_frames -runs=$(FUZZ_FRAME_RUNS) -timeout=10 $(FUZZ_FLAGS) build/fuzz/frames
+	nice -n 15 $(BIN)/python -m tests.fuzz.fuzz_handshake -runs=$(FUZZ_HANDSHAKE_RUNS) -timeout=30 $(FUZZ_FLAGS) build/fuzz/handshake
