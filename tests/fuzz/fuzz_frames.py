@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,9 @@ PAYLOAD_CODES = {
     "FormatViolation",
 }
 ACTIONS = {protocol: sorted(actions(protocol)) for protocol in PROTOCOLS}
+REPORT_EVERY = 100_000
+"""Inputs between two tallies of the outcomes on stderr."""
+OUTCOMES: Counter[str] = Counter()
 MODE_TEXT, MODE_PAYLOAD, MODE_MUTATED = 0, 1, 2
 SESSION = (
     "boot",
@@ -162,10 +166,12 @@ def check_payload(protocol: str, action: str, payload: dict[str, Any], message_i
             check_error(exc, protocol, PAYLOAD_CODES)
             if exc.message_id != message_id:
                 raise AssertionError(f"{exc!r} lost the message id {message_id!r}") from None
+            OUTCOMES[f"{kind} {exc.code}"] += 1
             continue
         if not isinstance(typed, msgspec.Struct):
             raise AssertionError(f"{validate.__name__} returned {typed!r}")
         to_wire(protocol, action, typed, kind)  # type: ignore[arg-type]
+        OUTCOMES[f"{kind} valid"] += 1
 
 
 TOKENS = sorted(schema_tokens())
@@ -250,6 +256,9 @@ def frame_text(data: bytes) -> tuple[str, str] | None:
 
 
 def test_one_input(data: bytes) -> None:
+    OUTCOMES["inputs"] += 1
+    if OUTCOMES["inputs"] % REPORT_EVERY == 0:  # libFuzzer ends the process without atexit
+        print("frames fuzz:", dict(sorted(OUTCOMES.items())), file=sys.stderr, flush=True)
     made = frame_text(data)
     if made is None:
         return
@@ -258,7 +267,9 @@ def test_one_input(data: bytes) -> None:
         frame = parse_frame(text, protocol)
     except FrameError as exc:
         check_error(exc, protocol, FRAME_CODES)
+        OUTCOMES[f"frame {exc.code}"] += 1
         return
+    OUTCOMES[f"frame {type(frame).__name__}"] += 1
     again = parse_frame(reencoded(frame), protocol)
     if again != frame and not (isinstance(frame, CallError) and len(frame.description) > 255):
         raise AssertionError(f"{frame!r} parsed back as {again!r}")
