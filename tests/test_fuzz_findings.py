@@ -34,8 +34,9 @@ def _first_bytes(sock: socket.socket) -> bytes | None:
 def test_half_an_upgrade_request_is_closed_at_the_handshake_deadline(
     half_close: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # Found by fuzz_handshake: trio-websocket waits for the rest of the request forever, even
-    # after EOF, so each such peer held a handler task and a socket until the server stopped.
+    # Found while writing fuzz_handshake: trio-websocket waits for the rest of the request
+    # forever, even after EOF, so each such peer held a handler task and a socket until the
+    # server stopped.
     monkeypatch.setattr(gateway, "OPENING_HANDSHAKE_TIMEOUT", 0.5)
     with running_server(Settings(port=0, store=f"sqlite:///{tmp_path / 'hs.db'}")) as server:
         assert server.csms is not None
