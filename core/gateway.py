@@ -83,6 +83,11 @@ CLOSE_NO_STATUS = 1006
 CLOSE_HANDSHAKE_TIMEOUT = 1.0
 """How long we wait for the peer's close frame; a dead peer never sends one."""
 
+OPENING_HANDSHAKE_TIMEOUT = 10.0
+"""How long a new connection has to send its whole HTTP upgrade request. trio-websocket waits
+for it forever, even after the peer's EOF: without this, a peer that sends half a request
+(or nothing) holds a handler task and a socket until the server stops."""
+
 
 def _address(endpoint: object) -> str:
     """``host:port`` of a trio-websocket endpoint (its repr is not meant for logs)."""
@@ -478,12 +483,16 @@ class Gateway:
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                request = await wrap_server_stream(
-                    nursery, stream, max_message_size=self.settings.max_frame_bytes
-                )
-                accepted = await self._handshake(request)
-                if accepted is not None:
-                    await self._run_session(*accepted)
+                with trio.move_on_after(OPENING_HANDSHAKE_TIMEOUT) as reading:
+                    request = await wrap_server_stream(
+                        nursery, stream, max_message_size=self.settings.max_frame_bytes
+                    )
+                if reading.cancelled_caught:
+                    log.info("no upgrade request in %s s: closed", OPENING_HANDSHAKE_TIMEOUT)
+                else:
+                    accepted = await self._handshake(request)
+                    if accepted is not None:
+                        await self._run_session(*accepted)
                 nursery.cancel_scope.cancel()
         except Exception:
             # Contained: one broken connection never takes the server down.
