@@ -44,12 +44,14 @@ from chargeledger.core.errors import StationOffline
 from chargeledger.core.events import (
     CommandRequested,
     StationDeregistered,
+    StationPasswordSet,
     StationRegistered,
     command_stream,
     registry_stream,
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import Gateway
+from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
 from chargeledger.core.usecases import (
@@ -163,11 +165,26 @@ class CentralSystem:
         ``call_timeout``: ``ReportIncomplete`` when some are still missing then)."""
         use_case = use_case_of(args)
         self._require(caller, use_case.role, use_case.name)
-        await self._record(caller, station, "use_case", use_case.name, args, request_id)
+        recorded: dict[str, Any] = msgspec.to_builtins(args)
+        generated = None
+        if use_case.secret is not None:
+            secret = getattr(args, use_case.secret)
+            if secret is None:
+                secret = generated = generate_password()
+                args = msgspec.structs.replace(args, **{use_case.secret: secret})
+            recorded.pop(use_case.secret, None)
+            recorded[f"{use_case.secret}_hash"] = await trio.to_thread.run_sync(
+                hash_password, secret
+            )
+        await self._record(caller, station, "use_case", use_case.name, recorded, request_id)
         request = use_case.build(self.protocol(station), args, self._request_id())
         result = request.result(await self.gateway.call(station, request.action, request.payload))
         if request.action in REPORT_ACTIONS and result.accepted:
             return await self._await_report(station, request.payload["requestId"], result)
+        if generated is not None and use_case.secret is not None:
+            result = msgspec.structs.replace(
+                result, values={**result.values, use_case.secret: generated}
+            )
         return result
 
     async def _record(
@@ -228,21 +245,58 @@ class CentralSystem:
     # -- the station registry ----------------------------------------------------------------
 
     async def register_station(
-        self, station: str, description: str = "", *, caller: Caller = PYTHON
+        self,
+        station: str,
+        description: str = "",
+        *,
+        profile: int = 0,
+        enabled: bool = True,
+        caller: Caller = PYTHON,
     ) -> Registration:
-        """Register the station (again: the description is replaced); needs ``admin``."""
+        """Register the station (again: description, profile and enabled are replaced, the
+        password is kept); needs ``admin``. ``profile`` is the lowest security profile it
+        may connect with (0-3, else ``ValueError``); a disabled station is refused at the
+        handshake. A profile 1 or 2 station needs a password (:meth:`set_station_password`)."""
         self._require(caller, "admin", "registering a station")
+        if profile not in (0, 1, 2, 3):
+            raise ValueError(f"security profile {profile} does not exist (0-3)")
         event = StationRegistered(
             request_id=str(uuid.uuid4()),
             station=station,
             at=time.time(),
             key=caller.name,
             description=description,
+            profile=profile,
+            enabled=enabled,
         )
         await self.writer.append([(registry_stream(event.request_id), event)])
         registration = self.views.registry.get(station)
         assert registration is not None  # folded by the dispatcher before append returned
         return registration
+
+    async def set_station_password(
+        self, station: str, password: str | None = None, *, caller: Caller = PYTHON
+    ) -> str | None:
+        """Set the registered station's HTTP Basic password, or a generated one when
+        ``password`` is ``None``, and return it: it is shown this once, only its argon2id hash
+        is recorded (``StationPasswordSet``). It replaces the current password and any
+        pending one at once: a station still using the old one is refused from then on (to
+        change a connected station's password, use ``change_station_password``). ``None``
+        (nothing recorded) when the station is not registered; ``ValueError`` when the
+        password is not 16-40 printable characters. Needs ``admin``."""
+        self._require(caller, "admin", "setting a station password")
+        if self.views.registry.get(station) is None:
+            return None
+        password = password if password is not None else generate_password()
+        event = StationPasswordSet(
+            request_id=str(uuid.uuid4()),
+            station=station,
+            at=time.time(),
+            key=caller.name,
+            password_hash=await trio.to_thread.run_sync(hash_password, password),
+        )
+        await self.writer.append([(registry_stream(event.request_id), event)])
+        return password
 
     async def deregister_station(self, station: str, *, caller: Caller = PYTHON) -> bool:
         """Remove the station's registration; ``False`` (nothing recorded) when it is not

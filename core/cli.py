@@ -109,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
             disabled_plugins=args.disable_plugin or None,
             api_host=args.api_host,
             api_port=args.api_port,
+            allow_insecure=args.allow_insecure or None,
         )
     except (ValueError, OSError) as exc:
         print(f"chargeledger: {exc}", file=sys.stderr)
@@ -165,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--api-port", type=int, help="serve the HTTP API on this port (0: any)")
     serve.add_argument("--api-host", help="address of the HTTP API (default 127.0.0.1)")
+    serve.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow open registration on a non-loopback host (test benches only)",
+    )
     serve.set_defaults(run=_serve)
 
     api_key = commands.add_parser("api-key", help="make an HTTP API key and its settings entry")

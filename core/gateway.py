@@ -19,7 +19,9 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from http import HTTPStatus
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -27,6 +29,7 @@ import msgspec
 import trio
 from trio_websocket import (
     ConnectionClosed,
+    Endpoint,
     WebSocketConnection,
     WebSocketRequest,
     wrap_server_stream,
@@ -60,6 +63,7 @@ from chargeledger.core.frames import (
     to_wire,
 )
 from chargeledger.core.plugin_host import PluginHost
+from chargeledger.core.security import Admitted, Refused, admit, server_ssl_context, transport_of
 from chargeledger.core.settings import Settings
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Views
@@ -82,6 +86,24 @@ CLOSE_NO_STATUS = 1006
 
 CLOSE_HANDSHAKE_TIMEOUT = 1.0
 """How long we wait for the peer's close frame; a dead peer never sends one."""
+
+
+TLS_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a peer has to complete its TLS handshake before it is dropped."""
+
+PASSWORD_CHECKS = 2
+"""Password checks run at once (each takes tens of ms and 64 MiB: argon2id)."""
+
+BASIC_CHALLENGE = b'Basic realm="ChargeLedger", charset="UTF-8"'
+
+
+def _peer(stream: trio.abc.Stream) -> object:
+    """The ``trio_websocket`` endpoint of the peer of a socket stream."""
+    socket = getattr(stream, "socket", None)
+    if socket is None:
+        return repr(stream)
+    address, port, *_ = socket.getpeername()
+    return Endpoint(address, port, False)
 
 
 def _address(endpoint: object) -> str:
@@ -461,27 +483,75 @@ class Gateway:
         self._answered: dict[str, Answered] = {}
         self._nursery: trio.Nursery | None = None
         self.listen_port: int | None = None
+        self.tls_port: int | None = None
+        """The bound ``wss://`` port (``None`` without ``settings.tls``)."""
+        self._password_checks = trio.CapacityLimiter(PASSWORD_CHECKS)
 
     # -- serving -----------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on ``settings.host:port`` until cancelled; ``task_status`` gets the port.
 
+        With ``settings.tls``, ``wss://`` is served on ``tls.port`` (``tls_port`` holds the
+        bound one), or instead of ``ws://`` on ``port`` when ``tls.port`` is ``None``. A peer
+        whose TLS handshake fails (e.g. a client certificate not from the operator CA) is
+        recorded as ``HandshakeRejected`` (cause ``tls_handshake_failed``) and dropped.
+        ``OSError`` / ``ssl.SSLError`` when a certificate or key file cannot be loaded.
+
         On cancellation every session is closed with 1001 (going away) and recorded."""
+        tls = self.settings.tls
+        context = server_ssl_context(tls) if tls is not None else None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
-            self.listen_port = listeners[0].socket.getsockname()[1]
+            plain = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+            self.listen_port = plain[0].socket.getsockname()[1]
+            groups: list[tuple[Sequence[trio.abc.Listener[Any]], Callable[[Any], Awaitable[None]]]]
+            if context is None or tls is None:
+                groups = [(plain, self._handle_connection)]
+            elif tls.port is None:
+                secure = [trio.SSLListener(each, context, https_compatible=True) for each in plain]
+                groups = [(secure, self._handle_tls_connection)]
+                self.tls_port = self.listen_port
+            else:
+                tcp = await trio.open_tcp_listeners(tls.port, host=self.settings.host)
+                self.tls_port = tcp[0].socket.getsockname()[1]
+                secure = [trio.SSLListener(each, context, https_compatible=True) for each in tcp]
+                groups = [(plain, self._handle_connection), (secure, self._handle_tls_connection)]
             task_status.started(self.listen_port)
-            await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
+            for listeners, handler in groups:
+                nursery.start_soon(
+                    partial(trio.serve_listeners, handler, listeners, handler_nursery=nursery)
+                )
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+    async def _handle_tls_connection(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+        """Finish the TLS handshake (at most ``TLS_HANDSHAKE_TIMEOUT``), then serve the
+        connection as ``_handle_connection`` does; a failed TLS handshake is recorded."""
+        try:
+            with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+                await stream.do_handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+            remote = _address(_peer(stream.transport_stream))
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await stream.transport_stream.aclose()
+            if isinstance(exc, trio.BrokenResourceError):
+                reason = f"TLS handshake failed: {exc.__cause__ or exc}"
+                try:
+                    await self._record_rejection(
+                        "", "", [], remote, 0, reason, "tls_handshake_failed"
+                    )
+                except Exception:
+                    log.exception("could not record a failed TLS handshake from %s", remote)
+            return
+        await self._handle_connection(stream)
+
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 request = await wrap_server_stream(
                     nursery, stream, max_message_size=self.settings.max_frame_bytes
                 )
-                accepted = await self._handshake(request)
+                accepted = await self._handshake(request, stream)
                 if accepted is not None:
                     await self._run_session(*accepted)
                 nursery.cancel_scope.cancel()
@@ -494,13 +564,19 @@ class Gateway:
                 await stream.aclose()
 
     async def _handshake(
-        self, request: WebSocketRequest
-    ) -> tuple[WebSocketConnection, str, str, list[str]] | None:
-        """Accept or refuse the handshake by the identity rules (``station_identity``,
-        ``MAX_IDENTITY_LENGTH``) and the subprotocol policy; a refusal is answered 400 with
-        its reason as the body and recorded as ``HandshakeRejected``.
+        self, request: WebSocketRequest, stream: trio.abc.Stream
+    ) -> tuple[WebSocketConnection, str, str, list[str], Admitted, str | None] | None:
+        """Accept or refuse the handshake.
 
-        Returns the connection, station identity, protocol and the offered subprotocols."""
+        First the identity rules (``station_identity``, ``MAX_IDENTITY_LENGTH``) and the
+        subprotocol policy: a refusal is answered 400 with its reason as the body. Then the
+        station's security (``chargeledger.core.security.admit``: registration, profile,
+        password, client certificate): a refusal is answered 401 or 403 with nothing but the
+        status's name, so a prober learns nothing. Every refusal is recorded as
+        ``HandshakeRejected`` with its reason (and ``cause`` for a security refusal).
+
+        Returns the connection, station identity, protocol, the offered subprotocols, how the
+        station authenticated and its client certificate's fingerprint."""
         path = request.path
         station, reason = _identity_problem(path)
         # An empty header (seen in the field) offers nothing.
@@ -518,32 +594,94 @@ class Gateway:
         elif protocol is None:
             reason = f"none of the offered subprotocols is supported: {offered}"
         if reason or protocol is None:
-            session = str(uuid.uuid4())
-            await self.writer.append(
-                [
-                    (
-                        session_stream(session),
-                        HandshakeRejected(
-                            station=station,
-                            session=session,
-                            at=time.time(),
-                            path=path,
-                            offered=offered,
-                            remote=remote,
-                            status=400,
-                            reason=reason,
-                        ),
-                    )
-                ],
-                new_stream=True,
-            )
+            await self._record_rejection(station, path, offered, remote, 400, reason)
             await request.reject(400, body=reason.encode())
             return None
+        decision, fingerprint = await self._authenticate(request, stream, station)
+        if isinstance(decision, Refused):
+            await self._record_rejection(
+                station,
+                path,
+                offered,
+                remote,
+                decision.status,
+                decision.reason,
+                decision.cause,
+                fingerprint,
+            )
+            headers = [(b"WWW-Authenticate", BASIC_CHALLENGE)] if decision.status == 401 else []
+            body = HTTPStatus(decision.status).phrase.encode()
+            await request.reject(decision.status, extra_headers=headers, body=body)
+            return None
         ws = await request.accept(subprotocol=protocol if offered else None)
-        return ws, station, protocol, offered
+        return ws, station, protocol, offered, decision, fingerprint
+
+    async def _authenticate(
+        self, request: WebSocketRequest, stream: trio.abc.Stream, station: str
+    ) -> tuple[Admitted | Refused, str | None]:
+        """The security decision for ``station`` on this connection (run off the trio thread,
+        at most ``PASSWORD_CHECKS`` at a time: a password check is slow and memory-hard on
+        purpose) and the client certificate's fingerprint."""
+        peer = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        certificate = (
+            stream.getpeercert(binary_form=True) if isinstance(stream, trio.SSLStream) else None
+        )
+        transport = transport_of(
+            request.headers,
+            getattr(_peer(peer), "address", None),
+            certificate,
+            isinstance(stream, trio.SSLStream),
+            self.settings,
+        )
+        registration = self.views.registry.get(station)
+        decide = partial(
+            admit,
+            station,
+            transport,
+            registered=registration is not None,
+            profile=registration.profile if registration is not None else 0,
+            enabled=registration.enabled if registration is not None else True,
+            credentials=self.views.registry.credentials(station),
+            open_registration=self.settings.registration == "open",
+        )
+        decision = await trio.to_thread.run_sync(decide, limiter=self._password_checks)
+        return decision, transport.fingerprint
+
+    async def _record_rejection(
+        self,
+        station: str,
+        path: str,
+        offered: list[str],
+        remote: str,
+        status: int,
+        reason: str,
+        cause: str = "",
+        fingerprint: str | None = None,
+    ) -> None:
+        """Record a refused handshake in the stream of a fresh session id."""
+        session = str(uuid.uuid4())
+        event = HandshakeRejected(
+            station=station,
+            session=session,
+            at=time.time(),
+            path=path,
+            offered=offered,
+            remote=remote,
+            status=status,
+            reason=reason,
+            cause=cause,
+            tls_fingerprint=fingerprint,
+        )
+        await self.writer.append([(session_stream(session), event)], new_stream=True)
 
     async def _run_session(
-        self, ws: WebSocketConnection, station: str, protocol: str, offered: list[str]
+        self,
+        ws: WebSocketConnection,
+        station: str,
+        protocol: str,
+        offered: list[str],
+        admitted: Admitted,
+        fingerprint: str | None,
     ) -> None:
         session = Session(self, ws, station, protocol)
         old = self.sessions.get(station)
@@ -564,6 +702,10 @@ class Gateway:
                         remote=_address(ws.remote),
                         node=self.node,
                         replaces=old.id if old is not None else None,
+                        auth=admitted.auth,
+                        profile=admitted.profile,
+                        credential=admitted.credential,
+                        tls_fingerprint=fingerprint,
                     ),
                 )
             ],

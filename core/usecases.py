@@ -21,11 +21,12 @@ mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from chargeledger.core.errors import UnsupportedUseCase
+from chargeledger.core.security import check_password
 from chargeledger.core.settings import ApiRole
 from chargeledger.projections import Views
 from chargeledger.projections.device_model import VariableRef
@@ -43,6 +44,7 @@ __all__ = [
     "UseCaseResult",
     "change_availability",
     "change_configuration",
+    "change_station_password",
     "clear_cache",
     "configure",
     "configured_value",
@@ -56,6 +58,7 @@ __all__ = [
     "remote_start",
     "remote_stop",
     "reset",
+    "set_security_profile",
     "set_variables",
     "trigger_message",
     "unlock_connector",
@@ -101,6 +104,7 @@ KEYS_16_TO_201 = {
     "StopTransactionOnInvalidId": "TxCtrlr.StopTxOnInvalidId",
     "StopTxnAlignedData": "AlignedDataCtrlr.TxEndedMeasurands",
     "StopTxnSampledData": "SampledDataCtrlr.TxEndedMeasurands",
+    "AuthorizationKey": "SecurityCtrlr.BasicAuthPassword",
     "WebSocketPingInterval": "OCPPCommCtrlr.WebSocketPingInterval",
 }
 """Well-known 1.6 configuration keys and the 2.0.1 variables that mean the same."""
@@ -385,6 +389,44 @@ def change_configuration(protocol: str, key: str, value: str) -> Request:
     return Request(protocol, "ChangeConfiguration", {"key": key_16(key), "value": value})
 
 
+def change_station_password(protocol: str, password: str | None) -> Request:
+    """1.6 ChangeConfiguration ``AuthorizationKey``; 2.0.1 SetVariables of
+    ``SecurityCtrlr.BasicAuthPassword``. ``ValueError`` when ``password`` is ``None`` or
+    breaks the password rules (``CentralSystem`` generates one when none is given)."""
+    if password is None:
+        raise ValueError("change_station_password needs the new password")
+    check_password(password)
+    return change_configuration(protocol, "AuthorizationKey", password)
+
+
+def set_security_profile(
+    protocol: str,
+    profile: int,
+    csms_url: str | None = None,
+    configuration_slot: int = 1,
+    ocpp_interface: str = "Wired0",
+    message_timeout: int = 30,
+) -> Request:
+    """1.6 ChangeConfiguration ``SecurityProfile`` (the station reconnects with it, security
+    whitepaper); 2.0.1 SetNetworkProfile of a connection profile in ``configuration_slot`` at
+    ``csms_url`` (needed) with the new profile. In 2.0.1 the station uses it after
+    ``OCPPCommCtrlr.NetworkConfigurationPriority`` lists the slot and a reset."""
+    if protocol == OCPP16:
+        return change_configuration(protocol, "SecurityProfile", str(profile))
+    if csms_url is None:
+        raise UnsupportedUseCase("set_security_profile in OCPP 2.0.1 needs csms_url")
+    connection = {
+        "ocppVersion": "OCPP20",
+        "ocppTransport": "JSON",
+        "ocppCsmsUrl": csms_url,
+        "messageTimeout": message_timeout,
+        "securityProfile": profile,
+        "ocppInterface": ocpp_interface,
+    }
+    payload = {"configurationSlot": configuration_slot, "connectionData": connection}
+    return Request(protocol, "SetNetworkProfile", payload)
+
+
 def configure(protocol: str, values: dict[str, str]) -> list[Request]:
     """The requests that set every key of ``values``: one 1.6 ChangeConfiguration per key,
     or one 2.0.1 SetVariables for all of them."""
@@ -585,6 +627,28 @@ class GetTransactionStatusArgs(UseCaseArgs, tag="get_transaction_status"):
     transaction_id: str | None = None
 
 
+# -- station security (docs/security.md) -----------------------------------------------------
+
+
+class ChangeStationPasswordArgs(UseCaseArgs, tag="change_station_password"):
+    """Rotate the station's HTTP Basic password (1.6 ``AuthorizationKey``, 2.0.1
+    ``SecurityCtrlr.BasicAuthPassword``); generated when not given and returned once in
+    ``values``. Only its hash is recorded; old and new are both accepted until the station
+    connects with the new one."""
+
+    password: Annotated[str, msgspec.Meta(min_length=16, max_length=40)] | None = None
+
+
+class SetSecurityProfileArgs(UseCaseArgs, tag="set_security_profile"):
+    """Upgrade the station's security profile: 1.6 ``SecurityProfile``, 2.0.1
+    SetNetworkProfile (``csms_url`` needed; then set ``NetworkConfigurationPriority`` and
+    ``reset``). The registered profile rises once the station connects meeting it."""
+
+    profile: Annotated[int, msgspec.Meta(ge=1, le=3)]
+    csms_url: str | None = None
+    configuration_slot: int = 1
+
+
 A = TypeVar("A", bound=UseCaseArgs)
 
 Builder = Callable[[str, A, int], Request]
@@ -599,6 +663,9 @@ class UseCase(msgspec.Struct, Generic[A], frozen=True):
     args: type[A]
     build: Builder[A]
     role: ApiRole = "operator"
+    secret: str | None = None
+    """The argument that is a password: never recorded in clear (``CentralSystem`` records
+    its hash as ``<name>_hash``), generated when ``None`` and returned once in ``values``."""
 
     @property
     def summary(self) -> str:
@@ -699,6 +766,22 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
         "get_transaction_status",
         GetTransactionStatusArgs,
         lambda protocol, a, _: get_transaction_status(protocol, a.transaction_id),
+    ),
+    # station security (docs/security.md)
+    UseCase[ChangeStationPasswordArgs](
+        "change_station_password",
+        ChangeStationPasswordArgs,
+        lambda protocol, a, _: change_station_password(protocol, a.password),
+        role="admin",
+        secret="password",
+    ),
+    UseCase[SetSecurityProfileArgs](
+        "set_security_profile",
+        SetSecurityProfileArgs,
+        lambda protocol, a, _: set_security_profile(
+            protocol, a.profile, a.csms_url, a.configuration_slot
+        ),
+        role="admin",
     ),
 )
 """Every use case, by name."""

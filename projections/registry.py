@@ -1,16 +1,34 @@
-"""The registry projection: which stations an admin registered through the HTTP API."""
+"""The registry projection: which stations an admin registered, with their security profile,
+whether they are enabled, and their password hashes (what the gateway's handshake checks)."""
 
 from __future__ import annotations
 
 import msgspec
 
-from chargeledger.core.events import Recorded, StationDeregistered, StationRegistered
+from chargeledger.core.events import (
+    CommandRequested,
+    Recorded,
+    SessionOpened,
+    StationDeregistered,
+    StationPasswordSet,
+    StationRegistered,
+)
+from chargeledger.core.security import Credentials
 
-__all__ = ["Registration", "RegistryProjection"]
+__all__ = ["PASSWORD_USE_CASE", "PROFILE_USE_CASE", "Registration", "RegistryProjection"]
+
+PASSWORD_USE_CASE = "change_station_password"
+"""The use case whose recorded request (``CommandRequested``, with ``password_hash``) makes a
+password pending: accepted besides the current one until the station connects with it."""
+
+PROFILE_USE_CASE = "set_security_profile"
+"""The use case whose recorded request makes a profile pending: the station's registered
+profile rises to it once the station connects meeting it."""
 
 
 class Registration(msgspec.Struct, frozen=True, kw_only=True):
-    """A station's current registration: who registered it, when, and why."""
+    """A station's current registration: who registered it, when, why, and how it must
+    authenticate (the password itself is never shown, not even hashed)."""
 
     station: str
     description: str
@@ -20,16 +38,29 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     """The name of the API key that registered it."""
     position: int
     """Log position of the ``StationRegistered`` event."""
+    profile: int = 0
+    """The lowest security profile it may connect with (docs/security.md)."""
+    enabled: bool = True
+    has_password: bool = False
+    password_pending: bool = False
+    """A rotated-to password was sent and the station has not connected with it yet."""
+    profile_pending: int | None = None
+    """A profile upgrade was sent and the station has not connected meeting it yet."""
 
 
 class RegistryProjection:
-    """Registered stations, folded from ``StationRegistered`` / ``StationDeregistered``.
+    """Registered stations, folded from ``StationRegistered`` / ``StationDeregistered`` /
+    ``StationPasswordSet``, the password-rotation and profile-upgrade requests
+    (``CommandRequested`` of :data:`PASSWORD_USE_CASE` / :data:`PROFILE_USE_CASE`) and the
+    ``SessionOpened`` that complete them.
 
-    A later registration replaces the earlier one; a deregistration of a station that is not
-    registered changes nothing. Every other event is ignored."""
+    A later registration replaces the earlier one but keeps the password; a deregistration
+    forgets both, and changes nothing for a station that is not registered. Events about a
+    station that is not registered change nothing. Every other event is ignored."""
 
     def __init__(self) -> None:
         self._registered: dict[str, Registration] = {}
+        self._credentials: dict[str, Credentials] = {}
 
     def get(self, station: str) -> Registration | None:
         """The station's registration, ``None`` when it is not registered."""
@@ -39,16 +70,74 @@ class RegistryProjection:
         """Every registration, sorted by station id."""
         return [self._registered[station] for station in sorted(self._registered)]
 
+    def credentials(self, station: str) -> Credentials:
+        """The station's password hashes (none when it is not registered or has none)."""
+        return self._credentials.get(station, Credentials())
+
+    def _set_credentials(self, station: str, credentials: Credentials) -> None:
+        self._credentials[station] = credentials
+        self._registered[station] = msgspec.structs.replace(
+            self._registered[station],
+            has_password=credentials.current is not None,
+            password_pending=credentials.pending is not None,
+        )
+
     def apply(self, recorded: Recorded) -> None:
         """Fold the next committed event."""
         event = recorded.event
         if isinstance(event, StationRegistered):
+            old = self._registered.get(event.station)
+            credentials = self.credentials(event.station)
+            pending = old.profile_pending if old is not None else None
             self._registered[event.station] = Registration(
                 station=event.station,
                 description=event.description,
                 at=event.at,
                 by=event.key,
                 position=recorded.position,
+                profile=event.profile,
+                enabled=event.enabled,
+                has_password=credentials.current is not None,
+                password_pending=credentials.pending is not None,
+                profile_pending=pending
+                if pending is not None and pending > event.profile
+                else None,
             )
         elif isinstance(event, StationDeregistered):
             self._registered.pop(event.station, None)
+            self._credentials.pop(event.station, None)
+        elif isinstance(event, StationPasswordSet | CommandRequested | SessionOpened):
+            if event.station not in self._registered:
+                return
+            if isinstance(event, StationPasswordSet):
+                self._set_credentials(event.station, Credentials(current=event.password_hash))
+            elif isinstance(event, CommandRequested):
+                self._requested(event)
+            else:
+                self._connected(event)
+
+    def _requested(self, event: CommandRequested) -> None:
+        if event.mode != "use_case":
+            return
+        if event.command == PASSWORD_USE_CASE:
+            current = self.credentials(event.station).current
+            pending = str(event.payload["password_hash"])
+            self._set_credentials(event.station, Credentials(current=current, pending=pending))
+        elif event.command == PROFILE_USE_CASE:
+            registration = self._registered[event.station]
+            profile = int(event.payload["profile"])
+            self._registered[event.station] = msgspec.structs.replace(
+                registration, profile_pending=profile if profile > registration.profile else None
+            )
+
+    def _connected(self, event: SessionOpened) -> None:
+        if event.credential == "pending":
+            self._set_credentials(
+                event.station, Credentials(current=self.credentials(event.station).pending)
+            )
+        registration = self._registered[event.station]
+        pending = registration.profile_pending
+        if pending is not None and event.profile >= pending:
+            self._registered[event.station] = msgspec.structs.replace(
+                registration, profile=pending, profile_pending=None
+            )
