@@ -19,7 +19,7 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from http import HTTPStatus
 from typing import Any, Literal
@@ -505,22 +505,33 @@ class Gateway:
             self._nursery = nursery
             plain = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
             self.listen_port = plain[0].socket.getsockname()[1]
-            groups: list[tuple[Sequence[trio.abc.Listener[Any]], Callable[[Any], Awaitable[None]]]]
-            if context is None or tls is None:
-                groups = [(plain, self._handle_connection)]
-            elif tls.port is None:
-                secure = [trio.SSLListener(each, context, https_compatible=True) for each in plain]
-                groups = [(secure, self._handle_tls_connection)]
-                self.tls_port = self.listen_port
-            else:
-                tcp = await trio.open_tcp_listeners(tls.port, host=self.settings.host)
-                self.tls_port = tcp[0].socket.getsockname()[1]
+            secure: list[trio.SSLListener[trio.SocketStream]] = []
+            if context is not None and tls is not None:
+                tcp = plain
+                if tls.port is not None:
+                    tcp = await trio.open_tcp_listeners(tls.port, host=self.settings.host)
+                else:
+                    plain = []  # the gateway's port speaks TLS only
                 secure = [trio.SSLListener(each, context, https_compatible=True) for each in tcp]
-                groups = [(plain, self._handle_connection), (secure, self._handle_tls_connection)]
+                self.tls_port = tcp[0].socket.getsockname()[1]
             task_status.started(self.listen_port)
-            for listeners, handler in groups:
+            if plain:
                 nursery.start_soon(
-                    partial(trio.serve_listeners, handler, listeners, handler_nursery=nursery)
+                    partial(
+                        trio.serve_listeners,
+                        self._handle_connection,
+                        plain,
+                        handler_nursery=nursery,
+                    )
+                )
+            if secure:
+                nursery.start_soon(
+                    partial(
+                        trio.serve_listeners,
+                        self._handle_tls_connection,
+                        secure,
+                        handler_nursery=nursery,
+                    )
                 )
 
     async def _handle_tls_connection(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
