@@ -195,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.remote import register as register_command
 
     register_command(commands)
+    from chargeledger.core.station_cli import register as register_station
+
+    register_station(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

@@ -29,13 +29,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from chargeledger.core.settings import Settings, TlsSettings
+from chargeledger.projections.registry import Credentials
 
 __all__ = [
     "OCPP_CIPHERS",
     "PASSWORD_LENGTH",
     "REFUSAL_CAUSES",
     "Admitted",
-    "Credentials",
     "Refused",
     "Transport",
     "admit",
@@ -214,14 +214,6 @@ def transport_of(
             except ValueError:
                 certificate = None
     return Transport(tls=tls, certificate=certificate, username=username, password=password)
-
-
-class Credentials(msgspec.Struct, frozen=True):
-    """A station's password hashes: the current one, and the one a rotation sent it (both
-    are accepted until the station connects with the pending one)."""
-
-    current: str | None = None
-    pending: str | None = None
 
 
 class Admitted(msgspec.Struct, frozen=True, kw_only=True):

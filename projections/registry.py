@@ -13,9 +13,14 @@ from chargeledger.core.events import (
     StationPasswordSet,
     StationRegistered,
 )
-from chargeledger.core.security import Credentials
 
-__all__ = ["PASSWORD_USE_CASE", "PROFILE_USE_CASE", "Registration", "RegistryProjection"]
+__all__ = [
+    "PASSWORD_USE_CASE",
+    "PROFILE_USE_CASE",
+    "Credentials",
+    "Registration",
+    "RegistryProjection",
+]
 
 PASSWORD_USE_CASE = "change_station_password"
 """The use case whose recorded request (``CommandRequested``, with ``password_hash``) makes a
@@ -24,6 +29,14 @@ password pending: accepted besides the current one until the station connects wi
 PROFILE_USE_CASE = "set_security_profile"
 """The use case whose recorded request makes a profile pending: the station's registered
 profile rises to it once the station connects meeting it."""
+
+
+class Credentials(msgspec.Struct, frozen=True):
+    """A station's password hashes: the current one, and the one a rotation sent it (both
+    are accepted until the station connects with the pending one)."""
+
+    current: str | None = None
+    pending: str | None = None
 
 
 class Registration(msgspec.Struct, frozen=True, kw_only=True):
