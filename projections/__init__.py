@@ -15,7 +15,7 @@ from chargeledger.projections.device_model import (
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
-from chargeledger.projections.registry import Registration, RegistryProjection
+from chargeledger.projections.registry import Credentials, Registration, RegistryProjection
 from chargeledger.projections.stations import (
     BootInfo,
     ConfigurationKey,
@@ -36,6 +36,7 @@ __all__ = [
     "BootInfo",
     "ConfigurationKey",
     "ConnectorState",
+    "Credentials",
     "DeviceModelProjection",
     "DeviceModelState",
     "Exchange",
