@@ -92,7 +92,7 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 """Seconds a peer has to complete its TLS handshake before it is dropped."""
 
 PASSWORD_CHECKS = 2
-"""Password checks run at once (each takes tens of ms and 64 MiB: argon2id)."""
+"""Password checks run at once (each takes about 25 ms of CPU and 19 MiB: argon2id)."""
 
 BASIC_CHALLENGE = b'Basic realm="ChargeLedger", charset="UTF-8"'
 
