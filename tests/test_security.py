@@ -42,7 +42,7 @@ from chargeledger.core.security import (
 )
 from chargeledger.core.settings import Settings, TlsSettings, load_settings
 from chargeledger.projections import Credentials
-from tests import test_e2e_v16
+from tests import test_e2e_v16, test_e2e_v201
 from tests.harness import RunningServer, running_server
 from tests.polling import wait_for
 
@@ -374,67 +374,75 @@ def test_ocpp_charge_point_over_wss_with_basic_auth(server: RunningServer, pki: 
 # -- rotation and upgrade --------------------------------------------------------------------
 
 
-def test_password_rotation_never_locks_the_station_out(server: RunningServer, pki: Pki) -> None:
-    """The 1.6 station takes the generated AuthorizationKey; until it connects with it, old
-    and new both work; from then on only the new one. Only hashes are in the registry's log."""
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+def test_password_rotation_never_locks_the_station_out(
+    server: RunningServer, pki: Pki, protocol: str
+) -> None:
+    """The station takes the generated password (1.6 AuthorizationKey, 2.0.1
+    SecurityCtrlr.BasicAuthPassword); until it connects with it, old and new both work; from
+    then on only the new one. Only hashes are in the registry's and the command's events."""
     assert server.csms is not None
     csms = server.csms
-    server.run(partial(csms.register_station, "CP-ROT", profile=2))
-    server.run(partial(csms.set_station_password, "CP-ROT", PASSWORD))
+    station = f"CP-ROT-{protocol}"
+    server.run(partial(csms.register_station, station, profile=2))
+    server.run(partial(csms.set_station_password, station, PASSWORD))
     context = pki.client()
 
-    async def rotate() -> tuple[str, dict[str, str]]:
+    async def rotate() -> tuple[str, str]:
         ws = await websockets.connect(
-            _url(server, "CP-ROT", True),
-            subprotocols=[websockets.Subprotocol("ocpp1.6")],
-            additional_headers=_basic("CP-ROT", PASSWORD),
+            _url(server, station, True),
+            subprotocols=[websockets.Subprotocol(protocol)],
+            additional_headers=_basic(station, PASSWORD),
             ssl=context,
         )
-        cp = test_e2e_v16.Station("CP-ROT", ws)
+        cp: Any
+        if protocol == "ocpp1.6":
+            cp = test_e2e_v16.Station(station, ws)
+        else:
+            cp = test_e2e_v201.Station(station, ws)
         task = asyncio.create_task(cp.start())
         try:
-            await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-            result = await server.arun(partial(csms.change_station_password, "CP-ROT"))
+            result = await server.arun(partial(csms.change_station_password, station))
             assert result.accepted, result
-            return str(result.values["password"]), cp.configuration
+            if protocol == "ocpp1.6":
+                taken = cp.configuration["AuthorizationKey"]
+            else:
+                taken = cp.variables[("SecurityCtrlr", "BasicAuthPassword")]
+            return str(result.values["password"]), taken
         finally:
             task.cancel()
             await ws.close()
 
-    new, configuration = asyncio.run(rotate())
+    new, taken = asyncio.run(rotate())
     check_password(new)
-    assert configuration["AuthorizationKey"] == new
-    registration = csms.views.registry.get("CP-ROT")
+    assert taken == new
+    registration = csms.views.registry.get(station)
     assert registration is not None and registration.password_pending
     # Before the station used the new one: both work (the old one as often as needed).
-    assert attempt(server, "CP-ROT", secure=True, context=context, password=PASSWORD).status == 101
-    assert last_session(server, "CP-ROT").credential == "current"
-    assert attempt(server, "CP-ROT", secure=True, context=context, password=new).status == 101
-    assert last_session(server, "CP-ROT").credential == "pending"
+    assert attempt(server, station, secure=True, context=context, password=PASSWORD).status == 101
+    assert last_session(server, station).credential == "current"
+    assert attempt(server, station, secure=True, context=context, password=new).status == 101
+    assert last_session(server, station).credential == "pending"
     eventually_promoted = wait_for(
-        lambda: not csms.views.registry.get("CP-ROT").password_pending,  # type: ignore[union-attr]
+        lambda: not csms.views.registry.get(station).password_pending,  # type: ignore[union-attr]
         what="the new password promoted",
     )
     assert eventually_promoted
     assert_refused(
-        attempt(server, "CP-ROT", secure=True, context=context, password=PASSWORD),
+        attempt(server, station, secure=True, context=context, password=PASSWORD),
         server,
-        "CP-ROT",
+        station,
         "wrong_password",
     )
-    assert attempt(server, "CP-ROT", secure=True, context=context, password=new).status == 101
+    assert attempt(server, station, secure=True, context=context, password=new).status == 101
     # Each step is recorded; the passwords themselves only where the station had to get one.
-    requested = [e for e in _events(server, CommandRequested) if e.station == "CP-ROT"]
+    requested = [e for e in _events(server, CommandRequested) if e.station == station]
     assert [e.command for e in requested] == ["change_station_password"]
     assert "password" not in requested[0].payload
     assert verify_password(requested[0].payload["password_hash"], new)
-    set_events = [e for e in _events(server, StationPasswordSet) if e.station == "CP-ROT"]
+    set_events = [e for e in _events(server, StationPasswordSet) if e.station == station]
     assert set_events and all(PASSWORD not in msgspec.json.encode(e).decode() for e in set_events)
-    sent = [
-        e.text
-        for e in _events(server, FrameLogged)
-        if e.station == "CP-ROT" and "AuthorizationKey" in e.text
-    ]
+    sent = [e.text for e in _events(server, FrameLogged) if e.station == station and new in e.text]
     assert len(sent) == 1, "the new key went out once, in the recorded ChangeConfiguration"
 
 
