@@ -66,7 +66,7 @@ from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.security import Admitted, Refused, admit, server_ssl_context, transport_of
 from chargeledger.core.settings import Settings
 from chargeledger.core.writer import GroupCommitWriter
-from chargeledger.projections import Views
+from chargeledger.projections import Credentials, Views
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["Gateway", "OutboundCall", "Session", "station_identity"]
@@ -630,9 +630,10 @@ class Gateway:
     async def _authenticate(
         self, request: WebSocketRequest, stream: trio.abc.Stream, station: str
     ) -> tuple[Admitted | Refused, str | None]:
-        """The security decision for ``station`` on this connection (run off the trio thread,
-        at most ``PASSWORD_CHECKS`` at a time: a password check is slow and memory-hard on
-        purpose) and the client certificate's fingerprint."""
+        """The security decision for ``station`` on this connection and the client
+        certificate's fingerprint. When a password is to be checked the decision runs off the
+        trio thread, at most ``PASSWORD_CHECKS`` at a time: a check is slow and memory-hard
+        on purpose."""
         peer = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
         certificate = (
             stream.getpeercert(binary_form=True) if isinstance(stream, trio.SSLStream) else None
@@ -645,6 +646,7 @@ class Gateway:
             self.settings,
         )
         registration = self.views.registry.get(station)
+        credentials = self.views.registry.credentials(station)
         decide = partial(
             admit,
             station,
@@ -652,9 +654,11 @@ class Gateway:
             registered=registration is not None,
             profile=registration.profile if registration is not None else 0,
             enabled=registration.enabled if registration is not None else True,
-            credentials=self.views.registry.credentials(station),
+            credentials=credentials,
             open_registration=self.settings.registration == "open",
         )
+        if transport.password is None or credentials == Credentials():
+            return decide(), transport.fingerprint  # no password to check: quick
         decision = await trio.to_thread.run_sync(decide, limiter=self._password_checks)
         return decision, transport.fingerprint
 
