@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -610,8 +611,6 @@ def test_a_wrong_password_is_never_ignored_even_on_profile_0() -> None:
 def test_forwarded_tls_facts_only_from_a_trusted_proxy(pki: Pki) -> None:
     cert = pki.ca.issue_cert("CP-3", common_name="CP-3")
     pem = cert.cert_chain_pems[0].bytes().decode()
-    from urllib.parse import quote
-
     headers = [
         (b"X-Forwarded-Proto", b"https"),
         (b"X-Client-Cert", quote(pem).encode()),
@@ -625,3 +624,52 @@ def test_forwarded_tls_facts_only_from_a_trusted_proxy(pki: Pki) -> None:
     stranger = transport_of(headers, "192.0.2.7", None, False, settings)
     assert not stranger.tls and stranger.certificate is None
     assert not transport_of(headers, "10.1.2.3", None, False, Settings()).tls
+
+
+def test_open_policy_and_a_trusted_proxy(pki: Pki) -> None:
+    """On loopback (``open``) an unknown station connects unauthenticated, as before the
+    registry; a registered one must still meet its profile. Behind a trusted proxy (here,
+    loopback itself) the forwarded TLS facts and client certificate count for profile 3."""
+    settings = Settings(
+        port=0,
+        store="memory://",
+        trusted_proxies=["127.0.0.1/32"],
+        client_cert_header="X-SSL-Client-Cert",
+    )
+    assert settings.registration == "open"
+    pem = pki.ca.issue_cert("CP-P3", common_name="CP-P3").cert_chain_pems[0].bytes().decode()
+    forwarded = {"X-Forwarded-Proto": "https", "X-SSL-Client-Cert": quote(pem)}
+
+    async def connect(station: str, headers: dict[str, str]) -> int:
+        try:
+            ws = await websockets.connect(
+                _url(server, station, False),
+                subprotocols=[websockets.Subprotocol("ocpp1.6")],
+                additional_headers=headers,
+            )
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+        await ws.close()
+        return 101
+
+    with running_server(settings) as server:
+        assert server.csms is not None
+        csms = server.csms
+        server.run(partial(csms.register_station, "CP-P1", profile=1))
+        server.run(partial(csms.set_station_password, "CP-P1", PASSWORD))
+        server.run(partial(csms.register_station, "CP-P3", profile=3))
+        assert asyncio.run(connect("CP-STRANGER", {})) == 101
+        assert last_session(server, "CP-STRANGER").auth == "none"
+        assert asyncio.run(connect("CP-P1", {})) == 401
+        assert last_refusal(server, "CP-P1").cause == "no_credentials"
+        assert asyncio.run(connect("CP-P1", _basic("CP-P1", PASSWORD))) == 101
+        assert asyncio.run(connect("CP-P3", {})) == 401
+        assert last_refusal(server, "CP-P3").cause == "tls_required"
+        assert asyncio.run(connect("CP-P3", forwarded)) == 101
+        opened = last_session(server, "CP-P3")
+        assert (opened.auth, opened.profile) == ("client-certificate", 3)
+        assert asyncio.run(connect("CP-P1", forwarded)) == 401  # CP-P3's certificate
+        assert last_refusal(server, "CP-P1").cause == "cn_mismatch"
+        registration = csms.views.registry.get("CP-P1")
+        detail = msgspec.json.encode(registration).decode()
+        assert "argon2" not in detail and PASSWORD not in detail
