@@ -40,7 +40,7 @@ from typing import Any, Literal, get_args
 import msgspec
 import trio
 
-from chargeledger.core.errors import StationOffline
+from chargeledger.core.errors import StationOffline, UnsupportedUseCase
 from chargeledger.core.events import (
     CommandRequested,
     StationDeregistered,
@@ -51,7 +51,7 @@ from chargeledger.core.events import (
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import Gateway
-from chargeledger.core.security import generate_password, hash_password
+from chargeledger.core.security import generate_password, hash_password, sets_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
 from chargeledger.core.usecases import (
@@ -64,6 +64,7 @@ from chargeledger.core.usecases import (
 )
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, Views
+from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
 
@@ -148,7 +149,11 @@ class CentralSystem:
         request_id: str | None = None,
     ) -> dict[str, Any]:
         """Message mode: record the request, send ``action`` with ``payload`` and return the
-        station's answer. ``request_id`` names the ``CommandRequested`` (fresh by default)."""
+        station's answer. ``request_id`` names the ``CommandRequested`` (fresh by default).
+        A CALL that sets the station's password is refused (``PermissionError``, nothing
+        recorded): only ``change_station_password`` may do that (see ``sets_password``)."""
+        if isinstance(payload, dict) and sets_password(action, payload):
+            raise PermissionError(_PASSWORD_BY_USE_CASE)
         await self._record(caller, station, "message", action, payload, request_id)
         return await self.gateway.call(station, action, payload)
 
@@ -165,6 +170,8 @@ class CentralSystem:
         ``call_timeout``: ``ReportIncomplete`` when some are still missing then)."""
         use_case = use_case_of(args)
         self._require(caller, use_case.role, use_case.name)
+        if use_case.secret is None and _sets_password(use_case, args):
+            raise PermissionError(_PASSWORD_BY_USE_CASE)
         recorded: dict[str, Any] = msgspec.to_builtins(args)
         generated = None
         if use_case.secret is not None:
@@ -316,6 +323,25 @@ class CentralSystem:
             raise PermissionError(
                 f"{what} needs the {role!r} role; {caller.name!r} has {caller.role!r}"
             )
+
+
+_PASSWORD_BY_USE_CASE = (
+    "this sets the station's password: use the use case change_station_password, which "
+    "records only its hash and keeps the old password valid until the station uses the new one"
+)
+
+
+def _sets_password(use_case: UseCase[Any], args: UseCaseArgs) -> bool:
+    """Whether ``args`` would make ``use_case`` set the station's password in either protocol
+    version (the builders are pure, so both can be asked before anything is recorded)."""
+    for protocol in (OCPP16, OCPP201):
+        try:
+            request = use_case.build(protocol, args, 0)
+        except (UnsupportedUseCase, ValueError):
+            continue
+        if sets_password(request.action, request.payload):
+            return True
+    return False
 
 
 def _use_case_method(

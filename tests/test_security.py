@@ -673,3 +673,23 @@ def test_open_policy_and_a_trusted_proxy(pki: Pki) -> None:
         registration = csms.views.registry.get("CP-P1")
         detail = msgspec.json.encode(registration).decode()
         assert "argon2" not in detail and PASSWORD not in detail
+
+
+def test_a_password_is_set_only_through_its_use_case(server: RunningServer) -> None:
+    """Message mode or a generic configuration use case that would set the password is
+    refused before anything is recorded: it would record the password in clear and lock
+    the station out at its next connection."""
+    assert server.csms is not None
+    csms = server.csms
+    before = len(_events(server, CommandRequested))
+    attempts = [
+        partial(
+            csms.call, "CP-1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": PASSWORD}
+        ),
+        partial(csms.change_configuration, "CP-1", "AuthorizationKey", PASSWORD),
+        partial(csms.set_variables, "CP-1", {"SecurityCtrlr.BasicAuthPassword": PASSWORD}),
+    ]
+    for attempt_ in attempts:
+        with pytest.raises(PermissionError, match="change_station_password"):
+            server.run(attempt_)
+    assert len(_events(server, CommandRequested)) == before
