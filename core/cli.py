@@ -1,6 +1,7 @@
 """The ``chargeledger`` command: ``serve`` the CSMS, and read the log and projections.
 
-The read commands (``events``, ``stations``, ``transactions``) open the store read-only and
+The read commands (``events``, ``stations``, ``transactions``, ``certificates``,
+``security-events``) open the store read-only and
 fold the log themselves, so they work while a server is writing to the same store.
 ``--json`` prints one JSON object per line; the fields are documented in docs/cli.md.
 """
@@ -23,7 +24,14 @@ from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
 from chargeledger.core.store import open_store
 from chargeledger.core.times import rfc3339
-from chargeledger.projections import Views, station_json, transaction_json
+from chargeledger.projections import (
+    Views,
+    certificates_json,
+    security_events_json,
+    station_json,
+    transaction_json,
+)
+from chargeledger.projections.security_events import security_event_json
 
 __all__ = ["main"]
 
@@ -90,6 +98,45 @@ def _transactions(args: argparse.Namespace) -> int:
             print(
                 f"{row['transaction_id']!s:<12} {row['station']:<20} {row['status']:<7} "
                 f"{row['completeness']:<10} energy_wh={row['energy_wh']} {anomalies}"
+            )
+    return 0
+
+
+def _certificates(args: argparse.Namespace) -> int:
+    rows = [
+        certificates_json(state)
+        for state in _views(args.store).certificates.all()
+        if args.station is None or state.station == args.station
+    ]
+    if args.json:
+        print_json_lines(rows)
+    else:
+        for row in rows:
+            rejected = sum(csr["status"] != "Accepted" for csr in row["csrs"])
+            print(
+                f"{row['station']:<24} installed={len(row['installed'])} "
+                f"csrs={len(row['csrs'])} rejected={rejected} signed={len(row['signed'])} "
+                f"deletions={len(row['deletions'])}"
+            )
+    return 0
+
+
+def _security_events(args: argparse.Namespace) -> int:
+    """One line (or JSON object) per security event kept, oldest first per station."""
+    states = [
+        state
+        for state in _views(args.store).security_events.all()
+        if args.station is None or state.station == args.station
+    ]
+    if args.json:
+        print_json_lines(security_events_json(state) for state in states)
+        return 0
+    for state in states:
+        for event in map(security_event_json, state.recent):
+            flag = "CRITICAL" if event["critical"] else "-"
+            print(
+                f"{event['position']:>8}  {event['at']:<24} {event['station']:<20} "
+                f"{flag:<8} {event['type']} {event['tech_info'] or ''}".rstrip()
             )
     return 0
 
@@ -191,6 +238,15 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"print {what}")
         with_store(sub, None)
         sub.add_argument("--json", action="store_true", help="one JSON object per line")
+        sub.set_defaults(run=run)
+    for name, run, what in (
+        ("certificates", _certificates, "station certificates, CSRs and signed certificates"),
+        ("security-events", _security_events, "the security events stations reported"),
+    ):
+        sub = commands.add_parser(name, help=f"print {what}")
+        with_store(sub, None)
+        sub.add_argument("--station", help="only this station's")
+        sub.add_argument("--json", action="store_true", help="one JSON object per station")
         sub.set_defaults(run=run)
     from chargeledger.core.remote import register as register_command
 

@@ -34,6 +34,8 @@ import pluggy
 
 from chargeledger.core.plugin import (
     PROJECT,
+    CertificateRequest,
+    CertificateSigner,
     Command,
     Exchange,
     InboundCall,
@@ -49,6 +51,7 @@ __all__ = [
     "chargeledger_admit_call",
     "chargeledger_answer_call",
     "chargeledger_react",
+    "chargeledger_sign_certificate",
     "hookimpl",
     "hookspec",
 ]
@@ -119,7 +122,11 @@ def chargeledger_answer_call(
 
 @hookspec
 def chargeledger_react(
-    recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
+    recorded: Recorded,
+    exchange: Exchange | None,
+    views: Views,
+    settings: Settings,
+    sign: CertificateSigner,
 ) -> list[Command]:
     """React to a committed event (a frame in either direction, a session opening or closing,
     a timed-out call, a command requested, ...).
@@ -136,6 +143,35 @@ def chargeledger_react(
         every other event). A CALL that timed out has no exchange: its ``CallTimedOut``
         event is ``recorded``.
     :param views: the projections, with ``recorded`` folded in.
+    :param sign: signs a :class:`~chargeledger.core.plugin.CertificateRequest` through
+        ``chargeledger_sign_certificate`` (the ``certificates`` block calls it once its
+        answer to a SignCertificate is committed, and sends the chain in CertificateSigned).
     :return: commands for the executor (``SendCall``, ``CloseSession``); an empty list when
         there is nothing to do. The results of all plugins are concatenated.
+    """
+
+
+# -------------------------------------------------------------------------
+# Signing station certificates
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def chargeledger_sign_certificate(request: CertificateRequest, settings: Settings) -> str | None:
+    """Sign a station's CSR: the pluggable signer (an external CA, an HSM-backed service
+    reached through a PEM chain precomputed elsewhere, a test CA).
+
+    Called through the ``sign`` callable ``chargeledger_react`` gets, once per CSR the
+    ``certificates`` block accepted (its subject CN is the station identity and its
+    signature verifies). Pure like every hook: no clock (the validity starts at
+    ``request.at``), no randomness (derive the serial number from ``request.position``),
+    so a replay signs the same certificate. Reading the CA's key files once is allowed.
+
+    :return: the PEM chain (the station's certificate first, then the CAs above it up to,
+        not including, the root), or ``None`` to let another signer sign. The built-in one
+        (``trylast``) signs with ``[certificate_signing]``'s operator sub-CA and returns
+        ``None`` when none is configured; then nothing is sent.
+
+    Stops at the first non-``None`` result (``firstresult``). A signer that raises is a bug:
+    it is logged like any react failure, and the station gets no certificate.
     """

@@ -8,14 +8,16 @@ module that owns them:
 * the markers: :data:`hookimpl` (pluggy's, ``tryfirst`` / ``trylast`` / ``specname`` as
   usual) and :func:`answers`, which declares the actions an answer implementation handles so
   the host routes only those CALLs to it;
-* what a hook is given: :class:`InboundCall`, :class:`Recorded` and the events it carries,
+* what a hook is given: :class:`InboundCall`, :class:`CertificateRequest` and the
+  :data:`CertificateSigner` that signs one, :class:`Recorded` and the events it carries,
   :class:`Exchange` (a CALL and the CALLRESULT or CALLERROR, :class:`ErrorAnswer`, that
   answered it), :class:`Views` and its
   state types, :class:`Settings` with :func:`plugin_options`;
 * what a hook returns: the commands of :mod:`chargeledger.core.commands`;
 * helpers for pure code: :func:`rfc3339` (the one formatter of our times), the tolerant
   payload conversions (``as_int``, ``as_str``, ``as_text``, ``as_bool``, ``as_dict``,
-  ``as_list``), ``decode_frame`` and ``is_v16``, and the protocol names.
+  ``as_list``), ``decode_frame`` and ``is_v16``, the certificate reading ``csr_problem``,
+  ``common_name`` and ``read_chain``, and the protocol names.
 
 Everything in ``__all__`` is public and stable; anything else a plugin reaches for is not.
 """
@@ -62,6 +64,7 @@ from chargeledger.projections import (
     TransactionState,
     Views,
 )
+from chargeledger.projections.certificates import common_name, csr_problem, read_chain
 from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
@@ -83,6 +86,8 @@ __all__ = [
     "Anomaly",
     "BootInfo",
     "CallTimedOut",
+    "CertificateRequest",
+    "CertificateSigner",
     "CloseSession",
     "Command",
     "CommandRequested",
@@ -118,10 +123,13 @@ __all__ = [
     "as_list",
     "as_str",
     "as_text",
+    "common_name",
+    "csr_problem",
     "decode_frame",
     "hookimpl",
     "is_v16",
     "plugin_options",
+    "read_chain",
     "rfc3339",
 ]
 
@@ -147,6 +155,29 @@ class InboundCall(msgspec.Struct, frozen=True, kw_only=True):
     already validated against the official schema."""
     at: float
     """When it arrived (UNIX seconds): the only clock a hook may read."""
+
+
+class CertificateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A station's certificate signing request we accepted, as
+    ``chargeledger_sign_certificate`` sees it."""
+
+    station: str
+    protocol: str
+    csr: str
+    """The PEM CSR as the station sent it; :func:`csr_problem` found nothing wrong with it."""
+    certificate_type: str | None
+    """2.0.1 ``certificateType`` (``ChargingStationCertificate``, ``V2GCertificate``);
+    ``None`` for 1.6 (always the charge point certificate) or when absent."""
+    position: int
+    """Log position of our answer to the SignCertificate: unique, so a signer can derive a
+    serial number from it and sign the same certificate again on a replay."""
+    at: float
+    """When we answered it (UNIX seconds): the validity starts here, never at the clock."""
+
+
+CertificateSigner = Callable[[CertificateRequest], str | None]
+"""What ``chargeledger_react`` gets as ``sign``: runs the ``chargeledger_sign_certificate``
+hook and returns the signed PEM chain (leaf first), or ``None`` when no signer signed it."""
 
 
 _ANSWERS = "chargeledger_answers"

@@ -20,6 +20,7 @@ import pluggy
 from chargeledger.core import hookspec
 from chargeledger.core.plugin import (
     PROJECT,
+    CertificateRequest,
     Command,
     InboundCall,
     Recorded,
@@ -39,6 +40,7 @@ BUILTIN_PLUGINS = (
     "availability",
     "data_transfer",
     "notifications",
+    "certificates",
     "device_model",
     "diagnostics",
 )
@@ -132,6 +134,18 @@ class PluginHost:
         """All plugins' commands in reaction to ``recorded``, already folded into ``views``;
         the exchange it completed is ``views.last_exchange``. Exceptions propagate."""
         results: Iterable[list[Command]] = self.manager.hook.chargeledger_react(
-            recorded=recorded, exchange=views.last_exchange, views=views, settings=self.settings
+            recorded=recorded,
+            exchange=views.last_exchange,
+            views=views,
+            settings=self.settings,
+            sign=self.sign_certificate,
         )
         return [command for commands in results for command in (commands or [])]
+
+    def sign_certificate(self, request: CertificateRequest) -> str | None:
+        """The first signer's PEM chain for ``request`` (``chargeledger_sign_certificate``),
+        ``None`` when none signed it. Exceptions of a signer propagate."""
+        chain: str | None = self.manager.hook.chargeledger_sign_certificate(
+            request=request, settings=self.settings
+        )
+        return chain

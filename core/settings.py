@@ -16,6 +16,7 @@ __all__ = [
     "ApiKey",
     "ApiRole",
     "BootPolicy",
+    "CertificateSigning",
     "Settings",
     "TlsSettings",
     "is_loopback",
@@ -77,6 +78,22 @@ class TlsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     port: int | None = None
 
 
+class CertificateSigning(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How station CSRs (SignCertificate) are signed by the built-in signer of the
+    ``certificates`` plugin: with the operator sub-CA whose PEM certificate and unencrypted
+    PEM private key are the files ``ca_certificate`` and ``ca_key`` (read once per process;
+    keep the key file readable by the server only). ``chain``: a PEM file of the further CA
+    certificates up to (not including) the root, appended to the chain sent to the station.
+    Without ``ca_certificate`` and ``ca_key`` the built-in signer signs nothing (a plugin's
+    ``chargeledger_sign_certificate`` may). Certificates are valid from the time the CSR
+    was answered for ``validity_days``."""
+
+    ca_certificate: str | None = None
+    ca_key: str | None = None
+    chain: str | None = None
+    validity_days: int = 365
+
+
 def is_loopback(host: str) -> bool:
     """Whether listening on ``host`` is reachable from this machine only (``localhost`` or a
     loopback address); any other name is assumed reachable from elsewhere."""
@@ -133,6 +150,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     allow_insecure: bool = False
     """Allow ``open`` registration on a non-loopback ``host`` (anyone reachable may connect as
     any station): for test benches only."""
+    certificate_signing: CertificateSigning = CertificateSigning()
+    """``[certificate_signing]``: the operator sub-CA that signs station CSRs."""
 
     def __post_init__(self) -> None:
         if not self.node:

@@ -29,6 +29,7 @@ from chargeledger.core.errors import UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.settings import ApiRole
 from chargeledger.projections import Views
+from chargeledger.projections.certificates import CertificateHash
 from chargeledger.projections.device_model import VariableRef
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -49,9 +50,12 @@ __all__ = [
     "configure",
     "configured_value",
     "data_transfer",
+    "delete_certificate",
     "get_base_report",
+    "get_installed_certificate_ids",
     "get_report",
     "get_transaction_status",
+    "install_certificate",
     "key_16",
     "markdown_table",
     "read_configuration",
@@ -505,6 +509,93 @@ def get_transaction_status(protocol: str, transaction_id: str | None = None) -> 
     return Request(protocol, "GetTransactionStatus", payload, read)
 
 
+# -- certificates (2.0.1 M, the 1.6 security extension) --------------------------------------
+
+_CERTIFICATE_TYPES_16 = {"CSMSRootCertificate": "CentralSystemRootCertificate"}
+"""Certificate types named differently in 1.6 (by their 2.0.1 names)."""
+
+
+def _certificate_type(protocol: str, certificate_type: str) -> str:
+    """``certificate_type`` as the station's version names it: ``CSMSRootCertificate`` and
+    ``CentralSystemRootCertificate`` are one type; the other 2.0.1 types have no 1.6 name."""
+    if protocol != OCPP16:
+        return {name_16: name for name, name_16 in _CERTIFICATE_TYPES_16.items()}.get(
+            certificate_type, certificate_type
+        )
+    named = _CERTIFICATE_TYPES_16.get(certificate_type, certificate_type)
+    if named not in _CERTIFICATE_TYPES_16.values() and named != "ManufacturerRootCertificate":
+        raise UnsupportedUseCase(f"OCPP 1.6 has no certificate type {certificate_type!r}")
+    return named
+
+
+def install_certificate(protocol: str, certificate_type: str, certificate: str) -> Request:
+    """InstallCertificate of a PEM root ``certificate`` of ``certificate_type``."""
+    payload = {
+        "certificateType": _certificate_type(protocol, certificate_type),
+        "certificate": certificate,
+    }
+    return Request(protocol, "InstallCertificate", payload)
+
+
+def delete_certificate(
+    protocol: str,
+    hash_algorithm: str,
+    issuer_name_hash: str,
+    issuer_key_hash: str,
+    serial_number: str,
+) -> Request:
+    """DeleteCertificate of the certificate its hash data names (the same in both versions);
+    ``status`` ``Accepted``, ``Failed`` or ``NotFound``."""
+    hash_data = {
+        "hashAlgorithm": hash_algorithm,
+        "issuerNameHash": issuer_name_hash,
+        "issuerKeyHash": issuer_key_hash,
+        "serialNumber": serial_number,
+    }
+    return Request(protocol, "DeleteCertificate", {"certificateHashData": hash_data})
+
+
+def get_installed_certificate_ids(
+    protocol: str, certificate_types: list[str] | None = None
+) -> Request:
+    """GetInstalledCertificateIds; ``values`` map each certificate's hash data, as
+    ``SHA256:<issuer name hash>:<issuer key hash>:<serial>`` (``CertificateHash.key``), to
+    its type. 1.6 asks for
+    exactly one type; 2.0.1 for several, or every type when none is named."""
+    types = [_certificate_type(protocol, name) for name in certificate_types or []]
+    if protocol == OCPP16:
+        if len(types) != 1:
+            raise UnsupportedUseCase("OCPP 1.6 asks for the certificates of one type at a time")
+        payload: dict[str, Any] = {"certificateType": types[0]}
+    else:
+        payload = _present(certificateType=types or None)
+
+    def read(response: dict[str, Any]) -> UseCaseResult:
+        if protocol == OCPP16:
+            found = [(types[0], item) for item in response.get("certificateHashData", [])]
+        else:
+            found = [
+                (chain.get("certificateType"), chain.get("certificateHashData", {}))
+                for chain in response.get("certificateHashDataChain", [])
+            ]
+        values = {
+            hash_data.key: certificate_type
+            for certificate_type, data in found
+            if (hash_data := CertificateHash.from_wire(data)) is not None
+        }
+        status = str(response.get("status", ""))
+        return UseCaseResult(
+            protocol=protocol,
+            action="GetInstalledCertificateIds",
+            status=status,
+            accepted=status in ACCEPTED_STATUSES,
+            response=response,
+            values=values,
+        )
+
+    return Request(protocol, "GetInstalledCertificateIds", payload, read)
+
+
 # -- the table: each use case declared once ---------------------------------------------------
 #
 # The CentralSystem methods, the HTTP API's request union and its OpenAPI schema, the CLI's
@@ -649,6 +740,37 @@ class SetSecurityProfileArgs(UseCaseArgs, tag="set_security_profile"):
     configuration_slot: int = 1
 
 
+# -- certificates ------------------------------------------------------------------------------
+
+
+class InstallCertificateArgs(UseCaseArgs, tag="install_certificate"):
+    """Install a PEM root certificate on the station: ``certificate_type``
+    ``CSMSRootCertificate`` (1.6 ``CentralSystemRootCertificate``: either name),
+    ``ManufacturerRootCertificate``, and 2.0.1 only ``V2GRootCertificate``,
+    ``MORootCertificate``. Folds into the certificate projection."""
+
+    certificate_type: str
+    certificate: str
+
+
+class DeleteCertificateArgs(UseCaseArgs, tag="delete_certificate"):
+    """Delete the certificate its OCPP hash data names (as `get_installed_certificate_ids`
+    and the certificate projection show it); `status` `Accepted`, `Failed` or `NotFound`."""
+
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+    hash_algorithm: str = "SHA256"
+
+
+class GetInstalledCertificateIdsArgs(UseCaseArgs, tag="get_installed_certificate_ids"):
+    """List the certificates the station holds of ``certificate_types`` (1.6: exactly one;
+    2.0.1: every type when absent); ``values`` map each one's hash data to its type, and the
+    list replaces those types in the certificate projection."""
+
+    certificate_types: list[str] | None = None
+
+
 A = TypeVar("A", bound=UseCaseArgs)
 
 Builder = Callable[[str, A, int], Request]
@@ -782,6 +904,26 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
             protocol, a.profile, a.csms_url, a.configuration_slot
         ),
         role="admin",
+    ),
+    # certificates
+    UseCase[InstallCertificateArgs](
+        "install_certificate",
+        InstallCertificateArgs,
+        lambda protocol, a, _: install_certificate(protocol, a.certificate_type, a.certificate),
+        role="admin",
+    ),
+    UseCase[DeleteCertificateArgs](
+        "delete_certificate",
+        DeleteCertificateArgs,
+        lambda protocol, a, _: delete_certificate(
+            protocol, a.hash_algorithm, a.issuer_name_hash, a.issuer_key_hash, a.serial_number
+        ),
+        role="admin",
+    ),
+    UseCase[GetInstalledCertificateIdsArgs](
+        "get_installed_certificate_ids",
+        GetInstalledCertificateIdsArgs,
+        lambda protocol, a, _: get_installed_certificate_ids(protocol, a.certificate_types),
     ),
 )
 """Every use case, by name."""

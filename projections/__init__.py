@@ -7,6 +7,11 @@ from typing import Any
 
 from chargeledger.core.events import Recorded
 from chargeledger.core.times import rfc3339
+from chargeledger.projections.certificates import (
+    CertificatesProjection,
+    StationCertificates,
+    certificates_json,
+)
 from chargeledger.projections.device_model import (
     DeviceModelProjection,
     DeviceModelState,
@@ -16,6 +21,12 @@ from chargeledger.projections.device_model import (
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import Credentials, Registration, RegistryProjection
+from chargeledger.projections.security_events import (
+    SecurityEvent,
+    SecurityEventsProjection,
+    StationSecurityEvents,
+    security_events_json,
+)
 from chargeledger.projections.stations import (
     BootInfo,
     ConfigurationKey,
@@ -34,6 +45,7 @@ __all__ = [
     "ANOMALY_KINDS",
     "Anomaly",
     "BootInfo",
+    "CertificatesProjection",
     "ConfigurationKey",
     "ConnectorState",
     "Credentials",
@@ -43,7 +55,11 @@ __all__ = [
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
+    "SecurityEvent",
+    "SecurityEventsProjection",
+    "StationCertificates",
     "StationProblems",
+    "StationSecurityEvents",
     "StationState",
     "StationsProjection",
     "TransactionState",
@@ -51,8 +67,10 @@ __all__ = [
     "VariableRef",
     "Views",
     "anomaly_json",
+    "certificates_json",
     "device_model_json",
     "problems_json",
+    "security_events_json",
     "station_json",
     "transaction_json",
 ]
@@ -73,6 +91,8 @@ class Views:
         self.registry = RegistryProjection()
         self.device_model = DeviceModelProjection()
         self.problems = ProblemsProjection()
+        self.certificates = CertificatesProjection()
+        self.security_events = SecurityEventsProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -89,6 +109,8 @@ class Views:
         self.registry.apply(recorded)
         self.device_model.fold(recorded, answered)
         self.problems.fold(recorded, answered)
+        self.certificates.fold(recorded, answered)
+        self.security_events.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

@@ -29,7 +29,7 @@ from chargeledger.core.remote import parse_arguments
 from chargeledger.core.settings import BootPolicy, Settings
 from chargeledger.core.usecases import USE_CASES
 from chargeledger.schemas import OCPP16, OCPP201
-from tests import test_e2e_v16, test_e2e_v201
+from tests import test_certificates, test_e2e_v201
 from tests.harness import RunningServer, running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -53,6 +53,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "get_transaction_status": {},
     "change_station_password": {"password": "0123456789abcdef0123"},
     "set_security_profile": {"profile": 2, "csms_url": "wss://csms.example/ocpp"},
+    "install_certificate": {
+        "certificate_type": "CSMSRootCertificate",
+        "certificate": test_certificates.ROOT_PEM,
+    },
+    "get_installed_certificate_ids": {"certificate_types": ["CSMSRootCertificate"]},
+    "delete_certificate": {
+        "issuer_name_hash": test_certificates.ROOT_HASH["issuerNameHash"],
+        "issuer_key_hash": test_certificates.ROOT_HASH["issuerKeyHash"],
+        "serial_number": test_certificates.ROOT_HASH["serialNumber"],
+    },
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -64,8 +74,9 @@ STATUS = {
 """The status the test stations answer with, where it is not ``Accepted``."""
 
 
-class Station201(test_e2e_v201.Station):
-    """The 2.0.1 test station, which also answers GetReport with its variables."""
+class Station201(test_certificates.Station201):
+    """The 2.0.1 test station (with certificates), which also answers GetReport with its
+    variables."""
 
     @on(Action.set_network_profile)
     def on_set_network_profile(self, configuration_slot: int, connection_data: Any) -> Any:
@@ -162,7 +173,7 @@ def test_every_use_case_over_http(tmp_path: Path, protocol: str) -> None:
             cp, ws, task = await test_e2e_v201.connect(server, station, Station201)
             await cp.boot()
         else:
-            cp, ws, task = await _connect_16(server, station)
+            cp, ws, task = await test_certificates.connect(server, station, protocol)
         answers: dict[str, Any] = {}
         base = f"http://127.0.0.1:{server.csms.api_port}"
         try:
@@ -217,17 +228,6 @@ def _cli(*args: str) -> Any:
         text=True,
         timeout=60,
     )
-
-
-async def _connect_16(server: RunningServer, station: str) -> tuple[Any, Any, Any]:
-    import websockets
-    from ocpp.v16 import call as call16
-
-    ws = await websockets.connect(f"{server.url}/{station}", subprotocols=[OCPP16])
-    cp = test_e2e_v16.Station(station, ws)
-    task = asyncio.create_task(cp.start())
-    await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-    return cp, ws, task
 
 
 async def _started(server: RunningServer, station: str, protocol: str) -> int | str:

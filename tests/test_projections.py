@@ -26,8 +26,10 @@ from chargeledger.core.events import (
 )
 from chargeledger.projections import (
     ANOMALY_KINDS,
+    CertificatesProjection,
     DeviceModelProjection,
     ProblemsProjection,
+    SecurityEventsProjection,
     StationsProjection,
     StationState,
     TransactionsProjection,
@@ -35,8 +37,10 @@ from chargeledger.projections import (
     VariableRef,
     Views,
     anomaly_json,
+    certificates_json,
     device_model_json,
     problems_json,
+    security_events_json,
     station_json,
     transaction_json,
 )
@@ -44,6 +48,7 @@ from chargeledger.projections.device_model import MAX_REPORTS_PER_STATION
 from chargeledger.projections.exchanges import MAX_PENDING_PER_SESSION, Correlator
 from chargeledger.projections.problems import MAX_RECENT_EVENTS
 from chargeledger.projections.transactions import energy_register_wh
+from tests.test_certificates import ROOT_HASH, ROOT_PEM, make_csr
 
 __all__: list[str] = []
 
@@ -1521,6 +1526,9 @@ STATIONS = ("CP1", "CP2", "CP3")
 TIMESTAMPS = ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00.000Z", "2024-05-01T11:00:00Z")
 SENTINELS = (-1, 0, 2**31, 2**63 - 1)
 
+CSRS = (make_csr("CP1"), make_csr("CP-ELSEWHERE"))
+"""A CSR for the first station's identity, and one for an identity no station has."""
+
 station_index = st.sampled_from([0, 0, 0, 1, 1, 2])
 answer = st.sampled_from(["result", "result", "result", "error", "none"])
 OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
@@ -1576,6 +1584,14 @@ OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
         answer,
     ),
     "transaction_status": st.tuples(st.integers(0, 2), st.booleans()),
+    "certificate": st.tuples(
+        st.sampled_from(["install", "ids", "ids_all", "delete", "sign", "signed"]),
+        st.sampled_from(["Accepted", "NotFound", "Rejected"]),
+        answer,
+    ),
+    "security_event": st.tuples(
+        st.sampled_from(["TamperDetectionActivated", "InvalidMessages"]), answer
+    ),
 }
 """Each operation's arguments after the station index."""
 
@@ -1605,6 +1621,8 @@ class Generated:
         """The next 2.0.1 seqNo of each (station, transaction)."""
         self.stops: dict[int, tuple[str, int, int]] = {}
         """Result position of each answered 1.6 stop: (station, id, meterStop)."""
+        self.security_events = dict.fromkeys(STATIONS, 0)
+        """SecurityEventNotifications answered with a CALLRESULT, per station."""
         for operation in operations:
             getattr(self, f"_{operation[0]}")(*operation[1:])
 
@@ -1867,6 +1885,48 @@ class Generated:
             station, "GetTransactionStatus", payload, {"messagesInQueue": queued}, by="out"
         )
 
+    def _certificate(self, index: int, what: str, status: str, answer: str) -> None:
+        """A certificate exchange: the station's SignCertificate (for itself or another
+        identity), or one of our certificate CALLs, answered ``status``."""
+        station = STATIONS[index]
+        if what == "sign":
+            self._call(
+                station, "SignCertificate", {"csr": CSRS[index % 2]}, {"status": status}, answer
+            )
+            return
+        self._session(station)
+        root = "CentralSystemRootCertificate"
+        result: dict[str, Any] = {"status": status}
+        if what == "install":
+            action, payload = (
+                "InstallCertificate",
+                {"certificateType": root, "certificate": ROOT_PEM},
+            )
+        elif what == "ids":
+            action, payload = "GetInstalledCertificateIds", {"certificateType": root}
+            result["certificateHashData"] = [ROOT_HASH]
+        elif what == "ids_all":
+            action, payload = "GetInstalledCertificateIds", {}
+            chain = {"certificateType": "CSMSRootCertificate", "certificateHashData": ROOT_HASH}
+            result["certificateHashDataChain"] = [chain]
+        elif what == "delete":
+            action, payload = "DeleteCertificate", {"certificateHashData": ROOT_HASH}
+        else:
+            action, payload = "CertificateSigned", {"certificateChain": ROOT_PEM}
+        self.log.call(
+            station,
+            action,
+            payload,
+            None if answer == "none" else result,
+            error=answer == "error",
+            by="out",
+        )
+
+    def _security_event(self, index: int, event_type: str, answer: str) -> None:
+        payload = {"type": event_type, "timestamp": "t", "techInfo": "i"}
+        if self._call(STATIONS[index], "SecurityEventNotification", payload, {}, answer):
+            self.security_events[STATIONS[index]] += 1
+
     def _orphan(self, index: int, message_id: str) -> None:
         station = STATIONS[index]
         self._session(station)
@@ -1880,11 +1940,15 @@ def _snapshot(views: Views) -> Any:
         [anomaly_json(anomaly) for anomaly in views.transactions.anomalies],
         [device_model_json(state) for state in views.device_model.all()],
         [problems_json(state) for state in views.problems.all()],
+        [certificates_json(state) for state in views.certificates.all()],
+        [security_events_json(state) for state in views.security_events.all()],
         views.stations.all(),
         views.transactions.all(),
         views.transactions.anomalies,
         views.device_model.all(),
         views.problems.all(),
+        views.certificates.all(),
+        views.security_events.all(),
     )
 
 
@@ -1899,6 +1963,8 @@ def _query(views: Views) -> None:
         views.transactions.get("T0", station)
         views.device_model.get(station)
         views.problems.get(station)
+        views.certificates.get(station)
+        views.security_events.get(station)
     views.transactions.get(1)
 
 
@@ -1948,8 +2014,11 @@ def test_live_fold_equals_replay(operations: list[tuple[Any, ...]]) -> None:
     live = Views()
     stations, transactions = StationsProjection(), TransactionsProjection()
     device_model, problems = DeviceModelProjection(), ProblemsProjection()
+    certificates, security_events = CertificatesProjection(), SecurityEventsProjection()
     for count, recorded in enumerate(records, 1):
         live.apply(recorded)
+        certificates.apply(recorded)
+        security_events.apply(recorded)
         stations.apply(recorded)
         transactions.apply(recorded)
         device_model.apply(recorded)
@@ -1964,6 +2033,16 @@ def test_live_fold_equals_replay(operations: list[tuple[Any, ...]]) -> None:
     assert transactions.anomalies == replayed.transactions.anomalies
     assert device_model.all() == replayed.device_model.all()
     assert problems.all() == replayed.problems.all()
+    assert certificates.all() == replayed.certificates.all()
+    assert security_events.all() == replayed.security_events.all()
+    # Every CSR answered is kept with its problem exactly when it names another identity;
+    # every acknowledged security event is counted once.
+    for held in replayed.certificates.all():
+        for csr in held.csrs:
+            assert (csr.problem is None) == (csr.common_name == held.station)
+    for station, sent in generated.security_events.items():
+        reported = replayed.security_events.get(station)
+        assert sent == (0 if reported is None else sum(reported.counts.values()))
 
     # Every answered 1.6 stop is accounted for exactly once: applied to one transaction of
     # its own station, or an anomaly that leaves every transaction alone.

@@ -6,7 +6,9 @@ exchanges the views pair, which CALL each of our CALLRESULTs answered, so a find
 both frames of each exchange. The audit adds what needs the whole log: energy implausible for
 the time, transactions never ended, ended transactions that the one billing rule
 (:mod:`chargeledger.projections.billing`) does not find billable, transactions started while
-the station was offline, and for every transaction id the exchange that issued it. A second,
+the station was offline, for every transaction id the exchange that issued it, and every
+critical security event a station reported (the Security events list's critical flag,
+:data:`~chargeledger.projections.security_events.CRITICAL_SECURITY_EVENTS`). A second,
 targeted read fetches the verbatim frames of the evidence.
 """
 
@@ -26,6 +28,7 @@ from chargeledger.core.store import Store
 from chargeledger.projections import Anomaly, TransactionState, Views
 from chargeledger.projections.billing import billing_doubts
 from chargeledger.projections.exchanges import as_int, is_v16
+from chargeledger.projections.security_events import read_security_event
 
 __all__ = [
     "AUDIT_KINDS",
@@ -46,6 +49,7 @@ AUDIT_KINDS = (
     "transaction_not_billable",
     "started_offline",
     "transaction_issued",
+    "critical_security_event",
 )
 """The kinds the audit finds itself; every other kind is a projection anomaly."""
 
@@ -56,6 +60,8 @@ _SEVERITY: dict[str, Severity] = {
     "meter_stop_below_start": "error",
     "energy_implausible": "error",
     "stop_from_other_station": "error",
+    # The station says its security was touched (tamper, log cleared, clock set, ...).
+    "critical_security_event": "warning",
     # Handled correctly, but worth knowing.
     "start_retransmitted": "info",
     "transaction_issued": "info",
@@ -120,6 +126,8 @@ class Auditor:
         self._calls = array("q")
         self._opened: dict[str, float] = {}
         """When each session opened."""
+        self._security: list[Finding] = []
+        """A finding per critical security event, in log order."""
 
     @property
     def position(self) -> int:
@@ -134,6 +142,19 @@ class Auditor:
         if exchange is not None and exchange.origin == "in":
             self._results.append(exchange.result_position)
             self._calls.append(exchange.call_position)
+            event = read_security_event(exchange)
+            if event is not None and event.critical:
+                info = f" ({event.tech_info})" if event.tech_info else ""
+                self._security.append(
+                    _finding(
+                        "critical_security_event",
+                        event.station,
+                        [],
+                        [exchange.call_position, exchange.result_position],
+                        exchange.call_position,
+                        f"{event.type} at {event.timestamp}{info}",
+                    )
+                )
         elif isinstance(recorded.event, SessionOpened):
             self._opened[recorded.event.session] = recorded.event.at
 
@@ -150,6 +171,7 @@ class Auditor:
         added by :meth:`offline_starts` once they are fetched."""
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
+        found += self._security
         for transaction in transactions.all():
             start = transaction.positions[:2]
             how = (

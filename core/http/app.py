@@ -12,7 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
 from chargeledger.core.errors import StoreUnavailable
-from chargeledger.core.http import billing, commands, health, log, stations
+from chargeledger.core.http import billing, commands, health, log, security, stations
 from chargeledger.core.http.auth import BearerAuth
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.problems import http_problem, internal_problem, store_problem
@@ -23,7 +23,14 @@ __all__ = ["OPENAPI_PATH", "create_app"]
 OPENAPI_PATH = "/api/schema"
 """Interactive documentation; the OpenAPI document is ``/api/schema/openapi.json``."""
 
-ROUTES = [*stations.ROUTES, *commands.ROUTES, *log.ROUTES, *billing.ROUTES, *health.ROUTES]
+ROUTES = [
+    *stations.ROUTES,
+    *commands.ROUTES,
+    *log.ROUTES,
+    *billing.ROUTES,
+    *health.ROUTES,
+    *security.ROUTES,
+]
 
 
 def create_app(ctx: ApiContext, keys: list[ApiKey]) -> Litestar:
