@@ -83,10 +83,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def server(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(pki: Pki, module_server_store: str) -> Iterator[RunningServer]:
     """A server with ``ws://`` on ``port`` and ``wss://`` on ``tls_port``, registered stations
-    only: SP1 ``CP-1`` and ``CP-1B``, SP2 ``CP-2``, SP3 ``CP-3``, disabled SP1 ``CP-OFF``."""
-    store = f"sqlite:///{tmp_path_factory.mktemp('security') / 'security.db'}"
+    only: SP1 ``CP-1`` and ``CP-1B``, SP2 ``CP-2``, SP3 ``CP-3``, disabled SP1 ``CP-OFF``; on
+    SQLite, then on a fresh PostgreSQL schema."""
+    store = module_server_store
     tls = TlsSettings(
         cert_file=str(pki.directory / "server.pem"),
         key_file=str(pki.directory / "server.key"),
