@@ -694,3 +694,23 @@ def test_a_password_is_set_only_through_its_use_case(server: RunningServer) -> N
         with pytest.raises(PermissionError, match="change_station_password"):
             server.run(attempt_)
     assert len(_events(server, CommandRequested)) == before
+
+
+def test_registration_api_checks_profile_and_password(server: RunningServer) -> None:
+    """Through the HTTP API: an impossible profile or a password of the wrong length is 400
+    and recorded nothing; a password for a station that is not registered is 404; the
+    registration shown never holds a hash."""
+    assert server.csms is not None
+    base = f"http://127.0.0.1:{server.csms.api_port}/api/stations"
+    with httpx.Client(base_url=base, timeout=10) as http:
+        assert http.put("/CP-API/registration", json={"profile": 4}).status_code == 400
+        assert http.post("/CP-NONE/password", json={}).status_code == 404
+        assert http.put("/CP-API/registration", json={"profile": 2}).status_code == 200
+        assert http.post("/CP-API/password", json={"password": "short"}).status_code == 400
+        generated = http.post("/CP-API/password", json={})
+        assert generated.status_code == 200
+        check_password(generated.json()["password"])
+        shown = http.get("/CP-API").json()["registration"]
+    assert (shown["profile"], shown["has_password"], shown["password_pending"]) == (2, True, False)
+    assert "argon2" not in json.dumps(shown)
+    assert len([e for e in _events(server, StationPasswordSet) if e.station == "CP-API"]) == 1
