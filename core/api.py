@@ -167,7 +167,12 @@ class CentralSystem:
     ) -> UseCaseResult:
         """Use-case mode: record the request, send the station's version of the use case
         ``args`` are the arguments of, and read its answer (awaiting a report's parts, at most
-        ``call_timeout``: ``ReportIncomplete`` when some are still missing then)."""
+        ``call_timeout``: ``ReportIncomplete`` when some are still missing then).
+
+        A use case with a ``secret`` (``change_station_password``) records the secret's hash,
+        never the secret, and is refused with ``StationOffline`` before anything is recorded
+        when the station is not connected here: the recorded hash makes the password valid.
+        A use case that would set the password otherwise is refused (``PermissionError``)."""
         use_case = use_case_of(args)
         self._require(caller, use_case.role, use_case.name)
         if use_case.secret is None and _sets_password(use_case, args):
@@ -175,6 +180,9 @@ class CentralSystem:
         recorded: dict[str, Any] = msgspec.to_builtins(args)
         generated = None
         if use_case.secret is not None:
+            # The recorded hash makes the password valid at once (see the registry): never
+            # for a station that cannot be sent it.
+            self.protocol(station)
             secret = getattr(args, use_case.secret)
             if secret is None:
                 secret = generated = generate_password()

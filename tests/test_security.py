@@ -25,6 +25,7 @@ import trustme
 import websockets
 from ocpp.v16 import call as call16
 
+from chargeledger.core.errors import StationOffline
 from chargeledger.core.events import (
     CommandRequested,
     FrameLogged,
@@ -714,3 +715,16 @@ def test_registration_api_checks_profile_and_password(server: RunningServer) -> 
     assert (shown["profile"], shown["has_password"], shown["password_pending"]) == (2, True, False)
     assert "argon2" not in json.dumps(shown)
     assert len([e for e in _events(server, StationPasswordSet) if e.station == "CP-API"]) == 1
+
+
+def test_rotation_for_an_offline_station_records_nothing(server: RunningServer) -> None:
+    """The recorded hash would make the password valid at once: never for a station that
+    cannot be sent it."""
+    assert server.csms is not None
+    csms = server.csms
+    server.run(partial(csms.register_station, "CP-AWAY", profile=1))
+    with pytest.raises(StationOffline):
+        server.run(partial(csms.change_station_password, "CP-AWAY", OTHER_PASSWORD))
+    assert not [e for e in _events(server, CommandRequested) if e.station == "CP-AWAY"]
+    registration = csms.views.registry.get("CP-AWAY")
+    assert registration is not None and not registration.password_pending
