@@ -51,7 +51,7 @@ from chargeledger.core.events import (
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import Gateway
-from chargeledger.core.security import generate_password, hash_password, sets_password
+from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
 from chargeledger.core.usecases import (
@@ -63,7 +63,7 @@ from chargeledger.core.usecases import (
     use_case_of,
 )
 from chargeledger.core.writer import GroupCommitWriter
-from chargeledger.projections import Registration, Views
+from chargeledger.projections import Registration, Views, sets_password
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]

@@ -18,7 +18,7 @@ import secrets
 import ssl
 import string
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote
 
 import msgspec
@@ -43,7 +43,6 @@ __all__ = [
     "generate_password",
     "hash_password",
     "server_ssl_context",
-    "sets_password",
     "transport_of",
     "verify_password",
 ]
@@ -129,26 +128,6 @@ def server_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
         context.load_verify_locations(cafile=tls.ca_file)
         context.verify_mode = ssl.CERT_OPTIONAL
     return context
-
-
-def sets_password(action: str, payload: dict[str, Any]) -> bool:
-    """Whether a CALL to a station sets its HTTP Basic password (1.6 ``ChangeConfiguration``
-    of ``AuthorizationKey``, 2.0.1 ``SetVariables`` of ``SecurityCtrlr.BasicAuthPassword``).
-
-    Only the use case ``change_station_password`` may send one: it records the password's
-    hash, not the password, and keeps the old one valid until the station uses the new one.
-    Sent any other way, the password would be recorded in clear and the station locked out
-    at its next connection."""
-    if action == "ChangeConfiguration":
-        return payload.get("key") == "AuthorizationKey"
-    if action == "SetVariables":
-        return any(
-            (data.get("component") or {}).get("name") == "SecurityCtrlr"
-            and (data.get("variable") or {}).get("name") == "BasicAuthPassword"
-            for data in payload.get("setVariableData") or []
-            if isinstance(data, dict)
-        )
-    return False
 
 
 class Transport(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,6 +3,8 @@ whether they are enabled, and their password hashes (what the gateway's handshak
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from chargeledger.core.events import (
@@ -13,6 +15,7 @@ from chargeledger.core.events import (
     StationPasswordSet,
     StationRegistered,
 )
+from chargeledger.projections.exchanges import Exchange
 
 __all__ = [
     "PASSWORD_USE_CASE",
@@ -20,6 +23,7 @@ __all__ = [
     "Credentials",
     "Registration",
     "RegistryProjection",
+    "sets_password",
 ]
 
 PASSWORD_USE_CASE = "change_station_password"
@@ -29,6 +33,26 @@ password pending: accepted besides the current one until the station connects wi
 PROFILE_USE_CASE = "set_security_profile"
 """The use case whose recorded request makes a profile pending: the station's registered
 profile rises to it once the station connects meeting it."""
+
+
+def sets_password(action: str, payload: dict[str, Any]) -> bool:
+    """Whether a CALL to a station sets its HTTP Basic password (1.6 ``ChangeConfiguration``
+    of ``AuthorizationKey``, 2.0.1 ``SetVariables`` of ``SecurityCtrlr.BasicAuthPassword``).
+
+    Only the use case ``change_station_password`` may send one: it records the password's
+    hash, not the password, and keeps the old one valid until the station uses the new one.
+    Sent any other way, the password would be recorded in clear and the station locked out
+    at its next connection."""
+    if action == "ChangeConfiguration":
+        return payload.get("key") == "AuthorizationKey"
+    if action == "SetVariables":
+        return any(
+            (data.get("component") or {}).get("name") == "SecurityCtrlr"
+            and (data.get("variable") or {}).get("name") == "BasicAuthPassword"
+            for data in payload.get("setVariableData") or []
+            if isinstance(data, dict)
+        )
+    return False
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -95,8 +119,13 @@ class RegistryProjection:
             password_pending=credentials.pending is not None,
         )
 
-    def apply(self, recorded: Recorded) -> None:
-        """Fold the next committed event."""
+    def apply(self, recorded: Recorded, exchange: Exchange | None = None) -> None:
+        """Fold the next committed event; ``exchange``: the CALL and answer (CALLRESULT or
+        CALLERROR) it completes, if any (``Views`` pairs them). A password-setting CALL the
+        station refused (CALLERROR, or a status that is not accepted) drops the pending
+        password: the station kept its current one."""
+        if exchange is not None and exchange.origin == "out":
+            self._answered(exchange)
         event = recorded.event
         if isinstance(event, StationRegistered):
             old = self._registered.get(event.station)
@@ -129,6 +158,17 @@ class RegistryProjection:
             else:
                 self._connected(event)
 
+    def _answered(self, exchange: Exchange) -> None:
+        station = exchange.station
+        if station not in self._registered or not isinstance(exchange.request, dict):
+            return
+        if not sets_password(exchange.action, exchange.request):
+            return
+        if exchange.error is None and _accepted(exchange.response):
+            return
+        current = self.credentials(station).current
+        self._set_credentials(station, Credentials(current=current))
+
     def _requested(self, event: CommandRequested) -> None:
         if event.mode != "use_case":
             return
@@ -154,3 +194,16 @@ class RegistryProjection:
             self._registered[event.station] = msgspec.structs.replace(
                 registration, profile=pending, profile_pending=None
             )
+
+
+def _accepted(response: Any) -> bool:
+    """Whether a ChangeConfiguration / SetVariables answer accepted the password."""
+    if not isinstance(response, dict):
+        return False
+    if "status" in response:
+        return response["status"] in ("Accepted", "RebootRequired")
+    results = response.get("setVariableResult") or []
+    return bool(results) and all(
+        isinstance(result, dict) and result.get("attributeStatus") in ("Accepted", "RebootRequired")
+        for result in results
+    )

@@ -23,7 +23,10 @@ import msgspec
 import pytest
 import trustme
 import websockets
+from ocpp.routing import on
 from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as call_result16
+from ocpp.v16.enums import Action as Action16
 
 from chargeledger.core.errors import StationOffline
 from chargeledger.core.events import (
@@ -728,3 +731,44 @@ def test_rotation_for_an_offline_station_records_nothing(server: RunningServer) 
     assert not [e for e in _events(server, CommandRequested) if e.station == "CP-AWAY"]
     registration = csms.views.registry.get("CP-AWAY")
     assert registration is not None and not registration.password_pending
+
+
+class RefusingStation(test_e2e_v16.Station):
+    """A 1.6 station that refuses to change its AuthorizationKey."""
+
+    @on(Action16.change_configuration)
+    def on_change_configuration(self, key: str, value: str) -> Any:
+        return call_result16.ChangeConfiguration(status="Rejected")
+
+
+def test_a_refused_rotation_drops_the_pending_password(server: RunningServer) -> None:
+    """The station kept its password: the new one, recorded as pending before the CALL, stops
+    being accepted once the refusal is committed; the old one goes on working."""
+    assert server.csms is not None
+    csms = server.csms
+    server.run(partial(csms.register_station, "CP-NO", profile=1))
+    server.run(partial(csms.set_station_password, "CP-NO", PASSWORD))
+
+    async def rotate() -> tuple[bool, str]:
+        ws = await websockets.connect(
+            _url(server, "CP-NO", False),
+            subprotocols=[websockets.Subprotocol("ocpp1.6")],
+            additional_headers=_basic("CP-NO", PASSWORD),
+        )
+        cp = RefusingStation("CP-NO", ws)
+        task = asyncio.create_task(cp.start())
+        try:
+            result = await server.arun(partial(csms.change_station_password, "CP-NO"))
+            return result.accepted, str(result.values["password"])
+        finally:
+            task.cancel()
+            await ws.close()
+
+    accepted, new = asyncio.run(rotate())
+    assert not accepted
+    wait_for(
+        lambda: not csms.views.registry.get("CP-NO").password_pending,  # type: ignore[union-attr]
+        what="the pending password dropped",
+    )
+    assert_refused(attempt(server, "CP-NO", password=new), server, "CP-NO", "wrong_password")
+    assert attempt(server, "CP-NO", password=PASSWORD).status == 101
