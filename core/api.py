@@ -40,16 +40,18 @@ from typing import Any, Literal, get_args
 import msgspec
 import trio
 
-from chargeledger.core.errors import StationOffline
+from chargeledger.core.errors import StationOffline, UnsupportedUseCase
 from chargeledger.core.events import (
     CommandRequested,
     StationDeregistered,
+    StationPasswordSet,
     StationRegistered,
     command_stream,
     registry_stream,
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import Gateway
+from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
 from chargeledger.core.usecases import (
@@ -61,7 +63,8 @@ from chargeledger.core.usecases import (
     use_case_of,
 )
 from chargeledger.core.writer import GroupCommitWriter
-from chargeledger.projections import Registration, Views
+from chargeledger.projections import Registration, Views, sets_password
+from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
 
@@ -146,7 +149,11 @@ class CentralSystem:
         request_id: str | None = None,
     ) -> dict[str, Any]:
         """Message mode: record the request, send ``action`` with ``payload`` and return the
-        station's answer. ``request_id`` names the ``CommandRequested`` (fresh by default)."""
+        station's answer. ``request_id`` names the ``CommandRequested`` (fresh by default).
+        A CALL that sets the station's password is refused (``PermissionError``, nothing
+        recorded): only ``change_station_password`` may do that (see ``sets_password``)."""
+        if isinstance(payload, dict) and sets_password(action, payload):
+            raise PermissionError(_PASSWORD_BY_USE_CASE)
         await self._record(caller, station, "message", action, payload, request_id)
         return await self.gateway.call(station, action, payload)
 
@@ -160,14 +167,39 @@ class CentralSystem:
     ) -> UseCaseResult:
         """Use-case mode: record the request, send the station's version of the use case
         ``args`` are the arguments of, and read its answer (awaiting a report's parts, at most
-        ``call_timeout``: ``ReportIncomplete`` when some are still missing then)."""
+        ``call_timeout``: ``ReportIncomplete`` when some are still missing then).
+
+        A use case with a ``secret`` (``change_station_password``) records the secret's hash,
+        never the secret, and is refused with ``StationOffline`` before anything is recorded
+        when the station is not connected here: the recorded hash makes the password valid.
+        A use case that would set the password otherwise is refused (``PermissionError``)."""
         use_case = use_case_of(args)
         self._require(caller, use_case.role, use_case.name)
-        await self._record(caller, station, "use_case", use_case.name, args, request_id)
+        if use_case.secret is None and _sets_password(use_case, args):
+            raise PermissionError(_PASSWORD_BY_USE_CASE)
+        recorded: dict[str, Any] = msgspec.to_builtins(args)
+        generated = None
+        if use_case.secret is not None:
+            # The recorded hash makes the password valid at once (see the registry): never
+            # for a station that cannot be sent it.
+            self.protocol(station)
+            secret = getattr(args, use_case.secret)
+            if secret is None:
+                secret = generated = generate_password()
+                args = msgspec.structs.replace(args, **{use_case.secret: secret})
+            recorded.pop(use_case.secret, None)
+            recorded[f"{use_case.secret}_hash"] = await trio.to_thread.run_sync(
+                hash_password, secret
+            )
+        await self._record(caller, station, "use_case", use_case.name, recorded, request_id)
         request = use_case.build(self.protocol(station), args, self._request_id())
         result = request.result(await self.gateway.call(station, request.action, request.payload))
         if request.action in REPORT_ACTIONS and result.accepted:
             return await self._await_report(station, request.payload["requestId"], result)
+        if generated is not None and use_case.secret is not None:
+            result = msgspec.structs.replace(
+                result, values={**result.values, use_case.secret: generated}
+            )
         return result
 
     async def _record(
@@ -228,21 +260,58 @@ class CentralSystem:
     # -- the station registry ----------------------------------------------------------------
 
     async def register_station(
-        self, station: str, description: str = "", *, caller: Caller = PYTHON
+        self,
+        station: str,
+        description: str = "",
+        *,
+        profile: int = 0,
+        enabled: bool = True,
+        caller: Caller = PYTHON,
     ) -> Registration:
-        """Register the station (again: the description is replaced); needs ``admin``."""
+        """Register the station (again: description, profile and enabled are replaced, the
+        password is kept); needs ``admin``. ``profile`` is the lowest security profile it
+        may connect with (0-3, else ``ValueError``); a disabled station is refused at the
+        handshake. A profile 1 or 2 station needs a password (:meth:`set_station_password`)."""
         self._require(caller, "admin", "registering a station")
+        if profile not in (0, 1, 2, 3):
+            raise ValueError(f"security profile {profile} does not exist (0-3)")
         event = StationRegistered(
             request_id=str(uuid.uuid4()),
             station=station,
             at=time.time(),
             key=caller.name,
             description=description,
+            profile=profile,
+            enabled=enabled,
         )
         await self.writer.append([(registry_stream(event.request_id), event)])
         registration = self.views.registry.get(station)
         assert registration is not None  # folded by the dispatcher before append returned
         return registration
+
+    async def set_station_password(
+        self, station: str, password: str | None = None, *, caller: Caller = PYTHON
+    ) -> str | None:
+        """Set the registered station's HTTP Basic password, or a generated one when
+        ``password`` is ``None``, and return it: it is shown this once, only its argon2id hash
+        is recorded (``StationPasswordSet``). It replaces the current password and any
+        pending one at once: a station still using the old one is refused from then on (to
+        change a connected station's password, use ``change_station_password``). ``None``
+        (nothing recorded) when the station is not registered; ``ValueError`` when the
+        password is not 16-40 printable characters. Needs ``admin``."""
+        self._require(caller, "admin", "setting a station password")
+        if self.views.registry.get(station) is None:
+            return None
+        password = password if password is not None else generate_password()
+        event = StationPasswordSet(
+            request_id=str(uuid.uuid4()),
+            station=station,
+            at=time.time(),
+            key=caller.name,
+            password_hash=await trio.to_thread.run_sync(hash_password, password),
+        )
+        await self.writer.append([(registry_stream(event.request_id), event)])
+        return password
 
     async def deregister_station(self, station: str, *, caller: Caller = PYTHON) -> bool:
         """Remove the station's registration; ``False`` (nothing recorded) when it is not
@@ -262,6 +331,25 @@ class CentralSystem:
             raise PermissionError(
                 f"{what} needs the {role!r} role; {caller.name!r} has {caller.role!r}"
             )
+
+
+_PASSWORD_BY_USE_CASE = (
+    "this sets the station's password: use the use case change_station_password, which "
+    "records only its hash and keeps the old password valid until the station uses the new one"
+)
+
+
+def _sets_password(use_case: UseCase[Any], args: UseCaseArgs) -> bool:
+    """Whether ``args`` would make ``use_case`` set the station's password in either protocol
+    version (the builders are pure, so both can be asked before anything is recorded)."""
+    for protocol in (OCPP16, OCPP201):
+        try:
+            request = use_case.build(protocol, args, 0)
+        except (UnsupportedUseCase, ValueError):
+            continue
+        if sets_password(request.action, request.payload):
+            return True
+    return False
 
 
 def _use_case_method(

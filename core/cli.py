@@ -156,6 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
             disabled_plugins=args.disable_plugin or None,
             api_host=args.api_host,
             api_port=args.api_port,
+            allow_insecure=args.allow_insecure or None,
         )
     except (ValueError, OSError) as exc:
         print(f"chargeledger: {exc}", file=sys.stderr)
@@ -212,6 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--api-port", type=int, help="serve the HTTP API on this port (0: any)")
     serve.add_argument("--api-host", help="address of the HTTP API (default 127.0.0.1)")
+    serve.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow open registration on a non-loopback host (test benches only)",
+    )
     serve.set_defaults(run=_serve)
 
     api_key = commands.add_parser("api-key", help="make an HTTP API key and its settings entry")
@@ -245,6 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.remote import register as register_command
 
     register_command(commands)
+    from chargeledger.core.station_cli import register as register_station
+
+    register_station(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

@@ -41,9 +41,15 @@ __all__ = ["CommitDispatcher"]
 
 log = logging.getLogger("chargeledger.dispatcher")
 
-COMMAND_FAILURES = (OutboundCallFailed, OutboundValidationError, StoreUnavailable)
+COMMAND_FAILURES = (
+    OutboundCallFailed,
+    OutboundValidationError,
+    StoreUnavailable,
+    PermissionError,
+)
 """What a command to a station may fail with (``StoreUnavailable``: it could not be recorded,
-so it was not sent); each is logged and the next command goes on."""
+so it was not sent; ``PermissionError``: plugins may not send it, e.g. a station password);
+each is logged and the next command goes on."""
 
 
 class CommitDispatcher:

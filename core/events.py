@@ -15,8 +15,8 @@ Streams (the store's ``originator_id``, text):
 * ``command:<uuid>``: one per command asked through the HTTP API (``CommandRequested``),
   written once, before the command is sent: who asked for what is in the log.
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
-  (``StationRegistered`` / ``StationDeregistered``); one stream per request, so several
-  nodes never append to the same stream.
+  (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
+  request, so several nodes never append to the same stream.
 
 Times are UNIX seconds (float, UTC) taken by the core when the frame or event happened; plugins
 and projections read time only from events.
@@ -42,6 +42,7 @@ __all__ = [
     "SessionClosed",
     "SessionOpened",
     "StationDeregistered",
+    "StationPasswordSet",
     "StationRegistered",
     "TransactionIdsReserved",
     "command_stream",
@@ -89,6 +90,16 @@ class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
     """Which server process accepted the connection."""
     replaces: str | None = None
     """The session this connection replaced (newest connection wins)."""
+    auth: Literal["", "none", "basic", "client-certificate"] = ""
+    """How the station proved its identity (``none``: it did not; empty in older logs)."""
+    profile: int = 0
+    """The security profile the connection meets: 0 (no authentication), 1 (Basic without
+    TLS), 2 (TLS and Basic), 3 (TLS with a client certificate)."""
+    credential: Literal["", "current", "pending"] = ""
+    """Which registered password matched: ``pending`` is a rotated-to password, which this
+    connection makes the station's current one (the registry folds it)."""
+    tls_fingerprint: str | None = None
+    """SHA-256 (hex) of the station's TLS client certificate, when it showed one."""
 
 
 class FrameLogged(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -147,6 +158,12 @@ class HandshakeRejected(msgspec.Struct, frozen=True, kw_only=True):
     remote: str = ""
     status: int = 400
     reason: str = ""
+    cause: str = ""
+    """A short machine-readable label of the reason (``unknown_station``, ``wrong_password``,
+    ``cn_mismatch``, ... see ``chargeledger.core.security.REFUSAL_CAUSES``); empty for a
+    malformed handshake (bad identity, subprotocol)."""
+    tls_fingerprint: str | None = None
+    """SHA-256 (hex) of the client certificate the peer showed, if any."""
 
 
 class TransactionIdsReserved(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +207,21 @@ class StationRegistered(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     """The name of the API key that asked."""
     description: str = ""
+    profile: int = 0
+    """The lowest security profile the station may connect with (0-3, docs/security.md)."""
+    enabled: bool = True
+    """A disabled station is refused at the handshake."""
+
+
+class StationPasswordSet(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin set the station's HTTP Basic password (security profiles 1 and 2). Only the
+    password's salted argon2id hash is recorded; it replaces any earlier and any pending one."""
+
+    request_id: str
+    station: str
+    at: float
+    key: str
+    password_hash: str
 
 
 class StationDeregistered(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,6 +243,7 @@ Event = (
     | CommandRequested
     | StationRegistered
     | StationDeregistered
+    | StationPasswordSet
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -225,6 +258,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CommandRequested,
         StationRegistered,
         StationDeregistered,
+        StationPasswordSet,
     )
 }
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import trio
 
-from chargeledger.core.events import CallTimedOut, FrameLogged, Recorded
+from chargeledger.core.events import CallTimedOut, FrameLogged, HandshakeRejected, Recorded
 
 __all__ = ["CommitFeed"]
 
@@ -26,6 +27,9 @@ class CommitFeed:
         self.frames_in = 0
         self.frames_out = 0
         self.timeouts = 0
+        self.refusals: Counter[str] = Counter()
+        """Refused handshakes by ``HandshakeRejected.cause`` (``malformed`` when it has none:
+        a bad identity or subprotocol)."""
         self._changed = trio.Event()
 
     def publish(self, batch: Sequence[Recorded]) -> None:
@@ -41,6 +45,8 @@ class CommitFeed:
                     self.frames_out += 1
             elif isinstance(event, CallTimedOut):
                 self.timeouts += 1
+            elif isinstance(event, HandshakeRejected):
+                self.refusals[event.cause or "malformed"] += 1
         self.position = batch[-1].position
         self._changed.set()
         self._changed = trio.Event()

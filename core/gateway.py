@@ -38,6 +38,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from http import HTTPStatus
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -88,9 +90,10 @@ from chargeledger.core.frames import (
     to_wire,
 )
 from chargeledger.core.plugin_host import PluginHost
+from chargeledger.core.security import Admitted, Refused, admit, server_ssl_context, transport_of
 from chargeledger.core.settings import Settings
 from chargeledger.core.writer import GroupCommitWriter
-from chargeledger.projections import Views
+from chargeledger.projections import Credentials, Views
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
@@ -127,6 +130,11 @@ logs and the process's other files."""
 REFUSAL_READ_TIMEOUT = 0.5
 """How long a connection refused for a limit may take to send its request before the 503
 (read and discarded so that closing does not reset the connection under the answer)."""
+
+PASSWORD_CHECKS = 2
+"""Password checks run at once (each takes about 25 ms of CPU and 19 MiB: argon2id)."""
+
+BASIC_CHALLENGE = b'Basic realm="ChargeLedger", charset="UTF-8"'
 
 MAX_REFUSALS = 64
 """Refusals answered at once; beyond, a refused connection is closed without an answer, so
@@ -740,18 +748,41 @@ class Gateway:
         self._refused: Counter[str] = Counter()
         self._timed_out = self._abandoned = 0
         self._floods: Counter[str] = Counter()
+        self.tls_port: int | None = None
+        """The bound ``wss://`` port (``None`` without ``settings.tls``)."""
+        self._password_checks = trio.CapacityLimiter(PASSWORD_CHECKS)
 
     # -- serving -----------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on ``settings.host:port`` until cancelled; ``task_status`` gets the port.
 
+        With ``settings.tls``, ``wss://`` is served on ``tls.port`` (``tls_port`` holds the
+        bound one), or instead of ``ws://`` on ``port`` when ``tls.port`` is ``None``. Every
+        connection, plain or TLS, goes through ``_handle_connection`` (the limits, and the
+        handshake deadline, TLS included). ``OSError`` / ``ssl.SSLError`` when a certificate or
+        key file cannot be loaded.
+
         On cancellation every session is closed with 1001 (going away) and recorded."""
+        tls = self.settings.tls
+        context = server_ssl_context(tls) if tls is not None else None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._release_idle_windows)
-            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
-            self.listen_port = listeners[0].socket.getsockname()[1]
+            plain = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+            self.listen_port = plain[0].socket.getsockname()[1]
+            listeners: list[trio.abc.Listener[Any]] = []
+            if context is not None and tls is not None:
+                tcp = plain
+                if tls.port is not None:
+                    tcp = await trio.open_tcp_listeners(tls.port, host=self.settings.host)
+                    listeners.extend(plain)
+                listeners.extend(
+                    trio.SSLListener(each, context, https_compatible=True) for each in tcp
+                )
+                self.tls_port = tcp[0].socket.getsockname()[1]
+            else:
+                listeners.extend(plain)
             task_status.started(self.listen_port)
             await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
 
@@ -820,29 +851,44 @@ class Gateway:
         finally:
             self._refusing -= 1
             await trio.aclose_forcefully(stream)
-        await self._record_refusal(address, 503, reason, path)
+        await self._record_rejection(address, 503, reason, path=path)
 
-    async def _record_refusal(self, remote: str, status: int, reason: str, path: str) -> None:
-        """Record a connection refused before its station is known (``HandshakeRejected``
-        with an empty station); a store failure is logged, the connection is gone anyway."""
+    async def _record_rejection(
+        self,
+        remote: str,
+        status: int,
+        reason: str,
+        *,
+        station: str = "",
+        path: str = "",
+        offered: Sequence[str] = (),
+        cause: str = "",
+        fingerprint: str | None = None,
+    ) -> None:
+        """Record a refused connection as ``HandshakeRejected`` in the stream of a fresh
+        session id (``station`` empty when it was refused before its identity was known). A
+        store failure is logged: the connection is refused anyway."""
         session = str(uuid.uuid4())
         refusal = HandshakeRejected(
-            station="",
+            station=station,
             session=session,
             at=time.time(),
             path=path,
+            offered=list(offered),
             remote=remote,
             status=status,
             reason=reason,
+            cause=cause,
+            tls_fingerprint=fingerprint,
         )
         try:
             await self.writer.append([(session_stream(session), refusal)], new_stream=True)
         except StoreUnavailable as exc:
-            log.warning("refusal of %s not recorded: %s", remote, exc)
+            log.warning("refusal of %s not recorded: %s", remote or station, exc)
 
     async def _upgrade(
         self, nursery: trio.Nursery, stream: trio.abc.Stream, address: str
-    ) -> tuple[WebSocketConnection, str, str, list[str], _StationWire] | None:
+    ) -> tuple[WebSocketConnection, str, str, list[str], Admitted, str | None, _StationWire] | None:
         """The opening handshake of a connection from ``address``, TLS included, within
         ``handshake_timeout``: what ``_handshake`` accepted (and our wsproto side), or
         ``None`` when it refused, wsproto refused the request (recorded here), the deadline
@@ -857,16 +903,20 @@ class Gateway:
         peer_gone = trio.CancelScope()
         try:
             with trio.move_on_after(self.settings.handshake_timeout) as deadline:
+                if isinstance(stream, trio.SSLStream) and not await self._tls_handshake(
+                    stream, address
+                ):
+                    return None
                 connection = WebSocketConnection(
                     stream, wire, max_message_size=self.settings.max_frame_bytes
                 )
                 nursery.start_soon(self._read_then_release, connection, deadline, peer_gone)
                 request = await connection._get_request()
-                accepted = await self._handshake(request)
+                accepted = await self._handshake(request, stream)
                 return None if accepted is None else (*accepted, wire)
             if wire.refused:  # trio-websocket answered it 400 itself
                 reason = f"malformed opening handshake: {wire.refused}"
-                await self._record_refusal(address, 400, reason, "")
+                await self._record_rejection(address, 400, reason)
             elif peer_gone.cancel_called:
                 self._abandoned += 1
             else:
@@ -875,6 +925,17 @@ class Gateway:
             return None
         finally:
             self._handshakes -= 1
+
+    async def _tls_handshake(self, stream: trio.SSLStream[Any], address: str) -> bool:
+        """Complete the TLS handshake; a failure (e.g. a client certificate not from the
+        operator CA) is recorded as ``HandshakeRejected`` (cause ``tls_handshake_failed``)."""
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            reason = f"TLS handshake failed: {exc.__cause__ or exc}"
+            await self._record_rejection(address, 0, reason, cause="tls_handshake_failed")
+            return False
+        return True
 
     @staticmethod
     async def _read_then_release(
@@ -894,13 +955,19 @@ class Gateway:
         handshake.cancel()
 
     async def _handshake(
-        self, request: WebSocketRequest
-    ) -> tuple[WebSocketConnection, str, str, list[str]] | None:
-        """Accept or refuse the handshake by the identity rules (``station_identity``,
-        ``MAX_IDENTITY_LENGTH``) and the subprotocol policy; a refusal is answered 400 with
-        its reason as the body and recorded as ``HandshakeRejected``.
+        self, request: WebSocketRequest, stream: trio.abc.Stream
+    ) -> tuple[WebSocketConnection, str, str, list[str], Admitted, str | None] | None:
+        """Accept or refuse the handshake.
 
-        Returns the connection, station identity, protocol and the offered subprotocols."""
+        First the identity rules (``station_identity``, ``MAX_IDENTITY_LENGTH``) and the
+        subprotocol policy: a refusal is answered 400 with its reason as the body. Then the
+        station's security (``chargeledger.core.security.admit``: registration, profile,
+        password, client certificate): a refusal is answered 401 or 403 with nothing but the
+        status's name, so a prober learns nothing. Every refusal is recorded as
+        ``HandshakeRejected`` with its reason (and ``cause`` for a security refusal).
+
+        Returns the connection, station identity, protocol, the offered subprotocols, how the
+        station authenticated and its client certificate's fingerprint."""
         path = request.path
         station, reason = _identity_problem(path)
         # An empty header (seen in the field) offers nothing.
@@ -918,29 +985,64 @@ class Gateway:
         elif protocol is None:
             reason = f"none of the offered subprotocols is supported: {offered}"
         if reason or protocol is None:
-            session = str(uuid.uuid4())
-            await self.writer.append(
-                [
-                    (
-                        session_stream(session),
-                        HandshakeRejected(
-                            station=station,
-                            session=session,
-                            at=time.time(),
-                            path=path,
-                            offered=offered,
-                            remote=remote,
-                            status=400,
-                            reason=reason,
-                        ),
-                    )
-                ],
-                new_stream=True,
+            await self._record_rejection(
+                remote, 400, reason, station=station, path=path, offered=offered
             )
             await request.reject(400, body=reason.encode())
             return None
+        decision, fingerprint = await self._authenticate(request, stream, station)
+        if isinstance(decision, Refused):
+            await self._record_rejection(
+                remote,
+                decision.status,
+                decision.reason,
+                station=station,
+                path=path,
+                offered=offered,
+                cause=decision.cause,
+                fingerprint=fingerprint,
+            )
+            headers = [(b"WWW-Authenticate", BASIC_CHALLENGE)] if decision.status == 401 else []
+            body = HTTPStatus(decision.status).phrase.encode()
+            await request.reject(decision.status, extra_headers=headers, body=body)
+            return None
         ws = await request.accept(subprotocol=protocol if offered else None)
-        return ws, station, protocol, offered
+        return ws, station, protocol, offered, decision, fingerprint
+
+    async def _authenticate(
+        self, request: WebSocketRequest, stream: trio.abc.Stream, station: str
+    ) -> tuple[Admitted | Refused, str | None]:
+        """The security decision for ``station`` on this connection and the client
+        certificate's fingerprint. When a password is to be checked the decision runs off the
+        trio thread, at most ``PASSWORD_CHECKS`` at a time: a check is slow and memory-hard
+        on purpose."""
+        peer = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        certificate = (
+            stream.getpeercert(binary_form=True) if isinstance(stream, trio.SSLStream) else None
+        )
+        transport = transport_of(
+            request.headers,
+            _peer_host(peer) or None,
+            certificate,
+            isinstance(stream, trio.SSLStream),
+            self.settings,
+        )
+        registration = self.views.registry.get(station)
+        credentials = self.views.registry.credentials(station)
+        decide = partial(
+            admit,
+            station,
+            transport,
+            registered=registration is not None,
+            profile=registration.profile if registration is not None else 0,
+            enabled=registration.enabled if registration is not None else True,
+            credentials=credentials,
+            open_registration=self.settings.registration == "open",
+        )
+        if transport.password is None or credentials == Credentials():
+            return decide(), transport.fingerprint  # no password to check: quick
+        decision = await trio.to_thread.run_sync(decide, limiter=self._password_checks)
+        return decision, transport.fingerprint
 
     async def _run_session(
         self,
@@ -948,6 +1050,8 @@ class Gateway:
         station: str,
         protocol: str,
         offered: list[str],
+        admitted: Admitted,
+        fingerprint: str | None,
         wire: _StationWire | None = None,
     ) -> None:
         """Record the session opened and run it. When the store cannot record the opening,
@@ -959,7 +1063,7 @@ class Gateway:
         if old is not None:
             old.end(CLOSE_POLICY, "replaced by a newer connection", replaced_by=session.id)
         try:
-            await self._record_opened(session, offered, old)
+            await self._record_opened(session, offered, old, admitted, fingerprint)
         except StoreUnavailable as exc:
             log.error("store failed; refusing the session of %s: %s", station, exc)
             self.forget(session)
@@ -969,7 +1073,12 @@ class Gateway:
         await session.run()
 
     async def _record_opened(
-        self, session: Session, offered: list[str], old: Session | None
+        self,
+        session: Session,
+        offered: list[str],
+        old: Session | None,
+        admitted: Admitted,
+        fingerprint: str | None,
     ) -> None:
         ws, station, protocol = session.ws, session.station, session.protocol
         await self.writer.append(
@@ -986,6 +1095,10 @@ class Gateway:
                         remote=_address(ws.remote),
                         node=self.node,
                         replaces=old.id if old is not None else None,
+                        auth=admitted.auth,
+                        profile=admitted.profile,
+                        credential=admitted.credential,
+                        tls_fingerprint=fingerprint,
                     ),
                 )
             ],

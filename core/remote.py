@@ -23,7 +23,7 @@ import msgspec
 
 from chargeledger.core.usecases import USE_CASES, UseCaseArgs
 
-__all__ = ["DEFAULT_API", "parse_arguments", "register"]
+__all__ = ["DEFAULT_API", "add_api_arguments", "api_request", "parse_arguments", "register"]
 
 DEFAULT_API = "http://127.0.0.1:8080"
 
@@ -49,12 +49,17 @@ def parse_arguments(use_case: str, pairs: list[str]) -> UseCaseArgs:
         raise ValueError(f"{use_case}: {exc}") from None
 
 
-def _post(api: str, key: str | None, station: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    url = f"{api.rstrip('/')}/api/stations/{quote(station, safe='')}/commands"
+def api_request(
+    api: str, key: str | None, method: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Send ``method path`` (JSON ``body``) to the API at ``api`` with the bearer ``key``;
+    the status and the JSON answer (a problem's ``detail`` for an error without JSON).
+    ``OSError`` when the API cannot be reached."""
+    url = f"{api.rstrip('/')}{path}"
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -63,6 +68,10 @@ def _post(api: str, key: str | None, station: str, body: bytes) -> tuple[int, di
             return error.code, json.loads(error.read() or b"{}")
         except json.JSONDecodeError:
             return error.code, {"detail": error.reason}
+
+
+def _post(api: str, key: str | None, station: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    return api_request(api, key, "POST", f"/api/stations/{quote(station, safe='')}/commands", body)
 
 
 def _list() -> int:
@@ -96,6 +105,20 @@ def _command(args: argparse.Namespace) -> int:
     return 0 if body.get("accepted") else 1
 
 
+def add_api_arguments(parser: argparse.ArgumentParser, key_role: str) -> None:
+    """``--api`` and ``--api-key`` (from ``$CHARGELEDGER_API_URL`` / ``$CHARGELEDGER_API_KEY``)."""
+    parser.add_argument(
+        "--api",
+        default=os.environ.get("CHARGELEDGER_API_URL", DEFAULT_API),
+        help=f"the server's API (default: $CHARGELEDGER_API_URL or {DEFAULT_API})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CHARGELEDGER_API_KEY"),
+        help=f"{key_role} (default: $CHARGELEDGER_API_KEY; none for a keyless local API)",
+    )
+
+
 def register(commands: Any) -> None:
     """Add the ``command`` subcommand to the CLI's subparsers."""
     parser = commands.add_parser(
@@ -110,15 +133,6 @@ def register(commands: Any) -> None:
         "--arg", action="append", metavar="NAME=VALUE", help="a use-case argument (repeatable)"
     )
     parser.add_argument("--list", action="store_true", help="list the use cases and arguments")
-    parser.add_argument(
-        "--api",
-        default=os.environ.get("CHARGELEDGER_API_URL", DEFAULT_API),
-        help=f"the server's API (default: $CHARGELEDGER_API_URL or {DEFAULT_API})",
-    )
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("CHARGELEDGER_API_KEY"),
-        help="an operator key (default: $CHARGELEDGER_API_KEY; none for a keyless local API)",
-    )
+    add_api_arguments(parser, "an operator key")
     parser.add_argument("--json", action="store_true", help="print the answer on one line")
     parser.set_defaults(run=_command)

@@ -18,6 +18,7 @@ __all__ = [
     "BootPolicy",
     "CertificateSigning",
     "Settings",
+    "TlsSettings",
     "is_loopback",
     "load_settings",
 ]
@@ -60,6 +61,21 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     name: str
     role: ApiRole
     sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class TlsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """TLS for station connections (security profiles 2 and 3; docs/security.md).
+
+    ``cert_file`` / ``key_file``: the server's certificate chain and private key (PEM).
+    ``ca_file``: the operator CA (PEM) that station client certificates must chain to; without
+    it no client certificate is asked for, so no station can use profile 3. ``port``: where
+    ``wss://`` is served; ``None`` makes the gateway's own ``port`` speak TLS only, a number
+    serves ``wss://`` there and leaves ``port`` plain ``ws://`` (for profile 1 stations)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str | None = None
+    port: int | None = None
 
 
 class CertificateSigning(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -151,12 +167,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_host: str = "127.0.0.1"
     api_keys: list[ApiKey] = []
     """Without keys the API serves everyone as ``admin``: allowed on loopback only."""
+    # -- station security (docs/security.md) -------------------------------------------------
+    registration: Literal["registered_only", "open"] | None = None
+    """Who may connect: only registered stations, or anyone (unknown stations get the boot
+    policy's answer). ``None``: ``open`` when ``host`` is a loopback address, else
+    ``registered_only``; resolved when the settings are made."""
+    tls: TlsSettings | None = None
+    trusted_proxies: list[str] = []
+    """Addresses or networks (``10.0.0.0/8``) of TLS-terminating proxies. Only a connection
+    from one of them may say, in its headers, that the station spoke TLS
+    (``X-Forwarded-Proto: https``) and which client certificate it showed
+    (``client_cert_header``). Empty (the default): those headers are ignored."""
+    client_cert_header: str | None = None
+    """The header in which a trusted proxy forwards the station's verified client certificate
+    (URL-encoded PEM, as nginx's ``$ssl_client_escaped_cert``); ``None``: not read."""
+    allow_insecure: bool = False
+    """Allow ``open`` registration on a non-loopback ``host`` (anyone reachable may connect as
+    any station): for test benches only."""
     certificate_signing: CertificateSigning = CertificateSigning()
     """``[certificate_signing]``: the operator sub-CA that signs station CSRs."""
 
     def __post_init__(self) -> None:
         if not self.node:
             msgspec.structs.force_setattr(self, "node", socket.gethostname())
+        if self.registration is None:
+            policy = "open" if is_loopback(self.host) else "registered_only"
+            msgspec.structs.force_setattr(self, "registration", policy)
+        if self.registration == "open" and not is_loopback(self.host) and not self.allow_insecure:
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address and registration is 'open': any "
+                "client could connect as any station without credentials (use registration = "
+                '"registered_only", or allow_insecure = true / --allow-insecure for a test bench)'
+            )
+        for network in self.trusted_proxies:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
         if self.api_port is not None and not self.api_keys and not is_loopback(self.api_host):
             raise ValueError(
                 f"api_host {self.api_host!r} is not a loopback address and no api_keys are "

@@ -21,11 +21,12 @@ mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from chargeledger.core.errors import UnsupportedUseCase
+from chargeledger.core.security import check_password
 from chargeledger.core.settings import ApiRole
 from chargeledger.projections import Views
 from chargeledger.projections.certificates import CertificateHash
@@ -44,6 +45,7 @@ __all__ = [
     "UseCaseResult",
     "change_availability",
     "change_configuration",
+    "change_station_password",
     "clear_cache",
     "configure",
     "configured_value",
@@ -60,6 +62,7 @@ __all__ = [
     "remote_start",
     "remote_stop",
     "reset",
+    "set_security_profile",
     "set_variables",
     "trigger_message",
     "unlock_connector",
@@ -105,6 +108,7 @@ KEYS_16_TO_201 = {
     "StopTransactionOnInvalidId": "TxCtrlr.StopTxOnInvalidId",
     "StopTxnAlignedData": "AlignedDataCtrlr.TxEndedMeasurands",
     "StopTxnSampledData": "SampledDataCtrlr.TxEndedMeasurands",
+    "AuthorizationKey": "SecurityCtrlr.BasicAuthPassword",
     "WebSocketPingInterval": "OCPPCommCtrlr.WebSocketPingInterval",
 }
 """Well-known 1.6 configuration keys and the 2.0.1 variables that mean the same."""
@@ -387,6 +391,44 @@ def change_configuration(protocol: str, key: str, value: str) -> Request:
     if protocol != OCPP16:
         return set_variables(protocol, {key: value})
     return Request(protocol, "ChangeConfiguration", {"key": key_16(key), "value": value})
+
+
+def change_station_password(protocol: str, password: str | None) -> Request:
+    """1.6 ChangeConfiguration ``AuthorizationKey``; 2.0.1 SetVariables of
+    ``SecurityCtrlr.BasicAuthPassword``. ``ValueError`` when ``password`` is ``None`` or
+    breaks the password rules (``CentralSystem`` generates one when none is given)."""
+    if password is None:
+        raise ValueError("change_station_password needs the new password")
+    check_password(password)
+    return change_configuration(protocol, "AuthorizationKey", password)
+
+
+def set_security_profile(
+    protocol: str,
+    profile: int,
+    csms_url: str | None = None,
+    configuration_slot: int = 1,
+    ocpp_interface: str = "Wired0",
+    message_timeout: int = 30,
+) -> Request:
+    """1.6 ChangeConfiguration ``SecurityProfile`` (the station reconnects with it, security
+    whitepaper); 2.0.1 SetNetworkProfile of a connection profile in ``configuration_slot`` at
+    ``csms_url`` (needed) with the new profile. In 2.0.1 the station uses it after
+    ``OCPPCommCtrlr.NetworkConfigurationPriority`` lists the slot and a reset."""
+    if protocol == OCPP16:
+        return change_configuration(protocol, "SecurityProfile", str(profile))
+    if csms_url is None:
+        raise UnsupportedUseCase("set_security_profile in OCPP 2.0.1 needs csms_url")
+    connection = {
+        "ocppVersion": "OCPP20",
+        "ocppTransport": "JSON",
+        "ocppCsmsUrl": csms_url,
+        "messageTimeout": message_timeout,
+        "securityProfile": profile,
+        "ocppInterface": ocpp_interface,
+    }
+    payload = {"configurationSlot": configuration_slot, "connectionData": connection}
+    return Request(protocol, "SetNetworkProfile", payload)
 
 
 def configure(protocol: str, values: dict[str, str]) -> list[Request]:
@@ -676,6 +718,31 @@ class GetTransactionStatusArgs(UseCaseArgs, tag="get_transaction_status"):
     transaction_id: str | None = None
 
 
+# -- station security (docs/security.md) -----------------------------------------------------
+
+
+class ChangeStationPasswordArgs(UseCaseArgs, tag="change_station_password"):
+    """Rotate the station's HTTP Basic password (1.6 ``AuthorizationKey``, 2.0.1
+    ``SecurityCtrlr.BasicAuthPassword``); generated when not given and returned once in
+    ``values``. Only its hash is recorded; old and new are both accepted until the station
+    connects with the new one."""
+
+    password: Annotated[str, msgspec.Meta(min_length=16, max_length=40)] | None = None
+
+
+class SetSecurityProfileArgs(UseCaseArgs, tag="set_security_profile"):
+    """Upgrade the station's security profile: 1.6 ``SecurityProfile``, 2.0.1
+    SetNetworkProfile (``csms_url`` needed; then set ``NetworkConfigurationPriority`` and
+    ``reset``). The registered profile rises once the station connects meeting it."""
+
+    profile: Annotated[int, msgspec.Meta(ge=1, le=3)]
+    csms_url: str | None = None
+    configuration_slot: int = 1
+
+
+# -- certificates ------------------------------------------------------------------------------
+
+
 class InstallCertificateArgs(UseCaseArgs, tag="install_certificate"):
     """Install a PEM root certificate on the station: ``certificate_type``
     ``CSMSRootCertificate`` (1.6 ``CentralSystemRootCertificate``: either name),
@@ -718,6 +785,9 @@ class UseCase(msgspec.Struct, Generic[A], frozen=True):
     args: type[A]
     build: Builder[A]
     role: ApiRole = "operator"
+    secret: str | None = None
+    """The argument that is a password: never recorded in clear (``CentralSystem`` records
+    its hash as ``<name>_hash``), generated when ``None`` and returned once in ``values``."""
 
     @property
     def summary(self) -> str:
@@ -819,6 +889,23 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
         GetTransactionStatusArgs,
         lambda protocol, a, _: get_transaction_status(protocol, a.transaction_id),
     ),
+    # station security (docs/security.md)
+    UseCase[ChangeStationPasswordArgs](
+        "change_station_password",
+        ChangeStationPasswordArgs,
+        lambda protocol, a, _: change_station_password(protocol, a.password),
+        role="admin",
+        secret="password",
+    ),
+    UseCase[SetSecurityProfileArgs](
+        "set_security_profile",
+        SetSecurityProfileArgs,
+        lambda protocol, a, _: set_security_profile(
+            protocol, a.profile, a.csms_url, a.configuration_slot
+        ),
+        role="admin",
+    ),
+    # certificates
     UseCase[InstallCertificateArgs](
         "install_certificate",
         InstallCertificateArgs,

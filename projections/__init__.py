@@ -20,7 +20,12 @@ from chargeledger.projections.device_model import (
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
-from chargeledger.projections.registry import Registration, RegistryProjection
+from chargeledger.projections.registry import (
+    Credentials,
+    Registration,
+    RegistryProjection,
+    sets_password,
+)
 from chargeledger.projections.security_events import (
     SecurityEvent,
     SecurityEventsProjection,
@@ -48,6 +53,7 @@ __all__ = [
     "CertificatesProjection",
     "ConfigurationKey",
     "ConnectorState",
+    "Credentials",
     "DeviceModelProjection",
     "DeviceModelState",
     "Exchange",
@@ -70,6 +76,7 @@ __all__ = [
     "device_model_json",
     "problems_json",
     "security_events_json",
+    "sets_password",
     "station_json",
     "transaction_json",
 ]
@@ -105,7 +112,7 @@ class Views:
         answered = result_only(exchange)
         self.stations.fold(recorded, answered)
         self.transactions.fold(recorded, answered)
-        self.registry.apply(recorded)
+        self.registry.apply(recorded, exchange)
         self.device_model.fold(recorded, answered)
         self.problems.fold(recorded, answered)
         self.certificates.fold(recorded, answered)

@@ -565,6 +565,7 @@ ROUTES_BY_ROLE: list[tuple[str, str, dict[str, Any] | None, str, int]] = [
     ("POST", "/api/stations/ANY/commands", {"use_case": "clear_cache"}, "operator", 409),
     ("POST", "/api/stations/ANY/calls/ClearCache", {}, "operator", 409),
     ("PUT", "/api/stations/ANY/registration", {}, "admin", 200),
+    ("POST", "/api/stations/ANY/password", {}, "admin", 200),
     ("DELETE", "/api/stations/ANY/registration", None, "admin", 204),
 ]
 

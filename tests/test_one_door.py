@@ -51,6 +51,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "get_report": {"keys": ["HeartbeatInterval"]},
     "set_variables": {"values": {"HeartbeatInterval": "90"}},
     "get_transaction_status": {},
+    "change_station_password": {"password": "0123456789abcdef0123"},
+    "set_security_profile": {"profile": 2, "csms_url": "wss://csms.example/ocpp"},
     "install_certificate": {
         "certificate_type": "CSMSRootCertificate",
         "certificate": test_certificates.ROOT_PEM,
@@ -75,6 +77,10 @@ STATUS = {
 class Station201(test_certificates.Station201):
     """The 2.0.1 test station (with certificates), which also answers GetReport with its
     variables."""
+
+    @on(Action.set_network_profile)
+    def on_set_network_profile(self, configuration_slot: int, connection_data: Any) -> Any:
+        return call_result.SetNetworkProfile(status="Accepted")
 
     @on(Action.get_report)
     def on_get_report(self, request_id: int, **_: Any) -> Any:

@@ -87,6 +87,14 @@ class ServerCollector(Collector):
             "CALLs to stations that got no answer in time (CallTimedOut).",
             value=feed.timeouts,
         )
+        refusals = CounterMetricFamily(
+            "chargeledger_handshake_refusals",
+            "Station handshakes refused by this node, by cause (docs/security.md).",
+            labels=["cause"],
+        )
+        for cause, count in sorted(feed.refusals.items()):
+            refusals.add_metric([cause], count)
+        yield refusals
         yield SummaryMetricFamily(
             "chargeledger_commit_batch_size",
             "Events per committed group-commit batch.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar, Union
 
 import msgspec
 
@@ -15,6 +15,8 @@ __all__ = [
     "CdrPage",
     "EventPage",
     "Page",
+    "PasswordAnswer",
+    "PasswordRequest",
     "Readiness",
     "RegistrationRequest",
     "StationView",
@@ -50,9 +52,24 @@ class StationView(msgspec.Struct, kw_only=True):
 
 
 class RegistrationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What an admin says about a station they register."""
+    """What an admin says about a station they register: a description, the lowest
+    security profile it may connect with (docs/security.md), whether it may connect."""
 
     description: str = ""
+    profile: Annotated[int, msgspec.Meta(ge=0, le=3)] = 0
+    enabled: bool = True
+
+
+class PasswordRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A station's new HTTP Basic password; omitted: the server generates one."""
+
+    password: Annotated[str, msgspec.Meta(min_length=16, max_length=40)] | None = None
+
+
+class PasswordAnswer(msgspec.Struct, kw_only=True):
+    """The password now set: shown this once, never stored (only its hash is recorded)."""
+
+    password: str
 
 
 class Readiness(msgspec.Struct, kw_only=True):

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, delete, get, put
+from litestar import Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from chargeledger.core.http.auth import Caller, requires
 from chargeledger.core.http.context import ApiContext
-from chargeledger.core.http.models import RegistrationRequest, StationView
+from chargeledger.core.http.models import (
+    PasswordAnswer,
+    PasswordRequest,
+    RegistrationRequest,
+    StationView,
+)
 from chargeledger.core.http.problems import not_found, responses
 from chargeledger.projections import Registration, StationState, Views
 
@@ -97,9 +102,39 @@ async def register_station(
     data: JSONBody[RegistrationRequest],
     request: Request[Caller, Any, Any],
 ) -> Registration:
-    """Register the station (again: the description is replaced). Recorded as
-    ``StationRegistered`` with the admin's key name."""
-    return await ctx.csms.register_station(station_id, data.description, caller=request.user)
+    """Register the station (again: description, profile and enabled are replaced; the
+    password is kept). Recorded as ``StationRegistered`` with the admin's key name."""
+    return await ctx.csms.register_station(
+        station_id,
+        data.description,
+        profile=data.profile,
+        enabled=data.enabled,
+        caller=request.user,
+    )
+
+
+@post(
+    "/api/stations/{station_id:str}/password",
+    guards=[requires("admin")],
+    responses=responses(400, 401, 403, 404, 503),
+    tags=["stations"],
+    status_code=200,
+)
+async def set_station_password(
+    ctx: NamedDependency[ApiContext],
+    station_id: FromPath[str],
+    data: JSONBody[PasswordRequest],
+    request: Request[Caller, Any, Any],
+) -> PasswordAnswer:
+    """Set the registered station's HTTP Basic password (16-40 characters), or generate one
+    when none is given; the answer shows it this once. Recorded as ``StationPasswordSet``
+    holding only its argon2id hash. It replaces the old password at once: to change a
+    connected station's password without locking it out, run the use case
+    ``change_station_password`` instead. 404 when the station is not registered."""
+    password = await ctx.csms.set_station_password(station_id, data.password, caller=request.user)
+    if password is None:
+        raise not_found(f"station {station_id!r} is not registered")
+    return PasswordAnswer(password=password)
 
 
 @delete(
@@ -117,4 +152,10 @@ async def deregister_station(
         raise not_found(f"station {station_id!r} is not registered")
 
 
-ROUTES = [list_stations, station_detail, register_station, deregister_station]
+ROUTES = [
+    list_stations,
+    station_detail,
+    register_station,
+    set_station_password,
+    deregister_station,
+]
