@@ -39,6 +39,7 @@ from chargeledger.projections.stations import (
     StationsProjection,
     StationState,
 )
+from chargeledger.projections.tokens import Tokens, TokenState
 from chargeledger.projections.transactions import (
     ANOMALY_KINDS,
     Anomaly,
@@ -67,6 +68,8 @@ __all__ = [
     "StationSecurityEvents",
     "StationState",
     "StationsProjection",
+    "TokenState",
+    "Tokens",
     "TransactionState",
     "TransactionsProjection",
     "VariableRef",
@@ -99,6 +102,7 @@ class Views:
         self.problems = ProblemsProjection()
         self.certificates = CertificatesProjection()
         self.security_events = SecurityEventsProjection()
+        self.tokens = Tokens()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -117,6 +121,7 @@ class Views:
         self.problems.fold(recorded, answered)
         self.certificates.fold(recorded, answered)
         self.security_events.fold(recorded, answered)
+        self.tokens.apply(recorded)
         self.position = recorded.position
         self.last_exchange = exchange
 
