@@ -13,7 +13,8 @@ Where the decision comes from, first match wins:
    2.0.1 ``idToken`` only its own type. Its status, except that an Accepted token is
    ``Expired`` once its ``expiry`` is not after the CALL's time (``call.at``, never the
    clock), and ``ConcurrentTx`` when it already has ``max_concurrent`` running transactions
-   (counted from ``views.transactions``, the CALL's own transaction excepted; never for a
+   we answered Accepted (counted from ``views.transactions``, the CALL's own transaction
+   excepted: one refused, that the station ran anyway, takes no place; never applied to a
    1.6 StopTransaction).
 2. The seed lists of ``[plugins.authorization]`` (exact text, any type): ``blocked``
    (Blocked), ``expired`` (Expired), ``known`` (Accepted), ``groups`` (token -> group id:
@@ -119,7 +120,8 @@ def _registered_status(
         others = [
             transaction
             for transaction in running_transactions(views, state)
-            if (transaction.station, transaction.transaction_id) != current
+            if transaction.id_tag_status == "Accepted"
+            and (transaction.station, transaction.transaction_id) != current
         ]
         if len(others) >= state.max_concurrent:
             return "ConcurrentTx"
