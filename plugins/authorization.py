@@ -265,7 +265,8 @@ def chargeledger_react(
     recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:
     """With ``blocked_while_charging = "remote_stop"``: stop the running transactions of a
-    token just registered Blocked, Expired or Invalid (or with its expiry already past)."""
+    token just registered Blocked, Expired or Invalid (or with its expiry already past), on
+    the stations connected to this node."""
     event = recorded.event
     if settings.blocked_while_charging != "remote_stop" or not isinstance(event, TokenRegistered):
         return []
@@ -279,4 +280,13 @@ def chargeledger_react(
             {"transactionId": transaction.transaction_id},
         )
         for transaction in running_transactions(views, state)
+        if _connected_here(views, transaction.station, settings)
     ]
+
+
+def _connected_here(views: Views, station: str, settings: Settings) -> bool:
+    """Whether the station's session is on this node: every node reacts to the same event,
+    and only the one holding the session sends (the others would record a request refused
+    as offline)."""
+    state = views.stations.get(station)
+    return state is not None and state.connected and state.node == settings.node
