@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
@@ -48,8 +50,6 @@ def registered(*tokens: TokenRequest, log: Log | None = None) -> tuple[Views, Lo
 
 
 def _fields(token: TokenRequest) -> dict[str, Any]:
-    import msgspec
-
     return msgspec.structs.asdict(token)
 
 
@@ -141,6 +141,18 @@ def test_concurrent_limit_counts_running_transactions_but_never_refuses_a_stop()
     log.call("CP1", "StopTransaction", {"transactionId": 1, "meterStop": 5, "timestamp": "t"}, {})
     views = Views.replay(log.records)
     assert authorization.id_tag_info("CARD", Settings(), AT, views)["status"] == "Accepted"
+    # A transaction we refused, that the station runs anyway, takes no place.
+    start = {"connectorId": 2, "idTag": "CARD", "timestamp": "t", "meterStart": 0}
+    refused = {"transactionId": 2, "idTagInfo": {"status": "ConcurrentTx"}}
+    log.call("CP1", "StartTransaction", start, refused)
+    views = Views.replay(log.records)
+    assert len(authorization.running_transactions(views, _some(views.tokens.get("CARD"))))
+    assert authorization.id_tag_info("CARD", Settings(), AT, views)["status"] == "Accepted"
+
+
+def _some(value: Any) -> Any:
+    assert value is not None
+    return value
 
 
 def test_removed_token_is_unknown_again() -> None:
@@ -193,7 +205,7 @@ TOKENS = [
 ]
 
 
-def test_v16_charge_point_end_to_end(server_store: str) -> None:
+def test_v16_charge_point_end_to_end(server_store: str, tmp_path: Path) -> None:
     settings = Settings(
         port=0,
         store=server_store,
@@ -261,11 +273,25 @@ def test_v16_charge_point_end_to_end(server_store: str) -> None:
     registrations = _events(server_store, TokenRegistered)
     assert [e.id_token for e in registrations] == ["GOOD", "STOLEN", "OLD", "FLEET", "GOOD"]
     assert {e.key for e in registrations} == {"python"}
+    # Replayed, today's rules answer every CALL as it was answered: the registry, the
+    # transactions and the CALL's time are all in the log.
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        'authorization_cache_max_seconds = 600\nblocked_while_charging = "remote_stop"\n'
+    )
+    command = ["replay", "--what-if", "--store", server_store, "--config", str(config)]
+    replay = subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "0 answered differently today" in replay.stdout + replay.stderr
 
 
 def _seconds(text: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(text).timestamp()
 
 
