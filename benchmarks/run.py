@@ -668,11 +668,17 @@ def main() -> int:
         action="store_true",
         help="instead: the cost of each station security profile (security_profiles.py)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="with --security: run every case this many times, report the median",
+    )
     args = parser.parse_args()
     if args.security:
         import security_profiles  # imports this module: not at the top
 
-        return security_profiles.main(args.quick, args.write_docs)
+        return security_profiles.main(args.quick, args.write_docs, max(1, args.repeat))
     profiles = []
     for spec in args.profile:
         scenario, _, stations = spec.partition(":")
