@@ -4,6 +4,7 @@ simulated load, measured from outside, written as JSON and Markdown.
     python benchmarks/run.py              # the full suite (make bench); about 20 minutes
     python benchmarks/run.py --quick      # small N, short runs; about 3 minutes
     python benchmarks/run.py --profile    # also a py-spy profile of ChargeLedger at saturation
+    python benchmarks/run.py --security   # the cost of each security profile (TLS, passwords)
 
 Every case starts the server under test fresh, as its own process (``chargeledger serve`` on a
 new SQLite file, or ``benchmarks/peer_ocpp.py``), runs ``chargeledger simulate --json
@@ -152,10 +153,18 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def server(system: str, workdir: Path, gc_stats: Path | None = None) -> Iterator[tuple[int, str]]:
+def server(
+    system: str,
+    workdir: Path,
+    gc_stats: Path | None = None,
+    config: str = "",
+    ports: tuple[int, ...] = (),
+) -> Iterator[tuple[int, str]]:
     """Start ``system`` fresh; yield its pid and URL; stop it with SIGTERM (SIGKILL after
     60 s). ``gc_stats``: run ChargeLedger through ``serve_with_gc_stats.py``, writing there.
-    Raises RuntimeError when the server does not listen within 60 s."""
+    ``config``: ChargeLedger's TOML settings (``serve --config``), which may open ``ports``
+    besides its own (the ``wss://`` port, the API's): they are waited for too. Raises
+    RuntimeError when the server does not listen within 60 s."""
     port = _free_port()
     if system == "chargeledger":
         store = f"sqlite:///{workdir / 'bench.db'}"
@@ -173,13 +182,16 @@ def server(system: str, workdir: Path, gc_stats: Path | None = None) -> Iterator
             "--log-level",
             "warning",
         ]
+        if config:
+            (workdir / "chargeledger.toml").write_text(config)
+            command += ["--config", str(workdir / "chargeledger.toml")]
     else:
         command = [sys.executable, str(HERE / "peer_ocpp.py"), "--port", str(port)]
     log = open(workdir / f"{system}.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     try:
         deadline = time.monotonic() + 60
-        while not _listening(port):
+        while not all(_listening(each) for each in (port, *ports)):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{system} did not start; see {workdir / f'{system}.log'}")
             time.sleep(0.05)
@@ -230,11 +242,12 @@ def _report(stdout: str, stderr: str) -> dict[str, Any]:
     return report
 
 
-def simulate(case: Case, url: str, pid: int) -> dict[str, Any]:
-    """Run ``chargeledger simulate`` for ``case`` against the server ``pid`` at ``url``."""
+def simulate(case: Case, url: str, pid: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run ``chargeledger simulate`` for ``case`` against the server ``pid`` at ``url``, with
+    the ``extra`` options (credentials)."""
     limit = 300 + case.duration + case.hold + 2 * case.call_timeout + 120
     completed = subprocess.run(
-        _simulate_command(case, url, pid), capture_output=True, text=True, timeout=limit
+        [*_simulate_command(case, url, pid), *extra], capture_output=True, text=True, timeout=limit
     )
     return _report(completed.stdout, completed.stderr)
 
@@ -614,14 +627,15 @@ def targets(index: Index) -> list[tuple[str, str, bool]]:
     return rows
 
 
-def write_docs(markdown: str) -> None:
-    """Replace the results block of docs/performance.md with ``markdown``."""
+def write_docs(markdown: str, first: str = DOCS_BEGIN, last: str = DOCS_END) -> None:
+    """Replace the block of docs/performance.md between the lines ``first`` and ``last``
+    (by default the results block) with ``markdown``."""
     text = DOCS.read_text()
-    head, begin, rest = text.partition(DOCS_BEGIN)
-    _, end, tail = rest.partition(DOCS_END)
+    head, begin, rest = text.partition(first)
+    _, end, tail = rest.partition(last)
     if not begin or not end:
-        raise SystemExit(f"{DOCS} has no results block ({DOCS_BEGIN} ... {DOCS_END})")
-    DOCS.write_text(f"{head}{DOCS_BEGIN}\n{markdown}{DOCS_END}{tail}")
+        raise SystemExit(f"{DOCS} has no results block ({first} ... {last})")
+    DOCS.write_text(f"{head}{first}\n{markdown}{last}{tail}")
 
 
 def main() -> int:
@@ -649,7 +663,22 @@ def main() -> int:
         "--write-docs", action="store_true", help="put the tables into docs/performance.md"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--security",
+        action="store_true",
+        help="instead: the cost of each station security profile (security_profiles.py)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="with --security: run every case this many times, report the median",
+    )
     args = parser.parse_args()
+    if args.security:
+        import security_profiles  # imports this module: not at the top
+
+        return security_profiles.main(args.quick, args.write_docs, max(1, args.repeat))
     profiles = []
     for spec in args.profile:
         scenario, _, stations = spec.partition(":")

@@ -101,8 +101,11 @@ def test_remote_targets_need_to_be_named() -> None:
         check_target("ws://192.0.2.7:9000/ocpp", "192.0.2.8")
     target = check_target("ws://192.0.2.7:9000/ocpp", "192.0.2.7")
     assert (target.address, target.path) == ("192.0.2.7", "/ocpp")
-    with pytest.raises(OptionError, match="ws://"):
-        check_target("wss://127.0.0.1:9000/ocpp", None)
+    with pytest.raises(OptionError, match="wss://"):
+        check_target("http://127.0.0.1:9000/ocpp", None)
+    assert check_target("wss://127.0.0.1/ocpp", None).port == 443
+    with pytest.raises(OptionError, match="--allow-remote"):
+        check_target("wss://192.0.2.7:9443/ocpp", None)
 
 
 @pytest.mark.parametrize(

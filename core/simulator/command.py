@@ -41,7 +41,9 @@ def register(commands: Any) -> None:
         description="Run N simulated OCPP stations against a CSMS and report what happened. "
         f"Scenarios: {scenarios}. See docs/simulator.md.",
     )
-    parser.add_argument("url", help="CSMS URL the station id is appended to: ws://HOST:PORT/PATH")
+    parser.add_argument(
+        "url", help="CSMS URL the station id is appended to: ws:// or wss://HOST:PORT/PATH"
+    )
     parser.add_argument(
         "-s", "--scenario", choices=list(SCENARIOS), default="connect-storm", help="load shape"
     )
@@ -116,6 +118,36 @@ def register(commands: Any) -> None:
         help="a local CSMS process: report its CPU per CALL and memory per connection",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    security = parser.add_argument_group(
+        "security profiles", "HTTP Basic (profiles 1, 2), wss:// (2, 3), client certificates (3)"
+    )
+    security.add_argument(
+        "--password",
+        help="every station's HTTP Basic password (username: the station id); "
+        "{station} in it is replaced by the station id",
+    )
+    security.add_argument(
+        "--passwords",
+        metavar="FILE",
+        help="per-station passwords: lines of STATION PASSWORD (before --password)",
+    )
+    security.add_argument(
+        "--ca-file", help="wss://: CA (PEM) the server's certificate must chain to"
+    )
+    security.add_argument(
+        "--server-name", help="wss://: the name the server's certificate must carry (URL host)"
+    )
+    security.add_argument(
+        "--client-cert-dir",
+        metavar="DIR",
+        help="wss://: a client certificate per station, DIR/<station>.pem and DIR/<station>.key",
+    )
+    security.add_argument(
+        "--client-cert", metavar="PEM", help="wss://: one client certificate for every station"
+    )
+    security.add_argument(
+        "--client-key", metavar="PEM", help="its private key (default: in --client-cert)"
+    )
     parser.set_defaults(run=_simulate)
 
 
@@ -138,6 +170,13 @@ def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         allow_remote=args.allow_remote,
         server_pid=args.server_pid,
+        password=args.password,
+        passwords_file=args.passwords,
+        ca_file=args.ca_file,
+        server_name=args.server_name,
+        client_cert_dir=args.client_cert_dir,
+        client_cert=args.client_cert,
+        client_key=args.client_key,
     )
     try:
         report = simulate(options)

@@ -3,7 +3,9 @@ process or several in their own, the readings taken at phase boundaries, and the
 
 Safety, in one place: a run is bounded in stations, CALLs and time (the ``MAX_*`` caps and
 the phase limits of :mod:`~chargeledger.core.simulator.scenarios`), always ends by itself,
-and connects only to loopback addresses unless ``allow_remote`` names the host exactly.
+and connects only to loopback addresses unless ``allow_remote`` names the host exactly, with
+or without TLS. Credentials (passwords, CA and certificate files) are read and checked
+before anything connects.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import queue
 import resource
 import socket
+import ssl
 import threading
 import time
 from array import array
@@ -27,6 +30,7 @@ from urllib.parse import urlsplit
 import msgspec
 import trio
 
+from chargeledger.core.simulator.credentials import Credentials, StationKeys, read_passwords
 from chargeledger.core.simulator.scenarios import (
     MARKS,
     PHASES,
@@ -102,6 +106,19 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     seed: int = 1
     allow_remote: str | None = None
     server_pid: int | None = None
+    password: str | None = None
+    """Every station's HTTP Basic password (``{station}``: its identity)."""
+    passwords_file: str | None = None
+    """``STATION PASSWORD`` lines: per-station passwords (before ``password``)."""
+    ca_file: str | None = None
+    """``wss://``: the CA file the server's certificate must chain to (default: system CAs)."""
+    server_name: str | None = None
+    """``wss://``: the name the server's certificate must carry (default: the URL's host)."""
+    client_cert_dir: str | None = None
+    """``wss://``: ``<station>.pem`` and ``<station>.key`` per station (profile 3)."""
+    client_cert: str | None = None
+    client_key: str | None = None
+    """``wss://``: one certificate and key for every station."""
 
 
 class Latency(msgspec.Struct, frozen=True):
@@ -227,19 +244,21 @@ def _is_loopback(address: str) -> bool:
 
 
 def check_target(url: str, allow_remote: str | None) -> Target:
-    """Where ``url`` (``ws://HOST[:PORT]/PATH``) points, if the simulator may go there.
+    """Where ``url`` (``ws://`` or ``wss://HOST[:PORT]/PATH``) points, if the simulator may go
+    there.
 
     The host must resolve only to loopback addresses, unless it is exactly ``allow_remote``.
     Stations connect to the address resolved here, so a name cannot resolve elsewhere later.
-    Raises :class:`OptionError` otherwise, and for a URL that is not ``ws://``."""
+    Raises :class:`OptionError` otherwise, and for a URL that is neither ``ws://`` nor
+    ``wss://``."""
     parts = urlsplit(url)
-    if parts.scheme != "ws":
-        raise OptionError(f"{url!r}: only ws:// URLs are supported (no TLS)")
+    if parts.scheme not in ("ws", "wss"):
+        raise OptionError(f"{url!r}: only ws:// and wss:// URLs are supported")
     host = parts.hostname
     if not host:
         raise OptionError(f"{url!r}: no host")
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
     except ValueError as exc:
         raise OptionError(f"{url!r}: {exc}") from None
     try:
@@ -296,7 +315,54 @@ def _checked(options: Options) -> tuple[Options, Target]:
     return msgspec.structs.replace(options, interval=interval), target
 
 
-def _plans(options: Options, target: Target) -> list[Plan]:
+def _credentials(options: Options, first_station: str) -> Credentials:
+    """The stations' credentials from ``options``, their files read and checked (one
+    station's TLS context is built, as ``first_station``); raises :class:`OptionError`."""
+    tls = options.url.startswith("wss://")
+    tls_options = {
+        "--ca-file": options.ca_file,
+        "--server-name": options.server_name,
+        "--client-cert-dir": options.client_cert_dir,
+        "--client-cert": options.client_cert,
+        "--client-key": options.client_key,
+    }
+    given = [name for name, value in tls_options.items() if value is not None]
+    if given and not tls:
+        raise OptionError(f"{', '.join(given)}: only for wss:// URLs")
+    if options.client_cert_dir is not None and options.client_cert is not None:
+        raise OptionError("--client-cert-dir or --client-cert, not both")
+    if options.client_key is not None and options.client_cert is None:
+        raise OptionError("--client-key needs --client-cert")
+    if options.client_cert_dir is not None and not os.path.isdir(options.client_cert_dir):
+        raise OptionError(f"--client-cert-dir {options.client_cert_dir}: not a directory")
+    passwords = None
+    if options.passwords_file is not None:
+        try:
+            passwords = read_passwords(options.passwords_file)
+        except (OSError, ValueError) as exc:
+            raise OptionError(f"--passwords {options.passwords_file}: {exc}") from None
+    credentials = Credentials(
+        password=options.password,
+        passwords=passwords,
+        tls=tls,
+        ca_file=options.ca_file,
+        server_name=options.server_name,
+        client_cert_dir=options.client_cert_dir,
+        client_cert=options.client_cert,
+        client_key=options.client_key,
+    )
+    try:
+        StationKeys(credentials).check(first_station)
+    except (OSError, ssl.SSLError) as exc:
+        raise OptionError(f"TLS files: {exc}") from None
+    return credentials
+
+
+def _id_width(options: Options) -> int:
+    return max(5, len(str(options.stations - 1)))
+
+
+def _plans(options: Options, target: Target, credentials: Credentials) -> list[Plan]:
     """One plan per process: stations and CALLs shared out as evenly as they divide."""
     plans = []
     first = 0
@@ -315,7 +381,7 @@ def _plans(options: Options, target: Target) -> list[Plan]:
                 target=target,
                 first_station=first,
                 stations=stations,
-                id_width=max(5, len(str(options.stations - 1))),
+                id_width=_id_width(options),
                 calls=calls,
                 duration=options.duration,
                 interval=options.interval,
@@ -326,6 +392,7 @@ def _plans(options: Options, target: Target) -> list[Plan]:
                 id_prefix=options.id_prefix,
                 id_tag=options.id_tag,
                 seed=options.seed,
+                credentials=credentials,
             )
         )
         first += stations
@@ -441,6 +508,7 @@ def simulate(options: Options) -> Report:
     the target is not allowed. Failures of the CSMS are never raised: they are counted in the
     report (``ok`` false)."""
     options, target = _checked(options)
+    credentials = _credentials(options, f"{options.id_prefix}{0:0{_id_width(options)}d}")
     probe = ServerProbe(options.server_pid) if options.server_pid is not None else None
     readings: dict[str, _Reading] = {}
 
@@ -454,7 +522,7 @@ def simulate(options: Options) -> Report:
 
     cpu_start = time.process_time()
     read("start")
-    plans = _plans(options, target)
+    plans = _plans(options, target, credentials)
     if len(plans) == 1:
 
         async def sync(mark: str) -> None:

@@ -33,6 +33,7 @@ from typing import ClassVar
 import msgspec
 import trio
 
+from chargeledger.core.simulator.credentials import Credentials, StationKeys
 from chargeledger.core.simulator.frames import frames_for
 from chargeledger.core.simulator.station import (
     CONNECT_TIMEOUT,
@@ -86,6 +87,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     id_prefix: str
     id_tag: str
     seed: int
+    credentials: Credentials = Credentials()
 
 
 class WorkerReport(msgspec.Struct, kw_only=True):
@@ -339,6 +341,7 @@ async def run_worker(
     run = Run(plan, plan.stations)
     scenario = SCENARIOS[plan.scenario]()
     token = secrets.token_hex(4)
+    keys = StationKeys(plan.credentials)
     stations = [
         Station(
             f"{plan.id_prefix}{index:0{plan.id_width}d}",
@@ -347,6 +350,7 @@ async def run_worker(
             frames_for(plan.protocol, plan.id_tag, run.rng),
             token,
             plan.call_timeout,
+            keys,
         )
         for index in range(plan.first_station, plan.first_station + plan.stations)
     ]

@@ -12,7 +12,8 @@ CSMS does wrong is swallowed:
   connection (its state in the CSMS is unknown from then on). The timeout is enforced by
   :func:`expire_overdue_calls`, one task for many stations, because a cancel scope per CALL
   (``trio.fail_after``) costs about 15 µs, a quarter of the simulator's whole cost of a CALL;
-* a refused or failed connection, or one the CSMS closes while in use, counts in
+* a refused or failed connection (a TLS handshake that fails, an HTTP 401 for a wrong
+  password included), or one the CSMS closes while in use, counts in
   ``connection_failures``; an unreadable frame, an answer to an id we did not send, or a
   WebSocket rule the CSMS broke (we close then) counts in ``protocol_errors``.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import msgspec
 import trio
 
+from chargeledger.core.simulator.credentials import StationKeys
 from chargeledger.core.simulator.frames import StationFrames
 from chargeledger.core.simulator.websocket import (
     CLOSE_NORMAL,
@@ -113,8 +115,10 @@ class Station:
         frames: StationFrames,
         token: str,
         call_timeout: float,
+        keys: StationKeys,
     ) -> None:
         self.identity = identity
+        self.keys = keys
         self.target = target
         self.protocol = protocol
         self.frames = frames
@@ -140,13 +144,17 @@ class Station:
                     path,
                     self.protocol,
                     host=self.target.host,
+                    ssl_context=self.keys.ssl_context(self.identity),
+                    server_hostname=self.keys.credentials.server_name,
+                    headers=self.keys.headers(self.identity),
                 )
         except trio.TooSlowError:
             tally.fail("connection_failures", f"connect: no handshake within {CONNECT_TIMEOUT} s")
         except HandshakeFailed as exc:
             tally.fail("connection_failures", f"handshake refused: {exc}")
-        except OSError as exc:
-            tally.fail("connection_failures", f"connect: {exc.strerror or exc}")
+        except (OSError, trio.BrokenResourceError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            tally.fail("connection_failures", f"connect: {reason}")
         else:
             tally.counts["connections"] += 1
             return True

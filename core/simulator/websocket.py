@@ -5,9 +5,14 @@ task per connection, wsproto events, a channel hop), this one about 50 µs on th
 and a load generator must cost far less than the server it measures. It speaks exactly what
 an OCPP-J station needs: one subprotocol, text messages (fragmented ones too), pings answered
 with pongs, the close handshake. No extensions (OCPP-J stations rarely offer
-permessage-deflate), no TLS.
+permessage-deflate), and TLS (``wss://``, security profiles 2 and 3) through
+:class:`trio.SSLStream` when given an :class:`ssl.SSLContext`.
 
 What goes wrong, and how it shows:
+
+* A TLS handshake that fails (a server certificate the CA does not vouch for, a name that
+  does not match, a client certificate the server rejects: with TLS 1.3 the server's alert
+  arrives only when the upgrade's answer is read) raises :class:`HandshakeFailed` naming TLS.
 
 * A handshake the server refuses (status other than 101, a wrong ``Sec-WebSocket-Accept``, a
   subprotocol other than the one offered) raises :class:`HandshakeFailed`.
@@ -23,12 +28,17 @@ import base64
 import contextlib
 import hashlib
 import os
+import ssl
 import struct
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 from urllib.parse import quote
 
 import trio
 
 __all__ = ["ConnectionClosed", "HandshakeFailed", "WebSocketClient", "connect"]
+
+T = TypeVar("T")
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_RESPONSE_HEAD = 16384
@@ -88,8 +98,15 @@ class WebSocketClient:
     """One open client connection. Not safe for concurrent senders: a simulated station is
     one task, which is all OCPP-J needs (one CALL in flight per direction)."""
 
-    def __init__(self, stream: trio.SocketStream, buffered: bytes, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        tcp: trio.SocketStream,
+        buffered: bytes,
+        max_message_bytes: int,
+    ) -> None:
         self._stream = stream
+        self._tcp = tcp
         self._buffer = bytearray(buffered)
         self._max_message_bytes = max_message_bytes
         self.closed: ConnectionClosed | None = None
@@ -149,7 +166,7 @@ class WebSocketClient:
         :class:`ConnectionClosed` (``by="client"``, code 1006, ``reason``)."""
         if self.closed is None:
             self.closed = ConnectionClosed(CLOSE_ABNORMAL, reason, "client")
-            self._stream.socket.close()
+            self._tcp.socket.close()
 
     async def _fail(self, code: int, reason: str) -> None:
         await self.aclose(code, reason, wait=0)
@@ -227,30 +244,41 @@ async def connect(
     *,
     host: str | None = None,
     max_message_bytes: int = 65536,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> WebSocketClient:
-    """Open ``ws://address:port/path`` offering ``subprotocol``; ``host`` (default:
-    ``address``) goes into the Host header.
+    """Open ``ws://address:port/path`` (``wss://`` with ``ssl_context``) offering
+    ``subprotocol``; ``host`` (default: ``address``) goes into the Host header and is the
+    name the server's certificate must carry unless ``server_hostname`` names another.
+    ``headers`` are sent as they are (``Authorization`` for HTTP Basic).
 
     ``path`` is sent percent-encoded as needed. Raises ``OSError`` when the TCP connection
-    fails and :class:`HandshakeFailed` when the upgrade is refused or answered wrongly; the
-    caller bounds the time (``trio.fail_after``)."""
+    fails and :class:`HandshakeFailed` when the TLS handshake fails or the upgrade is refused
+    or answered wrongly; the caller bounds the time (``trio.fail_after``)."""
     host = address if host is None else host
-    stream = await trio.open_tcp_stream(address, port)
+    tcp = await trio.open_tcp_stream(address, port)
+    stream: trio.abc.Stream = tcp
     try:
+        if ssl_context is not None:
+            name = server_hostname or host.strip("[]")
+            stream = trio.SSLStream(tcp, ssl_context, server_hostname=name, https_compatible=True)
+            await _tls(stream.do_handshake())
         key = base64.b64encode(os.urandom(16))
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         request = (
             f"GET {quote(path, safe='/%:@!$&()*+,;=')} HTTP/1.1\r\n"
             f"Host: {host}:{port}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Protocol: {subprotocol}\r\n\r\n"
+            f"Sec-WebSocket-Protocol: {subprotocol}\r\n{extra}\r\n"
         ).encode()
-        await stream.send_all(request)
+        await _tls(stream.send_all(request))
         response = b""
         while b"\r\n\r\n" not in response:
             if len(response) > _MAX_RESPONSE_HEAD:
                 raise HandshakeFailed("handshake response too long")
-            data = await stream.receive_some(_RECEIVE_SIZE)
+            data = await _tls(stream.receive_some(_RECEIVE_SIZE))
             if not data:
                 raise HandshakeFailed("connection closed during the handshake")
             response += data
@@ -259,16 +287,29 @@ async def connect(
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or parts[1] != "101":
             raise HandshakeFailed(f"HTTP {' '.join(parts[1:]).strip() or repr(status_line)}")
-        headers = {}
+        answer = {}
         for line in header_lines:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("sec-websocket-accept", "").encode() != _accept_key(key):
+            answer[name.strip().lower()] = value.strip()
+        if answer.get("sec-websocket-accept", "").encode() != _accept_key(key):
             raise HandshakeFailed("wrong Sec-WebSocket-Accept")
-        chosen = headers.get("sec-websocket-protocol", "")
+        chosen = answer.get("sec-websocket-protocol", "")
         if chosen != subprotocol:
             raise HandshakeFailed(f"subprotocol {subprotocol} not accepted (got {chosen!r})")
-        return WebSocketClient(stream, rest, max_message_bytes)
+        return WebSocketClient(stream, tcp, rest, max_message_bytes)
     except BaseException:
         await trio.aclose_forcefully(stream)
+        raise
+
+
+async def _tls(step: Awaitable[T]) -> T:
+    """Await ``step``; a TLS failure (trio wraps ``ssl.SSLError`` in BrokenResourceError)
+    becomes :class:`HandshakeFailed` with OpenSSL's reason. Plain streams raise no
+    ``SSLError``, so their broken connections stay ``OSError`` / BrokenResourceError."""
+    try:
+        return await step
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError):
+            raise HandshakeFailed(f"TLS: {cause.reason or cause}") from exc
         raise
