@@ -19,6 +19,7 @@ from chargeledger.projections.device_model import (
     device_model_json,
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
+from chargeledger.projections.local_lists import LocalListsProjection
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -57,6 +58,7 @@ __all__ = [
     "DeviceModelProjection",
     "DeviceModelState",
     "Exchange",
+    "LocalListsProjection",
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
@@ -99,6 +101,7 @@ class Views:
         self.problems = ProblemsProjection()
         self.certificates = CertificatesProjection()
         self.security_events = SecurityEventsProjection()
+        self.local_lists = LocalListsProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -117,6 +120,7 @@ class Views:
         self.problems.fold(recorded, answered)
         self.certificates.fold(recorded, answered)
         self.security_events.fold(recorded, answered)
+        self.local_lists.fold(recorded, exchange)
         self.position = recorded.position
         self.last_exchange = exchange
 
