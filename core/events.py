@@ -19,6 +19,8 @@ Streams (the store's ``originator_id``, text):
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
+* ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
+  made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
 
 Times are UNIX seconds (float, UTC) taken by the core when the frame or event happened; plugins
 and projections read time only from events.
@@ -49,6 +51,8 @@ __all__ = [
     "StationDeregistered",
     "StationPasswordSet",
     "StationRegistered",
+    "TokenRegistered",
+    "TokenRemoved",
     "TransactionIdsReserved",
     "command_stream",
     "decode_event",
@@ -57,6 +61,7 @@ __all__ = [
     "logged_event",
     "registry_stream",
     "session_stream",
+    "token_stream",
 ]
 
 Direction = Literal["in", "out"]
@@ -83,6 +88,11 @@ def registry_stream(request_id: str) -> str:
 def local_list_stream(request_id: str) -> str:
     """The stream id of the local-list request ``request_id`` (one stream per request)."""
     return f"local-list:{request_id}"
+
+
+def token_stream(request_id: str) -> str:
+    """The stream id of the ID-token registry change ``request_id``."""
+    return f"token:{request_id}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -244,6 +254,41 @@ class StationDeregistered(msgspec.Struct, frozen=True, kw_only=True):
     key: str
 
 
+class TokenRegistered(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator added an ID token to the registry, or updated it: the newest registration
+    of a token (``id_token`` and ``type``) replaces every earlier one, field by field (an
+    update is a full registration, not a patch)."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked: the API key's name, the name a Python caller gave, or the CLI's."""
+    id_token: str
+    type: str = "ISO14443"
+    """The 2.0.1 ``IdTokenEnumType``. A 1.6 ``idTag`` has no type and matches a token of any
+    type (docs/authorization.md)."""
+    status: str = "Accepted"
+    """``Accepted``, ``Blocked``, ``Expired`` or ``Invalid``."""
+    expiry: str | None = None
+    """RFC 3339: from this instant on the token is answered ``Expired``."""
+    group: str | None = None
+    """The group (1.6 ``parentIdTag``, 2.0.1 ``groupIdToken``) the token belongs to."""
+    max_concurrent: int | None = None
+    """How many transactions the token may have running at once (``None``: no limit)."""
+    note: str = ""
+    owner: str = ""
+
+
+class TokenRemoved(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator removed an ID token from the registry (it is then unknown)."""
+
+    request_id: str
+    at: float
+    key: str
+    id_token: str
+    type: str = "ISO14443"
+
+
 # -- local authorization lists (docs/authorization.md) ------------------------------------------
 
 
@@ -296,6 +341,8 @@ Event = (
     | StationRegistered
     | StationDeregistered
     | StationPasswordSet
+    | TokenRegistered
+    | TokenRemoved
     | LocalListDefined
     | LocalListDeleted
     | LocalListPushRequested
@@ -314,6 +361,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StationRegistered,
         StationDeregistered,
         StationPasswordSet,
+        TokenRegistered,
+        TokenRemoved,
         LocalListDefined,
         LocalListDeleted,
         LocalListPushRequested,

@@ -49,6 +49,8 @@ from chargeledger.core.events import (
     SessionOpened,
     StationDeregistered,
     StationRegistered,
+    TokenRegistered,
+    TokenRemoved,
     TransactionIdsReserved,
 )
 from chargeledger.core.settings import Settings
@@ -61,6 +63,7 @@ from chargeledger.projections import (
     DeviceModelState,
     StationProblems,
     StationState,
+    TokenState,
     TransactionState,
     Views,
 )
@@ -112,6 +115,9 @@ __all__ = [
     "StationProblems",
     "StationRegistered",
     "StationState",
+    "TokenRegistered",
+    "TokenRemoved",
+    "TokenState",
     "TransactionIdsReserved",
     "TransactionState",
     "Views",

@@ -24,7 +24,9 @@ when the station's configuration does not say.
 
 from __future__ import annotations
 
-from chargeledger.core.events import LocalListPushRequested
+from chargeledger.core.events import (
+    LocalListPushRequested,
+)
 from chargeledger.core.plugin import (
     Command,
     Exchange,
@@ -104,7 +106,7 @@ def chargeledger_react(
             for station in event.stations
             for command in next_update(station, views, settings, automatic=False)
         ]
-    if type(event).__name__ in REGISTRY_EVENTS:
+    if isinstance(event, REGISTRY_EVENTS):
         return [c for s in views.stations.all() for c in next_update(s.station, views, settings)]
     if exchange is None or exchange.error is not None:
         return []

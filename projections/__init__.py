@@ -40,6 +40,7 @@ from chargeledger.projections.stations import (
     StationsProjection,
     StationState,
 )
+from chargeledger.projections.tokens import Tokens, TokenState
 from chargeledger.projections.transactions import (
     ANOMALY_KINDS,
     Anomaly,
@@ -69,6 +70,8 @@ __all__ = [
     "StationSecurityEvents",
     "StationState",
     "StationsProjection",
+    "TokenState",
+    "Tokens",
     "TransactionState",
     "TransactionsProjection",
     "VariableRef",
@@ -101,6 +104,7 @@ class Views:
         self.problems = ProblemsProjection()
         self.certificates = CertificatesProjection()
         self.security_events = SecurityEventsProjection()
+        self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
@@ -120,6 +124,7 @@ class Views:
         self.problems.fold(recorded, answered)
         self.certificates.fold(recorded, answered)
         self.security_events.fold(recorded, answered)
+        self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
         self.position = recorded.position
         self.last_exchange = exchange

@@ -282,7 +282,7 @@ def _selects(definition: ListDefinition, token: RegisteredToken) -> bool:
         return True
     if definition.selection == "group":
         return definition.group is not None and token.group == definition.group
-    return token.id_token in definition.tokens
+    return token.id_token.casefold() in {token.casefold() for token in definition.tokens}
 
 
 # -- the projection ---------------------------------------------------------------------------

@@ -21,8 +21,11 @@ from chargeledger.core.events import (
     Recorded,
     SessionClosed,
     SessionOpened,
+    TokenRegistered,
+    TokenRemoved,
     TransactionIdsReserved,
     session_stream,
+    token_stream,
 )
 from chargeledger.projections import (
     ANOMALY_KINDS,
@@ -75,6 +78,8 @@ class Log:
     def add(self, event: Event) -> int:
         if isinstance(event, TransactionIdsReserved):
             stream = ALLOCATOR_STREAM
+        elif isinstance(event, TokenRegistered | TokenRemoved):
+            stream = token_stream(event.request_id)
         else:
             stream = session_stream(event.session)
         version = self._versions.get(stream, 0)
@@ -1592,6 +1597,13 @@ OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "security_event": st.tuples(
         st.sampled_from(["TamperDetectionActivated", "InvalidMessages"]), answer
     ),
+    "token": st.tuples(
+        st.sampled_from(["register", "register", "remove"]),
+        st.sampled_from(["A", "a", "B"]),
+        st.sampled_from(["ISO14443", "Central"]),
+        st.sampled_from(["Accepted", "Blocked"]),
+        st.sampled_from([None, "G1", "G2"]),
+    ),
 }
 """Each operation's arguments after the station index."""
 
@@ -1623,6 +1635,9 @@ class Generated:
         """Result position of each answered 1.6 stop: (station, id, meterStop)."""
         self.security_events = dict.fromkeys(STATIONS, 0)
         """SecurityEventNotifications answered with a CALLRESULT, per station."""
+        self.tokens: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+        """The registry the token operations leave: (folded token, type) -> (spelling,
+        status, group) of the newest registration not removed since."""
         for operation in operations:
             getattr(self, f"_{operation[0]}")(*operation[1:])
 
@@ -1927,6 +1942,31 @@ class Generated:
         if self._call(STATIONS[index], "SecurityEventNotification", payload, {}, answer):
             self.security_events[STATIONS[index]] += 1
 
+    def _token(
+        self, _index: int, change: str, id_token: str, type: str, status: str, group: str | None
+    ) -> None:
+        request_id = f"r{len(self.log.records)}"
+        if change == "remove":
+            self.tokens.pop((id_token.casefold(), type), None)
+            self.log.add(
+                TokenRemoved(
+                    request_id=request_id, at=self.log.at, key="k", id_token=id_token, type=type
+                )
+            )
+            return
+        self.log.add(
+            TokenRegistered(
+                request_id=request_id,
+                at=self.log.at,
+                key="k",
+                id_token=id_token,
+                type=type,
+                status=status,
+                group=group,
+            )
+        )
+        self.tokens[id_token.casefold(), type] = (id_token, status, group)
+
     def _orphan(self, index: int, message_id: str) -> None:
         station = STATIONS[index]
         self._session(station)
@@ -1949,6 +1989,9 @@ def _snapshot(views: Views) -> Any:
         views.problems.all(),
         views.certificates.all(),
         views.security_events.all(),
+        views.tokens.all(),
+        views.tokens.groups(),
+        views.tokens.position,
     )
 
 
@@ -1966,6 +2009,9 @@ def _query(views: Views) -> None:
         views.certificates.get(station)
         views.security_events.get(station)
     views.transactions.get(1)
+    for id_token in ("A", "a", "B"):
+        views.tokens.get(id_token)
+        views.tokens.get(id_token, "Central")
 
 
 STOP_KINDS = {
@@ -2040,6 +2086,15 @@ def test_live_fold_equals_replay(operations: list[tuple[Any, ...]]) -> None:
     for held in replayed.certificates.all():
         for csr in held.csrs:
             assert (csr.problem is None) == (csr.common_name == held.station)
+    registry = {
+        (state.id_token.casefold(), state.type): (state.id_token, state.status, state.group)
+        for state in replayed.tokens.all()
+    }
+    assert registry == generated.tokens
+    for id_token in ("a", "b"):
+        newest = [state for state in replayed.tokens.all() if state.id_token.casefold() == id_token]
+        best = max(newest, key=lambda state: state.position, default=None)
+        assert replayed.tokens.get(id_token.upper()) == best
     for station, sent in generated.security_events.items():
         reported = replayed.security_events.get(station)
         assert sent == (0 if reported is None else sum(reported.counts.values()))
