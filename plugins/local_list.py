@@ -47,9 +47,7 @@ from chargeledger.projections.local_lists import (
 
 __all__ = ["REGISTRY_EVENTS", "chargeledger_react", "next_update", "too_large"]
 
-REGISTRY_EVENTS = frozenset(
-    {"TokenRegistered", "TokenRemoved", "LocalListDefined", "LocalListDeleted"}
-)
+REGISTRY_EVENTS = (TokenRegistered, TokenRemoved, LocalListDefined, LocalListDeleted)
 """Events after which every connected station is brought up to date."""
 
 
