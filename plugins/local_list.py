@@ -25,7 +25,11 @@ when the station's configuration does not say.
 from __future__ import annotations
 
 from chargeledger.core.events import (
+    LocalListDefined,
+    LocalListDeleted,
     LocalListPushRequested,
+    TokenRegistered,
+    TokenRemoved,
 )
 from chargeledger.core.plugin import (
     Command,
