@@ -1,0 +1,161 @@
+"""Local authorization lists end to end: the ``ocpp`` package's 1.6 and 2.0.1 charge points
+kept in sync by the local_list plugin (a full update in chunks, differential updates, a
+version mismatch recovered with a full update), and the sync state rebuilt on replay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ocpp.v16 import call as call16
+
+from chargeledger.core.api import CentralSystem
+from chargeledger.core.events import TokenRegistered, TokenRemoved, token_stream
+from chargeledger.core.settings import Settings
+from chargeledger.projections import Views
+from chargeledger.projections.local_lists import StationListState
+from tests import test_e2e_v16, test_e2e_v201
+from tests.harness import RunningServer, running_server
+from tests.test_e2e_v201 import recorded, until
+
+
+async def register_token(
+    csms: CentralSystem, id_token: str, status: str = "Accepted", group: str | None = None
+) -> None:
+    """Register a token in the registry (its event, as the token registry records it)."""
+    event = TokenRegistered(
+        request_id=str(uuid.uuid4()),
+        at=time.time(),
+        key="test",
+        id_token=id_token,
+        status=status,
+        group=group,
+    )
+    await csms.writer.append([(token_stream(event.request_id), event)])
+
+
+async def remove_token(csms: CentralSystem, id_token: str) -> None:
+    event = TokenRemoved(
+        request_id=str(uuid.uuid4()), at=time.time(), key="test", id_token=id_token
+    )
+    await csms.writer.append([(token_stream(event.request_id), event)])
+
+
+def _synced(server: RunningServer, station: str, version: int) -> StationListState | None:
+    """The station's sync state once it acknowledged ``version`` and nothing is on its way."""
+    assert server.csms is not None
+    state = server.csms.views.local_lists.get(station)
+    if state is None or state.pending or state.acknowledged_version != version:
+        return None
+    return state
+
+
+async def _sync_scenario(
+    server: RunningServer, station: str, cp: Any, boot: Callable[[], Awaitable[Any]], chunk_key: str
+) -> dict[str, Any]:
+    """Tokens A-C, a list of all of them, a boot: a full update in two chunks; then a changed
+    token and a removed one: differential updates; then a VersionMismatch: a full update."""
+    csms = server.csms
+    assert csms is not None
+    facts: dict[str, Any] = {}
+    for name in ("TAG-A", "TAG-B"):
+        await server.arun(register_token, csms, name)
+    await server.arun(register_token, csms, "TAG-C", "Accepted", "FLEET")
+    await server.arun(csms.read_configuration, station, [chunk_key])
+    definition = await server.arun(csms.define_local_list, "everyone")
+    facts["definition"] = definition
+    assert cp.local_list.updates == []  # not booted: nothing sent yet
+    await boot()
+    await until(server, lambda: _synced(server, station, 2), "the full update in two chunks")
+    facts["full"] = list(cp.local_list.updates)
+    await server.arun(register_token, csms, "TAG-B", "Blocked")
+    await until(server, lambda: _synced(server, station, 3), "a differential update")
+    await server.arun(remove_token, csms, "TAG-A")
+    await until(server, lambda: _synced(server, station, 4), "a differential removal")
+    facts["differential"] = list(cp.local_list.updates[len(facts["full"]) :])
+    cp.local_list.answers.append("VersionMismatch")
+    await server.arun(register_token, csms, "TAG-D")
+    state = await until(server, lambda: _synced(server, station, 7), "the recovery")
+    facts["recovery"] = list(cp.local_list.updates[len(facts["full"]) + 2 :])
+    facts["state"] = state
+    facts["station_entries"] = dict(cp.local_list.entries)
+    facts["station_version"] = cp.local_list.version
+    return facts
+
+
+def _check(facts: dict[str, Any], store: str, station: str) -> None:
+    assert facts["full"] == [(1, "Full", 2), (2, "Differential", 1)]
+    # TAG-B blocked: only it; TAG-A removed: only its removal
+    assert facts["differential"] == [(3, "Differential", 1), (4, "Differential", 1)]
+    # TAG-D's update answered VersionMismatch (5), then a full update in two chunks (6, 7)
+    assert facts["recovery"] == [(5, "Differential", 1), (6, "Full", 2), (7, "Differential", 1)]
+    state: StationListState = facts["state"]
+    assert state.mismatches == 1 and not state.needs_full
+    assert (state.full_updates, state.differential_updates) == (2, 4)
+    assert facts["station_version"] == state.acknowledged_version == state.sent_version == 7
+    assert (
+        {key[0] for key in state.entries}
+        == set(facts["station_entries"])
+        == {
+            "TAG-B",
+            "TAG-C",
+            "TAG-D",
+        }
+    )
+    held = {entry.id_token: (entry.status, entry.group) for entry in state.entries.values()}
+    assert held == {
+        "TAG-B": ("Blocked", None),
+        "TAG-C": ("Accepted", "FLEET"),
+        "TAG-D": ("Accepted", None),
+    }
+    replayed = Views.replay(recorded(store)).local_lists
+    assert replayed.get(station) == state  # replay equals live
+
+
+def test_v16_full_differential_mismatch_and_chunks(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'lists16.db'}"
+    station = "CP-LIST-16"
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        cp, ws, task = await test_e2e_v16.connect(server, station)
+        cp.configuration["SendLocalListMaxLength"] = "2"
+        try:
+            boot = call16.BootNotification(charge_point_model="EVC5", charge_point_vendor="Acme")
+            return await _sync_scenario(
+                server, station, cp, partial(cp.call, boot), "SendLocalListMaxLength"
+            )
+        finally:
+            task.cancel()
+            await ws.close()
+
+    with running_server(Settings(port=0, store=store)) as server:
+        facts = asyncio.run(scenario(server))
+    _check(facts, store, station)
+
+
+def test_v201_full_differential_mismatch_and_chunks(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'lists201.db'}"
+    station = "CS-LIST-201"
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        cp, ws, task = await test_e2e_v201.connect(server, station)
+        cp.variables[("LocalAuthListCtrlr", "ItemsPerMessage")] = "2"
+        try:
+            return await _sync_scenario(
+                server, station, cp, cp.boot, "LocalAuthListCtrlr.ItemsPerMessage"
+            )
+        finally:
+            task.cancel()
+            await ws.close()
+
+    with running_server(Settings(port=0, store=store)) as server:
+        facts = asyncio.run(scenario(server))
+    _check(facts, store, station)
+    # 2.0.1 entries carry their type and group as the registry has them
+    entries = {entry.id_token: entry for entry in facts["state"].entries.values()}
+    assert entries["TAG-C"].type == "ISO14443" and entries["TAG-C"].group == "FLEET"
