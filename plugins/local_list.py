@@ -13,7 +13,10 @@ and every decision is taken from the views (``views.local_lists``, ``views.token
 3. the station's answer: ``Accepted`` sends the next chunk, if any is left; ``VersionMismatch``
    sends a full update; ``Failed``, ``NotSupported`` and a CALLERROR stop (recorded and
    counted by the projection; the next trigger tries again, but a station that answered
-   ``NotSupported`` is only retried after its boot or on an operator's request).
+   ``NotSupported`` is only retried on an operator's request).
+
+Only stations a list was ever assigned to are managed (``views.local_lists.managed``); the
+others keep what ``send_local_list`` gave them, unless an operator pushes to them.
 
 A station with a SendLocalList on its way is left alone until it answers (the answer plans
 again from what it then holds). A list larger than the station's ``LocalAuthListMaxLength`` /
@@ -75,9 +78,12 @@ def next_update(
 ) -> list[Command]:
     """The SendLocalList that brings the connected, accepted ``station`` closer to its lists
     (nothing when it is up to date, busy with one, too small for them, or, ``automatic``,
-    answered ``NotSupported`` last)."""
+    answered ``NotSupported`` last or was never assigned a list: an operator's push reaches
+    it anyway)."""
     state = views.stations.get(station)
     if state is None or not state.connected or not state.accepted:
+        return []
+    if automatic and not views.local_lists.managed(station):
         return []
     held = views.local_lists.get(station)
     if held is not None and (held.pending or (automatic and held.last_status == "NotSupported")):
@@ -91,10 +97,6 @@ def next_update(
         return []
     payload = send_local_list_payload(state.protocol, plan.version, plan.update_type, plan.entries)
     return [SendCall(station, "SendLocalList", payload)]
-
-
-def _concerned(station: str, views: Views) -> bool:
-    return views.local_lists.get(station) is not None or bool(views.local_lists.assigned(station))
 
 
 @hookimpl
@@ -114,12 +116,12 @@ def chargeledger_react(
         return []
     if exchange.origin == "in" and exchange.action == "BootNotification":
         accepted = as_dict(exchange.response).get("status") == "Accepted"
-        if not accepted or not _concerned(exchange.station, views):
+        if not accepted or not views.local_lists.managed(exchange.station):
             return []
         request = get_local_list_version(exchange.protocol)
         return [SendCall(exchange.station, request.action, request.payload)]
     if exchange.origin == "out" and exchange.action == "GetLocalListVersion":
-        return next_update(exchange.station, views, settings, automatic=False)
+        return next_update(exchange.station, views, settings)
     if exchange.origin == "out" and exchange.action == "SendLocalList":
         status = as_dict(exchange.response).get("status")
         if status in ("Accepted", "VersionMismatch"):

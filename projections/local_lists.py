@@ -342,7 +342,8 @@ class LocalListsProjection:
     def __init__(self) -> None:
         self._definitions: dict[str, ListDefinition] = {}
         self._stations: dict[str, StationListState] = {}
-        self._protocols: dict[str, str] = {}
+        self._managed: set[str] = set()
+        self._managed_all = False
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -359,6 +360,12 @@ class LocalListsProjection:
 
     def get(self, station: str) -> StationListState | None:
         return self._stations.get(station)
+
+    def managed(self, station: str) -> bool:
+        """Whether a list was ever assigned to ``station``: from then on its list is kept equal
+        to what its lists select (so deleting its last list empties it). A station never
+        assigned one keeps whatever ``send_local_list`` gave it."""
+        return self._managed_all or station in self._managed
 
     def desired(
         self, station: str, protocol: str, tokens: Iterable[RegisteredToken]
@@ -402,6 +409,10 @@ class LocalListsProjection:
                 defined_at=event.at,
                 defined_by=event.key,
             )
+            if event.stations is None:
+                self._managed_all = True
+            else:
+                self._managed.update(event.stations)
         elif isinstance(event, LocalListDeleted):
             self._definitions.pop(event.name, None)
         elif isinstance(event, LocalListPushRequested):
