@@ -61,6 +61,7 @@ __all__ = [
     "install_certificate",
     "key_16",
     "local_list_limits",
+    "local_list_too_large",
     "markdown_table",
     "read_configuration",
     "remote_start",
@@ -649,6 +650,18 @@ def local_list_limits(views: Views, station: str, default_items: int) -> LocalLi
     return LocalListLimits(
         items_per_message=_positive(items) or default_items, max_length=_positive(length)
     )
+
+
+def local_list_too_large(views: Views, station: str) -> bool:
+    """Whether what ``station``'s local lists select is more than its list may hold (its
+    ``LocalAuthListMaxLength`` / ``LocalAuthListCtrlr.Entries`` maximum, when known): such a
+    list is not sent."""
+    state = views.stations.get(station)
+    if state is None:
+        return False
+    limit = local_list_limits(views, station, 1).max_length
+    desired = views.local_lists.desired(station, state.protocol, views.tokens.all())
+    return limit is not None and len(desired) > limit
 
 
 def _positive(text: str | None) -> int | None:

@@ -45,14 +45,18 @@ from chargeledger.core.plugin import (
     hookimpl,
     plugin_options,
 )
-from chargeledger.core.usecases import get_local_list_version, local_list_limits
+from chargeledger.core.usecases import (
+    get_local_list_version,
+    local_list_limits,
+    local_list_too_large,
+)
 from chargeledger.projections.local_lists import (
     DEFAULT_ITEMS_PER_MESSAGE,
     plan_update,
     send_local_list_payload,
 )
 
-__all__ = ["REGISTRY_EVENTS", "chargeledger_react", "next_update", "too_large"]
+__all__ = ["REGISTRY_EVENTS", "chargeledger_react", "next_update"]
 
 REGISTRY_EVENTS = (TokenRegistered, TokenRemoved, LocalListDefined, LocalListDeleted)
 """Events after which every connected station is brought up to date."""
@@ -61,16 +65,6 @@ REGISTRY_EVENTS = (TokenRegistered, TokenRemoved, LocalListDefined, LocalListDel
 def _default_items(settings: Settings) -> int:
     items = plugin_options(settings, "local_list").get("items_per_message")
     return items if isinstance(items, int) and items > 0 else DEFAULT_ITEMS_PER_MESSAGE
-
-
-def too_large(station: str, views: Views, settings: Settings) -> bool:
-    """Whether what ``station``'s lists select is more than its list may hold."""
-    state = views.stations.get(station)
-    if state is None:
-        return False
-    limit = local_list_limits(views, station, _default_items(settings)).max_length
-    desired = views.local_lists.desired(station, state.protocol, views.tokens.all())
-    return limit is not None and len(desired) > limit
 
 
 def next_update(
@@ -88,7 +82,7 @@ def next_update(
     held = views.local_lists.get(station)
     if held is not None and (held.pending or (automatic and held.last_status == "NotSupported")):
         return []
-    if too_large(station, views, settings):
+    if local_list_too_large(views, station):
         return []
     limits = local_list_limits(views, station, _default_items(settings))
     desired = views.local_lists.desired(station, state.protocol, views.tokens.all())
