@@ -254,6 +254,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.station_cli import register as register_station
 
     register_station(commands)
+    from chargeledger.core.lists_cli import register as register_lists
+
+    register_lists(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

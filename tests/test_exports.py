@@ -45,6 +45,7 @@ LAYERS = {
     "cli": 5,
     "remote": 5,
     "station_cli": 5,
+    "lists_cli": 5,
     "jsonlines": 5,
     "audit": 5,
     "simulator": 5,

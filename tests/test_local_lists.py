@@ -5,6 +5,9 @@ version mismatch recovered with a full update), and the sync state rebuilt on re
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -55,11 +58,30 @@ def _synced(server: RunningServer, station: str, version: int) -> StationListSta
     return state
 
 
+def lists_cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """``chargeledger lists ARGS`` against the server's API, in a process of its own."""
+    assert server.csms is not None
+    api = f"http://127.0.0.1:{server.csms.api_port}"
+    return subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", "lists", *args, "--api", api, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 async def _sync_scenario(
-    server: RunningServer, station: str, cp: Any, boot: Callable[[], Awaitable[Any]], chunk_key: str
+    server: RunningServer,
+    station: str,
+    cp: Any,
+    boot: Callable[[], Awaitable[Any]],
+    chunk_key: str,
+    *,
+    by_cli: bool,
 ) -> dict[str, Any]:
-    """Tokens A-C, a list of all of them, a boot: a full update in two chunks; then a changed
-    token and a removed one: differential updates; then a VersionMismatch: a full update."""
+    """Tokens A-C, a list of all of them (defined in Python or with ``chargeledger lists``),
+    a boot: a full update in two chunks; then a changed token and a removed one: differential
+    updates; then a VersionMismatch: a full update."""
     csms = server.csms
     assert csms is not None
     facts: dict[str, Any] = {}
@@ -67,8 +89,12 @@ async def _sync_scenario(
         await server.arun(register_token, csms, name)
     await server.arun(register_token, csms, "TAG-C", "Accepted", "FLEET")
     await server.arun(csms.read_configuration, station, [chunk_key])
-    definition = await server.arun(csms.define_local_list, "everyone")
-    facts["definition"] = definition
+    if by_cli:
+        defined = await asyncio.to_thread(lists_cli, server, "define", "everyone")
+        assert defined.returncode == 0, defined.stderr
+        assert json.loads(defined.stdout)["selection"] == "all"
+    else:
+        await server.arun(csms.define_local_list, "everyone")
     assert cp.local_list.updates == []  # not booted: nothing sent yet
     await boot()
     await until(server, lambda: _synced(server, station, 2), "the full update in two chunks")
@@ -85,6 +111,8 @@ async def _sync_scenario(
     facts["state"] = state
     facts["station_entries"] = dict(cp.local_list.entries)
     facts["station_version"] = cp.local_list.version
+    facts["sync"] = await asyncio.to_thread(lists_cli, server, "sync")
+    facts["behind"] = await asyncio.to_thread(lists_cli, server, "sync", "--behind")
     return facts
 
 
@@ -115,6 +143,12 @@ def _check(facts: dict[str, Any], store: str, station: str) -> None:
     }
     replayed = Views.replay(recorded(store)).local_lists
     assert replayed.get(station) == state  # replay equals live
+    sync = facts["sync"]
+    assert sync.returncode == 0, sync.stderr
+    (row,) = json.loads(sync.stdout)
+    assert (row["station"], row["acknowledged_version"], row["entries"]) == (station, 7, 3)
+    assert (row["behind"], row["too_large"], row["lists"]) == (False, False, ["everyone"])
+    assert (facts["behind"].returncode, json.loads(facts["behind"].stdout)) == (0, [])
 
 
 def test_v16_full_differential_mismatch_and_chunks(tmp_path: Path) -> None:
@@ -127,13 +161,13 @@ def test_v16_full_differential_mismatch_and_chunks(tmp_path: Path) -> None:
         try:
             boot = call16.BootNotification(charge_point_model="EVC5", charge_point_vendor="Acme")
             return await _sync_scenario(
-                server, station, cp, partial(cp.call, boot), "SendLocalListMaxLength"
+                server, station, cp, partial(cp.call, boot), "SendLocalListMaxLength", by_cli=False
             )
         finally:
             task.cancel()
             await ws.close()
 
-    with running_server(Settings(port=0, store=store)) as server:
+    with running_server(Settings(port=0, store=store, api_port=0)) as server:
         facts = asyncio.run(scenario(server))
     _check(facts, store, station)
 
@@ -147,13 +181,13 @@ def test_v201_full_differential_mismatch_and_chunks(tmp_path: Path) -> None:
         cp.variables[("LocalAuthListCtrlr", "ItemsPerMessage")] = "2"
         try:
             return await _sync_scenario(
-                server, station, cp, cp.boot, "LocalAuthListCtrlr.ItemsPerMessage"
+                server, station, cp, cp.boot, "LocalAuthListCtrlr.ItemsPerMessage", by_cli=True
             )
         finally:
             task.cancel()
             await ws.close()
 
-    with running_server(Settings(port=0, store=store)) as server:
+    with running_server(Settings(port=0, store=store, api_port=0)) as server:
         facts = asyncio.run(scenario(server))
     _check(facts, store, station)
     # 2.0.1 entries carry their type and group as the registry has them
