@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from ocpp.v16 import call as call16
 
 from chargeledger.core.api import CentralSystem
@@ -193,3 +194,65 @@ def test_v201_full_differential_mismatch_and_chunks(tmp_path: Path) -> None:
     # 2.0.1 entries carry their type and group as the registry has them
     entries = {entry.id_token: entry for entry in facts["state"].entries.values()}
     assert entries["TAG-C"].type == "ISO14443" and entries["TAG-C"].group == "FLEET"
+
+
+def test_v16_too_large_list_is_not_sent_and_failed_is_recorded(tmp_path: Path) -> None:
+    """A list beyond ``LocalAuthListMaxLength`` is held back (shown ``too_large``); once the
+    station may hold it, a ``Failed`` answer is recorded and the next push sends it."""
+    store = f"sqlite:///{tmp_path / 'large.db'}"
+    station = "CP-LIST-LARGE"
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        csms = server.csms
+        assert csms is not None
+        cp, ws, task = await test_e2e_v16.connect(server, station)
+        cp.configuration["LocalAuthListMaxLength"] = "2"
+        facts: dict[str, Any] = {}
+        try:
+            for name in ("TAG-A", "TAG-B", "TAG-C"):
+                await server.arun(register_token, csms, name)
+            await server.arun(csms.read_configuration, station, ["LocalAuthListMaxLength"])
+            await server.arun(csms.define_local_list, "everyone")
+            boot = call16.BootNotification(charge_point_model="EVC5", charge_point_vendor="Acme")
+            await cp.call(boot)
+            await until(
+                server, lambda: csms.views.local_lists.get(station), "the version asked at boot"
+            )
+            await server.arun(csms.push_local_lists, [station])
+            facts["held_back"] = await asyncio.to_thread(lists_cli, server, "sync", "--behind")
+            facts["updates_held_back"] = list(cp.local_list.updates)
+            await server.arun(csms.change_configuration, station, "LocalAuthListMaxLength", "10")
+            cp.local_list.answers.append("Failed")
+            await server.arun(csms.push_local_lists, [station])
+
+            def failed() -> Any:
+                state = csms.views.local_lists.get(station)
+                return state if state is not None and state.failures and not state.pending else None
+
+            facts["failed"] = msgspec_copy(await until(server, failed, "the Failed answer"))
+            await server.arun(csms.push_local_lists, [station])
+            facts["synced"] = await until(
+                server, lambda: _synced(server, station, 2), "the full update"
+            )
+            facts["entries"] = sorted(cp.local_list.entries)
+        finally:
+            task.cancel()
+            await ws.close()
+        return facts
+
+    with running_server(Settings(port=0, store=store, api_port=0)) as server:
+        facts = asyncio.run(scenario(server))
+    held_back = facts["held_back"]
+    assert held_back.returncode == 1, held_back.stderr  # stations behind
+    (row,) = json.loads(held_back.stdout)
+    assert (row["too_large"], row["behind"], row["sent_version"]) == (True, True, None)
+    assert facts["updates_held_back"] == []
+    failed = facts["failed"]
+    assert (failed.last_status, failed.failures, failed.acknowledged_version) == ("Failed", 1, None)
+    assert facts["synced"].last_update_type == "Full"
+    assert facts["entries"] == ["TAG-A", "TAG-B", "TAG-C"]
+
+
+def msgspec_copy(state: StationListState) -> StationListState:
+    """A snapshot of a live (mutable) sync state."""
+    return msgspec.structs.replace(state, entries=dict(state.entries))
