@@ -203,19 +203,18 @@ def plan_update(
     desired: Mapping[EntryKey, ListEntry],
     *,
     items_per_message: int,
-    force_full: bool = False,
 ) -> ListPlan | None:
     """The next update that brings the station from what it acknowledged to ``desired``, or
     ``None`` when it is up to date.
 
     Full when the station never acknowledged a list, when it answered ``VersionMismatch``, when
-    its reported version is not the acknowledged one, or when ``force_full`` (an operator asked,
-    or ``state.full_requested``); the first chunk of a full update is ``Full`` (it replaces the
+    its reported version is not the acknowledged one, or when an operator asked for one
+    (``state.full_requested``); the first chunk of a full update is ``Full`` (it replaces the
     station's list), the rest follow as differential updates once it is accepted. A station that
-    never held a list and is desired to hold none is left alone unless forced.
+    never held a list and is desired to hold none is left alone unless a full update is due.
     ``items_per_message`` below 1 is taken as 1."""
     size = max(1, items_per_message)
-    forced = force_full or (state is not None and (state.needs_full or state.full_requested))
+    forced = state is not None and (state.needs_full or state.full_requested)
     if state is None or state.acknowledged_version is None or forced:
         if not desired and not forced:
             return None  # it never held a list and none is wanted

@@ -30,7 +30,15 @@ from chargeledger.core.events import (
 from chargeledger.core.settings import Settings
 from chargeledger.plugins import local_list
 from chargeledger.projections import Views
-from chargeledger.projections.local_lists import read_entry
+from chargeledger.projections.local_lists import (
+    ListEntry,
+    ListPlan,
+    StationListState,
+    changes,
+    entry_wire,
+    plan_update,
+    read_entry,
+)
 from chargeledger.schemas import OCPP16, OCPP201
 
 STATIONS = {"CP-16": OCPP16, "CS-201": OCPP201}
@@ -195,3 +203,51 @@ def test_the_view_is_what_each_station_acknowledged(
     assert msgspec.json.encode(
         [d.name for d in replayed.local_lists.definitions()]
     ) == msgspec.json.encode([d.name for d in views.local_lists.definitions()])
+
+
+def test_a_differential_update_carries_only_the_changes_in_chunks() -> None:
+    held = {
+        ("A", None): ListEntry(id_token="A"),
+        ("B", None): ListEntry(id_token="B"),
+        ("C", None): ListEntry(id_token="C", status="Blocked"),
+    }
+    desired = {
+        ("B", None): ListEntry(id_token="B"),
+        ("C", None): ListEntry(id_token="C"),
+        ("D", None): ListEntry(id_token="D", group="G"),
+    }
+    assert changes(held, desired) == [
+        ListEntry(id_token="C"),
+        ListEntry(id_token="D", group="G"),
+        ListEntry(id_token="A", status=None),
+    ]
+    state = StationListState(station="CP", sent_version=4, acknowledged_version=3, entries=held)
+    plan = plan_update(state, desired, items_per_message=2)
+    assert plan == ListPlan(
+        version=5,
+        update_type="Differential",
+        entries=[ListEntry(id_token="C"), ListEntry(id_token="D", group="G")],
+        remaining=1,
+    )
+    state.needs_full = True  # after a VersionMismatch: the whole list, first chunk Full
+    plan = plan_update(state, desired, items_per_message=2)
+    assert plan is not None and (plan.update_type, plan.remaining) == ("Full", 1)
+    assert [entry.id_token for entry in plan.entries] == ["B", "C"]
+    assert plan_update(None, {}, items_per_message=2) is None  # no list, none wanted
+
+
+def test_entries_read_back_as_sent_in_both_versions() -> None:
+    entry = ListEntry(
+        id_token="A", type="eMAID", status="Blocked", expiry="2027-01-01T00:00:00Z", group="G"
+    )
+    removal = ListEntry(id_token="A", type="eMAID", status=None)
+    for protocol in (OCPP16, OCPP201):
+        expected = entry if protocol == OCPP201 else msgspec.structs.replace(entry, type=None)
+        assert read_entry(protocol, entry_wire(protocol, entry)) == expected
+        wire = entry_wire(protocol, removal)
+        assert "idTagInfo" not in wire and "idTokenInfo" not in wire
+        assert read_entry(protocol, wire) == msgspec.structs.replace(removal, type=expected.type)
+    assert entry_wire(OCPP201, entry)["idTokenInfo"]["groupIdToken"] == {
+        "idToken": "G",
+        "type": "Central",
+    }
