@@ -257,6 +257,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.lists_cli import register as register_lists
 
     register_lists(commands)
+    from chargeledger.core.tokens_cli import register as register_tokens
+
+    register_tokens(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

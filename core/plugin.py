@@ -80,6 +80,7 @@ from chargeledger.projections.exchanges import (
     decode_frame,
     is_v16,
 )
+from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
@@ -132,6 +133,7 @@ __all__ = [
     "common_name",
     "csr_problem",
     "decode_frame",
+    "expiry_instant",
     "hookimpl",
     "is_v16",
     "plugin_options",

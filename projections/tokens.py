@@ -87,6 +87,10 @@ class Tokens:
             return None
         return max(registered.values(), key=lambda state: state.position)
 
+    def __len__(self) -> int:
+        """How many registrations (token and type) there are."""
+        return len(self._tokens)
+
     def all(self) -> list[TokenState]:
         """Every registered token, sorted by ``id_token`` (then type)."""
         return sorted(self._tokens.values(), key=lambda state: (state.id_token, state.type))
