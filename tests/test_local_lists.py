@@ -8,8 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -19,8 +17,8 @@ import msgspec
 from ocpp.v16 import call as call16
 
 from chargeledger.core.api import CentralSystem
-from chargeledger.core.events import TokenRegistered, TokenRemoved, token_stream
 from chargeledger.core.settings import Settings
+from chargeledger.core.tokens import TokenRequest
 from chargeledger.projections import Views
 from chargeledger.projections.local_lists import StationListState
 from tests import test_e2e_v16, test_e2e_v201
@@ -31,23 +29,12 @@ from tests.test_e2e_v201 import recorded, until
 async def register_token(
     csms: CentralSystem, id_token: str, status: str = "Accepted", group: str | None = None
 ) -> None:
-    """Register a token in the registry (its event, as the token registry records it)."""
-    event = TokenRegistered(
-        request_id=str(uuid.uuid4()),
-        at=time.time(),
-        key="test",
-        id_token=id_token,
-        status=status,
-        group=group,
-    )
-    await csms.writer.append([(token_stream(event.request_id), event)])
+    """Register a token in the registry, through the one door."""
+    await csms.register_tokens([TokenRequest(id_token=id_token, status=status, group=group)])
 
 
 async def remove_token(csms: CentralSystem, id_token: str) -> None:
-    event = TokenRemoved(
-        request_id=str(uuid.uuid4()), at=time.time(), key="test", id_token=id_token
-    )
-    await csms.writer.append([(token_stream(event.request_id), event)])
+    assert await csms.remove_token(id_token) == 1
 
 
 def _synced(server: RunningServer, station: str, version: int) -> StationListState | None:
