@@ -43,10 +43,14 @@ import trio
 from chargeledger.core.errors import StationOffline, UnsupportedUseCase
 from chargeledger.core.events import (
     CommandRequested,
+    LocalListDefined,
+    LocalListDeleted,
+    LocalListPushRequested,
     StationDeregistered,
     StationPasswordSet,
     StationRegistered,
     command_stream,
+    local_list_stream,
     registry_stream,
 )
 from chargeledger.core.feed import CommitFeed
@@ -65,6 +69,7 @@ from chargeledger.core.usecases import (
 )
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
+from chargeledger.projections.local_lists import ListDefinition
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
@@ -325,6 +330,80 @@ class CentralSystem:
         )
         await self.writer.append([(registry_stream(event.request_id), event)])
         return True
+
+    # -- local authorization lists (docs/authorization.md) -----------------------------------
+
+    async def define_local_list(
+        self,
+        name: str,
+        *,
+        selection: Literal["all", "group", "tokens"] = "all",
+        group: str | None = None,
+        tokens: list[str] | None = None,
+        stations: list[str] | None = None,
+        description: str = "",
+        caller: Caller = PYTHON,
+    ) -> ListDefinition:
+        """Define (or redefine) the local list ``name``: the registry's tokens it selects
+        (``all``, those of ``group``, or the explicit ``tokens``) for ``stations`` (``None``:
+        every station). Recorded as ``LocalListDefined``; the local_list plugin then brings
+        the connected stations up to date. Needs ``operator``; ``ValueError`` (nothing
+        recorded) for an empty name, a ``group`` selection without a group or a ``tokens``
+        selection without tokens."""
+        self._require(caller, "operator", "defining a local list")
+        if not name.strip():
+            raise ValueError("a local list needs a name")
+        if selection == "group" and not group:
+            raise ValueError("a group selection needs the group")
+        if selection == "tokens" and not tokens:
+            raise ValueError("a tokens selection needs at least one token")
+        event = LocalListDefined(
+            request_id=str(uuid.uuid4()),
+            at=time.time(),
+            key=caller.name,
+            name=name,
+            selection=selection,
+            group=group if selection == "group" else None,
+            tokens=list(tokens or []) if selection == "tokens" else [],
+            stations=None if stations is None else sorted(set(stations)),
+            description=description,
+        )
+        await self.writer.append([(local_list_stream(event.request_id), event)])
+        definition = self.views.local_lists.definition(name)
+        assert definition is not None  # folded by the dispatcher before append returned
+        return definition
+
+    async def delete_local_list(self, name: str, *, caller: Caller = PYTHON) -> bool:
+        """Delete the local list ``name``; its stations lose its entries at their next update
+        (the plugin sends it). ``False`` (nothing recorded) when no such list exists. Needs
+        ``operator``."""
+        self._require(caller, "operator", "deleting a local list")
+        if self.views.local_lists.definition(name) is None:
+            return False
+        event = LocalListDeleted(
+            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, name=name
+        )
+        await self.writer.append([(local_list_stream(event.request_id), event)])
+        return True
+
+    async def push_local_lists(
+        self, stations: list[str] | None = None, *, full: bool = False, caller: Caller = PYTHON
+    ) -> list[str]:
+        """Ask the local_list plugin to bring ``stations`` (``None``: every connected station)
+        up to date now, with a full update when ``full``; recorded as
+        ``LocalListPushRequested`` and returned. Fire and forget: the updates and the
+        stations' answers are in the log and in ``views.local_lists``. Needs ``operator``."""
+        self._require(caller, "operator", "pushing local lists")
+        chosen = sorted(set(self.connected if stations is None else stations))
+        event = LocalListPushRequested(
+            request_id=str(uuid.uuid4()),
+            at=time.time(),
+            key=caller.name,
+            stations=chosen,
+            full=full,
+        )
+        await self.writer.append([(local_list_stream(event.request_id), event)])
+        return chosen
 
     # -- the ID-token registry (docs/authorization.md) ---------------------------------------
 

@@ -254,6 +254,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.station_cli import register as register_station
 
     register_station(commands)
+    from chargeledger.core.lists_cli import register as register_lists
+
+    register_lists(commands)
     from chargeledger.core.tokens_cli import register as register_tokens
 
     register_tokens(commands)

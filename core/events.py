@@ -14,6 +14,8 @@ Streams (the store's ``originator_id``, text):
   processes sharing one PostgreSQL never hand out the same id.
 * ``command:<uuid>``: one per command asked through the HTTP API (``CommandRequested``),
   written once, before the command is sent: who asked for what is in the log.
+* ``local-list:<uuid>``: one per local authorization list change or push request
+  (``LocalListDefined`` / ``LocalListDeleted`` / ``LocalListPushRequested``).
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
@@ -39,6 +41,9 @@ __all__ = [
     "Event",
     "FrameLogged",
     "HandshakeRejected",
+    "LocalListDefined",
+    "LocalListDeleted",
+    "LocalListPushRequested",
     "LoggedEvent",
     "Recorded",
     "SessionClosed",
@@ -52,6 +57,7 @@ __all__ = [
     "command_stream",
     "decode_event",
     "encode_event",
+    "local_list_stream",
     "logged_event",
     "registry_stream",
     "session_stream",
@@ -77,6 +83,11 @@ def command_stream(request_id: str) -> str:
 def registry_stream(request_id: str) -> str:
     """The stream id of the HTTP API registration request ``request_id``."""
     return f"registry:{request_id}"
+
+
+def local_list_stream(request_id: str) -> str:
+    """The stream id of the local-list request ``request_id`` (one stream per request)."""
+    return f"local-list:{request_id}"
 
 
 def token_stream(request_id: str) -> str:
@@ -278,6 +289,47 @@ class TokenRemoved(msgspec.Struct, frozen=True, kw_only=True):
     type: str = "ISO14443"
 
 
+# -- local authorization lists (docs/authorization.md) ------------------------------------------
+
+
+class LocalListDefined(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator defined (or redefined: it replaces the earlier) the local list ``name``: a
+    selection of the token registry (``all`` tokens, the tokens of ``group``, or the explicit
+    ``tokens``), sent to ``stations`` (``None``: every station)."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked (an API key's name, a Python caller's)."""
+    name: str
+    selection: Literal["all", "group", "tokens"] = "all"
+    group: str | None = None
+    tokens: list[str] = []
+    stations: list[str] | None = None
+    description: str = ""
+
+
+class LocalListDeleted(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator deleted the local list ``name``; its stations lose its entries at their
+    next update."""
+
+    request_id: str
+    at: float
+    key: str
+    name: str
+
+
+class LocalListPushRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator asked to bring ``stations`` up to date now (``full``: with a full
+    update, whatever they hold); the local-list plugin sends the updates."""
+
+    request_id: str
+    at: float
+    key: str
+    stations: list[str]
+    full: bool = False
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -291,6 +343,9 @@ Event = (
     | StationPasswordSet
     | TokenRegistered
     | TokenRemoved
+    | LocalListDefined
+    | LocalListDeleted
+    | LocalListPushRequested
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -308,6 +363,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StationPasswordSet,
         TokenRegistered,
         TokenRemoved,
+        LocalListDefined,
+        LocalListDeleted,
+        LocalListPushRequested,
     )
 }
 

@@ -31,6 +31,7 @@ from chargeledger.core.settings import ApiRole
 from chargeledger.projections import Views
 from chargeledger.projections.certificates import CertificateHash
 from chargeledger.projections.device_model import VariableRef
+from chargeledger.projections.local_lists import ListEntry, UpdateType, send_local_list_payload
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "KEYS_16_TO_201",
     "REPORT_ACTIONS",
     "USE_CASES",
+    "LocalListLimits",
     "Request",
     "ResetKind",
     "UseCase",
@@ -53,15 +55,19 @@ __all__ = [
     "delete_certificate",
     "get_base_report",
     "get_installed_certificate_ids",
+    "get_local_list_version",
     "get_report",
     "get_transaction_status",
     "install_certificate",
     "key_16",
+    "local_list_limits",
+    "local_list_too_large",
     "markdown_table",
     "read_configuration",
     "remote_start",
     "remote_stop",
     "reset",
+    "send_local_list",
     "set_security_profile",
     "set_variables",
     "trigger_message",
@@ -596,6 +602,94 @@ def get_installed_certificate_ids(
     return Request(protocol, "GetInstalledCertificateIds", payload, read)
 
 
+# -- local authorization lists (docs/authorization.md) ----------------------------------------
+
+
+def send_local_list(
+    protocol: str, version: int, update_type: UpdateType, entries: list[ListEntry]
+) -> Request:
+    """SendLocalList (1.6 ``listVersion``, 2.0.1 ``versionNumber``) of ``entries``; an entry
+    without ``status`` removes the token (differential updates only). ``status``
+    ``Accepted``, ``Failed``, ``VersionMismatch`` or (1.6) ``NotSupported``."""
+    if update_type == "Full" and any(entry.status is None for entry in entries):
+        raise ValueError("a full update lists tokens with their status: removals are differential")
+    if version < 1:
+        raise ValueError("a local list version is 1 or more")
+    return Request(
+        protocol, "SendLocalList", send_local_list_payload(protocol, version, update_type, entries)
+    )
+
+
+class LocalListLimits(msgspec.Struct, frozen=True):
+    """How a station takes local lists: entries per SendLocalList and the most entries its
+    list may hold (``None``: not known, not limited)."""
+
+    items_per_message: int
+    max_length: int | None
+
+
+def local_list_limits(views: Views, station: str, default_items: int) -> LocalListLimits:
+    """The station's limits as its projections show them: 1.6 ``SendLocalListMaxLength`` and
+    ``LocalAuthListMaxLength`` (configuration), 2.0.1 ``LocalAuthListCtrlr.ItemsPerMessage``
+    and the ``maxLimit`` of ``LocalAuthListCtrlr.Entries`` (device model); ``default_items``
+    per message when the station's value is unknown or not a positive integer."""
+    state = views.stations.get(station)
+    if state is None or state.protocol != OCPP201:
+        items = configured_value(views, station, "SendLocalListMaxLength")
+        length = configured_value(views, station, "LocalAuthListMaxLength")
+    else:
+        items = configured_value(views, station, "LocalAuthListCtrlr.ItemsPerMessage")
+        model = views.device_model.get(station)
+        entries = None if model is None else model.variables.get("LocalAuthListCtrlr.Entries")
+        limit = (
+            None
+            if entries is None or entries.characteristics is None
+            else (entries.characteristics.max_limit)
+        )
+        length = None if limit is None else str(int(limit))
+    return LocalListLimits(
+        items_per_message=_positive(items) or default_items, max_length=_positive(length)
+    )
+
+
+def local_list_too_large(views: Views, station: str) -> bool:
+    """Whether what ``station``'s local lists select is more than its list may hold (its
+    ``LocalAuthListMaxLength`` / ``LocalAuthListCtrlr.Entries`` maximum, when known): such a
+    list is not sent."""
+    state = views.stations.get(station)
+    if state is None:
+        return False
+    limit = local_list_limits(views, station, 1).max_length
+    desired = views.local_lists.desired(station, state.protocol, views.tokens.all())
+    return limit is not None and len(desired) > limit
+
+
+def _positive(text: str | None) -> int | None:
+    try:
+        value = int(text) if text is not None else 0
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def get_local_list_version(protocol: str) -> Request:
+    """GetLocalListVersion; ``values["version"]``: the station's list version (0: no list,
+    1.6 -1: no local list support)."""
+
+    def read(response: dict[str, Any]) -> UseCaseResult:
+        version = response.get("listVersion", response.get("versionNumber"))
+        return UseCaseResult(
+            protocol=protocol,
+            action="GetLocalListVersion",
+            status="Accepted",
+            accepted=True,
+            response=response,
+            values={"version": version},
+        )
+
+    return Request(protocol, "GetLocalListVersion", {}, read)
+
+
 # -- the table: each use case declared once ---------------------------------------------------
 #
 # The CentralSystem methods, the HTTP API's request union and its OpenAPI schema, the CLI's
@@ -771,6 +865,25 @@ class GetInstalledCertificateIdsArgs(UseCaseArgs, tag="get_installed_certificate
     certificate_types: list[str] | None = None
 
 
+# -- local authorization lists ---------------------------------------------------------------
+
+
+class SendLocalListArgs(UseCaseArgs, tag="send_local_list"):
+    """Send the station a local authorization list of `entries` as `version`: a `Full`
+    update replaces its list, a `Differential` one adds, changes and (entries without
+    `status`) removes tokens. Folds into the local-list projection; lists defined with
+    `chargeledger lists` are kept in sync by the local_list plugin instead."""
+
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    update_type: UpdateType = "Full"
+    entries: list[ListEntry] = []
+
+
+class GetLocalListVersionArgs(UseCaseArgs, tag="get_local_list_version"):
+    """Ask the station which local list version it holds (`values.version`); one other than
+    the acknowledged version makes the next update a full one."""
+
+
 A = TypeVar("A", bound=UseCaseArgs)
 
 Builder = Callable[[str, A, int], Request]
@@ -924,6 +1037,17 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
         "get_installed_certificate_ids",
         GetInstalledCertificateIdsArgs,
         lambda protocol, a, _: get_installed_certificate_ids(protocol, a.certificate_types),
+    ),
+    # local authorization lists (docs/authorization.md)
+    UseCase[SendLocalListArgs](
+        "send_local_list",
+        SendLocalListArgs,
+        lambda protocol, a, _: send_local_list(protocol, a.version, a.update_type, a.entries),
+    ),
+    UseCase[GetLocalListVersionArgs](
+        "get_local_list_version",
+        GetLocalListVersionArgs,
+        lambda protocol, a, _: get_local_list_version(protocol),
     ),
 )
 """Every use case, by name."""

@@ -19,6 +19,7 @@ from chargeledger.projections.device_model import (
     device_model_json,
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
+from chargeledger.projections.local_lists import LocalListsProjection
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -58,6 +59,7 @@ __all__ = [
     "DeviceModelProjection",
     "DeviceModelState",
     "Exchange",
+    "LocalListsProjection",
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
@@ -103,6 +105,7 @@ class Views:
         self.certificates = CertificatesProjection()
         self.security_events = SecurityEventsProjection()
         self.tokens = Tokens()
+        self.local_lists = LocalListsProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -122,6 +125,7 @@ class Views:
         self.certificates.fold(recorded, answered)
         self.security_events.fold(recorded, answered)
         self.tokens.apply(recorded)
+        self.local_lists.fold(recorded, exchange)
         self.position = recorded.position
         self.last_exchange = exchange
 

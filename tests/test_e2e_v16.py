@@ -27,6 +27,7 @@ from tests.harness import (
     raw_station,
     running_server,
 )
+from tests.local_list_station import HeldList
 
 
 class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
@@ -38,6 +39,17 @@ class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
         # Per instance: a class-level dict would carry one test's ChangeConfiguration into
         # the next.
         self.configuration = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
+        self.local_list = HeldList()
+
+    @on(Action.send_local_list)
+    def on_send_local_list(self, list_version: int, update_type: str, **list_: Any) -> Any:
+        items = list_.get("local_authorization_list") or []
+        status = self.local_list.update(list_version, update_type, items)
+        return call_result.SendLocalList(status=status)
+
+    @on(Action.get_local_list_version)
+    def on_get_local_list_version(self) -> Any:
+        return call_result.GetLocalListVersion(list_version=self.local_list.version)
 
     @on(Action.reset)
     def on_reset(self, type: str) -> Any:

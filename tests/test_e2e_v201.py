@@ -32,6 +32,7 @@ from tests.harness import (
     raw_station,
     running_server,
 )
+from tests.local_list_station import HeldList
 from tests.polling import eventually
 
 T = TypeVar("T")
@@ -71,6 +72,17 @@ class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
         self.remote: dict[str, int] = {}
         """Remote-started transaction id -> next seqNo."""
         self.answers: list[Any] = []
+        self.local_list = HeldList()
+
+    @on(Action.send_local_list)
+    def on_send_local_list(self, version_number: int, update_type: str, **list_: Any) -> Any:
+        items = list_.get("local_authorization_list") or []
+        status = self.local_list.update(version_number, update_type, items)
+        return call_result.SendLocalList(status=status)
+
+    @on(Action.get_local_list_version)
+    def on_get_local_list_version(self) -> Any:
+        return call_result.GetLocalListVersion(version_number=self.local_list.version)
 
     async def boot(self) -> str:
         result = await self.call(

@@ -46,6 +46,7 @@ LAYERS = {
     "cli": 5,
     "remote": 5,
     "station_cli": 5,
+    "lists_cli": 5,
     "tokens_cli": 5,
     "jsonlines": 5,
     "audit": 5,

@@ -63,6 +63,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "issuer_key_hash": test_certificates.ROOT_HASH["issuerKeyHash"],
         "serial_number": test_certificates.ROOT_HASH["serialNumber"],
     },
+    "send_local_list": {"version": 1, "entries": [{"id_token": "TAG-L", "type": "ISO14443"}]},
+    "get_local_list_version": {},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 

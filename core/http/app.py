@@ -12,7 +12,16 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
 from chargeledger.core.errors import StoreUnavailable
-from chargeledger.core.http import billing, commands, health, log, security, stations, tokens
+from chargeledger.core.http import (
+    billing,
+    commands,
+    health,
+    local_lists,
+    log,
+    security,
+    stations,
+    tokens,
+)
 from chargeledger.core.http.auth import BearerAuth
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.problems import http_problem, internal_problem, store_problem
@@ -30,6 +39,7 @@ ROUTES = [
     *billing.ROUTES,
     *health.ROUTES,
     *security.ROUTES,
+    *local_lists.ROUTES,
     *tokens.ROUTES,
 ]
 
