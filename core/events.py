@@ -17,6 +17,8 @@ Streams (the store's ``originator_id``, text):
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
+* ``timer:<name>``: one per timer name (``TimerStarted``, then ``TimerFired``); several nodes
+  firing the same timer conflict on the stream's version, so it is recorded fired once.
 
 Times are UNIX seconds (float, UTC) taken by the core when the frame or event happened; plugins
 and projections read time only from events.
@@ -44,6 +46,8 @@ __all__ = [
     "StationDeregistered",
     "StationPasswordSet",
     "StationRegistered",
+    "TimerFired",
+    "TimerStarted",
     "TransactionIdsReserved",
     "command_stream",
     "decode_event",
@@ -51,6 +55,7 @@ __all__ = [
     "logged_event",
     "registry_stream",
     "session_stream",
+    "timer_stream",
 ]
 
 Direction = Literal["in", "out"]
@@ -72,6 +77,11 @@ def command_stream(request_id: str) -> str:
 def registry_stream(request_id: str) -> str:
     """The stream id of the HTTP API registration request ``request_id``."""
     return f"registry:{request_id}"
+
+
+def timer_stream(name: str) -> str:
+    """The stream id of the timer named ``name``."""
+    return f"timer:{name}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,6 +243,30 @@ class StationDeregistered(msgspec.Struct, frozen=True, kw_only=True):
     key: str
 
 
+class TimerStarted(msgspec.Struct, frozen=True, kw_only=True):
+    """The dispatcher armed a timer a plugin asked for (``StartTimer``): it fires at ``due``
+    unless it has already fired. Timers started and not fired are re-armed at startup."""
+
+    name: str
+    due: float
+    """When it is due (UNIX seconds)."""
+    at: float
+    """When it was armed."""
+    node: str = ""
+
+
+class TimerFired(msgspec.Struct, frozen=True, kw_only=True):
+    """A timer became due and was recorded fired: folded and reacted to like any event.
+
+    ``due`` is the time it was due, the time a fold reads (so replay gives the same state);
+    ``at`` when the dispatcher got to record it (later than ``due`` after a restart)."""
+
+    name: str
+    due: float
+    at: float
+    node: str = ""
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -244,6 +278,8 @@ Event = (
     | StationRegistered
     | StationDeregistered
     | StationPasswordSet
+    | TimerStarted
+    | TimerFired
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -259,6 +295,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StationRegistered,
         StationDeregistered,
         StationPasswordSet,
+        TimerStarted,
+        TimerFired,
     )
 }
 

@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = (
     "certificates",
     "device_model",
     "diagnostics",
+    "reservations",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 

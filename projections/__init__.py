@@ -26,6 +26,13 @@ from chargeledger.projections.registry import (
     RegistryProjection,
     sets_password,
 )
+from chargeledger.projections.reservations import (
+    RESERVATION_ANOMALY_KINDS,
+    ReservationAnomaly,
+    ReservationsProjection,
+    ReservationState,
+    reservation_json,
+)
 from chargeledger.projections.security_events import (
     SecurityEvent,
     SecurityEventsProjection,
@@ -39,6 +46,7 @@ from chargeledger.projections.stations import (
     StationsProjection,
     StationState,
 )
+from chargeledger.projections.timers import TimersProjection
 from chargeledger.projections.transactions import (
     ANOMALY_KINDS,
     Anomaly,
@@ -48,6 +56,7 @@ from chargeledger.projections.transactions import (
 
 __all__ = [
     "ANOMALY_KINDS",
+    "RESERVATION_ANOMALY_KINDS",
     "Anomaly",
     "BootInfo",
     "CertificatesProjection",
@@ -60,6 +69,9 @@ __all__ = [
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
+    "ReservationAnomaly",
+    "ReservationState",
+    "ReservationsProjection",
     "SecurityEvent",
     "SecurityEventsProjection",
     "StationCertificates",
@@ -67,6 +79,7 @@ __all__ = [
     "StationSecurityEvents",
     "StationState",
     "StationsProjection",
+    "TimersProjection",
     "TransactionState",
     "TransactionsProjection",
     "VariableRef",
@@ -75,6 +88,7 @@ __all__ = [
     "certificates_json",
     "device_model_json",
     "problems_json",
+    "reservation_json",
     "security_events_json",
     "sets_password",
     "station_json",
@@ -99,6 +113,8 @@ class Views:
         self.problems = ProblemsProjection()
         self.certificates = CertificatesProjection()
         self.security_events = SecurityEventsProjection()
+        self.timers = TimersProjection()
+        self.reservations = ReservationsProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -117,6 +133,8 @@ class Views:
         self.problems.fold(recorded, answered)
         self.certificates.fold(recorded, answered)
         self.security_events.fold(recorded, answered)
+        self.timers.apply(recorded)
+        self.reservations.fold(recorded, exchange)
         self.position = recorded.position
         self.last_exchange = exchange
 
