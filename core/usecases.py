@@ -557,7 +557,7 @@ def reserve_now(
         evse = _evse_201(evse_id, connector_id)
         payload = _present(
             id=reservation_id,
-            expiryDate=expiry_date,
+            expiryDateTime=expiry_date,
             idToken={"idToken": id_token, "type": id_token_type},
             evseId=None if evse is None else evse["id"],
             groupIdToken=None

@@ -91,7 +91,7 @@ class ReservationState(msgspec.Struct, kw_only=True):
     group_id_token: str | None
     """1.6 ``parentIdTag``, 2.0.1 ``groupIdToken.idToken``."""
     expiry_date: str | None
-    """The expiry as sent; ``expires_at`` is it in UNIX seconds (``None``: unreadable)."""
+    """The expiry as sent (1.6 ``expiryDate``, 2.0.1 ``expiryDateTime``); ``expires_at`` is it in UNIX seconds (``None``: unreadable)."""
     expires_at: float | None
     status: ReservationStatus = "pending"
     station_status: str | None = None
@@ -183,14 +183,15 @@ class ReservationsProjection:
             reservation_id = as_int(request.get("reservationId"))
             connector_id, evse_id = as_int(request.get("connectorId")), None
             token, group = as_str(request.get("idTag")), as_str(request.get("parentIdTag"))
+            expiry = as_str(request.get("expiryDate"))
         else:
             reservation_id = as_int(request.get("id"))
             connector_id, evse_id = None, as_int(request.get("evseId"))
             token = as_str(as_dict(request.get("idToken")).get("idToken"))
             group = as_str(as_dict(request.get("groupIdToken")).get("idToken"))
+            expiry = as_str(request.get("expiryDateTime"))
         if reservation_id is None:
             return
-        expiry = as_str(request.get("expiryDate"))
         state = ReservationState(
             station=event.station,
             reservation_id=reservation_id,

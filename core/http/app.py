@@ -12,7 +12,15 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
 from chargeledger.core.errors import StoreUnavailable
-from chargeledger.core.http import billing, commands, health, log, security, stations
+from chargeledger.core.http import (
+    billing,
+    commands,
+    health,
+    log,
+    reservations,
+    security,
+    stations,
+)
 from chargeledger.core.http.auth import BearerAuth
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.problems import http_problem, internal_problem, store_problem
@@ -30,6 +38,7 @@ ROUTES = [
     *billing.ROUTES,
     *health.ROUTES,
     *security.ROUTES,
+    *reservations.ROUTES,
 ]
 
 
