@@ -91,7 +91,8 @@ class ReservationState(msgspec.Struct, kw_only=True):
     group_id_token: str | None
     """1.6 ``parentIdTag``, 2.0.1 ``groupIdToken.idToken``."""
     expiry_date: str | None
-    """The expiry as sent (1.6 ``expiryDate``, 2.0.1 ``expiryDateTime``); ``expires_at`` is it in UNIX seconds (``None``: unreadable)."""
+    """The expiry as sent (1.6 ``expiryDate``, 2.0.1 ``expiryDateTime``); ``expires_at`` is
+    it in UNIX seconds (``None``: unreadable)."""
     expires_at: float | None
     status: ReservationStatus = "pending"
     station_status: str | None = None
