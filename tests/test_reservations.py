@@ -15,6 +15,8 @@ import pytest
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
+from chargeledger.core.audit.replay import snapshot
+from chargeledger.core.commands import StartTimer
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.events import CommandRequested, TimerFired, TimerStarted
 from chargeledger.core.settings import Settings
@@ -25,6 +27,7 @@ from chargeledger.projections import Views, reservation_json
 from chargeledger.projections.reservations import ReservationState, reservation_timer
 from tests import test_e2e_v16, test_e2e_v201
 from tests.harness import RunningServer, chargeledger_cli, running_server
+from tests.polling import wait_for
 from tests.test_e2e_v201 import NOW, until
 
 
@@ -251,6 +254,11 @@ def test_v201_used_and_ended_by_the_station(tmp_path: Path) -> None:
         _asyncio(scenario, server)
         live, replayed = live_and_replayed(server)
         assert live == replayed
+        assert server.csms is not None
+        views = Views.replay(server.csms.store.iter_all())
+    # `chargeledger replay --save` keeps every reservation, keyed by station and id.
+    rows = snapshot(views)["projections"]["reservations"]
+    assert len(rows) == len(views.reservations.all()) == 4
 
 
 def _asyncio(scenario: Any, server: RunningServer) -> Any:
@@ -263,3 +271,29 @@ def _records(store: str) -> list[Any]:
         return list(opened.iter_all())
     finally:
         opened.close()
+
+
+def test_a_timer_started_again_is_re_armed_and_fires_once(tmp_path: Path) -> None:
+    """``StartTimer`` of a pending name replaces its due time: one ``TimerFired``, at the
+    new due time; a due time in the past fires at once."""
+    store = f"sqlite:///{tmp_path / 'timers.db'}"
+
+    def fired(server: RunningServer) -> list[TimerFired]:
+        assert server.csms is not None
+        return [r.event for r in server.csms.store.iter_all() if isinstance(r.event, TimerFired)]
+
+    with running_server(Settings(port=0, store=store)) as server:
+        assert server.csms is not None
+
+        async def start(*commands: StartTimer) -> None:
+            server.csms.gateway.execute(list(commands))  # type: ignore[union-attr]
+
+        now = time.time()
+        server.run(partial(start, StartTimer("t:a", now + 600), StartTimer("t:b", now - 5)))
+        wait_for(lambda: fired(server), what="the overdue timer firing")
+        server.run(partial(start, StartTimer("t:a", time.time() + 0.2)))
+        wait_for(lambda: len(fired(server)) == 2, what="the re-armed timer firing")
+        overdue, re_armed = fired(server)
+        assert (overdue.name, overdue.due) == ("t:b", now - 5)
+        assert re_armed.name == "t:a" and now < re_armed.due < now + 600
+        assert server.csms.views.timers.pending() == {}
