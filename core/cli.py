@@ -129,7 +129,8 @@ def _reservations(args: argparse.Namespace) -> int:
         print_json_lines(rows)
     else:
         for row in rows:
-            place = row["connector_id"] if row["evse_id"] is None else f"evse {row['evse_id']}"
+            place = f"evse {row['evse_id']}" if row["evse_id"] else row["connector_id"]
+            place = place or "station"  # 1.6 connector 0, 2.0.1 no EVSE
             print(
                 f"{row['reservation_id']:>8}  {row['station']:<20} {row['status']:<9} "
                 f"{place!s:<7} {row['id_token'] or '-':<20} until {row['expires_at'] or '-'}"
