@@ -13,8 +13,9 @@ a layer above:
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
    what-if replay), ``security`` (station authentication: the security profiles' handshake
-   decision, password hashes, the TLS context); the package ``chargeledger.projections``
-   (the views, folds of the events) sits here too.
+   decision, password hashes, the TLS context), ``tokens`` (the ID-token registry's
+   registrations, checked, and the events and CSV import they make); the package
+   ``chargeledger.projections`` (the views, folds of the events) sits here too.
 3. **Storage**: blocking code that runs off the trio thread. ``store`` (the log on memory,
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
    its bridge to trio), ``allocator`` (1.6 transaction ids).
@@ -25,16 +26,17 @@ a layer above:
    operator and billing HTTP API).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
-   (``chargeledger station``: registration through the API), ``jsonlines``
+   (``chargeledger station``: registration through the API), ``tokens_cli``
+   (``chargeledger tokens``: the ID-token registry), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
    the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecases``, ``plugin``, ``hookspec``,
-``plugin_host``, ``security``, ``store``, ``api``, ``server``, ``simulator``. Import their
-public names from them (this package re-exports nothing). Every other module is internal:
-its names may change with any release, and code outside the core (plugins, projections) must
-not import it. No module imports another's private (``_``) names. ``tests/test_exports.py``
-freezes all of this.
+``plugin_host``, ``security``, ``tokens``, ``store``, ``api``, ``server``, ``simulator``.
+Import their public names from them (this package re-exports nothing). Every other module is
+internal: its names may change with any release, and code outside the core (plugins,
+projections) must not import it. No module imports another's private (``_``) names.
+``tests/test_exports.py`` freezes all of this.
 """

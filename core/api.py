@@ -54,6 +54,7 @@ from chargeledger.core.gateway import Gateway
 from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
+from chargeledger.core.tokens import TokenRequest, registration_events, removal_events
 from chargeledger.core.usecases import (
     REPORT_ACTIONS,
     USE_CASES,
@@ -63,7 +64,7 @@ from chargeledger.core.usecases import (
     use_case_of,
 )
 from chargeledger.core.writer import GroupCommitWriter
-from chargeledger.projections import Registration, Views, sets_password
+from chargeledger.projections import Registration, TokenState, Views, sets_password
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
@@ -329,6 +330,34 @@ class CentralSystem:
         )
         await self.writer.append([(registry_stream(event.request_id), event)])
         return True
+
+    # -- the ID-token registry (docs/authorization.md) ---------------------------------------
+
+    async def register_tokens(
+        self, requests: list[TokenRequest], *, caller: Caller = PYTHON
+    ) -> list[TokenState]:
+        """Register ``requests`` (adds, or full updates: the newest registration of a token
+        wins), recorded as one ``TokenRegistered`` each, all in one commit: either every one
+        is recorded or none (``ValueError``, nothing recorded, when any is invalid; see
+        :func:`~chargeledger.core.tokens.check_token`). Needs ``operator``. Returns the
+        tokens' registrations as folded."""
+        self._require(caller, "operator", "registering ID tokens")
+        pairs = registration_events(requests, caller.name, time.time())
+        await self.writer.append(list(pairs), new_stream=True)
+        found = [self.views.tokens.get(event.id_token, event.type) for _, event in pairs]
+        assert None not in found  # folded by the dispatcher before append returned
+        return [state for state in found if state is not None]
+
+    async def remove_token(
+        self, id_token: str, type: str | None = None, *, caller: Caller = PYTHON
+    ) -> int:
+        """Remove the token's registration of ``type`` (``None``: of every type registered
+        under that text, matched case-insensitively), one ``TokenRemoved`` each; how many were
+        removed (0: nothing recorded). Needs ``operator``."""
+        self._require(caller, "operator", "removing ID tokens")
+        pairs = removal_events(self.views.tokens, id_token, type, caller.name, time.time())
+        await self.writer.append(list(pairs), new_stream=True)
+        return len(pairs)
 
     @staticmethod
     def _require(caller: Caller, role: ApiRole, what: str) -> None:

@@ -272,6 +272,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.station_cli import register as register_station
 
     register_station(commands)
+    from chargeledger.core.tokens_cli import register as register_tokens
+
+    register_tokens(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

@@ -19,6 +19,8 @@ Streams (the store's ``originator_id``, text):
   request, so several nodes never append to the same stream.
 * ``timer:<name>``: one per timer name (``TimerStarted``, then ``TimerFired``); several nodes
   firing the same timer conflict on the stream's version, so it is recorded fired once.
+* ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
+  made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
 
 Times are UNIX seconds (float, UTC) taken by the core when the frame or event happened; plugins
 and projections read time only from events.
@@ -48,6 +50,8 @@ __all__ = [
     "StationRegistered",
     "TimerFired",
     "TimerStarted",
+    "TokenRegistered",
+    "TokenRemoved",
     "TransactionIdsReserved",
     "command_stream",
     "decode_event",
@@ -56,6 +60,7 @@ __all__ = [
     "registry_stream",
     "session_stream",
     "timer_stream",
+    "token_stream",
 ]
 
 Direction = Literal["in", "out"]
@@ -82,6 +87,11 @@ def registry_stream(request_id: str) -> str:
 def timer_stream(name: str) -> str:
     """The stream id of the timer named ``name``."""
     return f"timer:{name}"
+
+
+def token_stream(request_id: str) -> str:
+    """The stream id of the ID-token registry change ``request_id``."""
+    return f"token:{request_id}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -267,6 +277,41 @@ class TimerFired(msgspec.Struct, frozen=True, kw_only=True):
     node: str = ""
 
 
+class TokenRegistered(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator added an ID token to the registry, or updated it: the newest registration
+    of a token (``id_token`` and ``type``) replaces every earlier one, field by field (an
+    update is a full registration, not a patch)."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked: the API key's name, the name a Python caller gave, or the CLI's."""
+    id_token: str
+    type: str = "ISO14443"
+    """The 2.0.1 ``IdTokenEnumType``. A 1.6 ``idTag`` has no type and matches a token of any
+    type (docs/authorization.md)."""
+    status: str = "Accepted"
+    """``Accepted``, ``Blocked``, ``Expired`` or ``Invalid``."""
+    expiry: str | None = None
+    """RFC 3339: from this instant on the token is answered ``Expired``."""
+    group: str | None = None
+    """The group (1.6 ``parentIdTag``, 2.0.1 ``groupIdToken``) the token belongs to."""
+    max_concurrent: int | None = None
+    """How many transactions the token may have running at once (``None``: no limit)."""
+    note: str = ""
+    owner: str = ""
+
+
+class TokenRemoved(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator removed an ID token from the registry (it is then unknown)."""
+
+    request_id: str
+    at: float
+    key: str
+    id_token: str
+    type: str = "ISO14443"
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -280,6 +325,8 @@ Event = (
     | StationPasswordSet
     | TimerStarted
     | TimerFired
+    | TokenRegistered
+    | TokenRemoved
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -297,6 +344,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StationPasswordSet,
         TimerStarted,
         TimerFired,
+        TokenRegistered,
+        TokenRemoved,
     )
 }
 

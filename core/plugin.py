@@ -52,6 +52,8 @@ from chargeledger.core.events import (
     StationRegistered,
     TimerFired,
     TimerStarted,
+    TokenRegistered,
+    TokenRemoved,
     TransactionIdsReserved,
 )
 from chargeledger.core.settings import Settings
@@ -64,6 +66,7 @@ from chargeledger.projections import (
     DeviceModelState,
     StationProblems,
     StationState,
+    TokenState,
     TransactionState,
     Views,
 )
@@ -85,6 +88,7 @@ from chargeledger.projections.reservations import (
     ReservationState,
     reservation_timer,
 )
+from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
@@ -125,6 +129,9 @@ __all__ = [
     "StationState",
     "TimerFired",
     "TimerStarted",
+    "TokenRegistered",
+    "TokenRemoved",
+    "TokenState",
     "TransactionIdsReserved",
     "TransactionState",
     "Views",
@@ -139,6 +146,7 @@ __all__ = [
     "common_name",
     "csr_problem",
     "decode_frame",
+    "expiry_instant",
     "hookimpl",
     "is_v16",
     "plugin_options",

@@ -186,6 +186,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     any station): for test benches only."""
     certificate_signing: CertificateSigning = CertificateSigning()
     """``[certificate_signing]``: the operator sub-CA that signs station CSRs."""
+    # -- authorization: the ID-token registry (docs/authorization.md) ------------------------
+    unknown_tokens: Literal["reject", "accept"] | None = None
+    """What a token that is neither registered nor in ``[plugins.authorization]`` gets:
+    ``reject`` (1.6 ``Invalid``, 2.0.1 ``Unknown``) or ``accept`` (open sites). ``None``:
+    ``reject`` while any token is registered, ``accept`` while the registry is empty."""
+    authorization_cache_max_seconds: float | None = None
+    """The longest a station may cache an answer: the ``expiryDate`` /
+    ``cacheExpiryDateTime`` sent is the earlier of the token's expiry and the CALL's time plus
+    this. ``None``: no maximum (only the token's expiry is sent, when it has one)."""
+    blocked_while_charging: Literal["station", "remote_stop"] = "station"
+    """When a token is registered Blocked, Expired or Invalid while it charges: ``station``
+    leaves the transaction to the station (it sees the status at its next CALL carrying the
+    token, and stops per ``StopTransactionOnInvalidId`` / ``StopTxOnInvalidId``);
+    ``remote_stop`` also sends RemoteStopTransaction / RequestStopTransaction (recorded)."""
 
     def __post_init__(self) -> None:
         if not self.node:

@@ -32,10 +32,11 @@ __all__ = ["chargeledger_answer_call"]
 
 def _start(call: InboundCall, views: Views, settings: Settings) -> list[Command]:
     start = call.payload
-    info = id_tag_info(start.id_tag, settings, call.at)
     earlier = views.transactions.find_start(
         call.station, start.connector_id, start.id_tag, start.timestamp, start.meter_start
     )
+    current = None if earlier is None else (call.station, earlier.transaction_id)
+    info = id_tag_info(start.id_tag, settings, call.at, views, current=current)
     if earlier is not None:
         return [Reply({"transactionId": earlier.transaction_id, "idTagInfo": info})]
     return [ReplyWithNewTransactionId({"idTagInfo": info})]
@@ -49,9 +50,10 @@ def chargeledger_answer_call() -> list[Command]:
 
 @hookimpl(specname="chargeledger_answer_call")
 @answers("StopTransaction", "TransactionEvent")
-def answer_with_token(call: InboundCall, settings: Settings) -> list[Command]:
-    """Acknowledge, with the token's status when the CALL carries one."""
-    return [Reply(token_answer(call, settings))]
+def answer_with_token(call: InboundCall, views: Views, settings: Settings) -> list[Command]:
+    """Acknowledge, with the token's status when the CALL carries one (from the registry in
+    ``views``, see plugins/authorization.py)."""
+    return [Reply(token_answer(call, settings, views))]
 
 
 @hookimpl(specname="chargeledger_answer_call")

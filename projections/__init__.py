@@ -47,6 +47,7 @@ from chargeledger.projections.stations import (
     StationState,
 )
 from chargeledger.projections.timers import TimersProjection
+from chargeledger.projections.tokens import Tokens, TokenState
 from chargeledger.projections.transactions import (
     ANOMALY_KINDS,
     Anomaly,
@@ -80,6 +81,8 @@ __all__ = [
     "StationState",
     "StationsProjection",
     "TimersProjection",
+    "TokenState",
+    "Tokens",
     "TransactionState",
     "TransactionsProjection",
     "VariableRef",
@@ -115,6 +118,7 @@ class Views:
         self.security_events = SecurityEventsProjection()
         self.timers = TimersProjection()
         self.reservations = ReservationsProjection()
+        self.tokens = Tokens()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -135,6 +139,7 @@ class Views:
         self.security_events.fold(recorded, answered)
         self.timers.apply(recorded)
         self.reservations.fold(recorded, exchange)
+        self.tokens.apply(recorded)
         self.position = recorded.position
         self.last_exchange = exchange
 

@@ -22,9 +22,12 @@ from chargeledger.core.events import (
     SessionClosed,
     SessionOpened,
     TimerFired,
+    TokenRegistered,
+    TokenRemoved,
     TransactionIdsReserved,
     session_stream,
     timer_stream,
+    token_stream,
 )
 from chargeledger.projections import (
     ANOMALY_KINDS,
@@ -81,6 +84,8 @@ class Log:
             stream = ALLOCATOR_STREAM
         elif isinstance(event, TimerFired):
             stream = timer_stream(event.name)
+        elif isinstance(event, TokenRegistered | TokenRemoved):
+            stream = token_stream(event.request_id)
         else:
             stream = session_stream(event.session)
         version = self._versions.get(stream, 0)
@@ -1604,6 +1609,13 @@ OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
         st.sampled_from(["Accepted", "Accepted", "Occupied", "Expired", "Removed"]),
         answer,
     ),
+    "token": st.tuples(
+        st.sampled_from(["register", "register", "remove"]),
+        st.sampled_from(["A", "a", "B"]),
+        st.sampled_from(["ISO14443", "Central"]),
+        st.sampled_from(["Accepted", "Blocked"]),
+        st.sampled_from([None, "G1", "G2"]),
+    ),
 }
 """Each operation's arguments after the station index."""
 
@@ -1635,6 +1647,9 @@ class Generated:
         """Result position of each answered 1.6 stop: (station, id, meterStop)."""
         self.security_events = dict.fromkeys(STATIONS, 0)
         """SecurityEventNotifications answered with a CALLRESULT, per station."""
+        self.tokens: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+        """The registry the token operations leave: (folded token, type) -> (spelling,
+        status, group) of the newest registration not removed since."""
         for operation in operations:
             getattr(self, f"_{operation[0]}")(*operation[1:])
 
@@ -1982,6 +1997,31 @@ class Generated:
             by="out",
         )
 
+    def _token(
+        self, _index: int, change: str, id_token: str, type: str, status: str, group: str | None
+    ) -> None:
+        request_id = f"r{len(self.log.records)}"
+        if change == "remove":
+            self.tokens.pop((id_token.casefold(), type), None)
+            self.log.add(
+                TokenRemoved(
+                    request_id=request_id, at=self.log.at, key="k", id_token=id_token, type=type
+                )
+            )
+            return
+        self.log.add(
+            TokenRegistered(
+                request_id=request_id,
+                at=self.log.at,
+                key="k",
+                id_token=id_token,
+                type=type,
+                status=status,
+                group=group,
+            )
+        )
+        self.tokens[id_token.casefold(), type] = (id_token, status, group)
+
     def _orphan(self, index: int, message_id: str) -> None:
         station = STATIONS[index]
         self._session(station)
@@ -2007,6 +2047,9 @@ def _snapshot(views: Views) -> Any:
         views.problems.all(),
         views.certificates.all(),
         views.security_events.all(),
+        views.tokens.all(),
+        views.tokens.groups(),
+        views.tokens.position,
     )
 
 
@@ -2028,6 +2071,9 @@ def _query(views: Views) -> None:
     views.reservations.open()
     views.reservations.made_at(views.position)
     views.transactions.get(1)
+    for id_token in ("A", "a", "B"):
+        views.tokens.get(id_token)
+        views.tokens.get(id_token, "Central")
 
 
 STOP_KINDS = {
@@ -2102,6 +2148,15 @@ def test_live_fold_equals_replay(operations: list[tuple[Any, ...]]) -> None:
     for held in replayed.certificates.all():
         for csr in held.csrs:
             assert (csr.problem is None) == (csr.common_name == held.station)
+    registry = {
+        (state.id_token.casefold(), state.type): (state.id_token, state.status, state.group)
+        for state in replayed.tokens.all()
+    }
+    assert registry == generated.tokens
+    for id_token in ("a", "b"):
+        newest = [state for state in replayed.tokens.all() if state.id_token.casefold() == id_token]
+        best = max(newest, key=lambda state: state.position, default=None)
+        assert replayed.tokens.get(id_token.upper()) == best
     for station, sent in generated.security_events.items():
         reported = replayed.security_events.get(station)
         assert sent == (0 if reported is None else sum(reported.counts.values()))

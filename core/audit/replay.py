@@ -58,6 +58,8 @@ def _key(index: int, row: dict[str, Any]) -> str:
         return f"{row['station']}/{row['transaction_id']}"
     if "station" in row:
         return str(row["station"])
+    if "id_token" in row and "type" in row:
+        return f"{row['id_token']}/{row['type']}"
     return str(index)
 
 

@@ -20,6 +20,7 @@ from chargeledger.core.http import (
     reservations,
     security,
     stations,
+    tokens,
 )
 from chargeledger.core.http.auth import BearerAuth
 from chargeledger.core.http.context import ApiContext
@@ -39,6 +40,7 @@ ROUTES = [
     *health.ROUTES,
     *security.ROUTES,
     *reservations.ROUTES,
+    *tokens.ROUTES,
 ]
 
 
