@@ -178,11 +178,16 @@ class CentralSystem:
         A use case with a ``secret`` (``change_station_password``) records the secret's hash,
         never the secret, and is refused with ``StationOffline`` before anything is recorded
         when the station is not connected here: the recorded hash makes the password valid.
-        A use case that would set the password otherwise is refused (``PermissionError``)."""
+        A use case that would set the password otherwise is refused (``PermissionError``).
+        A use case's ``check`` runs first, against the live views and the clock: its
+        refusal (``InvalidUseCaseArguments``, ``UnsupportedUseCase``, ``StationOffline``)
+        leaves nothing recorded."""
         use_case = use_case_of(args)
         self._require(caller, use_case.role, use_case.name)
         if use_case.secret is None and _sets_password(use_case, args):
             raise PermissionError(_PASSWORD_BY_USE_CASE)
+        if use_case.check is not None:
+            use_case.check(self.views, station, self.protocol(station), args, time.time())
         recorded: dict[str, Any] = msgspec.to_builtins(args)
         generated = None
         if use_case.secret is not None:

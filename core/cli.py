@@ -1,7 +1,7 @@
 """The ``chargeledger`` command: ``serve`` the CSMS, and read the log and projections.
 
 The read commands (``events``, ``stations``, ``transactions``, ``certificates``,
-``security-events``) open the store read-only and
+``security-events``, ``reservations``) open the store read-only and
 fold the log themselves, so they work while a server is writing to the same store.
 ``--json`` prints one JSON object per line; the fields are documented in docs/cli.md.
 """
@@ -27,6 +27,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections import (
     Views,
     certificates_json,
+    reservation_json,
     security_events_json,
     station_json,
     transaction_json,
@@ -117,6 +118,22 @@ def _certificates(args: argparse.Namespace) -> int:
                 f"{row['station']:<24} installed={len(row['installed'])} "
                 f"csrs={len(row['csrs'])} rejected={rejected} signed={len(row['signed'])} "
                 f"deletions={len(row['deletions'])}"
+            )
+    return 0
+
+
+def _reservations(args: argparse.Namespace) -> int:
+    """One line (or JSON object) per reservation, in the order they were made."""
+    rows = [reservation_json(state) for state in _views(args.store).reservations.all(args.station)]
+    if args.json:
+        print_json_lines(rows)
+    else:
+        for row in rows:
+            place = f"evse {row['evse_id']}" if row["evse_id"] else row["connector_id"]
+            place = place or "station"  # 1.6 connector 0, 2.0.1 no EVSE
+            print(
+                f"{row['reservation_id']:>8}  {row['station']:<20} {row['status']:<9} "
+                f"{place!s:<7} {row['id_token'] or '-':<20} until {row['expires_at'] or '-'}"
             )
     return 0
 
@@ -242,11 +259,12 @@ def _parser() -> argparse.ArgumentParser:
     for name, run, what in (
         ("certificates", _certificates, "station certificates, CSRs and signed certificates"),
         ("security-events", _security_events, "the security events stations reported"),
+        ("reservations", _reservations, "reservations and their status"),
     ):
         sub = commands.add_parser(name, help=f"print {what}")
         with_store(sub, None)
         sub.add_argument("--station", help="only this station's")
-        sub.add_argument("--json", action="store_true", help="one JSON object per station")
+        sub.add_argument("--json", action="store_true", help="one JSON object per line")
         sub.set_defaults(run=run)
     from chargeledger.core.remote import register as register_command
 

@@ -20,6 +20,7 @@ __all__ = [
     "ReplyError",
     "ReplyWithNewTransactionId",
     "SendCall",
+    "StartTimer",
 ]
 
 
@@ -67,4 +68,16 @@ class CloseSession(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
-Command = Reply | ReplyError | ReplyWithNewTransactionId | SendCall | CloseSession
+class StartTimer(msgspec.Struct, frozen=True):
+    """Record ``TimerFired(name, due)`` once the wall clock reaches ``due`` (UNIX seconds;
+    at once when it has passed). The dispatcher records ``TimerStarted`` first, so a timer
+    pending when the server stops is re-armed from the log at startup; starting a timer of a
+    name that is pending re-arms it for the new ``due``. A fired timer is an event like any
+    other: it is folded and reaches the react hooks, and a replay reads it from the log
+    instead of from a clock. ``name`` should say whose it is (``reservation:CP-1:42``)."""
+
+    name: str
+    due: float
+
+
+Command = Reply | ReplyError | ReplyWithNewTransactionId | SendCall | CloseSession | StartTimer

@@ -9,7 +9,15 @@ the trio thread, in log order, before the batch's writers resume. For every even
 then publishes the batch to the commit feed (waiters on new positions wake up). The queued
 commands are carried out by :meth:`CommitDispatcher.run`: a ``SendCall`` goes through the one
 door, :meth:`CentralSystem.call <chargeledger.core.api.CentralSystem.call>` (recorded as asked
-by ``plugins``), a ``CloseSession`` closes the station's session.
+by ``plugins``), a ``CloseSession`` closes the station's session, a ``StartTimer`` is recorded
+(``TimerStarted``), waited for and recorded fired (``TimerFired``), which folds and reaches the
+react hooks like any event. The wait is on the wall clock (``time.time()`` when the timer is
+armed, not trio's clock), so a due time in an event means the same after a restart; timers
+pending when the server stopped (``views.timers``) are re-armed when ``run`` starts, and one
+already due fires at once. Several nodes: a node arms the timers its own plugins started and
+re-arms every pending one at its start; the ``timer:<name>`` stream makes a second firing of
+one timer a version conflict (logged, not recorded twice), which fails the rest of that
+commit batch too, so run timers on one node until reactions run once cluster-wide.
 
 What goes wrong stays contained: a react hook that raises is logged and its event's other
 reactions are lost, never the later events' (one plugin's bug must not stop the others); a
@@ -21,18 +29,19 @@ here: the session sends those itself, after their commit.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import trio
 
 from chargeledger.core.api import PLUGINS, CentralSystem
-from chargeledger.core.commands import CloseSession, Command, SendCall
+from chargeledger.core.commands import CloseSession, Command, SendCall, StartTimer
 from chargeledger.core.errors import (
     OutboundCallFailed,
     OutboundValidationError,
     StoreUnavailable,
 )
-from chargeledger.core.events import Recorded
+from chargeledger.core.events import Recorded, TimerFired, TimerStarted, timer_stream
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.projections import Views
@@ -60,6 +69,9 @@ class CommitDispatcher:
         self.plugins = plugins
         self.feed = feed
         self._send, self._receive = trio.open_memory_channel[Command](float("inf"))
+        self._timers: dict[str, trio.CancelScope] = {}
+        """The armed timers of this process, by name: a new start of a name cancels the wait
+        of the old one."""
 
     def on_commit(self, batch: Sequence[Recorded]) -> None:
         """Fold ``batch`` (positions ascending), queue the plugins' reactions, publish it.
@@ -79,11 +91,16 @@ class CommitDispatcher:
 
     async def run(self, csms: CentralSystem) -> None:
         """Carry out queued commands until cancelled, each ``SendCall`` in a task of its own
-        (a station that never answers holds only its own)."""
+        (a station that never answers holds only its own), each timer in one of its own after
+        the timers pending in the log are re-armed."""
         async with trio.open_nursery() as nursery:
+            for name, due in self.views.timers.pending().items():
+                nursery.start_soon(self._timer, csms, StartTimer(name, due), False)
             async for command in self._receive:
                 if isinstance(command, SendCall):
                     nursery.start_soon(self._send_call, csms, command)
+                elif isinstance(command, StartTimer):
+                    nursery.start_soon(self._timer, csms, command, True)
                 elif isinstance(command, CloseSession):
                     csms.close_session(command.station, command.code, command.reason)
                 else:
@@ -98,3 +115,33 @@ class CommitDispatcher:
                 log.info("%s", exc)
             else:
                 log.info("%s to %s: %s", command.action, command.station, exc)
+
+    async def _timer(self, csms: CentralSystem, command: StartTimer, record: bool) -> None:
+        """Record ``TimerStarted`` (when ``record``: not for a timer re-armed from the log),
+        wait until ``command.due`` by the wall clock, record ``TimerFired``. A later start of
+        the same name cancels this wait; a failure to record is logged (a timer whose start
+        could not be recorded is not armed; one whose firing could not be recorded stays
+        pending in the log and is re-armed at the next start)."""
+        stream = timer_stream(command.name)
+        previous = self._timers.pop(command.name, None)
+        if previous is not None:
+            previous.cancel()
+        with trio.CancelScope() as scope:
+            self._timers[command.name] = scope
+            try:
+                if record:
+                    started = TimerStarted(
+                        name=command.name, due=command.due, at=time.time(), node=csms.node
+                    )
+                    await csms.writer.append([(stream, started)])
+                await trio.sleep(max(0.0, command.due - time.time()))
+                fired = TimerFired(
+                    name=command.name, due=command.due, at=time.time(), node=csms.node
+                )
+                with trio.CancelScope(shield=True):  # fired: a re-start now would be too late
+                    await csms.writer.append([(stream, fired)])
+            except (StoreUnavailable, trio.ClosedResourceError) as exc:
+                log.warning("timer %s: %s", command.name, exc)
+            finally:
+                if self._timers.get(command.name) is scope:
+                    del self._timers[command.name]

@@ -13,6 +13,7 @@ Our exceptions::
      │    ├── CallTimeout          the station did not answer our CALL in time
      │    └── CallError            the station answered our CALL with a CALLERROR
      ├── UnsupportedUseCase        a use case the station's protocol version cannot express
+     ├── InvalidUseCaseArguments   use case arguments wrong as things stand (also ValueError)
      ├── StoreError                the event store did not do what was asked
      │    ├── StoreUnavailable
      │    └── StreamConflict
@@ -55,6 +56,7 @@ __all__ = [
     "CallTooLarge",
     "ChargeLedgerError",
     "FrameError",
+    "InvalidUseCaseArguments",
     "OcppError",
     "OutboundCallFailed",
     "OutboundValidationError",
@@ -239,6 +241,11 @@ class CallError(OutboundCallFailed):
 
 class UnsupportedUseCase(ChargeLedgerError):
     """The use case has no equivalent in the station's protocol version; nothing was sent."""
+
+
+class InvalidUseCaseArguments(ChargeLedgerError, ValueError):
+    """The use case's arguments are wrong as the station's state or the time stand (a
+    reservation expiring in the past); nothing was recorded nor sent."""
 
 
 class StoreError(ChargeLedgerError):

@@ -19,6 +19,8 @@ Streams (the store's ``originator_id``, text):
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
+* ``timer:<name>``: one per timer name (``TimerStarted``, then ``TimerFired``); several nodes
+  firing the same timer conflict on the stream's version, so it is recorded fired once.
 * ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
   made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
 
@@ -51,6 +53,8 @@ __all__ = [
     "StationDeregistered",
     "StationPasswordSet",
     "StationRegistered",
+    "TimerFired",
+    "TimerStarted",
     "TokenRegistered",
     "TokenRemoved",
     "TransactionIdsReserved",
@@ -61,6 +65,7 @@ __all__ = [
     "logged_event",
     "registry_stream",
     "session_stream",
+    "timer_stream",
     "token_stream",
 ]
 
@@ -88,6 +93,11 @@ def registry_stream(request_id: str) -> str:
 def local_list_stream(request_id: str) -> str:
     """The stream id of the local-list request ``request_id`` (one stream per request)."""
     return f"local-list:{request_id}"
+
+
+def timer_stream(name: str) -> str:
+    """The stream id of the timer named ``name``."""
+    return f"timer:{name}"
 
 
 def token_stream(request_id: str) -> str:
@@ -254,6 +264,30 @@ class StationDeregistered(msgspec.Struct, frozen=True, kw_only=True):
     key: str
 
 
+class TimerStarted(msgspec.Struct, frozen=True, kw_only=True):
+    """The dispatcher armed a timer a plugin asked for (``StartTimer``): it fires at ``due``
+    unless it has already fired. Timers started and not fired are re-armed at startup."""
+
+    name: str
+    due: float
+    """When it is due (UNIX seconds)."""
+    at: float
+    """When it was armed."""
+    node: str = ""
+
+
+class TimerFired(msgspec.Struct, frozen=True, kw_only=True):
+    """A timer became due and was recorded fired: folded and reacted to like any event.
+
+    ``due`` is the time it was due, the time a fold reads (so replay gives the same state);
+    ``at`` when the dispatcher got to record it (later than ``due`` after a restart)."""
+
+    name: str
+    due: float
+    at: float
+    node: str = ""
+
+
 class TokenRegistered(msgspec.Struct, frozen=True, kw_only=True):
     """An operator added an ID token to the registry, or updated it: the newest registration
     of a token (``id_token`` and ``type``) replaces every earlier one, field by field (an
@@ -341,6 +375,8 @@ Event = (
     | StationRegistered
     | StationDeregistered
     | StationPasswordSet
+    | TimerStarted
+    | TimerFired
     | TokenRegistered
     | TokenRemoved
     | LocalListDefined
@@ -361,6 +397,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StationRegistered,
         StationDeregistered,
         StationPasswordSet,
+        TimerStarted,
+        TimerFired,
         TokenRegistered,
         TokenRemoved,
         LocalListDefined,

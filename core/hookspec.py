@@ -146,8 +146,9 @@ def chargeledger_react(
     :param sign: signs a :class:`~chargeledger.core.plugin.CertificateRequest` through
         ``chargeledger_sign_certificate`` (the ``certificates`` block calls it once its
         answer to a SignCertificate is committed, and sends the chain in CertificateSigned).
-    :return: commands for the executor (``SendCall``, ``CloseSession``); an empty list when
-        there is nothing to do. The results of all plugins are concatenated.
+    :return: commands for the executor (``SendCall``, ``CloseSession``, ``StartTimer``: its
+        ``TimerFired`` comes back here as ``recorded``); an empty list when there is nothing
+        to do. The results of all plugins are concatenated.
     """
 
 

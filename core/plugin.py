@@ -37,6 +37,7 @@ from chargeledger.core.commands import (
     ReplyError,
     ReplyWithNewTransactionId,
     SendCall,
+    StartTimer,
 )
 from chargeledger.core.events import (
     CallTimedOut,
@@ -49,6 +50,8 @@ from chargeledger.core.events import (
     SessionOpened,
     StationDeregistered,
     StationRegistered,
+    TimerFired,
+    TimerStarted,
     TokenRegistered,
     TokenRemoved,
     TransactionIdsReserved,
@@ -80,6 +83,11 @@ from chargeledger.projections.exchanges import (
     decode_frame,
     is_v16,
 )
+from chargeledger.projections.reservations import (
+    ReservationAnomaly,
+    ReservationState,
+    reservation_timer,
+)
 from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -108,14 +116,19 @@ __all__ = [
     "Reply",
     "ReplyError",
     "ReplyWithNewTransactionId",
+    "ReservationAnomaly",
+    "ReservationState",
     "SendCall",
     "SessionClosed",
     "SessionOpened",
     "Settings",
+    "StartTimer",
     "StationDeregistered",
     "StationProblems",
     "StationRegistered",
     "StationState",
+    "TimerFired",
+    "TimerStarted",
     "TokenRegistered",
     "TokenRemoved",
     "TokenState",
@@ -138,6 +151,7 @@ __all__ = [
     "is_v16",
     "plugin_options",
     "read_chain",
+    "reservation_timer",
     "rfc3339",
 ]
 

@@ -44,6 +44,7 @@ BUILTIN_PLUGINS = (
     "device_model",
     "diagnostics",
     "local_list",
+    "reservations",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 

@@ -15,7 +15,11 @@ mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
   ``EVSE@1.AvailabilityState``). The well-known 1.6 keys of ``KEYS_16_TO_201`` stand for
   their 2.0.1 variables and back; other 1.6 keys have no 2.0.1 variable.
 * **Request ids.** 2.0.1 ``remoteStartId`` and report ``requestId`` are the ``request_id``
-  the caller passes (the API hands out fresh ones).
+  the caller passes (the API hands out fresh ones); so is a reservation's ``reservationId``
+  (1.6) / ``id`` (2.0.1): the CSMS allocates it.
+* **Checks.** A use case may declare a ``check`` of its arguments against the station's
+  state and the time, which ``CentralSystem`` runs before anything is recorded (a
+  reservation's expiry must lie in the future): the builders stay pure.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from chargeledger.core.errors import UnsupportedUseCase
+from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.settings import ApiRole
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
 from chargeledger.projections.certificates import CertificateHash
 from chargeledger.projections.device_model import VariableRef
 from chargeledger.projections.local_lists import ListEntry, UpdateType, send_local_list_payload
+from chargeledger.projections.reservations import parse_time
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
@@ -45,9 +51,11 @@ __all__ = [
     "UseCase",
     "UseCaseArgs",
     "UseCaseResult",
+    "cancel_reservation",
     "change_availability",
     "change_configuration",
     "change_station_password",
+    "check_reservation",
     "clear_cache",
     "configure",
     "configured_value",
@@ -66,6 +74,7 @@ __all__ = [
     "read_configuration",
     "remote_start",
     "remote_stop",
+    "reserve_now",
     "reset",
     "send_local_list",
     "set_security_profile",
@@ -515,6 +524,99 @@ def get_transaction_status(protocol: str, transaction_id: str | None = None) -> 
     return Request(protocol, "GetTransactionStatus", payload, read)
 
 
+# -- reservations (1.6 Reservation, 2.0.1 H) -------------------------------------------------
+
+
+def _expiry(expiry: str) -> float:
+    at = parse_time(expiry)
+    if at is None:
+        raise InvalidUseCaseArguments(f"expiry {expiry!r} is not an RFC 3339 time")
+    return at
+
+
+def reserve_now(
+    protocol: str,
+    reservation_id: int,
+    id_token: str,
+    expiry: str,
+    evse_id: int | None = None,
+    connector_id: int | None = None,
+    group_id_token: str | None = None,
+    id_token_type: str = "Central",
+) -> Request:
+    """ReserveNow of a connector (1.6 ``connectorId``; no ids or connector 0: any connector
+    of the station), or of an EVSE (2.0.1 ``evseId``; no ids: the whole station) for
+    ``id_token`` (1.6 ``idTag``) and its group (1.6 ``parentIdTag``, 2.0.1 ``groupIdToken``)
+    until ``expiry`` (RFC 3339, sent in UTC). ``values`` of the result hold the
+    ``reservation_id``. ``InvalidUseCaseArguments`` when ``expiry`` is not a time (whether
+    it lies in the future is :func:`check_reservation`'s business: it needs the clock)."""
+    expiry_date = rfc3339(_expiry(expiry))
+    if protocol == OCPP16:
+        payload = _present(
+            connectorId=_connector_16(evse_id, connector_id) or 0,
+            expiryDate=expiry_date,
+            idTag=id_token,
+            reservationId=reservation_id,
+            parentIdTag=group_id_token,
+        )
+    else:
+        evse = _evse_201(evse_id, connector_id)
+        payload = _present(
+            id=reservation_id,
+            expiryDateTime=expiry_date,
+            idToken={"idToken": id_token, "type": id_token_type},
+            evseId=None if evse is None else evse["id"],
+            groupIdToken=None
+            if group_id_token is None
+            else {"idToken": group_id_token, "type": id_token_type},
+        )
+
+    def read(response: dict[str, Any]) -> UseCaseResult:
+        status = str(response.get("status", ""))
+        return UseCaseResult(
+            protocol=protocol,
+            action="ReserveNow",
+            status=status,
+            accepted=status in ACCEPTED_STATUSES,
+            response=response,
+            values={"reservation_id": reservation_id},
+        )
+
+    return Request(protocol, "ReserveNow", payload, read)
+
+
+def check_reservation(
+    views: Views,
+    station: str,
+    protocol: str,
+    now: float,
+    expiry: str,
+    evse_id: int | None = None,
+    connector_id: int | None = None,
+) -> None:
+    """Refuse, before anything is recorded or sent, a reservation whose ``expiry`` is not
+    after ``now`` (``InvalidUseCaseArguments``), and a 1.6 reservation of the whole station
+    (connector 0) unless the station's ``ReserveConnectorZeroSupported`` is known to be
+    ``true`` (``UnsupportedUseCase``: read it first with ``read_configuration``)."""
+    at = _expiry(expiry)
+    if at <= now:
+        raise InvalidUseCaseArguments(
+            f"expiry {expiry} is not in the future (now is {rfc3339(now)}): nothing was sent"
+        )
+    if protocol == OCPP16 and not _connector_16(evse_id, connector_id):
+        supported = configured_value(views, station, "ReserveConnectorZeroSupported")
+        if (supported or "").lower() != "true":
+            raise UnsupportedUseCase(
+                f"{station} does not say ReserveConnectorZeroSupported=true"
+                f" (it says {supported!r}): reserve a connector"
+            )
+
+
+def cancel_reservation(protocol: str, reservation_id: int) -> Request:
+    """CancelReservation (the same in both versions)."""
+    return Request(protocol, "CancelReservation", {"reservationId": reservation_id})
+
+
 # -- certificates (2.0.1 M, the 1.6 security extension) --------------------------------------
 
 _CERTIFICATE_TYPES_16 = {"CSMSRootCertificate": "CentralSystemRootCertificate"}
@@ -834,6 +936,30 @@ class SetSecurityProfileArgs(UseCaseArgs, tag="set_security_profile"):
     configuration_slot: int = 1
 
 
+# -- reservations (docs/authorization.md) ---------------------------------------------------
+
+
+class ReserveNowArgs(UseCaseArgs, tag="reserve_now"):
+    """Reserve a connector (1.6) or EVSE (2.0.1), or with neither the whole station (1.6 only
+    when it says `ReserveConnectorZeroSupported`), for `id_token` (and its group) until
+    `expiry` (RFC 3339, in the future or nothing is sent). The CSMS allocates the reservation
+    id: `values.reservation_id`. Followed in `/api/reservations` until used, cancelled or
+    expired."""
+
+    id_token: str
+    expiry: str
+    evse_id: int | None = None
+    connector_id: int | None = None
+    group_id_token: str | None = None
+    id_token_type: str = "Central"
+
+
+class CancelReservationArgs(UseCaseArgs, tag="cancel_reservation"):
+    """Cancel the reservation `reservation_id` (as `reserve_now` returned it)."""
+
+    reservation_id: int
+
+
 # -- certificates ------------------------------------------------------------------------------
 
 
@@ -889,6 +1015,10 @@ A = TypeVar("A", bound=UseCaseArgs)
 Builder = Callable[[str, A, int], Request]
 """Builds the request for a protocol version from the arguments and a fresh request id."""
 
+Check = Callable[[Views, str, str, A, float], None]
+"""Checks the arguments given the views, the station, its protocol version and the time
+(UNIX seconds); raises ``InvalidUseCaseArguments`` or ``UnsupportedUseCase`` to refuse."""
+
 
 class UseCase(msgspec.Struct, Generic[A], frozen=True):
     """One use case: its name, argument struct, per-version request builder, and the API
@@ -901,6 +1031,9 @@ class UseCase(msgspec.Struct, Generic[A], frozen=True):
     secret: str | None = None
     """The argument that is a password: never recorded in clear (``CentralSystem`` records
     its hash as ``<name>_hash``), generated when ``None`` and returned once in ``values``."""
+    check: Check[A] | None = None
+    """Run by ``CentralSystem`` before anything is recorded (the station must be connected
+    then): refuses arguments the station's state or the time make wrong."""
 
     @property
     def summary(self) -> str:
@@ -1017,6 +1150,29 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
             protocol, a.profile, a.csms_url, a.configuration_slot
         ),
         role="admin",
+    ),
+    # reservations
+    UseCase[ReserveNowArgs](
+        "reserve_now",
+        ReserveNowArgs,
+        lambda protocol, a, request_id: reserve_now(
+            protocol,
+            request_id,
+            a.id_token,
+            a.expiry,
+            a.evse_id,
+            a.connector_id,
+            a.group_id_token,
+            a.id_token_type,
+        ),
+        check=lambda views, station, protocol, a, now: check_reservation(
+            views, station, protocol, now, a.expiry, a.evse_id, a.connector_id
+        ),
+    ),
+    UseCase[CancelReservationArgs](
+        "cancel_reservation",
+        CancelReservationArgs,
+        lambda protocol, a, _: cancel_reservation(protocol, a.reservation_id),
     ),
     # certificates
     UseCase[InstallCertificateArgs](

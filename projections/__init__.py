@@ -27,6 +27,13 @@ from chargeledger.projections.registry import (
     RegistryProjection,
     sets_password,
 )
+from chargeledger.projections.reservations import (
+    RESERVATION_ANOMALY_KINDS,
+    ReservationAnomaly,
+    ReservationsProjection,
+    ReservationState,
+    reservation_json,
+)
 from chargeledger.projections.security_events import (
     SecurityEvent,
     SecurityEventsProjection,
@@ -40,6 +47,7 @@ from chargeledger.projections.stations import (
     StationsProjection,
     StationState,
 )
+from chargeledger.projections.timers import TimersProjection
 from chargeledger.projections.tokens import Tokens, TokenState
 from chargeledger.projections.transactions import (
     ANOMALY_KINDS,
@@ -50,6 +58,7 @@ from chargeledger.projections.transactions import (
 
 __all__ = [
     "ANOMALY_KINDS",
+    "RESERVATION_ANOMALY_KINDS",
     "Anomaly",
     "BootInfo",
     "CertificatesProjection",
@@ -63,6 +72,9 @@ __all__ = [
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
+    "ReservationAnomaly",
+    "ReservationState",
+    "ReservationsProjection",
     "SecurityEvent",
     "SecurityEventsProjection",
     "StationCertificates",
@@ -70,6 +82,7 @@ __all__ = [
     "StationSecurityEvents",
     "StationState",
     "StationsProjection",
+    "TimersProjection",
     "TokenState",
     "Tokens",
     "TransactionState",
@@ -80,6 +93,7 @@ __all__ = [
     "certificates_json",
     "device_model_json",
     "problems_json",
+    "reservation_json",
     "security_events_json",
     "sets_password",
     "station_json",
@@ -104,6 +118,8 @@ class Views:
         self.problems = ProblemsProjection()
         self.certificates = CertificatesProjection()
         self.security_events = SecurityEventsProjection()
+        self.timers = TimersProjection()
+        self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
         self.position = 0
@@ -124,6 +140,8 @@ class Views:
         self.problems.fold(recorded, answered)
         self.certificates.fold(recorded, answered)
         self.security_events.fold(recorded, answered)
+        self.timers.apply(recorded)
+        self.reservations.fold(recorded, exchange)
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
         self.position = recorded.position

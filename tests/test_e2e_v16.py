@@ -98,6 +98,17 @@ class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
         return call_result.DataTransfer(status="Rejected")
 
+    reserve_status = "Accepted"
+    """What it answers every ReserveNow with."""
+
+    @on(Action.reserve_now)
+    def on_reserve_now(self, **_: Any) -> Any:
+        return call_result.ReserveNow(status=self.reserve_status)
+
+    @on(Action.cancel_reservation)
+    def on_cancel_reservation(self, reservation_id: int) -> Any:
+        return call_result.CancelReservation(status="Accepted")
+
 
 async def connect(server: RunningServer, name: str) -> tuple[Station, Any, asyncio.Task[None]]:
     ws = await websockets.connect(f"{server.url}/{name}", subprotocols=["ocpp1.6"])

@@ -248,6 +248,14 @@ class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
     def on_get_transaction_status(self, **_: Any) -> Any:
         return call_result.GetTransactionStatus(messages_in_queue=False, ongoing_indicator=True)
 
+    @on(Action.reserve_now)
+    def on_reserve_now(self, **_: Any) -> Any:
+        return call_result.ReserveNow(status="Accepted")
+
+    @on(Action.cancel_reservation)
+    def on_cancel_reservation(self, reservation_id: int) -> Any:
+        return call_result.CancelReservation(status="Accepted")
+
 
 async def connect(
     server: RunningServer, name: str, station_type: type[Station] = Station

@@ -58,6 +58,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "certificate": test_certificates.ROOT_PEM,
     },
     "get_installed_certificate_ids": {"certificate_types": ["CSMSRootCertificate"]},
+    "reserve_now": {"id_token": "TAG-R", "expiry": "2099-01-01T00:00:00Z", "connector_id": 1},
+    "cancel_reservation": {"reservation_id": 1},
     "delete_certificate": {
         "issuer_name_hash": test_certificates.ROOT_HASH["issuerNameHash"],
         "issuer_key_hash": test_certificates.ROOT_HASH["issuerKeyHash"],

@@ -21,10 +21,12 @@ from chargeledger.core.events import (
     Recorded,
     SessionClosed,
     SessionOpened,
+    TimerFired,
     TokenRegistered,
     TokenRemoved,
     TransactionIdsReserved,
     session_stream,
+    timer_stream,
     token_stream,
 )
 from chargeledger.projections import (
@@ -43,6 +45,7 @@ from chargeledger.projections import (
     certificates_json,
     device_model_json,
     problems_json,
+    reservation_json,
     security_events_json,
     station_json,
     transaction_json,
@@ -50,6 +53,7 @@ from chargeledger.projections import (
 from chargeledger.projections.device_model import MAX_REPORTS_PER_STATION
 from chargeledger.projections.exchanges import MAX_PENDING_PER_SESSION, Correlator
 from chargeledger.projections.problems import MAX_RECENT_EVENTS
+from chargeledger.projections.reservations import reservation_timer
 from chargeledger.projections.transactions import energy_register_wh
 from tests.test_certificates import ROOT_HASH, ROOT_PEM, make_csr
 
@@ -78,6 +82,8 @@ class Log:
     def add(self, event: Event) -> int:
         if isinstance(event, TransactionIdsReserved):
             stream = ALLOCATOR_STREAM
+        elif isinstance(event, TimerFired):
+            stream = timer_stream(event.name)
         elif isinstance(event, TokenRegistered | TokenRemoved):
             stream = token_stream(event.request_id)
         else:
@@ -1597,6 +1603,12 @@ OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "security_event": st.tuples(
         st.sampled_from(["TamperDetectionActivated", "InvalidMessages"]), answer
     ),
+    "reservation": st.tuples(
+        st.sampled_from(["make", "make", "cancel", "update", "timer"]),
+        st.integers(1, 3),
+        st.sampled_from(["Accepted", "Accepted", "Occupied", "Expired", "Removed"]),
+        answer,
+    ),
     "token": st.tuples(
         st.sampled_from(["register", "register", "remove"]),
         st.sampled_from(["A", "a", "B"]),
@@ -1942,6 +1954,49 @@ class Generated:
         if self._call(STATIONS[index], "SecurityEventNotification", payload, {}, answer):
             self.security_events[STATIONS[index]] += 1
 
+    def _reservation(
+        self, index: int, what: str, reservation_id: int, status: str, answer: str
+    ) -> None:
+        """A reservation's exchange: our ReserveNow (of connector/EVSE 1, in the session's
+        version) or CancelReservation answered ``status``, the station's 2.0.1
+        ReservationStatusUpdate (``status`` Expired or Removed), or its expiry timer firing."""
+        station = STATIONS[index]
+        session = self._session(station)
+        if what == "timer":
+            name = reservation_timer(station, reservation_id)
+            self.log.add(TimerFired(name=name, due=self.log.at - 0.5, at=self.log.at))
+            return
+        if what == "update":
+            payload = {"reservationId": reservation_id, "reservationUpdateStatus": status}
+            self._call(station, "ReservationStatusUpdate", payload, {}, answer)
+            return
+        if what == "cancel":
+            action, payload = "CancelReservation", {"reservationId": reservation_id}
+        elif self.protocols[session] == "ocpp1.6":
+            action = "ReserveNow"
+            payload = {
+                "connectorId": 1,
+                "expiryDate": TIMESTAMPS[0],
+                "idTag": "B",
+                "reservationId": reservation_id,
+            }
+        else:
+            action = "ReserveNow"
+            payload = {
+                "id": reservation_id,
+                "expiryDateTime": TIMESTAMPS[0],
+                "idToken": {"idToken": "B", "type": "Central"},
+                "evseId": 1,
+            }
+        self.log.call(
+            station,
+            action,
+            payload,
+            None if answer == "none" else {"status": status},
+            error=answer == "error",
+            by="out",
+        )
+
     def _token(
         self, _index: int, change: str, id_token: str, type: str, status: str, group: str | None
     ) -> None:
@@ -1982,6 +2037,9 @@ def _snapshot(views: Views) -> Any:
         [problems_json(state) for state in views.problems.all()],
         [certificates_json(state) for state in views.certificates.all()],
         [security_events_json(state) for state in views.security_events.all()],
+        [reservation_json(state) for state in views.reservations.all()],
+        views.reservations.anomalies,
+        views.timers.pending(),
         views.stations.all(),
         views.transactions.all(),
         views.transactions.anomalies,
@@ -2008,6 +2066,10 @@ def _query(views: Views) -> None:
         views.problems.get(station)
         views.certificates.get(station)
         views.security_events.get(station)
+        views.reservations.get(station, 1)
+        views.reservations.all(station)
+    views.reservations.open()
+    views.reservations.made_at(views.position)
     views.transactions.get(1)
     for id_token in ("A", "a", "B"):
         views.tokens.get(id_token)

@@ -52,6 +52,8 @@ def _key(index: int, row: dict[str, Any]) -> str:
     """A stable name for one row of a projection."""
     if "kind" in row and "position" in row:
         return f"{row['kind']}@{row['position']}"
+    if "reservation_id" in row and "station" in row:  # before: it names a transaction too
+        return f"{row['station']}/reservation {row['reservation_id']}"
     if "transaction_id" in row and "station" in row:
         return f"{row['station']}/{row['transaction_id']}"
     if "station" in row:

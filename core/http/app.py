@@ -18,6 +18,7 @@ from chargeledger.core.http import (
     health,
     local_lists,
     log,
+    reservations,
     security,
     stations,
     tokens,
@@ -40,6 +41,7 @@ ROUTES = [
     *health.ROUTES,
     *security.ROUTES,
     *local_lists.ROUTES,
+    *reservations.ROUTES,
     *tokens.ROUTES,
 ]
 

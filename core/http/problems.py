@@ -15,6 +15,7 @@ from chargeledger.core.errors import (
     CallError,
     CallTimeout,
     CallTooLarge,
+    InvalidUseCaseArguments,
     OutboundCallFailed,
     OutboundValidationError,
     StationBusy,
@@ -76,6 +77,9 @@ _COMMAND_KINDS: dict[type[BaseException], _Kind] = {
     StationOffline: _Kind(409, "station-offline", "The station is not connected to this node"),
     OutboundValidationError: _Kind(
         422, "invalid-payload", "The payload violates the OCPP schema; nothing was sent"
+    ),
+    InvalidUseCaseArguments: _Kind(
+        422, "invalid-arguments", "The use case's arguments are wrong as things stand"
     ),
     UnsupportedUseCase: _Kind(
         501, "unsupported-use-case", "The station's protocol version cannot express this"
