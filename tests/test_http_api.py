@@ -94,7 +94,8 @@ class Recorder(Station):
 
 @asynccontextmanager
 async def station(api: Api, name: str, protocol: str = "ocpp1.6") -> AsyncIterator[Recorder]:
-    """A booted, connected ``Recorder`` named ``name``."""
+    """A booted, connected ``Recorder`` named ``name``; on leaving, the station disconnects
+    and the block waits until the server has recorded the close."""
     ws = await websockets.connect(
         f"{api.server.url}/{name}", subprotocols=[websockets.Subprotocol(protocol)]
     )
@@ -109,6 +110,13 @@ async def station(api: Api, name: str, protocol: str = "ocpp1.6") -> AsyncIterat
     finally:
         task.cancel()
         await ws.close()
+        async with api.client("read") as http:
+
+            async def closed() -> bool:
+                found = await http.get(f"/api/stations/{name}")
+                return found.status_code == 200 and found.json()["state"]["connected"] is False
+
+            await eventually(closed, what=f"{name}'s close recorded")
 
 
 def charge(cp: Recorder, tag: str, meter_start: int, meter_stop: int) -> Any:
@@ -190,13 +198,8 @@ def test_station_list_and_detail(api: Api) -> None:
             )
 
         async with api.client("read") as http:
-
-            async def offline() -> bool:
-                listed = (await http.get("/api/stations", params={"connected": "false"})).json()
-                return "READ-1" in [v["state"]["station"] for v in listed]
-
-            # The close is recorded when the server sees it, after the station has gone.
-            await eventually(offline, what="READ-1 listed as not connected")
+            offline = (await http.get("/api/stations", params={"connected": "false"})).json()
+            assert "READ-1" in [v["state"]["station"] for v in offline]
 
     asyncio.run(scenario())
 
