@@ -237,6 +237,14 @@ def test_a_csr_is_signed_and_one_for_another_identity_is_refused(
             chains = await test_e2e_v201.until(
                 server, lambda: cp.holder.chains, "the CertificateSigned"
             )
+
+            def answered() -> bool:
+                assert server.csms is not None
+                held = server.csms.views.certificates.get(station)
+                return held is not None and [s.status for s in held.signed] == ["Accepted"]
+
+            # The station's answer to CertificateSigned is folded after the station has it.
+            await test_e2e_v201.until(server, answered, "the CertificateSigned answer folded")
             return [wrong, right], chains
         finally:
             task.cancel()
