@@ -95,12 +95,12 @@ class CommitDispatcher:
         the timers pending in the log are re-armed."""
         async with trio.open_nursery() as nursery:
             for name, due in self.views.timers.pending().items():
-                nursery.start_soon(self._timer, csms, StartTimer(name, due), False)
+                self._arm(nursery, csms, StartTimer(name, due), record=False)
             async for command in self._receive:
                 if isinstance(command, SendCall):
                     nursery.start_soon(self._send_call, csms, command)
                 elif isinstance(command, StartTimer):
-                    nursery.start_soon(self._timer, csms, command, True)
+                    self._arm(nursery, csms, command, record=True)
                 elif isinstance(command, CloseSession):
                     csms.close_session(command.station, command.code, command.reason)
                 else:
@@ -116,18 +116,31 @@ class CommitDispatcher:
             else:
                 log.info("%s to %s: %s", command.action, command.station, exc)
 
-    async def _timer(self, csms: CentralSystem, command: StartTimer, record: bool) -> None:
+    def _arm(
+        self, nursery: trio.Nursery, csms: CentralSystem, command: StartTimer, *, record: bool
+    ) -> None:
+        """Start the task of timer ``command``, cancelling the pending one of the same name
+        here, in command order: tasks may first run in any order, and the newest start must
+        win."""
+        previous = self._timers.pop(command.name, None)
+        if previous is not None:
+            previous.cancel()
+        scope = trio.CancelScope()
+        self._timers[command.name] = scope
+        nursery.start_soon(self._timer, csms, command, record, scope)
+
+    async def _timer(
+        self, csms: CentralSystem, command: StartTimer, record: bool, scope: trio.CancelScope
+    ) -> None:
         """Record ``TimerStarted`` (when ``record``: not for a timer re-armed from the log),
         wait until ``command.due`` by the wall clock, record ``TimerFired``. A later start of
         the same name cancels this wait; a failure to record is logged (a timer whose start
         could not be recorded is not armed; one whose firing could not be recorded stays
         pending in the log and is re-armed at the next start)."""
         stream = timer_stream(command.name)
-        previous = self._timers.pop(command.name, None)
-        if previous is not None:
-            previous.cancel()
-        with trio.CancelScope() as scope:
-            self._timers[command.name] = scope
+        if scope.cancel_called:
+            return  # replaced before it ran: a later start of the name is recorded instead
+        with scope:
             try:
                 if record:
                     started = TimerStarted(
