@@ -12,12 +12,13 @@ import csv
 import io
 import uuid
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, get_args
 
 import msgspec
 
 from chargeledger.core.events import TokenRegistered, TokenRemoved, token_stream
 from chargeledger.projections.tokens import TOKEN_STATUSES, Tokens, expiry_instant
+from chargeledger.schemas.v201 import IdTokenEnumType
 
 __all__ = [
     "CSV_COLUMNS",
@@ -30,17 +31,9 @@ __all__ = [
     "removal_events",
 ]
 
-ID_TOKEN_TYPES = (
-    "Central",
-    "eMAID",
-    "ISO14443",
-    "ISO15693",
-    "KeyCode",
-    "Local",
-    "MacAddress",
-    "NoAuthorization",
-)
-"""OCPP 2.0.1 ``IdTokenEnumType``: the types a token may be registered with."""
+ID_TOKEN_TYPES: tuple[str, ...] = get_args(IdTokenEnumType)
+"""OCPP 2.0.1 ``IdTokenEnumType``: the types a token may be registered with (read from the
+generated schema types, not written again)."""
 
 CSV_COLUMNS = (
     "id_token",
