@@ -8,7 +8,9 @@ a layer above:
    ``frames`` (the OCPP-J codec and payload validation), ``commands`` (what plugins return),
    ``settings`` (frozen configuration), ``times`` (the one RFC 3339 formatter).
 2. **Decisions and views**: pure and synchronous, so that a recorded log can be decided and
-   folded again. ``usecases`` (version-neutral requests and answers), ``plugin`` (the
+   folded again. ``usecase_base`` (what a use case is made of: arguments, request, answer),
+   ``usecases`` (version-neutral requests and answers; the table of every use case, which
+   gathers the ``usecases_<block>`` modules of the functional blocks), ``plugin`` (the
    plugin contract: every name a plugin imports), ``hookspec`` (every hook a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
@@ -34,8 +36,9 @@ a layer above:
    the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
-``frames``, ``commands``, ``settings``, ``times``, ``usecases``, ``plugin``, ``hookspec``,
-``plugin_host``, ``security``, ``tokens``, ``store``, ``api``, ``server``, ``simulator``.
+``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
+``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
+``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

@@ -24,15 +24,24 @@ mapping between the versions is tabled in ``docs/ocpp201.md``; in short:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
-from chargeledger.core.settings import ApiRole
 from chargeledger.core.times import rfc3339
+from chargeledger.core.usecase_base import (
+    ACCEPTED_STATUSES,
+    Request,
+    UseCase,
+    UseCaseArgs,
+    UseCaseResult,
+    connector_16,
+    evse_201,
+    only_201,
+    present,
+)
 from chargeledger.projections import Views
 from chargeledger.projections.certificates import CertificateHash
 from chargeledger.projections.device_model import VariableRef
@@ -88,24 +97,6 @@ __all__ = [
 ResetKind = Literal["soft", "hard", "on_idle", "immediate"]
 
 
-class UseCaseResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The station's answer to a use case.
-
-    ``status`` is the answer's status as the station sent it (``Accepted``, ``Rejected``,
-    ``Unlocked``, ...); ``accepted`` says whether it did what was asked; ``values`` holds
-    what a read returned (configuration key -> value); ``response`` is the raw CALLRESULT
-    payload, ``action`` and ``protocol`` what was sent."""
-
-    protocol: str
-    action: str
-    status: str
-    accepted: bool
-    response: dict[str, Any]
-    values: dict[str, Any] = {}
-
-
-ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
-
 KEYS_16_TO_201 = {
     "AllowOfflineTxForUnknownId": "AuthCtrlr.OfflineTxForUnknownIdEnabled",
     "AuthorizationCacheEnabled": "AuthCacheCtrlr.Enabled",
@@ -133,59 +124,6 @@ _KEYS_201_TO_16 = {variable: key for key, variable in KEYS_16_TO_201.items()}
 _TRIGGER_201 = {"DiagnosticsStatusNotification": "LogStatusNotification"}
 """TriggerMessage messages named differently in 2.0.1 (by their 1.6 names)."""
 _TRIGGER_16 = {name: name_16 for name_16, name in _TRIGGER_201.items()}
-
-
-class Request(msgspec.Struct, frozen=True):
-    """One CALL that carries out a use case, and how to read its answer."""
-
-    protocol: str
-    action: str
-    payload: dict[str, Any]
-    reader: Callable[[dict[str, Any]], UseCaseResult] | None = None
-    """Reads the answer; by default its ``status`` field."""
-
-    def result(self, response: dict[str, Any]) -> UseCaseResult:
-        if self.reader is not None:
-            return self.reader(response)
-        status = str(response.get("status", ""))
-        return UseCaseResult(
-            protocol=self.protocol,
-            action=self.action,
-            status=status,
-            accepted=status in ACCEPTED_STATUSES,
-            response=response,
-        )
-
-
-def _present(**fields: Any) -> dict[str, Any]:
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-def _only_201(protocol: str, use_case: str) -> None:
-    if protocol == OCPP16:
-        raise UnsupportedUseCase(f"{use_case} exists in OCPP 2.0.1 only")
-
-
-def _connector_16(evse_id: int | None, connector_id: int | None) -> int | None:
-    """The 1.6 connector for an EVSE and connector: EVSE N's connector 1 is connector N."""
-    if evse_id is None:
-        return connector_id
-    if connector_id not in (None, 1):
-        raise UnsupportedUseCase(
-            f"OCPP 1.6 has no connector {connector_id} of EVSE {evse_id}: its connector N is"
-            " EVSE N's only connector"
-        )
-    return evse_id
-
-
-def _evse_201(evse_id: int | None, connector_id: int | None) -> dict[str, Any] | None:
-    """The 2.0.1 ``EVSEType`` (``None``: the whole station) for an EVSE and connector; a
-    ``connector_id`` given alone is 1.6 numbering (connector N is EVSE N's connector 1)."""
-    if evse_id is None and connector_id:
-        return {"id": connector_id, "connectorId": 1}
-    if not evse_id:
-        return None
-    return _present(id=evse_id, connectorId=connector_id)
 
 
 def variable_ref(key: str) -> VariableRef:
@@ -255,11 +193,11 @@ def remote_start(
     if charging_limit_w is not None:
         profile = _tx_profile(protocol, charging_limit_w, request_id)
     if protocol == OCPP16:
-        connector = _connector_16(evse_id, connector_id)
-        payload = _present(idTag=id_token, connectorId=connector, chargingProfile=profile)
+        connector = connector_16(evse_id, connector_id)
+        payload = present(idTag=id_token, connectorId=connector, chargingProfile=profile)
         return Request(protocol, "RemoteStartTransaction", payload)
-    evse = _evse_201(evse_id, connector_id)
-    payload = _present(
+    evse = evse_201(evse_id, connector_id)
+    payload = present(
         idToken={"idToken": id_token, "type": id_token_type},
         remoteStartId=request_id,
         evseId=None if evse is None else evse["id"],
@@ -282,7 +220,7 @@ def reset(protocol: str, kind: ResetKind, evse_id: int | None = None) -> Request
     2.0.1 Immediate. Only 2.0.1 resets a single EVSE."""
     now = kind in ("hard", "immediate")
     if protocol != OCPP16:
-        payload = _present(type="Immediate" if now else "OnIdle", evseId=evse_id)
+        payload = present(type="Immediate" if now else "OnIdle", evseId=evse_id)
         return Request(protocol, "Reset", payload)
     if evse_id is not None:
         raise UnsupportedUseCase("OCPP 1.6 resets the whole station only")
@@ -294,12 +232,12 @@ def change_availability(
 ) -> Request:
     """The station (no ids), an EVSE or a connector, operative or inoperative."""
     if protocol == OCPP16:
-        connector = _connector_16(evse_id, connector_id) or 0
+        connector = connector_16(evse_id, connector_id) or 0
         payload = {"connectorId": connector, "type": "Operative" if operative else "Inoperative"}
     else:
-        payload = _present(
+        payload = present(
             operationalStatus="Operative" if operative else "Inoperative",
-            evse=_evse_201(evse_id, connector_id),
+            evse=evse_201(evse_id, connector_id),
         )
     return Request(protocol, "ChangeAvailability", payload)
 
@@ -307,9 +245,9 @@ def change_availability(
 def unlock_connector(protocol: str, connector_id: int, evse_id: int | None = None) -> Request:
     if protocol == OCPP16:
         return Request(
-            protocol, "UnlockConnector", {"connectorId": _connector_16(evse_id, connector_id)}
+            protocol, "UnlockConnector", {"connectorId": connector_16(evse_id, connector_id)}
         )
-    evse = _evse_201(evse_id, connector_id)
+    evse = evse_201(evse_id, connector_id)
     if evse is None:
         raise UnsupportedUseCase("unlock which connector? connector 0 is the whole station")
     payload = {"evseId": evse["id"], "connectorId": evse.get("connectorId", 1)}
@@ -347,7 +285,7 @@ def read_configuration(
             unknown = bool(response.get("unknownKey"))
             return _read_values(protocol, "GetConfiguration", response, values, unknown)
 
-        payload = _present(key=None if keys is None else [key_16(key) for key in keys])
+        payload = present(key=None if keys is None else [key_16(key) for key in keys])
         return Request(protocol, "GetConfiguration", payload, read_16)
     if keys is None:
         return get_base_report(protocol, request_id, "ConfigurationInventory")
@@ -373,7 +311,7 @@ def set_variables(protocol: str, values: dict[str, str]) -> Request:
     """2.0.1 SetVariables of the ``Actual`` attribute of each key. The result's ``values``
     hold each key's ``attributeStatus``; its ``status`` is the first status that is not
     accepted, else ``RebootRequired`` when one needs a reboot, else ``Accepted``."""
-    _only_201(protocol, "SetVariables")
+    only_201(protocol, "SetVariables")
     refs = {variable_ref(key): key for key in values}
     data = [{**ref.to_wire(), "attributeValue": values[key]} for ref, key in refs.items()]
 
@@ -459,14 +397,14 @@ def trigger_message(
 ) -> Request:
     """Ask for ``message``; 1.6 DiagnosticsStatusNotification is 2.0.1 LogStatusNotification."""
     if protocol == OCPP16:
-        payload = _present(
+        payload = present(
             requestedMessage=_TRIGGER_16.get(message, message),
-            connectorId=_connector_16(evse_id, connector_id),
+            connectorId=connector_16(evse_id, connector_id),
         )
     else:
-        payload = _present(
+        payload = present(
             requestedMessage=_TRIGGER_201.get(message, message),
-            evse=_evse_201(evse_id, connector_id),
+            evse=evse_201(evse_id, connector_id),
         )
     return Request(protocol, "TriggerMessage", payload)
 
@@ -478,13 +416,13 @@ def clear_cache(protocol: str) -> Request:
 def data_transfer(
     protocol: str, vendor_id: str, message_id: str | None = None, data: str | None = None
 ) -> Request:
-    payload = _present(vendorId=vendor_id, messageId=message_id, data=data)
+    payload = present(vendorId=vendor_id, messageId=message_id, data=data)
     return Request(protocol, "DataTransfer", payload)
 
 
 def get_base_report(protocol: str, request_id: int, report_base: str = "FullInventory") -> Request:
     """2.0.1 GetBaseReport; the report arrives in NotifyReport parts (``views.device_model``)."""
-    _only_201(protocol, "GetBaseReport")
+    only_201(protocol, "GetBaseReport")
     payload = {"requestId": request_id, "reportBase": report_base}
     return Request(protocol, "GetBaseReport", payload)
 
@@ -497,9 +435,9 @@ def get_report(
 ) -> Request:
     """2.0.1 GetReport of the variables ``keys`` name and/or the components matching
     ``criteria`` (``Active``, ``Available``, ``Enabled``, ``Problem``)."""
-    _only_201(protocol, "GetReport")
+    only_201(protocol, "GetReport")
     component_variable = None if keys is None else [variable_ref(key).to_wire() for key in keys]
-    payload = _present(
+    payload = present(
         requestId=request_id, componentVariable=component_variable, componentCriteria=criteria
     )
     return Request(protocol, "GetReport", payload)
@@ -508,7 +446,7 @@ def get_report(
 def get_transaction_status(protocol: str, transaction_id: str | None = None) -> Request:
     """2.0.1 GetTransactionStatus; ``status`` is ``MessagesInQueue`` or ``NoMessagesInQueue``,
     the raw answer (with ``ongoingIndicator``) is in ``response``."""
-    _only_201(protocol, "GetTransactionStatus")
+    only_201(protocol, "GetTransactionStatus")
 
     def read(response: dict[str, Any]) -> UseCaseResult:
         queued = response.get("messagesInQueue") is True
@@ -520,7 +458,7 @@ def get_transaction_status(protocol: str, transaction_id: str | None = None) -> 
             response=response,
         )
 
-    payload = _present(transactionId=transaction_id)
+    payload = present(transactionId=transaction_id)
     return Request(protocol, "GetTransactionStatus", payload, read)
 
 
@@ -552,16 +490,16 @@ def reserve_now(
     it lies in the future is :func:`check_reservation`'s business: it needs the clock)."""
     expiry_date = rfc3339(_expiry(expiry))
     if protocol == OCPP16:
-        payload = _present(
-            connectorId=_connector_16(evse_id, connector_id) or 0,
+        payload = present(
+            connectorId=connector_16(evse_id, connector_id) or 0,
             expiryDate=expiry_date,
             idTag=id_token,
             reservationId=reservation_id,
             parentIdTag=group_id_token,
         )
     else:
-        evse = _evse_201(evse_id, connector_id)
-        payload = _present(
+        evse = evse_201(evse_id, connector_id)
+        payload = present(
             id=reservation_id,
             expiryDateTime=expiry_date,
             idToken={"idToken": id_token, "type": id_token_type},
@@ -603,7 +541,7 @@ def check_reservation(
         raise InvalidUseCaseArguments(
             f"expiry {expiry} is not in the future (now is {rfc3339(now)}): nothing was sent"
         )
-    if protocol == OCPP16 and not _connector_16(evse_id, connector_id):
+    if protocol == OCPP16 and not connector_16(evse_id, connector_id):
         supported = configured_value(views, station, "ReserveConnectorZeroSupported")
         if (supported or "").lower() != "true":
             raise UnsupportedUseCase(
@@ -676,7 +614,7 @@ def get_installed_certificate_ids(
             raise UnsupportedUseCase("OCPP 1.6 asks for the certificates of one type at a time")
         payload: dict[str, Any] = {"certificateType": types[0]}
     else:
-        payload = _present(certificateType=types or None)
+        payload = present(certificateType=types or None)
 
     def read(response: dict[str, Any]) -> UseCaseResult:
         if protocol == OCPP16:
@@ -796,17 +734,6 @@ def get_local_list_version(protocol: str) -> Request:
 #
 # The CentralSystem methods, the HTTP API's request union and its OpenAPI schema, the CLI's
 # ``command`` and the use-case list of docs/api.md are all derived from ``USE_CASES``.
-
-
-class UseCaseArgs(
-    msgspec.Struct,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    omit_defaults=True,
-    tag_field="use_case",
-):
-    """The arguments of one use case. Each subclass is tagged with its use case's name, so a
-    JSON body ``{"use_case": "reset", "kind": "hard"}`` decodes to :class:`ResetArgs`."""
 
 
 class RemoteStartArgs(UseCaseArgs, tag="remote_start"):
@@ -1010,42 +937,6 @@ class GetLocalListVersionArgs(UseCaseArgs, tag="get_local_list_version"):
     the acknowledged version makes the next update a full one."""
 
 
-A = TypeVar("A", bound=UseCaseArgs)
-
-Builder = Callable[[str, A, int], Request]
-"""Builds the request for a protocol version from the arguments and a fresh request id."""
-
-Check = Callable[[Views, str, str, A, float], None]
-"""Checks the arguments given the views, the station, its protocol version and the time
-(UNIX seconds); raises ``InvalidUseCaseArguments`` or ``UnsupportedUseCase`` to refuse."""
-
-
-class UseCase(msgspec.Struct, Generic[A], frozen=True):
-    """One use case: its name, argument struct, per-version request builder, and the API
-    role a caller needs. The request's ``reader`` reads the station's answer."""
-
-    name: str
-    args: type[A]
-    build: Builder[A]
-    role: ApiRole = "operator"
-    secret: str | None = None
-    """The argument that is a password: never recorded in clear (``CentralSystem`` records
-    its hash as ``<name>_hash``), generated when ``None`` and returned once in ``values``."""
-    check: Check[A] | None = None
-    """Run by ``CentralSystem`` before anything is recorded (the station must be connected
-    then): refuses arguments the station's state or the time make wrong."""
-
-    @property
-    def summary(self) -> str:
-        """What it does: the argument struct's docstring on one line, in markdown."""
-        return " ".join((self.args.__doc__ or "").split()).replace("``", "`")
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The argument names, in declaration order."""
-        return self.args.__struct_fields__
-
-
 REPORT_ACTIONS = frozenset({"GetBaseReport", "GetReport"})
 """Requests whose data arrives later, in NotifyReport parts; their use cases await it."""
 
@@ -1058,7 +949,7 @@ def _table(*use_cases: UseCase[Any]) -> dict[str, UseCase[Any]]:
     return table
 
 
-USE_CASES: dict[str, UseCase[Any]] = _table(
+_CORE_USE_CASES: tuple[UseCase[Any], ...] = (
     UseCase[RemoteStartArgs](
         "remote_start",
         RemoteStartArgs,
@@ -1205,6 +1096,12 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
         GetLocalListVersionArgs,
         lambda protocol, a, _: get_local_list_version(protocol),
     ),
+)
+
+# Functional blocks declare their use cases in modules of their own (core/usecases_<block>.py,
+# each a tuple USE_CASES); one line each below.
+USE_CASES: dict[str, UseCase[Any]] = _table(
+    *_CORE_USE_CASES,
 )
 """Every use case, by name."""
 
