@@ -52,6 +52,7 @@ class UseCaseResult(msgspec.Struct, frozen=True, kw_only=True):
 
 ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
 
+
 class Request(msgspec.Struct, frozen=True):
     """One CALL that carries out a use case, and how to read its answer."""
 
@@ -105,7 +106,6 @@ def evse_201(evse_id: int | None, connector_id: int | None) -> dict[str, Any] | 
     return present(id=evse_id, connectorId=connector_id)
 
 
-
 class UseCaseArgs(
     msgspec.Struct,
     kw_only=True,
@@ -115,7 +115,6 @@ class UseCaseArgs(
 ):
     """The arguments of one use case. Each subclass is tagged with its use case's name, so a
     JSON body ``{"use_case": "reset", "kind": "hard"}`` decodes to :class:`ResetArgs`."""
-
 
 
 A = TypeVar("A", bound=UseCaseArgs)
@@ -152,5 +151,3 @@ class UseCase(msgspec.Struct, Generic[A], frozen=True):
     def fields(self) -> tuple[str, ...]:
         """The argument names, in declaration order."""
         return self.args.__struct_fields__
-
-
