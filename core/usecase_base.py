@@ -23,6 +23,8 @@ __all__ = [
     "ACCEPTED_STATUSES",
     "Builder",
     "Check",
+    "ReportProbe",
+    "ReportProgress",
     "Request",
     "UseCase",
     "UseCaseArgs",
@@ -53,6 +55,18 @@ class UseCaseResult(msgspec.Struct, frozen=True, kw_only=True):
 ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
 
 
+class ReportProgress(msgspec.Struct, frozen=True):
+    """How far the data a request asked for, sent later in the station's own CALLs, is
+    folded: whether all of it is there, and the result's ``values`` from it."""
+
+    complete: bool
+    values: dict[str, Any]
+
+
+ReportProbe = Callable[[Views, str], ReportProgress]
+"""Reads, from the views and the station id, how far a report has arrived."""
+
+
 class Request(msgspec.Struct, frozen=True):
     """One CALL that carries out a use case, and how to read its answer."""
 
@@ -61,6 +75,11 @@ class Request(msgspec.Struct, frozen=True):
     payload: dict[str, Any]
     reader: Callable[[dict[str, Any]], UseCaseResult] | None = None
     """Reads the answer; by default its ``status`` field."""
+    report: ReportProbe | None = None
+    """For a request whose data arrives later, in parts the station sends (NotifyReport,
+    NotifyDisplayMessages, ...): once the answer is accepted, ``CentralSystem`` waits, woken
+    by each commit, until the probe says the report is complete (at most ``call_timeout``),
+    and the result's ``values`` are the probe's."""
 
     def result(self, response: dict[str, Any]) -> UseCaseResult:
         if self.reader is not None:

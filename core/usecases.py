@@ -28,11 +28,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from chargeledger.core import usecases_display
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.times import rfc3339
 from chargeledger.core.usecase_base import (
     ACCEPTED_STATUSES,
+    ReportProbe,
+    ReportProgress,
     Request,
     UseCase,
     UseCaseArgs,
@@ -52,7 +55,6 @@ from chargeledger.schemas import OCPP16, OCPP201
 __all__ = [
     "ACCEPTED_STATUSES",
     "KEYS_16_TO_201",
-    "REPORT_ACTIONS",
     "USE_CASES",
     "LocalListLimits",
     "Request",
@@ -74,6 +76,7 @@ __all__ = [
     "get_installed_certificate_ids",
     "get_local_list_version",
     "get_report",
+    "model_report",
     "get_transaction_status",
     "install_certificate",
     "key_16",
@@ -420,11 +423,24 @@ def data_transfer(
     return Request(protocol, "DataTransfer", payload)
 
 
+def model_report(request_id: int) -> ReportProbe:
+    """The probe of a device-model report: complete once every NotifyReport part of
+    ``request_id`` is folded; ``values``: each variable's ``Actual`` value then."""
+
+    def probe(views: Views, station: str) -> ReportProgress:
+        model = views.device_model.get(station)
+        report = None if model is None else model.reports.get(request_id)
+        values = {} if model is None else model.values()
+        return ReportProgress(report is not None and report.complete, values)
+
+    return probe
+
+
 def get_base_report(protocol: str, request_id: int, report_base: str = "FullInventory") -> Request:
     """2.0.1 GetBaseReport; the report arrives in NotifyReport parts (``views.device_model``)."""
     only_201(protocol, "GetBaseReport")
     payload = {"requestId": request_id, "reportBase": report_base}
-    return Request(protocol, "GetBaseReport", payload)
+    return Request(protocol, "GetBaseReport", payload, report=model_report(request_id))
 
 
 def get_report(
@@ -440,7 +456,7 @@ def get_report(
     payload = present(
         requestId=request_id, componentVariable=component_variable, componentCriteria=criteria
     )
-    return Request(protocol, "GetReport", payload)
+    return Request(protocol, "GetReport", payload, report=model_report(request_id))
 
 
 def get_transaction_status(protocol: str, transaction_id: str | None = None) -> Request:
@@ -937,10 +953,6 @@ class GetLocalListVersionArgs(UseCaseArgs, tag="get_local_list_version"):
     the acknowledged version makes the next update a full one."""
 
 
-REPORT_ACTIONS = frozenset({"GetBaseReport", "GetReport"})
-"""Requests whose data arrives later, in NotifyReport parts; their use cases await it."""
-
-
 def _table(*use_cases: UseCase[Any]) -> dict[str, UseCase[Any]]:
     table = {use_case.name: use_case for use_case in use_cases}
     for name, use_case in table.items():
@@ -1102,6 +1114,7 @@ _CORE_USE_CASES: tuple[UseCase[Any], ...] = (
 # each a tuple USE_CASES); one line each below.
 USE_CASES: dict[str, UseCase[Any]] = _table(
     *_CORE_USE_CASES,
+    *usecases_display.USE_CASES,
 )
 """Every use case, by name."""
 

@@ -18,8 +18,14 @@ from chargeledger.projections.device_model import (
     VariableRef,
     device_model_json,
 )
+from chargeledger.projections.display_messages import (
+    DisplayMessagesProjection,
+    StationDisplay,
+    display_messages_json,
+)
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.local_lists import LocalListsProjection
+from chargeledger.projections.meters import MetersProjection, StationMeters, meters_json
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -67,8 +73,10 @@ __all__ = [
     "Credentials",
     "DeviceModelProjection",
     "DeviceModelState",
+    "DisplayMessagesProjection",
     "Exchange",
     "LocalListsProjection",
+    "MetersProjection",
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
@@ -78,6 +86,8 @@ __all__ = [
     "SecurityEvent",
     "SecurityEventsProjection",
     "StationCertificates",
+    "StationDisplay",
+    "StationMeters",
     "StationProblems",
     "StationSecurityEvents",
     "StationState",
@@ -92,6 +102,8 @@ __all__ = [
     "anomaly_json",
     "certificates_json",
     "device_model_json",
+    "display_messages_json",
+    "meters_json",
     "problems_json",
     "reservation_json",
     "security_events_json",
@@ -122,6 +134,8 @@ class Views:
         self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
+        self.display_messages = DisplayMessagesProjection()
+        self.meters = MetersProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -144,6 +158,8 @@ class Views:
         self.reservations.fold(recorded, exchange)
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
+        self.display_messages.fold(recorded, answered)
+        self.meters.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

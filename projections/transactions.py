@@ -22,6 +22,7 @@ from chargeledger.projections.exchanges import (
     as_str,
     is_v16,
 )
+from chargeledger.projections.meters import DEFAULT_LOCATION, DEFAULT_MEASURAND, sampled_values
 
 __all__ = [
     "ANOMALY_KINDS",
@@ -55,7 +56,6 @@ ANOMALY_KINDS: tuple[str, ...] = get_args(AnomalyKind)
 
 Completeness = Literal["complete", "incomplete"]
 
-_REGISTER = "Energy.Active.Import.Register"
 _WH_PER_UNIT = {"Wh": 1.0, "kWh": 1000.0}
 _MAX_INT32 = 2**31 - 1
 
@@ -185,32 +185,30 @@ def energy_register_wh(meter_values: Any) -> float | None:
     The last ``meterValue`` with a reading wins. Within one, only raw
     ``Energy.Active.Import.Register`` samples (the default measurand) at the outlet (the
     default location) with unit Wh or kWh count; the reading without ``phase`` is used, or the
-    sum of the per-phase readings (neutral excluded) when there is none. The unit is 1.6
-    ``unit`` or 2.0.1 ``unitOfMeasure.unit`` times ``10 ** unitOfMeasure.multiplier``.
-    Unparsable values, 1.6 signed data (its value is an opaque blob; a 2.0.1 value is always the
+    sum of the per-phase readings (neutral excluded) when there is none. The samples are read
+    by :func:`~chargeledger.projections.meters.sampled_values` (the unit is 1.6 ``unit`` or
+    2.0.1 ``unitOfMeasure.unit`` times ``10 ** unitOfMeasure.multiplier``). Unparsable
+    values, 1.6 signed data (its value is an opaque blob; a 2.0.1 value is always the
     reading, with the signature beside it) and other units are skipped.
     """
     reading = None
     for meter_value in meter_values if type(meter_values) is list else ():
-        samples = meter_value.get("sampledValue") if type(meter_value) is dict else None
         total = None
         phases: dict[str, float] = {}
-        for sample in samples if type(samples) is list else ():
+        for sample in sampled_values(meter_value):
             if (
-                type(sample) is not dict
-                or sample.get("measurand", _REGISTER) != _REGISTER
-                or sample.get("format", "Raw") != "Raw"
-                or sample.get("location", "Outlet") != "Outlet"
+                sample.measurand != DEFAULT_MEASURAND
+                or sample.format != "Raw"
+                or sample.location != DEFAULT_LOCATION
             ):
                 continue
-            wh = _wh(sample.get("value"), *_unit(sample))
-            phase = sample.get("phase")
+            wh = _wh(sample.value, sample.unit)
             if wh is None:
                 continue
-            if phase is None:
+            if sample.phase is None:
                 total = wh
-            elif type(phase) is str and phase != "N":
-                phases[phase] = wh
+            elif sample.phase != "N":
+                phases[sample.phase] = wh
         if total is None and phases:
             total = sum(phases.values())
         if total is not None:
@@ -218,22 +216,11 @@ def energy_register_wh(meter_values: Any) -> float | None:
     return reading
 
 
-def _unit(sample: dict[str, Any]) -> tuple[Any, Any]:
-    """The sample's unit and power-of-ten multiplier, in either version's form."""
-    measure = sample.get("unitOfMeasure")
-    if type(measure) is dict:
-        return measure.get("unit", "Wh"), measure.get("multiplier", 0)
-    return sample.get("unit", "Wh"), 0
-
-
-def _wh(value: Any, unit: Any, multiplier: Any) -> float | None:
-    factor = _WH_PER_UNIT.get(unit) if type(unit) is str else None
-    if factor is None or type(value) not in (str, int, float) or type(multiplier) is not int:
+def _wh(value: float | None, unit: str | None) -> float | None:
+    factor = None if unit is None else _WH_PER_UNIT.get(unit)
+    if factor is None or value is None:
         return None
-    try:
-        number = float(value) * factor * 10.0**multiplier
-    except (ValueError, OverflowError):  # JSON integers have no size limit
-        return None
+    number = value * factor
     return number if math.isfinite(number) else None
 
 
