@@ -9,11 +9,11 @@ Folded from exchanges answered with a CALLRESULT:
   hold it: it does not display it either) removes it;
 * our **GetDisplayMessages** and the station's **NotifyDisplayMessages** parts (assembled per
   ``requestId``: they carry no ``seqNo``, so they count in arrival order, a part received
-  again verbatim once, and the one with ``tbc`` false is the last): each part's messages are added or replace theirs as
-  they arrive; once every part is there, the report *replaces the known set for its criteria*
-  (its ``id`` list, ``priority``, ``state``): a message matching them that the station did
-  not report, and that was known before it answered, is removed. An ``Unknown`` answer (no
-  message matches) removes every message matching the criteria;
+  again verbatim once, and the one with ``tbc`` false is the last): each part's messages are
+  added or replace theirs as they arrive; once every part is there, the report *replaces the
+  known set for its criteria* (its ``id`` list, ``priority``, ``state``): a message matching
+  them that the station did not report, and that was known before it answered, is removed.
+  An ``Unknown`` answer (no message matches) removes every message matching the criteria;
 * a **TransactionEvent** ``Ended`` removes the messages tied to that transaction (the
   station removes them when it ends, OCPP 2.0.1 O01).
 

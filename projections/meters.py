@@ -211,7 +211,9 @@ class MetersProjection(ExchangeFold):
             for sample in sampled_values(meter_value):
                 self._read(exchange, connector_id, transaction_id, timestamp, sample)
 
-    def _evse(self, station: str, transaction_id: str | None, request: dict[str, Any]) -> int | None:
+    def _evse(
+        self, station: str, transaction_id: str | None, request: dict[str, Any]
+    ) -> int | None:
         """The EVSE of a 2.0.1 TransactionEvent: its own ``evse``, else the one an earlier
         event of the transaction named; forgotten at the Ended event."""
         evse_id = as_int(as_dict(request.get("evse")).get("id"))

@@ -24,6 +24,7 @@ from chargeledger.core.http.auth import requires
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.models import Readiness
 from chargeledger.core.http.problems import responses, store_problem
+from chargeledger.projections import StationMeters
 
 __all__ = ["READY_TIMEOUT", "ROUTES", "ServerCollector", "metrics_registry"]
 
@@ -123,6 +124,7 @@ class ServerCollector(Collector):
             value=feed.position,
         )
         yield from _limit_metrics(gateway.statistics())
+        yield from _meter_metrics(self._ctx.csms.views.meters.all())
 
 
 def _limit_metrics(stats: GatewayStatistics) -> Iterator[Metric]:
@@ -176,6 +178,30 @@ def _limit_metrics(stats: GatewayStatistics) -> Iterator[Metric]:
         "Station windows dropped to keep the retransmission memory within its total.",
         value=stats.retransmission_dropped,
     )
+
+
+def _meter_metrics(meters: list[StationMeters]) -> Iterator[Metric]:
+    """The latest reading of every station meter (the meter projection): one sample per
+    station, connector (EVSE; 0: the main meter), measurand, phase (empty: none), location and
+    unit; readings that are not numbers (1.6 signed data) are left out."""
+    readings = GaugeMetricFamily(
+        "chargeledger_meter_reading",
+        "The latest reading of each station meter (MeterValues and TransactionEvent), in unit.",
+        labels=["station", "connector", "measurand", "phase", "location", "unit"],
+    )
+    for station in meters:
+        for reading in station.readings():
+            if reading.value is not None:
+                labels = [
+                    station.station,
+                    str(reading.connector_id),
+                    reading.measurand,
+                    reading.phase or "",
+                    reading.location,
+                    reading.unit or "",
+                ]
+                readings.add_metric(labels, reading.value)
+    yield readings
 
 
 def metrics_registry(ctx: ApiContext) -> CollectorRegistry:

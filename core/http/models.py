@@ -45,10 +45,13 @@ class TransactionPage(Page[TransactionState]):
 
 class StationView(msgspec.Struct, kw_only=True):
     """A station: its state folded from the log (a registered station never seen yet has the
-    defaults) and its registration, ``null`` when not registered."""
+    defaults), its registration, ``null`` when not registered, and ``links``: the paths of
+    its other views (``device_model``, ``problems``, ``meter``, ``display_messages``,
+    ``firmware``, ``logs``, ``monitors``, ``customer_information``, ...)."""
 
     state: StationState
     registration: Registration | None
+    links: dict[str, str] = {}
 
 
 class RegistrationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Request, delete, get, post, put
 from litestar.di import NamedDependency
@@ -19,7 +20,38 @@ from chargeledger.core.http.models import (
 from chargeledger.core.http.problems import not_found, responses
 from chargeledger.projections import Registration, StationState, Views
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "STATION_LINKS", "require_known", "station_links"]
+
+STATION_LINKS = {
+    "self": "",
+    "device_model": "/device-model",
+    "problems": "/problems",
+    "meter": "/meter",
+    "display_messages": "/display-messages",
+    "firmware": "/firmware",
+    "logs": "/logs",
+    "monitors": "/monitors",
+    "customer_information": "/customer-information",
+    "certificates": "/certificates",
+    "security_events": "/security-events",
+    "reservations": "/reservations",
+}
+"""Each view of one station, by name: its path below ``/api/stations/{id}``."""
+
+
+def station_links(station: str) -> dict[str, str]:
+    """The paths of every view of ``station`` (``STATION_LINKS``), and the firmware
+    campaigns it may be part of."""
+    base = f"/api/stations/{quote(station, safe='')}"
+    links = {name: base + suffix for name, suffix in STATION_LINKS.items()}
+    links["firmware_campaigns"] = "/api/firmware/campaigns"
+    return links
+
+
+def require_known(views: Views, station: str) -> None:
+    """Raise 404 when ``station`` was never seen nor registered."""
+    if views.stations.get(station) is None and views.registry.get(station) is None:
+        raise not_found(f"station {station!r} was never seen nor registered")
 
 
 def _view(views: Views, station: str) -> StationView | None:
@@ -27,7 +59,11 @@ def _view(views: Views, station: str) -> StationView | None:
     registration = views.registry.get(station)
     if state is None and registration is None:
         return None
-    return StationView(state=state or StationState(station=station), registration=registration)
+    return StationView(
+        state=state or StationState(station=station),
+        registration=registration,
+        links=station_links(station),
+    )
 
 
 @get(
@@ -81,8 +117,10 @@ async def list_stations(
 async def station_detail(
     ctx: NamedDependency[ApiContext], station_id: FromPath[str]
 ) -> StationView:
-    """One station: connection, boot info, connectors (EVSEs for 2.0.1), configuration, and
-    registration. 404 when it was never seen nor registered."""
+    """One station: connection, boot info, connectors (EVSEs for 2.0.1), configuration,
+    registration, and ``links`` to its other views (device model, problems, meter, display
+    messages, firmware, logs, monitors, customer information, certificates, security events,
+    reservations). 404 when it was never seen nor registered."""
     view = _view(ctx.csms.views, station_id)
     if view is None:
         raise not_found(f"station {station_id!r} was never seen nor registered")
