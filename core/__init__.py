@@ -10,8 +10,9 @@ a layer above:
 2. **Decisions and views**: pure and synchronous, so that a recorded log can be decided and
    folded again. ``usecase_base`` (what a use case is made of: arguments, request, answer),
    ``usecases`` (version-neutral requests and answers; the table of every use case, which
-   gathers the ``usecases_<block>`` modules of the functional blocks), ``plugin`` (the
-   plugin contract: every name a plugin imports), ``hookspec`` (every hook a plugin can
+   gathers the ``usecases_<block>`` modules of the functional blocks: ``usecases_display``,
+   display messages), ``plugin`` (the plugin contract: every name a plugin imports),
+   ``hookspec`` (every hook a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
    what-if replay), ``security`` (station authentication: the security profiles' handshake
@@ -28,7 +29,7 @@ a layer above:
    operator and billing HTTP API).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
-   (``chargeledger station``: registration through the API), ``tokens_cli``
+   (``chargeledger station``: one station's views, registration, through the API), ``tokens_cli``
    (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
    lists``: local authorization lists through the API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
@@ -37,8 +38,8 @@ a layer above:
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
-``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
-``server``, ``simulator``.
+``usecases_display``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``,
+``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.
