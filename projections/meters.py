@@ -5,7 +5,8 @@ Meter values reach the CSMS in 1.6 ``MeterValues`` (with a ``transactionId`` ins
 transaction, without one outside: clock-aligned readings of the station's main meter,
 connector 0, and of idle connectors), in 2.0.1 ``MeterValues`` (always outside a transaction)
 and in the ``meterValue`` of 2.0.1 ``TransactionEvent``. Each answered with a CALLRESULT folds
-in here; the transaction's energy is the transactions projection's business
+in here (a sample whose value is not a number, 1.6 signed data, is left out: it stays verbatim
+in the frame log); the transaction's energy is the transactions projection's business
 (:func:`~chargeledger.projections.transactions.energy_register_wh`, built on the same
 :func:`sampled_values`).
 """
@@ -123,7 +124,8 @@ class MeterReading(msgspec.Struct, frozen=True, kw_only=True):
     measurand: str
     phase: str | None
     location: str
-    value: float | None
+    value: float
+    """The number sent (times ``10 ** unitOfMeasure.multiplier``), in ``unit``."""
     unit: str | None
     context: str | None
     format: str
@@ -209,7 +211,10 @@ class MetersProjection(ExchangeFold):
         for meter_value in as_list(request.get("meterValue")):
             timestamp = as_str(as_dict(meter_value).get("timestamp"))
             for sample in sampled_values(meter_value):
-                self._read(exchange, connector_id, transaction_id, timestamp, sample)
+                if sample.value is not None:  # signed data stays verbatim in the frame log
+                    self._read(
+                        exchange, connector_id, transaction_id, timestamp, sample.value, sample
+                    )
 
     def _evse(
         self, station: str, transaction_id: str | None, request: dict[str, Any]
@@ -234,6 +239,7 @@ class MetersProjection(ExchangeFold):
         connector_id: int,
         transaction_id: int | str | None,
         timestamp: str | None,
+        value: float,
         sample: SampledValue,
     ) -> None:
         state = self._stations.get(exchange.station)
@@ -244,7 +250,7 @@ class MetersProjection(ExchangeFold):
             measurand=sample.measurand,
             phase=sample.phase,
             location=sample.location,
-            value=sample.value,
+            value=value,
             unit=sample.unit,
             context=sample.context,
             format=sample.format,

@@ -183,7 +183,7 @@ def _limit_metrics(stats: GatewayStatistics) -> Iterator[Metric]:
 def _meter_metrics(meters: list[StationMeters]) -> Iterator[Metric]:
     """The latest reading of every station meter (the meter projection): one sample per
     station, connector (EVSE; 0: the main meter), measurand, phase (empty: none), location and
-    unit; readings that are not numbers (1.6 signed data) are left out."""
+    unit."""
     readings = GaugeMetricFamily(
         "chargeledger_meter_reading",
         "The latest reading of each station meter (MeterValues and TransactionEvent), in unit.",
@@ -191,16 +191,15 @@ def _meter_metrics(meters: list[StationMeters]) -> Iterator[Metric]:
     )
     for station in meters:
         for reading in station.readings():
-            if reading.value is not None:
-                labels = [
-                    station.station,
-                    str(reading.connector_id),
-                    reading.measurand,
-                    reading.phase or "",
-                    reading.location,
-                    reading.unit or "",
-                ]
-                readings.add_metric(labels, reading.value)
+            labels = [
+                station.station,
+                str(reading.connector_id),
+                reading.measurand,
+                reading.phase or "",
+                reading.location,
+                reading.unit or "",
+            ]
+            readings.add_metric(labels, reading.value)
     yield readings
 
 

@@ -1,0 +1,415 @@
+"""Display messages (2.0.1 O), meter readings outside (and inside) transactions, and the views
+of one station: the folds pinned on hand-built logs, then end to end with the ``ocpp``
+package's charge points of both versions over real WebSockets, through Python, HTTP, the
+metrics and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+import httpx
+import pytest
+from ocpp.routing import after, on
+from ocpp.v201 import call, call_result
+from ocpp.v201.enums import Action
+
+from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
+from chargeledger.core.settings import Settings
+from chargeledger.core.usecases_display import get_display_messages, set_display_message
+from chargeledger.projections import Views, display_messages_json, meters_json
+from chargeledger.projections.meters import sampled_values
+from chargeledger.schemas import OCPP16, OCPP201
+from tests import test_certificates, test_e2e_v201
+from tests.conftest import on_sqlite_and_postgres
+from tests.harness import RunningServer, running_server
+from tests.test_e2e_v201 import connect, recorded, until
+from tests.test_projections import Log, _some
+
+# -------------------------------------------------------------------------
+# The folds, on hand-built logs
+# -------------------------------------------------------------------------
+
+
+def _message(message_id: int, content: str = "hi", **more: Any) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "priority": "NormalCycle",
+        "message": {"format": "UTF8", "content": content},
+        **more,
+    }
+
+
+def _set(log: Log, message_id: int, status: str = "Accepted", **more: Any) -> None:
+    payload = {"message": _message(message_id, **more)}
+    log.call("CP2", "SetDisplayMessage", payload, {"status": status}, by="out")
+
+
+def _ids(views: Views) -> list[int]:
+    return sorted(_some(views.display_messages.get("CP2")).messages)
+
+
+def test_set_and_clear_fold_only_when_the_station_accepts() -> None:
+    log = Log()
+    log.open("CP2", "ocpp2.0.1")
+    _set(log, 1, content="first")
+    _set(log, 2)
+    _set(log, 3, status="NotSupportedPriority")
+    _set(log, 1, content="replaced", transactionId="T1", startDateTime="2026-01-01T00:00:00Z")
+    log.call("CP2", "SetDisplayMessage", {"message": _message(4)}, error=True, by="out")
+    views = log.views()
+    assert _ids(views) == [1, 2]
+    first = _some(views.display_messages.get("CP2")).messages[1]
+    assert (first.content, first.transaction_id, first.start_date_time) == (
+        "replaced",
+        "T1",
+        "2026-01-01T00:00:00Z",
+    )
+    log.call("CP2", "ClearDisplayMessage", {"id": 2}, {"status": "Accepted"}, by="out")
+    log.call("CP2", "ClearDisplayMessage", {"id": 1}, {"status": "Rejected"}, by="out")
+    assert _ids(log.views()) == [1]
+    log.call("CP2", "ClearDisplayMessage", {"id": 1}, {"status": "Unknown"}, by="out")
+    assert _ids(log.views()) == []
+
+
+def test_a_complete_report_replaces_the_known_set_for_its_criteria() -> None:
+    log = Log()
+    log.open("CP2", "ocpp2.0.1")
+    _set(log, 1)
+    _set(log, 2, priority="InFront")
+    _set(log, 3)
+    request = {"requestId": 7, "priority": "NormalCycle"}
+    log.call("CP2", "GetDisplayMessages", request, {"status": "Accepted"}, by="out")
+    part = {"requestId": 7, "tbc": True, "messageInfo": [_message(1, "from the station")]}
+    log.call("CP2", "NotifyDisplayMessages", part, {})
+    log.call("CP2", "NotifyDisplayMessages", part, {})  # the same part again: counted once
+    views = log.views()
+    report = _some(views.display_messages.get("CP2")).reports[7]
+    assert (report.seq_nos, report.complete, report.settled) == ([0], False, False)
+    assert _ids(views) == [1, 2, 3], "nothing is dropped before the report is complete"
+    last = {"requestId": 7, "messageInfo": [_message(9)]}
+    log.call("CP2", "NotifyDisplayMessages", last, {})
+    views = log.views()
+    display = _some(views.display_messages.get("CP2"))
+    report = display.reports[7]
+    assert (report.seq_nos, report.last_seq_no, report.complete, report.settled) == (
+        [0, 1],
+        1,
+        True,
+        True,
+    )
+    # 3 (NormalCycle) was not reported: gone; 2 (InFront) is outside the criteria: kept.
+    assert _ids(views) == [1, 2, 9]
+    assert display.messages[1].content == "from the station"
+    assert display.messages[9].source == "NotifyDisplayMessages"
+    document = display_messages_json(display, now=0.0)
+    assert [m["window"] for m in document["messages"]] == ["current"] * 3
+    assert document["reports"][0]["reported"] == [1, 9]
+
+
+def test_unknown_answer_empties_the_criteria_and_transactions_take_their_messages() -> None:
+    log = Log()
+    log.open("CP2", "ocpp2.0.1")
+    _set(log, 1, transactionId="T1")
+    _set(log, 2, transactionId="T2")
+    _set(log, 3, state="Faulted")
+    request = {"requestId": 8, "state": "Faulted"}
+    log.call("CP2", "GetDisplayMessages", request, {"status": "Unknown"}, by="out")
+    assert _ids(log.views()) == [1, 2]
+    log.event("CP2", "T1", "Updated", 1)
+    assert _ids(log.views()) == [1, 2], "only the Ended event ends the messages"
+    log.event("CP2", "T1", "Ended", 2)
+    assert _ids(log.views()) == [2]
+
+
+def test_display_messages_of_a_16_session_are_not_folded() -> None:
+    log = Log()
+    log.open("CP1")
+    log.call("CP1", "SetDisplayMessage", {"message": _message(1)}, {"status": "Accepted"}, by="out")
+    assert log.views().display_messages.get("CP1") is None
+
+
+def test_validity_windows() -> None:
+    log = Log()
+    log.open("CP2", "ocpp2.0.1")
+    _set(log, 1, startDateTime="2030-01-01T00:00:00Z")
+    _set(log, 2, endDateTime="2020-01-01T00:00:00Z")
+    _set(log, 3, startDateTime="2020-01-01T00:00:00Z", endDateTime="2030-01-01T00:00:00Z")
+    _set(log, 4, startDateTime="not a time")
+    now = 1_800_000_000.0  # 2027
+    document = display_messages_json(_some(log.views().display_messages.get("CP2")), now)
+    windows = {m["id"]: m["window"] for m in document["messages"]}
+    assert windows == {1: "pending", 2: "expired", 3: "current", 4: "current"}
+
+
+def test_set_display_message_builder() -> None:
+    request = set_display_message(
+        OCPP201,
+        5,
+        "Tariff: 0.39 EUR/kWh",
+        priority="InFront",
+        language="en",
+        start="2026-12-01T10:00:00+01:00",
+        end="2026-12-01T12:00:00Z",
+        transaction_id="T9",
+    )
+    assert (request.action, request.payload) == (
+        "SetDisplayMessage",
+        {
+            "message": {
+                "id": 5,
+                "priority": "InFront",
+                "startDateTime": "2026-12-01T09:00:00.000Z",
+                "endDateTime": "2026-12-01T12:00:00.000Z",
+                "transactionId": "T9",
+                "message": {"format": "UTF8", "language": "en", "content": "Tariff: 0.39 EUR/kWh"},
+            }
+        },
+    )
+    with pytest.raises(InvalidUseCaseArguments, match="not after start"):
+        set_display_message(OCPP201, 5, "x", start="2026-12-01T12:00:00Z", end="2026-12-01T12:00Z")
+    with pytest.raises(InvalidUseCaseArguments, match="not an RFC 3339 time"):
+        set_display_message(OCPP201, 5, "x", end="tomorrow")
+    with pytest.raises(UnsupportedUseCase):
+        set_display_message(OCPP16, 5, "x")
+    assert get_display_messages(OCPP201, 3, ids=[1, 2]).payload == {"requestId": 3, "id": [1, 2]}
+
+
+def _meter_values(log: Log, station: str, payload: dict[str, Any]) -> None:
+    log.call(station, "MeterValues", payload, {})
+
+
+def test_meter_readings_per_connector_measurand_phase_and_location() -> None:
+    log = Log()
+    log.open("CP1")
+    clock = [
+        {"value": "12.5", "unit": "kWh", "context": "Sample.Clock"},
+        {"value": "230.1", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
+        {"value": "231", "measurand": "Voltage", "phase": "L2-N", "unit": "V"},
+        {"value": "AB12", "format": "SignedData", "context": "Sample.Clock"},
+        {"value": "1", "measurand": 5},  # names no measurand: skipped
+    ]
+    at = "2026-11-21T10:00:00Z"
+    _meter_values(
+        log, "CP1", {"connectorId": 0, "meterValue": [{"timestamp": at, "sampledValue": clock}]}
+    )
+    earlier = {"timestamp": "2026-11-21T09:00:00Z", "sampledValue": [{"value": "1"}]}
+    _meter_values(log, "CP1", {"connectorId": 0, "meterValue": [earlier]})
+    log.start("CP1", 1)
+    log.meter("CP1", 1, {"value": "1500", "measurand": "Energy.Active.Import.Register"})
+    meters = _some(log.views().meters.get("CP1"))
+    document = meters_json(meters)
+    rows = [
+        (r["connector_id"], r["measurand"], r["phase"], r["value"], r["unit"], r["transaction_id"])
+        for r in document["readings"]
+    ]
+    assert rows == [
+        (0, "Energy.Active.Import.Register", None, 12.5, "kWh", None),  # the older one lost
+        (0, "Voltage", "L1-N", 230.1, "V", None),
+        (0, "Voltage", "L2-N", 231.0, "V", None),
+        (1, "Energy.Active.Import.Register", None, 1500.0, "Wh", 1),
+    ]
+    assert document["clock_aligned_at"] == at
+    # The signed register reading (an opaque blob) is read but not a number: it replaced
+    # nothing above, and stays verbatim in the frame log.
+    assert [(s.format, s.value) for s in sampled_values({"sampledValue": clock})] == [
+        ("Raw", 12.5),
+        ("Raw", 230.1),
+        ("Raw", 231.0),
+        ("SignedData", None),
+    ]
+
+
+def test_201_meter_values_and_transaction_events_fold_by_evse() -> None:
+    log = Log()
+    log.open("CP2", "ocpp2.0.1")
+    sample = {
+        "value": 7.4,
+        "measurand": "Power.Active.Import",
+        "unitOfMeasure": {"unit": "W", "multiplier": 3},
+    }
+    value = {"timestamp": "2026-11-21T10:00:00Z", "sampledValue": [sample]}
+    _meter_values(log, "CP2", {"evseId": 1, "meterValue": [value]})
+    log.event("CP2", "T1", "Started", 0, 100, evse={"id": 2, "connectorId": 1})
+    log.event("CP2", "T1", "Updated", 1, 200)  # no evse: the transaction's
+    views = log.views()
+    readings = _some(views.meters.get("CP2")).readings()
+    assert [(r.connector_id, r.measurand, r.value, r.transaction_id) for r in readings] == [
+        (1, "Power.Active.Import", 7400.0, None),
+        (2, "Energy.Active.Import.Register", 200.0, "T1"),
+    ]
+
+
+# -------------------------------------------------------------------------
+# End to end
+# -------------------------------------------------------------------------
+
+
+def _matches(message: dict[str, Any], ids: Any, priority: Any, state: Any) -> bool:
+    return (
+        (ids is None or message["id"] in ids)
+        and (priority is None or message["priority"] == priority)
+        and (state is None or message.get("state") == state)
+    )
+
+
+class Displays:
+    """A 2.0.1 test station's display: it holds what SetDisplayMessage sets (refusing HTML),
+    reports what GetDisplayMessages asks for in NotifyDisplayMessages parts of one message
+    each, and clears on ClearDisplayMessage. ``display`` may be changed behind the CSMS's
+    back, as a station that reboots or is serviced does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.display: dict[int, dict[str, Any]] = {}
+        self.display_answers: list[Any] = []
+
+    @on(Action.set_display_message)
+    def on_set_display_message(self, message: dict[str, Any], **_: Any) -> Any:
+        if message["message"]["format"] == "HTML":
+            return call_result.SetDisplayMessage(status="NotSupportedMessageFormat")
+        self.display[message["id"]] = message
+        return call_result.SetDisplayMessage(status="Accepted")
+
+    @on(Action.get_display_messages)
+    def on_get_display_messages(
+        self, request_id: int, id: Any = None, priority: Any = None, state: Any = None, **_: Any
+    ) -> Any:
+        found = any(_matches(m, id, priority, state) for m in self.display.values())
+        return call_result.GetDisplayMessages(status="Accepted" if found else "Unknown")
+
+    @after(Action.get_display_messages)
+    async def report_display(
+        self, request_id: int, id: Any = None, priority: Any = None, state: Any = None, **_: Any
+    ) -> None:
+        matching = [m for m in self.display.values() if _matches(m, id, priority, state)]
+        for index, message in enumerate(matching):
+            answer = await self.call(  # type: ignore[attr-defined]
+                call.NotifyDisplayMessages(
+                    request_id=request_id, message_info=[message], tbc=index < len(matching) - 1
+                )
+            )
+            self.display_answers.append(answer)
+
+    @on(Action.clear_display_message)
+    def on_clear_display_message(self, id: int, **_: Any) -> Any:
+        status = "Accepted" if self.display.pop(id, None) else "Unknown"
+        return call_result.ClearDisplayMessage(status=status)
+
+
+class DisplayStation(Displays, test_e2e_v201.Station):
+    """The 2.0.1 e2e test station with a display."""
+
+
+def _display(server: RunningServer, station: str) -> dict[str, Any]:
+    assert server.csms is not None
+    state = server.csms.views.display_messages.get(station)
+    return {} if state is None else {m.id: m for m in state.messages.values()}
+
+
+@on_sqlite_and_postgres
+def test_display_messages_set_read_back_and_cleared(server_store: str) -> None:
+    station = "CP-D"
+    preset = {"id": 9, "priority": "NormalCycle", "message": {"format": "ASCII", "content": "Hi"}}
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        csms, out = server.csms, {}
+        cp, ws, task = await connect(server, station, DisplayStation)
+        try:
+            await cp.boot()
+            cp.display[9] = preset  # set before we knew the station
+            show = partial(csms.set_display_message, station)
+            out["welcome"] = await server.arun(
+                partial(
+                    show,
+                    1,
+                    "Welcome",
+                    priority="InFront",
+                    language="en",
+                    state="Idle",
+                    start="2026-01-01T00:00:00Z",
+                    end="2099-01-01T01:00:00+01:00",
+                )
+            )
+            out["lost"] = await server.arun(partial(show, 2, "Lost at the next reboot"))
+            out["later"] = await server.arun(partial(show, 3, "Soon", start="2099-01-01T00:00:00Z"))
+            out["html"] = await server.arun(partial(show, 4, "<b>Hi</b>", format="HTML"))
+            out["tariff"] = await server.arun(partial(show, 5, "0.39 EUR/kWh", transaction_id="T5"))
+            del cp.display[2]  # the station forgot it
+            out["get"] = await server.arun(csms.get_display_messages, station)
+            await until(server, lambda: len(cp.display_answers) >= 4, "every part answered")
+            out["after_get"] = _display(server, station)
+            out["none"] = await server.arun(partial(csms.get_display_messages, station, [42]))
+            # The transaction the tariff message belongs to ends: the message goes with it.
+            for event_type, seq_no in (("Started", 0), ("Ended", 1)):
+                await cp.call(
+                    call.TransactionEvent(
+                        event_type=event_type,
+                        timestamp=test_e2e_v201.NOW,
+                        trigger_reason="Authorized",
+                        seq_no=seq_no,
+                        transaction_info={"transaction_id": "T5"},
+                        evse={"id": 1, "connector_id": 1},
+                        meter_value=test_e2e_v201.meter(100 + seq_no),
+                    )
+                )
+            out["after_end"] = _display(server, station)
+            out["clear"] = await server.arun(csms.clear_display_message, station, 1)
+            out["clear_unknown"] = await server.arun(csms.clear_display_message, station, 77)
+            base = f"http://127.0.0.1:{csms.api_port}"
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                out["http"] = (await client.get(f"/api/stations/{station}/display-messages")).json()
+                out["bad"] = await client.post(
+                    f"/api/stations/{station}/commands",
+                    json={"use_case": "set_display_message", "id": 6, "content": "x", "end": "?"},
+                )
+                out["too_long"] = await client.post(
+                    f"/api/stations/{station}/commands",
+                    json={"use_case": "set_display_message", "id": 6, "content": "x" * 513},
+                )
+            out["live"] = display_messages_json(_some(csms.views.display_messages.get(station)))
+        finally:
+            task.cancel()
+            await ws.close()
+        return out
+
+    with running_server(Settings(port=0, store=server_store, api_port=0)) as server:
+        out = asyncio.run(scenario(server))
+    for accepted in ("welcome", "lost", "later", "tariff", "clear"):
+        assert out[accepted].accepted and out[accepted].status == "Accepted", accepted
+    assert (out["html"].accepted, out["html"].status) == (False, "NotSupportedMessageFormat")
+    get = out["get"]
+    assert get.accepted and get.action == "GetDisplayMessages"
+    assert [m["id"] for m in get.values["messages"]] == [9, 1, 3, 5]  # as reported
+    assert get.values["messages"][1]["end_date_time"] == "2099-01-01T00:00:00.000Z"
+    assert sorted(out["after_get"]) == [1, 3, 5, 9], "2 was not reported: dropped; 9 learnt"
+    assert out["after_get"][9].source == "NotifyDisplayMessages"
+    assert (out["none"].accepted, out["none"].status) == (False, "Unknown")
+    assert sorted(out["after_end"]) == [1, 3, 9]
+    assert (out["clear_unknown"].accepted, out["clear_unknown"].status) == (False, "Unknown")
+    http = out["http"]
+    assert [(m["id"], m["window"]) for m in http["messages"]] == [(3, "pending"), (9, "current")]
+    report = http["reports"][0]
+    assert (report["seq_nos"], report["complete"], report["settled"]) == ([0, 1, 2, 3], True, True)
+    assert out["bad"].status_code == 422 and "not an RFC 3339 time" in out["bad"].json()["detail"]
+    assert out["too_long"].status_code == 400
+    # Replay equals live.
+    replayed = Views.replay(recorded(server_store)).display_messages.get(station)
+    assert display_messages_json(_some(replayed)) == out["live"]
+
+
+def test_display_messages_are_201_only(server_store: str) -> None:
+    async def scenario(server: RunningServer) -> None:
+        assert server.csms is not None
+        _cp, ws, task = await test_certificates.connect(server, "CP-D16", OCPP16)
+        try:
+            with pytest.raises(UnsupportedUseCase):
+                await server.arun(server.csms.set_display_message, "CP-D16", 1, "Hi")
+        finally:
+            task.cancel()
+            await ws.close()
+
+    with running_server(Settings(port=0, store=server_store)) as server:
+        asyncio.run(scenario(server))
