@@ -49,7 +49,7 @@ DEFAULT_MEASURAND = "Energy.Active.Import.Register"
 DEFAULT_LOCATION = "Outlet"
 """The location of a sample that names none (both versions)."""
 _DEFAULT_UNIT = "Wh"
-"""The unit of a sample that names none (the default measurand's)."""
+"""The unit of an energy sample that names none."""
 
 
 class SampledValue(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,8 +59,8 @@ class SampledValue(msgspec.Struct, frozen=True, kw_only=True):
     """The number sent times ``10 ** unitOfMeasure.multiplier`` (2.0.1); ``None`` when it is
     not a finite number (1.6 signed data is an opaque blob, not a reading)."""
     unit: str | None
-    """1.6 ``unit`` or 2.0.1 ``unitOfMeasure.unit`` (``Wh`` when absent); ``None`` when it is
-    not a string."""
+    """1.6 ``unit`` or 2.0.1 ``unitOfMeasure.unit``; when absent ``Wh`` for an ``Energy.*``
+    measurand (the versions' default), else ``None``; ``None`` when it is not a string."""
     measurand: str
     phase: str | None
     location: str
@@ -99,11 +99,13 @@ def sampled_values(meter_value: Any) -> Iterator[SampledValue]:
             and (phase is None or type(phase) is str)
         ):
             continue
+        # Both versions default the unit to Wh, which only an energy measurand can be in.
+        default = _DEFAULT_UNIT if measurand.startswith("Energy.") else None
         measure = sample.get("unitOfMeasure")
         if type(measure) is dict:
-            unit, multiplier = measure.get("unit", _DEFAULT_UNIT), measure.get("multiplier", 0)
+            unit, multiplier = measure.get("unit", default), measure.get("multiplier", 0)
         else:
-            unit, multiplier = sample.get("unit", _DEFAULT_UNIT), 0
+            unit, multiplier = sample.get("unit", default), 0
         yield SampledValue(
             value=_number(sample.get("value"), multiplier) if format == "Raw" else None,
             unit=as_str(unit),

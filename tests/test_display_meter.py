@@ -6,12 +6,15 @@ metrics and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 from ocpp.routing import after, on
+from ocpp.v16 import call as call16
 from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action
 
@@ -413,3 +416,133 @@ def test_display_messages_are_201_only(server_store: str) -> None:
 
     with running_server(Settings(port=0, store=server_store)) as server:
         asyncio.run(scenario(server))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+CLOCK = "2026-11-21T10:15:00Z"
+
+
+def test_meter_values_outside_transactions_in_both_versions(server_store: str) -> None:
+    """Clock-aligned and idle-connector readings of a 1.6 and a 2.0.1 station, then a late
+    older reading, reach the meter view over HTTP, the metrics and ``station show``."""
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        out: dict[str, Any] = {}
+        cp16, ws16, task16 = await test_certificates.connect(server, "CP-M16", OCPP16)
+        cp201, ws201, task201 = await test_certificates.connect(server, "CP-M201", OCPP201)
+        try:
+            clock = [
+                {"value": "1234.5", "unit": "kWh", "context": "Sample.Clock"},
+                {"value": "230.1", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
+                {"value": "229.8", "measurand": "Voltage", "phase": "L2-N", "unit": "V"},
+                {"value": "0A1B", "format": "SignedData", "context": "Sample.Clock"},
+            ]
+            await cp16.call(
+                call16.MeterValues(
+                    connector_id=0, meter_value=[{"timestamp": CLOCK, "sampled_value": clock}]
+                )
+            )
+            power = {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW"}
+            await cp16.call(
+                call16.MeterValues(
+                    connector_id=1, meter_value=[{"timestamp": CLOCK, "sampled_value": [power]}]
+                )
+            )
+            late = {"timestamp": "2026-11-21T10:00:00Z", "sampled_value": [{"value": "1"}]}
+            await cp16.call(call16.MeterValues(connector_id=0, meter_value=[late]))
+            register = {
+                "value": 98.25,
+                "context": "Sample.Clock",
+                "unit_of_measure": {"unit": "kWh"},
+            }
+            frequency = {"value": 50.01, "measurand": "Frequency", "context": "Sample.Clock"}
+            await cp201.call(
+                call.MeterValues(
+                    evse_id=0,
+                    meter_value=[{"timestamp": CLOCK, "sampled_value": [register, frequency]}],
+                )
+            )
+            current = {
+                "value": 16,
+                "measurand": "Current.Import",
+                "phase": "L3",
+                "location": "Cable",
+                "unit_of_measure": {"unit": "mA", "multiplier": 3},
+            }
+            await cp201.call(
+                call.MeterValues(
+                    evse_id=2, meter_value=[{"timestamp": CLOCK, "sampled_value": [current]}]
+                )
+            )
+            base = f"http://127.0.0.1:{server.csms.api_port}"
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                for station in ("CP-M16", "CP-M201"):
+                    out[station] = (await client.get(f"/api/stations/{station}/meter")).json()
+                out["connector"] = (
+                    await client.get("/api/stations/CP-M16/meter?connector=1")
+                ).json()
+                out["metrics"] = (await client.get("/metrics")).text
+            out["show"] = await asyncio.to_thread(_cli, "station", "show", "CP-M16", "--api", base)
+            out["live"] = [meters_json(state) for state in server.csms.views.meters.all()]
+        finally:
+            for task, ws in ((task16, ws16), (task201, ws201)):
+                task.cancel()
+                await ws.close()
+        return out
+
+    with running_server(Settings(port=0, store=server_store, api_port=0)) as server:
+        out = asyncio.run(scenario(server))
+
+    def rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (r["connector_id"], r["measurand"], r["phase"], r["location"], r["value"], r["unit"])
+            for r in document["readings"]
+        ]
+
+    assert rows(out["CP-M16"]) == [
+        (0, "Energy.Active.Import.Register", None, "Outlet", 1234.5, "kWh"),
+        (0, "Voltage", "L1-N", "Outlet", 230.1, "V"),
+        (0, "Voltage", "L2-N", "Outlet", 229.8, "V"),
+        (1, "Power.Active.Import", None, "Outlet", 7.2, "kW"),
+    ]
+    first = out["CP-M16"]["readings"][0]
+    assert (first["timestamp"], first["context"], first["transaction_id"]) == (
+        CLOCK,
+        "Sample.Clock",
+        None,
+    )
+    assert out["CP-M16"]["clock_aligned_at"] == CLOCK
+    assert rows(out["connector"]) == rows(out["CP-M16"])[3:]
+    assert rows(out["CP-M201"]) == [
+        (0, "Energy.Active.Import.Register", None, "Outlet", 98.25, "kWh"),
+        (0, "Frequency", None, "Outlet", 50.01, None),
+        (2, "Current.Import", "L3", "Cable", 16000.0, "mA"),
+    ]
+    metrics = out["metrics"]
+    for line in (
+        'chargeledger_meter_reading{connector="0",location="Outlet",measurand="Voltage",'
+        'phase="L1-N",station="CP-M16",unit="V"} 230.1',
+        'chargeledger_meter_reading{connector="2",location="Cable",measurand="Current.Import",'
+        'phase="L3",station="CP-M201",unit="mA"} 16000.0',
+    ):
+        assert line in metrics, line
+    show = out["show"]
+    assert show.returncode == 0, show.stderr
+    assert "meter: 4 readings" in show.stdout
+    for line in (
+        "  connector 0  Energy.Active.Import.Register - Outlet  1234.5 kWh  Sample.Clock  " + CLOCK,
+        "  connector 0  Voltage L1-N Outlet  230.1 V  -  " + CLOCK,
+        "  meter                  /api/stations/CP-M16/meter",
+    ):
+        assert line in show.stdout.splitlines(), (line, show.stdout)
+    replayed = Views.replay(recorded(server_store))
+    assert [meters_json(state) for state in replayed.meters.all()] == out["live"]
