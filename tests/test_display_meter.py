@@ -6,6 +6,7 @@ metrics and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from functools import partial
@@ -546,3 +547,124 @@ def test_meter_values_outside_transactions_in_both_versions(server_store: str) -
         assert line in show.stdout.splitlines(), (line, show.stdout)
     replayed = Views.replay(recorded(server_store))
     assert [meters_json(state) for state in replayed.meters.all()] == out["live"]
+
+
+MY_VIEWS = ("device_model", "problems", "meter", "display_messages")
+
+
+def test_everything_about_one_station_over_http_and_the_cli(server_store: str) -> None:
+    """The station view links every per-station view; the device model is paged, problems,
+    meter and display messages are served; ``chargeledger station show`` prints them."""
+    station = "CP-V"
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        out: dict[str, Any] = {}
+        cp, ws, task = await connect(server, station, DisplayStation)
+        try:
+            await cp.boot()
+            await server.arun(server.csms.get_base_report, station)
+            await cp.call(
+                call.StatusNotification(
+                    timestamp=test_e2e_v201.NOW,
+                    connector_status="Faulted",
+                    evse_id=1,
+                    connector_id=1,
+                )
+            )
+            await server.arun(server.csms.set_display_message, station, 1, "Out of order")
+            base = f"http://127.0.0.1:{server.csms.api_port}"
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                out["view"] = (await client.get(f"/api/stations/{station}")).json()
+                out["listed"] = (await client.get("/api/stations")).json()
+                for name in MY_VIEWS:
+                    out[name] = await client.get(out["view"]["links"][name])
+                pages, after = [], None
+                while True:
+                    params: dict[str, Any] = {"limit": 2}
+                    if after is not None:
+                        params["after"] = after
+                    page = (
+                        await client.get(f"/api/stations/{station}/device-model", params=params)
+                    ).json()
+                    pages.append([variable["key"] for variable in page["variables"]])
+                    after = page["next"]
+                    if after is None:
+                        break
+                out["pages"] = pages
+                out["evse"] = (
+                    await client.get(
+                        f"/api/stations/{station}/device-model", params={"component": "EVSE"}
+                    )
+                ).json()
+                out["limit0"] = await client.get(
+                    f"/api/stations/{station}/device-model", params={"limit": 0}
+                )
+                out["unknown"] = [
+                    (await client.get(f"/api/stations/NOPE/{path}")).status_code
+                    for path in ("device-model", "problems", "meter", "display-messages")
+                ]
+            out["show"] = await asyncio.to_thread(_cli, "station", "show", station, "--api", base)
+            out["json"] = await asyncio.to_thread(
+                _cli, "station", "show", station, "--json", "--api", base
+            )
+            out["nope"] = await asyncio.to_thread(_cli, "station", "show", "NOPE", "--api", base)
+        finally:
+            task.cancel()
+            await ws.close()
+        return out
+
+    with running_server(Settings(port=0, store=server_store, api_port=0)) as server:
+        out = asyncio.run(scenario(server))
+    links = out["view"]["links"]
+    assert links == {
+        "self": "/api/stations/CP-V",
+        "device_model": "/api/stations/CP-V/device-model",
+        "problems": "/api/stations/CP-V/problems",
+        "meter": "/api/stations/CP-V/meter",
+        "display_messages": "/api/stations/CP-V/display-messages",
+        "firmware": "/api/stations/CP-V/firmware",
+        "logs": "/api/stations/CP-V/logs",
+        "monitors": "/api/stations/CP-V/monitors",
+        "customer_information": "/api/stations/CP-V/customer-information",
+        "certificates": "/api/stations/CP-V/certificates",
+        "security_events": "/api/stations/CP-V/security-events",
+        "reservations": "/api/stations/CP-V/reservations",
+        "firmware_campaigns": "/api/firmware/campaigns",
+    }
+    assert [view["links"]["self"] for view in out["listed"]] == ["/api/stations/CP-V"]
+    for name in MY_VIEWS:
+        assert out[name].status_code == 200, name
+    model = out["device_model"].json()
+    assert (model["station"], model["total"], len(model["variables"])) == (station, 5, 5)
+    assert model["reports"][0]["complete"] and model["next"] is None
+    assert out["pages"] == [
+        ["AuthCtrlr.Enabled", "Connector@1/1.ConnectorType"],
+        ["EVSE@1.Power", "OCPPCommCtrlr.HeartbeatInterval"],
+        ["TxCtrlr.EVConnectionTimeOut"],
+    ]
+    [power] = out["evse"]["variables"]
+    assert (power["key"], power["attributes"]["MaxSet"]["value"]) == ("EVSE@1.Power", "22000")
+    assert out["limit0"].status_code == 400
+    assert out["unknown"] == [404] * 4
+    problems = out["problems"].json()
+    assert [problem["key"] for problem in problems["active"]] == ["Connector@1/1.Problem"]
+    assert [m["content"] for m in out["display_messages"].json()["messages"]] == ["Out of order"]
+    show = out["show"]
+    assert show.returncode == 0, show.stderr
+    lines = show.stdout.splitlines()
+    assert lines[0].startswith("CP-V  ocpp2.0.1  connected  boot=Accepted  Acme EVC201")
+    for line in (
+        "device model: 5 variables, 1 reports, 0 unknown",
+        "problems: 1 active, 1 recent",
+        "  Connector@1/1.Problem  StatusNotification  Faulted",
+        "display messages: 1",
+        "  firmware               /api/stations/CP-V/firmware",
+        "  customer_information   /api/stations/CP-V/customer-information",
+    ):
+        assert line in lines, (line, show.stdout)
+    shown = json.loads(out["json"].stdout)
+    assert sorted(shown) == sorted(("station", *MY_VIEWS))
+    assert shown["device_model"]["total"] == 5
+    nope = out["nope"]
+    assert nope.returncode == 2 and "404" in nope.stderr and "NOPE" in nope.stderr
