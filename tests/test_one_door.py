@@ -29,12 +29,20 @@ from chargeledger.core.remote import parse_arguments
 from chargeledger.core.settings import BootPolicy, Settings
 from chargeledger.core.usecases import USE_CASES
 from chargeledger.schemas import OCPP16, OCPP201
-from tests import test_certificates, test_e2e_v201
+from tests import test_certificates, test_display_meter, test_e2e_v201
 from tests.harness import RunningServer, running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-ONLY_201 = {"get_base_report", "get_report", "set_variables", "get_transaction_status"}
+ONLY_201 = {
+    "get_base_report",
+    "get_report",
+    "set_variables",
+    "get_transaction_status",
+    "set_display_message",
+    "get_display_messages",
+    "clear_display_message",
+}
 
 SAMPLES: dict[str, dict[str, Any]] = {
     "remote_start": {"id_token": "TAG-H", "evse_id": 1},
@@ -67,6 +75,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "send_local_list": {"version": 1, "entries": [{"id_token": "TAG-L", "type": "ISO14443"}]},
     "get_local_list_version": {},
+    "set_display_message": {"id": 1, "content": "Welcome", "priority": "InFront"},
+    "get_display_messages": {},
+    "clear_display_message": {"id": 1},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -78,9 +89,9 @@ STATUS = {
 """The status the test stations answer with, where it is not ``Accepted``."""
 
 
-class Station201(test_certificates.Station201):
-    """The 2.0.1 test station (with certificates), which also answers GetReport with its
-    variables."""
+class Station201(test_display_meter.Displays, test_certificates.Station201):
+    """The 2.0.1 test station (with certificates and a display), which also answers GetReport
+    with its variables."""
 
     @on(Action.set_network_profile)
     def on_set_network_profile(self, configuration_slot: int, connection_data: Any) -> Any:
@@ -219,6 +230,8 @@ def test_every_use_case_over_http(tmp_path: Path, protocol: str) -> None:
     if protocol == OCPP201:
         assert answers["get_base_report"].json()["values"]["OCPPCommCtrlr.HeartbeatInterval"]
         assert answers["get_report"].json()["values"]["OCPPCommCtrlr.HeartbeatInterval"] == "120"
+        shown = answers["get_display_messages"].json()["values"]["messages"]
+        assert [(m["id"], m["content"]) for m in shown] == [(1, "Welcome")]
     assert answers["read_configuration"].json()["values"] == {"HeartbeatInterval": "300"}
     mine = [c for c in recorded if c.station == station]
     assert [c.command for c in mine] == [*SAMPLES, "reset"]  # the last one from the CLI
