@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +23,7 @@ from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action
 
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
+from chargeledger.core.http.keys import new_key
 from chargeledger.core.settings import Settings
 from chargeledger.core.usecases_display import get_display_messages, set_display_message
 from chargeledger.projections import Views, display_messages_json, meters_json
@@ -29,6 +33,7 @@ from tests import test_certificates, test_e2e_v201
 from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, running_server
 from tests.test_e2e_v201 import connect, recorded, until
+from tests.test_http_api import ROLES, api_settings
 from tests.test_projections import Log, _some
 
 # -------------------------------------------------------------------------
@@ -668,3 +673,81 @@ def test_everything_about_one_station_over_http_and_the_cli(server_store: str) -
     assert shown["device_model"]["total"] == 5
     nope = out["nope"]
     assert nope.returncode == 2 and "404" in nope.stderr and "NOPE" in nope.stderr
+
+
+DEVICE_MD = Path(__file__).resolve().parent.parent / "docs" / "device-management.md"
+MY_SECTIONS = (
+    "Display messages",
+    "Meter values outside transactions",
+    "Everything about one station",
+)
+
+
+def walkthrough() -> list[tuple[str, int]]:
+    """Each command of the ``sh`` blocks of this block's sections of
+    docs/device-management.md, and the status under it."""
+    text = DEVICE_MD.read_text()
+    examples = []
+    for section in re.split(r"^## ", text, flags=re.M)[1:]:
+        heading, _, body = section.partition("\n")
+        if heading.strip() not in MY_SECTIONS:
+            continue
+        for block in re.findall(r"```sh\n(.*?)```", body, re.S):
+            lines = block.splitlines()
+            for line, following in zip(lines[::2], lines[1::2], strict=True):
+                expected = re.fullmatch(r"# → (\d+)", following.strip())
+                assert expected, f"no '# → STATUS' line under: {line}"
+                examples.append((line, int(expected.group(1))))
+    return examples
+
+
+def test_device_management_walkthrough_runs_as_written(server_store: str) -> None:
+    examples = walkthrough()
+    assert len(examples) >= 15
+    keys = {role: new_key() for role in ROLES}
+
+    async def scenario(server: RunningServer) -> list[tuple[str, int, int, str]]:
+        assert server.csms is not None
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "API": f"http://127.0.0.1:{server.csms.api_port}",
+            **{f"{role.upper()}_KEY": key for role, key in keys.items()},
+        }
+        cp, ws, task = await connect(server, "CP-D", DisplayStation)
+        cp16, ws16, task16 = await test_certificates.connect(server, "CP-M", OCPP16)
+        results = []
+        try:
+            await cp.boot()
+            volts = {"value": "230.1", "measurand": "Voltage", "phase": "L1-N", "unit": "V"}
+            clock = {"timestamp": CLOCK, "sampled_value": [{**volts, "context": "Sample.Clock"}]}
+            await cp16.call(call16.MeterValues(connector_id=0, meter_value=[clock]))
+            for command, expected in examples:
+                curl = command.startswith("curl ")
+                process = await asyncio.create_subprocess_exec(
+                    "bash",
+                    "-c",
+                    f"{command} -o /dev/null -w '%{{http_code}}'" if curl else command,
+                    env=env,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                out, err = await process.communicate()
+                got = int(out.decode()) if curl else process.returncode
+                results.append((command, expected, got, out.decode() + err.decode()))
+        finally:
+            for one_task, one_ws in ((task, ws), (task16, ws16)):
+                one_task.cancel()
+                await one_ws.close()
+        return results
+
+    with running_server(api_settings(server_store, keys)) as server:
+        results = asyncio.run(scenario(server))
+    wrong = [(c, expected, got, out) for c, expected, got, out in results if got != expected]
+    assert not wrong, wrong
+    shown = {command: out for command, _, _, out in results}
+    show = next(out for command, out in shown.items() if "station show CP-D --api" in command)
+    assert (
+        "     1  InFront  any state  … → 2099-01-01T00:00:00.000Z  current  'Welcome to bay 4'"
+        in (show.splitlines())
+    ), show
