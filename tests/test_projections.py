@@ -33,6 +33,8 @@ from chargeledger.projections import (
     ANOMALY_KINDS,
     CertificatesProjection,
     DeviceModelProjection,
+    DisplayMessagesProjection,
+    MetersProjection,
     ProblemsProjection,
     SecurityEventsProjection,
     StationsProjection,
@@ -44,6 +46,8 @@ from chargeledger.projections import (
     anomaly_json,
     certificates_json,
     device_model_json,
+    display_messages_json,
+    meters_json,
     problems_json,
     reservation_json,
     security_events_json,
@@ -1609,6 +1613,19 @@ OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
         st.sampled_from(["Accepted", "Accepted", "Occupied", "Expired", "Removed"]),
         answer,
     ),
+    "display": st.tuples(
+        st.sampled_from(["set", "set", "clear", "get", "part", "last_part"]),
+        st.integers(1, 3),
+        st.sampled_from(["Accepted", "Accepted", "Unknown", "Rejected"]),
+        answer,
+        st.integers(1, 2),
+    ),
+    "standalone_meter": st.tuples(
+        st.integers(0, 2),
+        st.sampled_from(["Voltage", "Energy.Active.Import.Register"]),
+        st.sampled_from(TIMESTAMPS),
+        st.integers(0, 500),
+    ),
     "token": st.tuples(
         st.sampled_from(["register", "register", "remove"]),
         st.sampled_from(["A", "a", "B"]),
@@ -1627,7 +1644,9 @@ operation = st.sampled_from(WEIGHTED).flatmap(
 )
 
 
-V201_ACTIONS = frozenset({"TransactionEvent", "NotifyReport", "NotifyEvent"})
+V201_ACTIONS = frozenset(
+    {"TransactionEvent", "NotifyReport", "NotifyEvent", "NotifyDisplayMessages"}
+)
 """Actions whose operations open a 2.0.1 session when the station has none."""
 
 
@@ -2022,6 +2041,51 @@ class Generated:
         )
         self.tokens[id_token.casefold(), type] = (id_token, status, group)
 
+    def _display(
+        self, index: int, what: str, message_id: int, status: str, answer: str, request_id: int
+    ) -> None:
+        """A display-message exchange: our Set/Clear/GetDisplayMessages answered ``status``,
+        or a NotifyDisplayMessages part (the last one of its report, or not) of report
+        ``request_id`` listing message ``message_id``."""
+        station = STATIONS[index]
+        self._session(station, "ocpp2.0.1")
+        if self._v16(station):  # display messages are 2.0.1: it reconnects speaking 2.0.1
+            self._open(index, "ocpp2.0.1")
+        message = {
+            "id": message_id,
+            "priority": "NormalCycle" if message_id < 3 else "InFront",
+            "message": {"format": "UTF8", "content": f"m{message_id}"},
+            "transactionId": f"T{message_id - 1}",
+        }
+        if what in ("part", "last_part"):
+            part = {"requestId": request_id, "tbc": what == "part", "messageInfo": [message]}
+            self._call(station, "NotifyDisplayMessages", part, {}, answer)
+            return
+        if what == "set":
+            action, payload = "SetDisplayMessage", {"message": message}
+        elif what == "clear":
+            action, payload = "ClearDisplayMessage", {"id": message_id}
+        else:
+            action, payload = "GetDisplayMessages", {"requestId": request_id}
+            if message_id == 1:
+                payload["priority"] = "NormalCycle"
+        result = None if answer == "none" else {"status": status}
+        self.log.call(station, action, payload, result, error=answer == "error", by="out")
+
+    def _standalone_meter(
+        self, index: int, connector: int, measurand: str, timestamp: str, value: int
+    ) -> None:
+        """A MeterValues outside a transaction, in the version of the station's session."""
+        station = STATIONS[index]
+        self._session(station)
+        sample = {"value": str(value), "measurand": measurand, "context": "Sample.Clock"}
+        values = [{"timestamp": timestamp, "sampledValue": [sample]}]
+        if self._v16(station):
+            payload: dict[str, Any] = {"connectorId": connector, "meterValue": values}
+        else:
+            payload = {"evseId": connector, "meterValue": values}
+        self._call(station, "MeterValues", payload, {}, "result")
+
     def _orphan(self, index: int, message_id: str) -> None:
         station = STATIONS[index]
         self._session(station)
@@ -2050,6 +2114,10 @@ def _snapshot(views: Views) -> Any:
         views.tokens.all(),
         views.tokens.groups(),
         views.tokens.position,
+        [display_messages_json(state) for state in views.display_messages.all()],
+        [meters_json(state) for state in views.meters.all()],
+        views.display_messages.all(),
+        views.meters.all(),
     )
 
 
@@ -2068,6 +2136,8 @@ def _query(views: Views) -> None:
         views.security_events.get(station)
         views.reservations.get(station, 1)
         views.reservations.all(station)
+        views.display_messages.get(station)
+        views.meters.get(station)
     views.reservations.open()
     views.reservations.made_at(views.position)
     views.transactions.get(1)
@@ -2123,8 +2193,11 @@ def test_live_fold_equals_replay(operations: list[tuple[Any, ...]]) -> None:
     stations, transactions = StationsProjection(), TransactionsProjection()
     device_model, problems = DeviceModelProjection(), ProblemsProjection()
     certificates, security_events = CertificatesProjection(), SecurityEventsProjection()
+    display_messages, meters = DisplayMessagesProjection(), MetersProjection()
     for count, recorded in enumerate(records, 1):
         live.apply(recorded)
+        display_messages.apply(recorded)
+        meters.apply(recorded)
         certificates.apply(recorded)
         security_events.apply(recorded)
         stations.apply(recorded)
@@ -2143,6 +2216,8 @@ def test_live_fold_equals_replay(operations: list[tuple[Any, ...]]) -> None:
     assert problems.all() == replayed.problems.all()
     assert certificates.all() == replayed.certificates.all()
     assert security_events.all() == replayed.security_events.all()
+    assert display_messages.all() == replayed.display_messages.all()
+    assert meters.all() == replayed.meters.all()
     # Every CSR answered is kept with its problem exactly when it names another identity;
     # every acknowledged security event is counted once.
     for held in replayed.certificates.all():
