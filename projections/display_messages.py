@@ -40,7 +40,7 @@ from chargeledger.projections.exchanges import (
     as_str,
     is_v16,
 )
-from chargeledger.projections.parts import Parts
+from chargeledger.projections.parts import Parts, report_of
 from chargeledger.projections.reservations import parse_time
 
 __all__ = [
@@ -192,13 +192,14 @@ class DisplayMessagesProjection(ExchangeFold):
             state = self._stations[station] = StationDisplay(station=station)
         return state
 
-    def _report(self, state: StationDisplay, request_id: int) -> DisplayReport:
-        report = state.reports.get(request_id)
-        if report is None:
-            report = state.reports[request_id] = DisplayReport(request_id=request_id)
-            if len(state.reports) > MAX_DISPLAY_REPORTS_PER_STATION:
-                del state.reports[next(iter(state.reports))]
-        return report
+    def _report(self, exchange: Exchange) -> tuple[StationDisplay, DisplayReport] | None:
+        """The station's display and the report the exchange's ``requestId`` names."""
+        request_id = as_int(exchange.request.get("requestId"))
+        if request_id is None:
+            return None
+        state = self._state(exchange.station)
+        reports = state.reports
+        return state, report_of(reports, request_id, _new_report, MAX_DISPLAY_REPORTS_PER_STATION)
 
     def _set(self, exchange: Exchange) -> None:
         if exchange.response.get("status") != "Accepted":
@@ -221,12 +222,10 @@ class DisplayMessagesProjection(ExchangeFold):
             self._state(exchange.station).messages.pop(message_id, None)
 
     def _requested(self, exchange: Exchange) -> None:
-        request = exchange.request
-        request_id = as_int(request.get("requestId"))
-        if request_id is None:
+        request, found = exchange.request, self._report(exchange)
+        if found is None:
             return
-        state = self._state(exchange.station)
-        report = self._report(state, request_id)
+        state, report = found
         ids = request.get("id")
         report.ids = None if ids is None else [i for i in as_list(ids) if type(i) is int]
         report.priority = as_str(request.get("priority"))
@@ -237,12 +236,10 @@ class DisplayMessagesProjection(ExchangeFold):
         self._settle(state, report)
 
     def _part(self, exchange: Exchange) -> None:
-        request = exchange.request
-        request_id = as_int(request.get("requestId"))
-        if request_id is None:
+        request, found = exchange.request, self._report(exchange)
+        if found is None:
             return
-        state = self._state(exchange.station)
-        report = self._report(state, request_id)
+        state, report = found
         # NotifyDisplayMessages has no seqNo: parts count in the order they arrive, and one
         # received again verbatim (its CALLRESULT was lost) counts once.
         part = msgspec.json.encode([request.get("tbc"), request.get("messageInfo")])
@@ -259,7 +256,7 @@ class DisplayMessagesProjection(ExchangeFold):
             state.messages[info["id"]] = DisplayMessage(
                 **info,
                 source="NotifyDisplayMessages",
-                request_id=request_id,
+                request_id=report.request_id,
                 position=exchange.result_position,
                 at=exchange.at,
             )
@@ -277,23 +274,28 @@ class DisplayMessagesProjection(ExchangeFold):
         if report.status not in ("Accepted", "Unknown"):
             return
         report.settled = True
-        for message in list(state.messages.values()):
-            if (
-                report.matches(message)
-                and message.id not in report.reported
-                and message.position < answered
-            ):
-                del state.messages[message.id]
+        state.messages = {
+            message_id: message
+            for message_id, message in state.messages.items()
+            if not report.matches(message)
+            or message_id in report.reported
+            or message.position > answered
+        }
 
     def _transaction_ended(self, exchange: Exchange) -> None:
         state = self._stations.get(exchange.station)
         info = as_dict(exchange.request.get("transactionInfo"))
         transaction_id = as_str(info.get("transactionId"))
-        if state is None or transaction_id is None:
-            return
-        for message in list(state.messages.values()):
-            if message.transaction_id == transaction_id:
-                del state.messages[message.id]
+        if state is not None and transaction_id is not None:
+            state.messages = {
+                message_id: message
+                for message_id, message in state.messages.items()
+                if message.transaction_id != transaction_id
+            }
+
+
+def _new_report(request_id: int) -> DisplayReport:
+    return DisplayReport(request_id=request_id)
 
 
 def _window(message: DisplayMessage, now: float) -> str:
