@@ -42,6 +42,7 @@ __all__ = [
     "display_report",
     "get_display_messages",
     "set_display_message",
+    "validity_window",
 ]
 
 MessagePriority = Literal["AlwaysFront", "InFront", "NormalCycle"]
@@ -58,6 +59,16 @@ def _time(name: str, text: str | None) -> tuple[str | None, float | None]:
     if at is None:
         raise InvalidUseCaseArguments(f"{name} {text!r} is not an RFC 3339 time")
     return rfc3339(at), at
+
+
+def validity_window(start: str | None, end: str | None) -> tuple[str | None, str | None]:
+    """A message's ``start`` and ``end`` (RFC 3339, either absent) as sent: in UTC;
+    ``InvalidUseCaseArguments`` when one is not a time or ``end`` is not after ``start``."""
+    start_text, start_at = _time("start", start)
+    end_text, end_at = _time("end", end)
+    if start_at is not None and end_at is not None and end_at <= start_at:
+        raise InvalidUseCaseArguments(f"end {end} is not after start {start}: nothing was sent")
+    return start_text, end_text
 
 
 def set_display_message(
@@ -81,10 +92,7 @@ def set_display_message(
     ``NotSupportedPriority``, ``NotSupportedState`` or ``UnknownTransaction``.
     ``InvalidUseCaseArguments`` when a time is not one, or ``end`` is not after ``start``."""
     only_201(protocol, "SetDisplayMessage")
-    start_text, start_at = _time("start", start)
-    end_text, end_at = _time("end", end)
-    if start_at is not None and end_at is not None and end_at <= start_at:
-        raise InvalidUseCaseArguments(f"end {end} is not after start {start}: nothing was sent")
+    start_text, end_text = validity_window(start, end)
     message = present(
         id=message_id,
         priority=priority,
@@ -191,8 +199,20 @@ def _set(protocol: str, a: SetDisplayMessageArgs, _: int) -> Request:
     )
 
 
+def _check_window(
+    views: Views, station: str, protocol: str, a: SetDisplayMessageArgs, now: float
+) -> None:
+    """Refuse a wrong validity window before anything is recorded."""
+    validity_window(a.start, a.end)
+
+
 USE_CASES: tuple[UseCase[Any], ...] = (
-    UseCase[SetDisplayMessageArgs]("set_display_message", SetDisplayMessageArgs, _set),
+    UseCase[SetDisplayMessageArgs](
+        "set_display_message",
+        SetDisplayMessageArgs,
+        _set,
+        check=_check_window,
+    ),
     UseCase[GetDisplayMessagesArgs](
         "get_display_messages",
         GetDisplayMessagesArgs,

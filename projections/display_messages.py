@@ -103,7 +103,7 @@ class DisplayReport(Parts, kw_only=True):
     answered_position: int | None = None
     reported: list[int] = []
     """The message ids the parts listed, in the order they came."""
-    parts: list[bytes] = []
+    parts: list[str] = []
     """Each part received (its ``tbc`` and ``messageInfo``), to count a repeated one once."""
     settled: bool = False
     """The report replaced the known messages matching its criteria (complete and answered,
@@ -242,7 +242,7 @@ class DisplayMessagesProjection(ExchangeFold):
         state, report = found
         # NotifyDisplayMessages has no seqNo: parts count in the order they arrive, and one
         # received again verbatim (its CALLRESULT was lost) counts once.
-        part = msgspec.json.encode([request.get("tbc"), request.get("messageInfo")])
+        part = msgspec.json.encode([request.get("tbc"), request.get("messageInfo")]).decode()
         if part in report.parts:
             return
         report.parts.append(part)

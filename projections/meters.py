@@ -144,16 +144,21 @@ class MeterReading(msgspec.Struct, frozen=True, kw_only=True):
     """When we answered it."""
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """(measurand, phase or ``""``, location): what a later reading replaces."""
-        return self.measurand, self.phase or "", self.location
+    def key(self) -> str:
+        """``measurand|phase|location`` (phase empty when none): what a later reading of the
+        same connector replaces."""
+        return f"{self.measurand}|{self.phase or ''}|{self.location}"
+
+
+def _order(reading: MeterReading) -> tuple[str, str, str]:
+    return reading.measurand, reading.phase or "", reading.location
 
 
 class StationMeters(msgspec.Struct, kw_only=True):
     """A station's meters. Read-only for everyone but the projection."""
 
     station: str
-    connectors: dict[int, dict[tuple[str, str, str], MeterReading]] = {}
+    connectors: dict[int, dict[str, MeterReading]] = {}
     """By connector (EVSE) id, then by :attr:`MeterReading.key`."""
     clock_aligned_at: str | None = None
     """The station's timestamp of its latest clock-aligned (``Sample.Clock``) reading."""
@@ -163,7 +168,7 @@ class StationMeters(msgspec.Struct, kw_only=True):
         return [
             reading
             for _, readings in sorted(self.connectors.items())
-            for _, reading in sorted(readings.items())
+            for reading in sorted(readings.values(), key=_order)
         ]
 
 

@@ -23,6 +23,7 @@ from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action
 
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
+from chargeledger.core.events import CommandRequested
 from chargeledger.core.http.keys import new_key
 from chargeledger.core.settings import Settings
 from chargeledger.core.usecases_display import get_display_messages, set_display_message
@@ -404,8 +405,15 @@ def test_display_messages_set_read_back_and_cleared(server_store: str) -> None:
     assert (report["seq_nos"], report["complete"], report["settled"]) == ([0, 1, 2, 3], True, True)
     assert out["bad"].status_code == 422 and "not an RFC 3339 time" in out["bad"].json()["detail"]
     assert out["too_long"].status_code == 400
+    records = recorded(server_store)
+    asked = [
+        r.event.payload.get("id")
+        for r in records
+        if isinstance(r.event, CommandRequested) and r.event.command == "set_display_message"
+    ]
+    assert asked == [1, 2, 3, 4, 5], "the refused ones were not recorded"
     # Replay equals live.
-    replayed = Views.replay(recorded(server_store)).display_messages.get(station)
+    replayed = Views.replay(records).display_messages.get(station)
     assert display_messages_json(_some(replayed)) == out["live"]
 
 
