@@ -59,8 +59,8 @@ from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
 from chargeledger.core.tokens import TokenRequest, registration_events, removal_events
+from chargeledger.core.usecase_base import AwaitedParts
 from chargeledger.core.usecases import (
-    REPORT_ACTIONS,
     USE_CASES,
     UseCase,
     UseCaseArgs,
@@ -205,8 +205,8 @@ class CentralSystem:
         await self._record(caller, station, "use_case", use_case.name, recorded, request_id)
         request = use_case.build(self.protocol(station), args, self._request_id())
         result = request.result(await self.gateway.call(station, request.action, request.payload))
-        if request.action in REPORT_ACTIONS and result.accepted:
-            return await self._await_report(station, request.payload["requestId"], result)
+        if request.awaits is not None and result.accepted:
+            return await self._await_parts(station, request.awaits, result)
         if generated is not None and use_case.secret is not None:
             result = msgspec.structs.replace(
                 result, values={**result.values, use_case.secret: generated}
@@ -242,26 +242,21 @@ class CentralSystem:
         self._last_request_id = max(self._last_request_id, self.views.position) + 1
         return self._last_request_id
 
-    async def _await_report(
-        self, station: str, request_id: int, result: UseCaseResult
+    async def _await_parts(
+        self, station: str, awaited: AwaitedParts, result: UseCaseResult
     ) -> UseCaseResult:
-        """Wait, woken by each commit, until every part of report ``request_id`` is folded;
-        ``values``: each variable's ``Actual`` value in the station's device model then."""
+        """Wait, woken by each commit, until every part the answer announced is folded;
+        ``values``: what ``awaited`` reads from the views then."""
+        request_id = awaited.request_id
         with trio.move_on_after(self.settings.call_timeout):
-            while not self._report_complete(station, request_id):
+            while not awaited.complete(self.views, station, request_id):
                 await self.feed.wait_beyond(self.feed.position, self.settings.call_timeout)
-        model = self.views.device_model.get(station)
-        values = {} if model is None else model.values()
-        if self._report_complete(station, request_id):
+        values = awaited.values(self.views, station, request_id)
+        if awaited.complete(self.views, station, request_id):
             return msgspec.structs.replace(result, values=values)
         return msgspec.structs.replace(
             result, status="ReportIncomplete", accepted=False, values=values
         )
-
-    def _report_complete(self, station: str, request_id: int) -> bool:
-        model = self.views.device_model.get(station)
-        report = None if model is None else model.reports.get(request_id)
-        return report is not None and report.complete
 
     def close_session(self, station: str, code: int = 1000, reason: str = "") -> bool:
         """Close the station's connection to this node (recorded as its ``SessionClosed``);

@@ -21,6 +21,7 @@ from chargeledger.schemas import OCPP16
 
 __all__ = [
     "ACCEPTED_STATUSES",
+    "AwaitedParts",
     "Builder",
     "Check",
     "Request",
@@ -53,6 +54,19 @@ class UseCaseResult(msgspec.Struct, frozen=True, kw_only=True):
 ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
 
 
+class AwaitedParts(msgspec.Struct, frozen=True):
+    """Data a request's accepted answer announces and the station then sends in parts
+    (NotifyReport, NotifyMonitoringReport, NotifyCustomerInformation, ...), which a
+    projection assembles by ``requestId``. ``CentralSystem`` waits, woken by each commit,
+    until ``complete(views, station, request_id)`` holds (at most ``call_timeout``: else the
+    result's status is ``ReportIncomplete``); the result's ``values`` are then
+    ``values(views, station, request_id)``."""
+
+    request_id: int
+    complete: Callable[[Views, str, int], bool]
+    values: Callable[[Views, str, int], dict[str, Any]]
+
+
 class Request(msgspec.Struct, frozen=True):
     """One CALL that carries out a use case, and how to read its answer."""
 
@@ -61,6 +75,8 @@ class Request(msgspec.Struct, frozen=True):
     payload: dict[str, Any]
     reader: Callable[[dict[str, Any]], UseCaseResult] | None = None
     """Reads the answer; by default its ``status`` field."""
+    awaits: AwaitedParts | None = None
+    """The parts an accepted answer announces, which the use case waits for."""
 
     def result(self, response: dict[str, Any]) -> UseCaseResult:
         if self.reader is not None:

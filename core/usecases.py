@@ -28,11 +28,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from chargeledger.core import usecases_diagnostics
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.times import rfc3339
 from chargeledger.core.usecase_base import (
     ACCEPTED_STATUSES,
+    AwaitedParts,
     Request,
     UseCase,
     UseCaseArgs,
@@ -52,7 +54,6 @@ from chargeledger.schemas import OCPP16, OCPP201
 __all__ = [
     "ACCEPTED_STATUSES",
     "KEYS_16_TO_201",
-    "REPORT_ACTIONS",
     "USE_CASES",
     "LocalListLimits",
     "Request",
@@ -420,11 +421,28 @@ def data_transfer(
     return Request(protocol, "DataTransfer", payload)
 
 
+def _report_complete(views: Views, station: str, request_id: int) -> bool:
+    model = views.device_model.get(station)
+    report = None if model is None else model.reports.get(request_id)
+    return report is not None and report.complete
+
+
+def _model_values(views: Views, station: str, request_id: int) -> dict[str, Any]:
+    model = views.device_model.get(station)
+    return {} if model is None else model.values()
+
+
+def _device_model_report(request_id: int) -> AwaitedParts:
+    """The NotifyReport parts of report ``request_id``; ``values``: each variable's
+    ``Actual`` value in the station's device model once they are folded."""
+    return AwaitedParts(request_id, _report_complete, _model_values)
+
+
 def get_base_report(protocol: str, request_id: int, report_base: str = "FullInventory") -> Request:
     """2.0.1 GetBaseReport; the report arrives in NotifyReport parts (``views.device_model``)."""
     only_201(protocol, "GetBaseReport")
     payload = {"requestId": request_id, "reportBase": report_base}
-    return Request(protocol, "GetBaseReport", payload)
+    return Request(protocol, "GetBaseReport", payload, awaits=_device_model_report(request_id))
 
 
 def get_report(
@@ -440,7 +458,7 @@ def get_report(
     payload = present(
         requestId=request_id, componentVariable=component_variable, componentCriteria=criteria
     )
-    return Request(protocol, "GetReport", payload)
+    return Request(protocol, "GetReport", payload, awaits=_device_model_report(request_id))
 
 
 def get_transaction_status(protocol: str, transaction_id: str | None = None) -> Request:
@@ -937,10 +955,6 @@ class GetLocalListVersionArgs(UseCaseArgs, tag="get_local_list_version"):
     the acknowledged version makes the next update a full one."""
 
 
-REPORT_ACTIONS = frozenset({"GetBaseReport", "GetReport"})
-"""Requests whose data arrives later, in NotifyReport parts; their use cases await it."""
-
-
 def _table(*use_cases: UseCase[Any]) -> dict[str, UseCase[Any]]:
     table = {use_case.name: use_case for use_case in use_cases}
     for name, use_case in table.items():
@@ -1102,6 +1116,7 @@ _CORE_USE_CASES: tuple[UseCase[Any], ...] = (
 # each a tuple USE_CASES); one line each below.
 USE_CASES: dict[str, UseCase[Any]] = _table(
     *_CORE_USE_CASES,
+    *usecases_diagnostics.USE_CASES,
 )
 """Every use case, by name."""
 

@@ -12,6 +12,7 @@ from chargeledger.projections.certificates import (
     StationCertificates,
     certificates_json,
 )
+from chargeledger.projections.customer_information import CustomerInformationProjection
 from chargeledger.projections.device_model import (
     DeviceModelProjection,
     DeviceModelState,
@@ -20,6 +21,8 @@ from chargeledger.projections.device_model import (
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.local_lists import LocalListsProjection
+from chargeledger.projections.logs import LogsProjection
+from chargeledger.projections.monitors import MonitorsProjection
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -122,6 +125,9 @@ class Views:
         self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
+        self.logs = LogsProjection()
+        self.monitors = MonitorsProjection()
+        self.customer_information = CustomerInformationProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -144,6 +150,9 @@ class Views:
         self.reservations.fold(recorded, exchange)
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
+        self.logs.fold(recorded, answered)
+        self.monitors.fold(recorded, answered)
+        self.customer_information.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

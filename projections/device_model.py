@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, insort
+from bisect import insort
 from operator import attrgetter
 from typing import Any
 
@@ -22,6 +22,7 @@ from chargeledger.projections.exchanges import (
     as_text,
     is_v16,
 )
+from chargeledger.projections.parts import Parts
 
 __all__ = [
     "MAX_REPORTS_PER_STATION",
@@ -156,8 +157,10 @@ class Variable(msgspec.Struct, kw_only=True):
     characteristics: Characteristics | None = None
 
 
-class Report(msgspec.Struct, kw_only=True):
-    """A report the station sends in NotifyReport parts, assembled by ``seqNo`` / ``tbc``."""
+class Report(Parts, kw_only=True):
+    """A report the station sends in NotifyReport parts, assembled by ``seqNo`` / ``tbc``
+    (:class:`~chargeledger.projections.parts.Parts`: ``seq_nos``, ``last_seq_no``,
+    ``complete``)."""
 
     request_id: int
     base: str | None = None
@@ -165,12 +168,6 @@ class Report(msgspec.Struct, kw_only=True):
     answered request of ours for this ``requestId``."""
     status: str | None = None
     """The station's answer to our request (``Accepted``, ``EmptyResultSet``, ...)."""
-    seq_nos: list[int] = []
-    """The parts received, ascending; a part received again is applied once."""
-    last_seq_no: int | None = None
-    """The ``seqNo`` of the part sent with ``tbc`` false (the last one)."""
-    complete: bool = False
-    """Every part from 0 to ``last_seq_no`` arrived, and no other."""
     generated_at: str | None = None
     """The station's ``generatedAt`` of the first part received."""
     at: float | None = None
@@ -248,14 +245,8 @@ def _notify_report(state: DeviceModelState, exchange: Exchange) -> None:
     if request_id is None or seq_no is None:
         return
     report = _report(state, request_id)
-    index = bisect_left(report.seq_nos, seq_no)
-    if index < len(report.seq_nos) and report.seq_nos[index] == seq_no:
+    if not report.receive(seq_no, request.get("tbc")):
         return  # a part received again (its CALLRESULT was lost): applied once
-    report.seq_nos.insert(index, seq_no)
-    if request.get("tbc") is not True:
-        report.last_seq_no = seq_no
-    last, parts = report.last_seq_no, report.seq_nos
-    report.complete = last is not None and parts[0] == 0 and parts[-1] == last == len(parts) - 1
     report.generated_at = report.generated_at or as_str(request.get("generatedAt"))
     report.at = exchange.at
     for entry in as_list(request.get("reportData")):
