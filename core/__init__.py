@@ -31,15 +31,16 @@ a layer above:
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
    (``chargeledger station``: registration through the API), ``tokens_cli``
    (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
-   lists``: local authorization lists through the API), ``jsonlines``
+   lists``: local authorization lists through the API), ``diagnostics_cli`` (``chargeledger
+   logs``, ``monitors``, ``customer-information``: the diagnostics views), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
    the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
-``usecases_diagnostics``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
-``server``, ``simulator``.
+``usecases_diagnostics``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``,
+``tokens``, ``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.
