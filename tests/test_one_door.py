@@ -30,11 +30,23 @@ from chargeledger.core.settings import BootPolicy, Settings
 from chargeledger.core.usecases import USE_CASES
 from chargeledger.schemas import OCPP16, OCPP201
 from tests import test_certificates, test_e2e_v201
+from tests.diagnostics_station import Diagnostics201
 from tests.harness import RunningServer, running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-ONLY_201 = {"get_base_report", "get_report", "set_variables", "get_transaction_status"}
+ONLY_201 = {
+    "get_base_report",
+    "get_report",
+    "set_variables",
+    "get_transaction_status",
+    "set_variable_monitoring",
+    "get_monitoring_report",
+    "clear_variable_monitoring",
+    "set_monitoring_base",
+    "set_monitoring_level",
+    "customer_information",
+}
 
 SAMPLES: dict[str, dict[str, Any]] = {
     "remote_start": {"id_token": "TAG-H", "evse_id": 1},
@@ -67,6 +79,18 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "send_local_list": {"version": 1, "entries": [{"id_token": "TAG-L", "type": "ISO14443"}]},
     "get_local_list_version": {},
+    "get_diagnostics": {"location": "ftp://logs.example/"},
+    "get_log": {"remote_location": "https://logs.example/", "log_type": "SecurityLog"},
+    "set_variable_monitoring": {
+        "monitors": [
+            {"key": "EVSE@1.Power", "type": "UpperThreshold", "value": 20000, "severity": 4}
+        ]
+    },
+    "get_monitoring_report": {},
+    "clear_variable_monitoring": {"ids": [100]},
+    "set_monitoring_base": {"base": "All"},
+    "set_monitoring_level": {"severity": 5},
+    "customer_information": {"id_token": "TAG-C", "clear": True},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -78,9 +102,9 @@ STATUS = {
 """The status the test stations answer with, where it is not ``Accepted``."""
 
 
-class Station201(test_certificates.Station201):
-    """The 2.0.1 test station (with certificates), which also answers GetReport with its
-    variables."""
+class Station201(Diagnostics201, test_certificates.Station201):
+    """The 2.0.1 test station (with certificates, logs, monitors and customer information),
+    which also answers GetReport with its variables."""
 
     @on(Action.set_network_profile)
     def on_set_network_profile(self, configuration_slot: int, connection_data: Any) -> Any:
