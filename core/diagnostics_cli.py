@@ -10,7 +10,7 @@ HTTP API's ``/api/stations/{id}/logs``, ``/monitors`` and ``/customer-informatio
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from chargeledger.core.jsonlines import print_json_lines
@@ -22,60 +22,67 @@ from chargeledger.projections.monitors import monitors_json
 __all__ = ["register"]
 
 
-def _rows(
-    args: argparse.Namespace, states: list[Any], to_json: Callable[[Any], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    return [to_json(state) for state in states if args.station in (None, state.station)]
+def _show(
+    args: argparse.Namespace,
+    states: list[Any],
+    to_json: Callable[[Any], dict[str, Any]],
+    lines: Callable[[dict[str, Any]], Iterator[str]],
+) -> int:
+    """Print the states of the station asked for (all without ``--station``): one JSON object
+    each with ``--json``, else the text ``lines`` of each."""
+    rows = [to_json(state) for state in states if args.station in (None, state.station)]
+    if args.json:
+        print_json_lines(rows)
+    else:
+        for row in rows:
+            for line in lines(row):
+                print(line)
+    return 0
+
+
+def _log_lines(row: dict[str, Any]) -> Iterator[str]:
+    for request in row["requests"]:
+        request_id = "-" if request["request_id"] is None else request["request_id"]
+        yield (
+            f"{row['station']:<20} {request['action'] or '-':<14} {request_id:>8} "
+            f"{request['log_type'] or '-':<14} {request['status'] or '-':<16} "
+            f"{request['upload_status'] or '-':<21} {request['file_name'] or '-'}"
+        )
+
+
+def _monitor_lines(row: dict[str, Any]) -> Iterator[str]:
+    for monitor in row["monitors"]:
+        fired = monitor["last_event"]
+        yield (
+            f"{row['station']:<20} {monitor['id']:>6} {monitor['key']:<32} "
+            f"{monitor['type'] or '-':<20} {monitor['value']!s:<10} "
+            f"severity={monitor['severity']} events={monitor['events']}"
+            + ("" if fired is None else f" last={fired['actual_value']}")
+        )
+
+
+def _customer_lines(row: dict[str, Any]) -> Iterator[str]:
+    for request in row["requests"]:
+        asked = (request["asked_by"] or {}).get("key", "-")
+        what = "+".join(k for k in ("report", "clear") if request[k]) or "-"
+        done = "complete" if request["complete"] else "incomplete"
+        yield (
+            f"{row['station']:<20} {request['request_id']:>8} {what:<12} "
+            f"{request['status'] or '-':<9} by={asked:<16} {done:<10} {request['data']!r}"
+        )
 
 
 def _logs(args: argparse.Namespace) -> int:
-    rows = _rows(args, args.fold(args.store).logs.all(), logs_json)
-    if args.json:
-        print_json_lines(rows)
-        return 0
-    for row in rows:
-        for request in row["requests"]:
-            print(
-                f"{row['station']:<20} {request['action'] or '-':<14} "
-                f"{request['request_id'] if request['request_id'] is not None else '-':>8} "
-                f"{request['log_type'] or '-':<14} {request['status'] or '-':<16} "
-                f"{request['upload_status'] or '-':<21} {request['file_name'] or '-'}"
-            )
-    return 0
+    return _show(args, args.fold(args.store).logs.all(), logs_json, _log_lines)
 
 
 def _monitors(args: argparse.Namespace) -> int:
-    rows = _rows(args, args.fold(args.store).monitors.all(), monitors_json)
-    if args.json:
-        print_json_lines(rows)
-        return 0
-    for row in rows:
-        for monitor in row["monitors"]:
-            fired = monitor["last_event"]
-            print(
-                f"{row['station']:<20} {monitor['id']:>6} {monitor['key']:<32} "
-                f"{monitor['type'] or '-':<20} {monitor['value']!s:<10} "
-                f"severity={monitor['severity']} events={monitor['events']}"
-                + ("" if fired is None else f" last={fired['actual_value']}")
-            )
-    return 0
+    return _show(args, args.fold(args.store).monitors.all(), monitors_json, _monitor_lines)
 
 
 def _customer_information(args: argparse.Namespace) -> int:
-    rows = _rows(args, args.fold(args.store).customer_information.all(), customer_information_json)
-    if args.json:
-        print_json_lines(rows)
-        return 0
-    for row in rows:
-        for request in row["requests"]:
-            asked = (request["asked_by"] or {}).get("key", "-")
-            what = "+".join(k for k in ("report", "clear") if request[k]) or "-"
-            done = "complete" if request["complete"] else "incomplete"
-            print(
-                f"{row['station']:<20} {request['request_id']:>8} {what:<12} "
-                f"{request['status'] or '-':<9} by={asked:<16} {done:<10} {request['data']!r}"
-            )
-    return 0
+    states = args.fold(args.store).customer_information.all()
+    return _show(args, states, customer_information_json, _customer_lines)
 
 
 def register(

@@ -17,7 +17,14 @@ import msgspec
 
 from chargeledger.core.events import Recorded
 from chargeledger.core.times import rfc3339
-from chargeledger.projections.exchanges import Exchange, ExchangeFold, as_dict, as_int, as_str
+from chargeledger.projections.exchanges import (
+    Exchange,
+    ExchangeFold,
+    as_dict,
+    as_int,
+    as_str,
+    route,
+)
 
 __all__ = [
     "FINAL_UPLOAD_STATUSES",
@@ -234,10 +241,8 @@ class LogsProjection(ExchangeFold):
 
     def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
         """Fold the next event, given the exchange it completes."""
-        if exchange is None:
-            return
-        handler = (_STATION_CALLS if exchange.origin == "in" else _CSMS_CALLS).get(exchange.action)
-        if handler is None or not type(exchange.request) is type(exchange.response) is dict:
+        handler = route(exchange, _STATION_CALLS, _CSMS_CALLS)
+        if handler is None or exchange is None:
             return
         state = self._stations.get(exchange.station)
         if state is None:

@@ -27,6 +27,7 @@ from chargeledger.projections.exchanges import (
     as_str,
     as_text,
     is_v16,
+    route,
 )
 from chargeledger.projections.parts import Parts
 
@@ -173,6 +174,24 @@ def _keep(state: StationMonitors, monitor: Monitor) -> None:
     state.monitors[monitor.id] = monitor
 
 
+def _monitor(
+    monitor_id: int, ref: VariableRef, item: dict[str, Any], source: str, exchange: Exchange
+) -> Monitor:
+    """A monitor as a ``VariableMonitoringType`` or a ``SetMonitoringDataType`` (the same
+    fields) says it."""
+    return Monitor(
+        id=monitor_id,
+        ref=ref,
+        type=as_str(item.get("type")),
+        value=_number(item.get("value")),
+        severity=as_int(item.get("severity")),
+        transaction=as_bool(item.get("transaction")) is True,
+        source=source,
+        position=exchange.result_position,
+        at=exchange.at,
+    )
+
+
 def _notify_monitoring_report(state: StationMonitors, exchange: Exchange) -> None:
     request = exchange.request
     request_id, seq_no = as_int(request.get("requestId")), as_int(request.get("seqNo"))
@@ -191,20 +210,7 @@ def _notify_monitoring_report(state: StationMonitors, exchange: Exchange) -> Non
             monitor_id = as_int(item.get("id"))
             if monitor_id is None:
                 continue
-            _keep(
-                state,
-                Monitor(
-                    id=monitor_id,
-                    ref=ref,
-                    type=as_str(item.get("type")),
-                    value=_number(item.get("value")),
-                    severity=as_int(item.get("severity")),
-                    transaction=as_bool(item.get("transaction")) is True,
-                    source="report",
-                    position=exchange.result_position,
-                    at=exchange.at,
-                ),
-            )
+            _keep(state, _monitor(monitor_id, ref, item, "report", exchange))
             if monitor_id not in report.monitor_ids:
                 report.monitor_ids.append(monitor_id)
                 report.monitor_ids.sort()
@@ -261,20 +267,7 @@ def _set_variable_monitoring(state: StationMonitors, exchange: Exchange) -> None
                 }
             )
             continue
-        _keep(
-            state,
-            Monitor(
-                id=monitor_id,
-                ref=ref,
-                type=as_str(entry.get("type")),
-                value=_number(entry.get("value")),
-                severity=as_int(entry.get("severity")),
-                transaction=as_bool(entry.get("transaction")) is True,
-                source="set",
-                position=exchange.result_position,
-                at=exchange.at,
-            ),
-        )
+        _keep(state, _monitor(monitor_id, ref, entry, "set", exchange))
     state.refused = refused
     state.at = exchange.at
 
@@ -343,10 +336,8 @@ class MonitorsProjection(ExchangeFold):
 
     def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
         """Fold the next event, given the exchange it completes."""
-        if exchange is None or is_v16(exchange.protocol):
-            return
-        handler = (_STATION_CALLS if exchange.origin == "in" else _CSMS_CALLS).get(exchange.action)
-        if handler is None or not type(exchange.request) is type(exchange.response) is dict:
+        handler = route(exchange, _STATION_CALLS, _CSMS_CALLS)
+        if handler is None or exchange is None or is_v16(exchange.protocol):
             return
         state = self._stations.get(exchange.station)
         if state is None:
