@@ -15,8 +15,10 @@ Two modes, as in the best CSMS stacks:
   payload, schema-checked, returning the station's CALLRESULT payload.
 
 Every method awaits the station's answer; report use cases (``get_base_report``,
-``get_report``, ``read_configuration`` of every key in 2.0.1) also await the report's
-NotifyReport parts, woken by the commit feed. They raise, from :mod:`chargeledger.core.errors`:
+``get_report``, ``read_configuration`` of every key in 2.0.1, ``get_monitoring_report``,
+``customer_information`` with a report) also await the parts the station sends later
+(NotifyReport, NotifyMonitoringReport, NotifyCustomerInformation), woken by the commit feed:
+their request says which (``Request.awaits``). They raise, from :mod:`chargeledger.core.errors`:
 
 * ``OutboundValidationError``: the payload violates the official schema; nothing was sent.
 * ``StationOffline``: the station is not connected to this node, or left before answering.

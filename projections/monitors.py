@@ -328,7 +328,7 @@ _CSMS_CALLS = {
 
 
 class MonitorsProjection(ExchangeFold):
-    """2.0.1 variable monitors folded from the log (see ``docs/projections.md``)."""
+    """2.0.1 variable monitors folded from the log (see ``docs/device-management.md``)."""
 
     def __init__(self) -> None:
         super().__init__()
