@@ -15,10 +15,8 @@ Two modes, as in the best CSMS stacks:
   payload, schema-checked, returning the station's CALLRESULT payload.
 
 Every method awaits the station's answer; report use cases (``get_base_report``,
-``get_report``, ``read_configuration`` of every key in 2.0.1, ``get_monitoring_report``,
-``customer_information`` with a report) also await the parts the station sends later
-(NotifyReport, NotifyMonitoringReport, NotifyCustomerInformation), woken by the commit feed:
-their request says which (``Request.awaits``). They raise, from :mod:`chargeledger.core.errors`:
+``get_report``, ``read_configuration`` of every key in 2.0.1) also await the report's
+NotifyReport parts, woken by the commit feed. They raise, from :mod:`chargeledger.core.errors`:
 
 * ``OutboundValidationError``: the payload violates the official schema; nothing was sent.
 * ``StationOffline``: the station is not connected to this node, or left before answering.
@@ -61,7 +59,7 @@ from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
 from chargeledger.core.tokens import TokenRequest, registration_events, removal_events
-from chargeledger.core.usecase_base import AwaitedParts
+from chargeledger.core.usecase_base import ReportProbe
 from chargeledger.core.usecases import (
     USE_CASES,
     UseCase,
@@ -207,8 +205,8 @@ class CentralSystem:
         await self._record(caller, station, "use_case", use_case.name, recorded, request_id)
         request = use_case.build(self.protocol(station), args, self._request_id())
         result = request.result(await self.gateway.call(station, request.action, request.payload))
-        if request.awaits is not None and result.accepted:
-            return await self._await_parts(station, request.awaits, result)
+        if request.report is not None and result.accepted:
+            return await self._await_report(station, request.report, result)
         if generated is not None and use_case.secret is not None:
             result = msgspec.structs.replace(
                 result, values={**result.values, use_case.secret: generated}
@@ -244,20 +242,20 @@ class CentralSystem:
         self._last_request_id = max(self._last_request_id, self.views.position) + 1
         return self._last_request_id
 
-    async def _await_parts(
-        self, station: str, awaited: AwaitedParts, result: UseCaseResult
+    async def _await_report(
+        self, station: str, probe: ReportProbe, result: UseCaseResult
     ) -> UseCaseResult:
-        """Wait, woken by each commit, until every part the answer announced is folded;
-        ``values``: what ``awaited`` reads from the views then."""
-        request_id = awaited.request_id
+        """Wait, woken by each commit, until ``probe`` says the report is complete (at most
+        ``call_timeout``); ``values``: the probe's then (``ReportIncomplete`` when parts are
+        still missing)."""
         with trio.move_on_after(self.settings.call_timeout):
-            while not awaited.complete(self.views, station, request_id):
+            while not probe(self.views, station).complete:
                 await self.feed.wait_beyond(self.feed.position, self.settings.call_timeout)
-        values = awaited.values(self.views, station, request_id)
-        if awaited.complete(self.views, station, request_id):
-            return msgspec.structs.replace(result, values=values)
+        progress = probe(self.views, station)
+        if progress.complete:
+            return msgspec.structs.replace(result, values=progress.values)
         return msgspec.structs.replace(
-            result, status="ReportIncomplete", accepted=False, values=values
+            result, status="ReportIncomplete", accepted=False, values=progress.values
         )
 
     def close_session(self, station: str, code: int = 1000, reason: str = "") -> bool:

@@ -21,9 +21,10 @@ from chargeledger.schemas import OCPP16
 
 __all__ = [
     "ACCEPTED_STATUSES",
-    "AwaitedParts",
     "Builder",
     "Check",
+    "ReportProbe",
+    "ReportProgress",
     "Request",
     "UseCase",
     "UseCaseArgs",
@@ -54,17 +55,16 @@ class UseCaseResult(msgspec.Struct, frozen=True, kw_only=True):
 ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
 
 
-class AwaitedParts(msgspec.Struct, frozen=True):
-    """Data a request's accepted answer announces and the station then sends in parts
-    (NotifyReport, NotifyMonitoringReport, NotifyCustomerInformation, ...), which a
-    projection assembles by ``requestId``. ``CentralSystem`` waits, woken by each commit,
-    until ``complete(views, station, request_id)`` holds (at most ``call_timeout``: else the
-    result's status is ``ReportIncomplete``); the result's ``values`` are then
-    ``values(views, station, request_id)``."""
+class ReportProgress(msgspec.Struct, frozen=True):
+    """How far the data a request asked for, sent later in the station's own CALLs, is
+    folded: whether all of it is there, and the result's ``values`` from it."""
 
-    request_id: int
-    complete: Callable[[Views, str, int], bool]
-    values: Callable[[Views, str, int], dict[str, Any]]
+    complete: bool
+    values: dict[str, Any]
+
+
+ReportProbe = Callable[[Views, str], ReportProgress]
+"""Reads, from the views and the station id, how far a report has arrived."""
 
 
 class Request(msgspec.Struct, frozen=True):
@@ -75,8 +75,11 @@ class Request(msgspec.Struct, frozen=True):
     payload: dict[str, Any]
     reader: Callable[[dict[str, Any]], UseCaseResult] | None = None
     """Reads the answer; by default its ``status`` field."""
-    awaits: AwaitedParts | None = None
-    """The parts an accepted answer announces, which the use case waits for."""
+    report: ReportProbe | None = None
+    """For a request whose data arrives later, in parts the station sends (NotifyReport,
+    NotifyDisplayMessages, ...): once the answer is accepted, ``CentralSystem`` waits, woken
+    by each commit, until the probe says the report is complete (at most ``call_timeout``),
+    and the result's ``values`` are the probe's."""
 
     def result(self, response: dict[str, Any]) -> UseCaseResult:
         if self.reader is not None:

@@ -34,7 +34,8 @@ from chargeledger.core.security import check_password
 from chargeledger.core.times import rfc3339
 from chargeledger.core.usecase_base import (
     ACCEPTED_STATUSES,
-    AwaitedParts,
+    ReportProbe,
+    ReportProgress,
     Request,
     UseCase,
     UseCaseArgs,
@@ -81,6 +82,7 @@ __all__ = [
     "local_list_limits",
     "local_list_too_large",
     "markdown_table",
+    "model_report",
     "read_configuration",
     "remote_start",
     "remote_stop",
@@ -421,28 +423,24 @@ def data_transfer(
     return Request(protocol, "DataTransfer", payload)
 
 
-def _report_complete(views: Views, station: str, request_id: int) -> bool:
-    model = views.device_model.get(station)
-    report = None if model is None else model.reports.get(request_id)
-    return report is not None and report.complete
+def model_report(request_id: int) -> ReportProbe:
+    """The probe of a device-model report: complete once every NotifyReport part of
+    ``request_id`` is folded; ``values``: each variable's ``Actual`` value then."""
 
+    def probe(views: Views, station: str) -> ReportProgress:
+        model = views.device_model.get(station)
+        report = None if model is None else model.reports.get(request_id)
+        values = {} if model is None else model.values()
+        return ReportProgress(report is not None and report.complete, values)
 
-def _model_values(views: Views, station: str, request_id: int) -> dict[str, Any]:
-    model = views.device_model.get(station)
-    return {} if model is None else model.values()
-
-
-def _device_model_report(request_id: int) -> AwaitedParts:
-    """The NotifyReport parts of report ``request_id``; ``values``: each variable's
-    ``Actual`` value in the station's device model once they are folded."""
-    return AwaitedParts(request_id, _report_complete, _model_values)
+    return probe
 
 
 def get_base_report(protocol: str, request_id: int, report_base: str = "FullInventory") -> Request:
     """2.0.1 GetBaseReport; the report arrives in NotifyReport parts (``views.device_model``)."""
     only_201(protocol, "GetBaseReport")
     payload = {"requestId": request_id, "reportBase": report_base}
-    return Request(protocol, "GetBaseReport", payload, awaits=_device_model_report(request_id))
+    return Request(protocol, "GetBaseReport", payload, report=model_report(request_id))
 
 
 def get_report(
@@ -458,7 +456,7 @@ def get_report(
     payload = present(
         requestId=request_id, componentVariable=component_variable, componentCriteria=criteria
     )
-    return Request(protocol, "GetReport", payload, awaits=_device_model_report(request_id))
+    return Request(protocol, "GetReport", payload, report=model_report(request_id))
 
 
 def get_transaction_status(protocol: str, transaction_id: str | None = None) -> Request:

@@ -4,7 +4,7 @@ the security extension's GetLog; 2.0.1 N): the requests and how their answers re
 Uploads are followed in ``views.logs``, monitors in ``views.monitors``, customer
 information in ``views.customer_information`` (docs/device-management.md). The report use
 cases (``get_monitoring_report``, ``customer_information`` with ``report``) wait for the
-station's parts like the device-model reports do (:class:`AwaitedParts`).
+station's parts like the device-model reports do (``Request.report``, a probe of the views).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from chargeledger.core.errors import InvalidUseCaseArguments
 from chargeledger.core.times import rfc3339
 from chargeledger.core.usecase_base import (
     ACCEPTED_STATUSES,
-    AwaitedParts,
+    ReportProbe,
+    ReportProgress,
     Request,
     UseCase,
     UseCaseArgs,
@@ -263,20 +264,22 @@ def set_monitoring_level(protocol: str, severity: int) -> Request:
     return Request(protocol, "SetMonitoringLevel", {"severity": severity})
 
 
-def _monitoring_report_complete(views: Views, station: str, request_id: int) -> bool:
-    report = views.monitors.report(station, request_id)
-    return report is not None and report.complete
+def _monitoring_report(request_id: int) -> ReportProbe:
+    """The probe of monitoring report ``request_id``: complete once every
+    NotifyMonitoringReport part is folded; ``values``: each reported monitor by id."""
 
+    def probe(views: Views, station: str) -> ReportProgress:
+        state, report = views.monitors.get(station), views.monitors.report(station, request_id)
+        if state is None or report is None:
+            return ReportProgress(False, {})
+        values = {
+            str(monitor_id): monitor_json(state.monitors[monitor_id])
+            for monitor_id in report.monitor_ids
+            if monitor_id in state.monitors
+        }
+        return ReportProgress(report.complete, values)
 
-def _monitoring_report_values(views: Views, station: str, request_id: int) -> dict[str, Any]:
-    state, report = views.monitors.get(station), views.monitors.report(station, request_id)
-    if state is None or report is None:
-        return {}
-    return {
-        str(monitor_id): monitor_json(state.monitors[monitor_id])
-        for monitor_id in report.monitor_ids
-        if monitor_id in state.monitors
-    }
+    return probe
 
 
 def get_monitoring_report(
@@ -293,8 +296,7 @@ def get_monitoring_report(
     payload = present(
         requestId=request_id, monitoringCriteria=criteria, componentVariable=component_variable
     )
-    awaits = AwaitedParts(request_id, _monitoring_report_complete, _monitoring_report_values)
-    return Request(protocol, "GetMonitoringReport", payload, awaits=awaits)
+    return Request(protocol, "GetMonitoringReport", payload, report=_monitoring_report(request_id))
 
 
 # -- customer information (2.0.1 N09, N10) ---------------------------------------------------
@@ -309,14 +311,17 @@ class CustomerCertificate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     hash_algorithm: str = "SHA256"
 
 
-def _customer_report_complete(views: Views, station: str, request_id: int) -> bool:
-    request = views.customer_information.request(station, request_id)
-    return request is not None and request.complete
+def _customer_report(request_id: int) -> ReportProbe:
+    """The probe of customer report ``request_id``: complete once every
+    NotifyCustomerInformation part is folded; ``values``: the assembled ``data``."""
 
+    def probe(views: Views, station: str) -> ReportProgress:
+        request = views.customer_information.request(station, request_id)
+        if request is None:
+            return ReportProgress(False, {})
+        return ReportProgress(request.complete, {"request_id": request_id, "data": request.text})
 
-def _customer_report_values(views: Views, station: str, request_id: int) -> dict[str, Any]:
-    request = views.customer_information.request(station, request_id)
-    return {} if request is None else {"request_id": request_id, "data": request.text}
+    return probe
 
 
 def customer_information(
@@ -356,10 +361,8 @@ def customer_information(
             protocol, "CustomerInformation", response, status, {"request_id": request_id}
         )
 
-    awaits = None
-    if report:
-        awaits = AwaitedParts(request_id, _customer_report_complete, _customer_report_values)
-    return Request(protocol, "CustomerInformation", payload, read, awaits)
+    probe = _customer_report(request_id) if report else None
+    return Request(protocol, "CustomerInformation", payload, read, probe)
 
 
 # -- the arguments and the table ---------------------------------------------------------------

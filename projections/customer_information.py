@@ -25,7 +25,7 @@ from chargeledger.projections.exchanges import (
     as_str,
     is_v16,
 )
-from chargeledger.projections.parts import Parts
+from chargeledger.projections.parts import Parts, report_of
 
 __all__ = [
     "MAX_CUSTOMER_REQUESTS_PER_STATION",
@@ -106,6 +106,10 @@ class StationCustomerInformation(msgspec.Struct, kw_only=True):
     """By ``requestId``, oldest first."""
 
 
+def _new_request(request_id: int) -> CustomerRequest:
+    return CustomerRequest(request_id=request_id)
+
+
 def _who(
     id_token: Any, customer_identifier: Any, certificate: Any, report: Any, clear: Any
 ) -> tuple[Any, ...]:
@@ -182,12 +186,7 @@ class CustomerInformationProjection(ExchangeFold):
 
     def _request(self, station: str, request_id: int) -> CustomerRequest:
         requests = self._state(station).requests
-        request = requests.get(request_id)
-        if request is None:
-            request = requests[request_id] = CustomerRequest(request_id=request_id)
-            if len(requests) > MAX_CUSTOMER_REQUESTS_PER_STATION:
-                del requests[next(iter(requests))]
-        return request
+        return report_of(requests, request_id, _new_request, MAX_CUSTOMER_REQUESTS_PER_STATION)
 
     def _asked_by(self, exchange: Exchange) -> AskedBy | None:
         payload = exchange.request

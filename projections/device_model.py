@@ -22,7 +22,7 @@ from chargeledger.projections.exchanges import (
     as_text,
     is_v16,
 )
-from chargeledger.projections.parts import Parts
+from chargeledger.projections.parts import Parts, report_of
 
 __all__ = [
     "MAX_REPORTS_PER_STATION",
@@ -231,12 +231,11 @@ def _set_value(state: DeviceModelState, ref: VariableRef, kind: str, value: Any,
 
 
 def _report(state: DeviceModelState, request_id: int) -> Report:
-    report = state.reports.get(request_id)
-    if report is None:
-        report = state.reports[request_id] = Report(request_id=request_id)
-        if len(state.reports) > MAX_REPORTS_PER_STATION:
-            del state.reports[next(iter(state.reports))]
-    return report
+    return report_of(state.reports, request_id, _new_report, MAX_REPORTS_PER_STATION)
+
+
+def _new_report(request_id: int) -> Report:
+    return Report(request_id=request_id)
 
 
 def _notify_report(state: DeviceModelState, exchange: Exchange) -> None:

@@ -29,7 +29,7 @@ from chargeledger.projections.exchanges import (
     is_v16,
     route,
 )
-from chargeledger.projections.parts import Parts
+from chargeledger.projections.parts import Parts, report_of
 
 __all__ = [
     "MAX_MONITORING_REPORTS_PER_STATION",
@@ -159,12 +159,11 @@ def _number(value: Any) -> float | None:
 
 
 def _report(state: StationMonitors, request_id: int) -> MonitoringReport:
-    report = state.reports.get(request_id)
-    if report is None:
-        report = state.reports[request_id] = MonitoringReport(request_id=request_id)
-        if len(state.reports) > MAX_MONITORING_REPORTS_PER_STATION:
-            del state.reports[next(iter(state.reports))]
-    return report
+    return report_of(state.reports, request_id, _new_report, MAX_MONITORING_REPORTS_PER_STATION)
+
+
+def _new_report(request_id: int) -> MonitoringReport:
+    return MonitoringReport(request_id=request_id)
 
 
 def _keep(state: StationMonitors, monitor: Monitor) -> None:

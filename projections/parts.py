@@ -4,11 +4,14 @@ monitoring and customer-information reports): which parts arrived, by ``seqNo`` 
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
-__all__ = ["Parts"]
+__all__ = ["Parts", "report_of"]
+
+R = TypeVar("R")
 
 
 class Parts(msgspec.Struct, kw_only=True):
@@ -34,3 +37,14 @@ class Parts(msgspec.Struct, kw_only=True):
         last, parts = self.last_seq_no, self.seq_nos
         self.complete = last is not None and parts[0] == 0 and parts[-1] == last == len(parts) - 1
         return True
+
+
+def report_of(reports: dict[int, R], request_id: int, make: Callable[[int], R], limit: int) -> R:
+    """The report ``request_id`` of a station's ``reports`` (oldest first), made with
+    ``make(request_id)`` when new; beyond ``limit`` reports the oldest is forgotten."""
+    report = reports.get(request_id)
+    if report is None:
+        report = reports[request_id] = make(request_id)
+        if len(reports) > limit:
+            del reports[next(iter(reports))]
+    return report
