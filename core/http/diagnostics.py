@@ -66,7 +66,7 @@ async def station_monitors(
 
 @get(
     "/api/stations/{station_id:str}/customer-information",
-    guards=[requires("read")],
+    guards=[requires("operator")],
     responses=responses(401, 403, 404),
     tags=["diagnostics"],
 )
@@ -74,8 +74,8 @@ async def station_customer_information(
     ctx: NamedDependency[ApiContext], station_id: FromPath[str]
 ) -> dict[str, Any]:
     """The CustomerInformation requests sent to the station (2.0.1), oldest first: who asked,
-    report and/or clear, the station's answer and the assembled report; 404 when the station
-    was never seen nor registered."""
+    report and/or clear, the station's answer and the assembled report (personal data: the
+    operator role, as for asking); 404 when the station was never seen nor registered."""
     views = ctx.csms.views
     _known(views, station_id)
     state = views.customer_information.get(station_id)
@@ -84,7 +84,7 @@ async def station_customer_information(
 
 @get(
     "/api/stations/{station_id:str}/customer-information/{request_id:int}",
-    guards=[requires("read")],
+    guards=[requires("operator")],
     responses=responses(401, 403, 404),
     tags=["diagnostics"],
 )
