@@ -30,6 +30,7 @@ from chargeledger.projections.logs import logs_json
 from chargeledger.projections.monitors import monitors_json
 from chargeledger.schemas import OCPP16
 from tests import test_e2e_v16, test_e2e_v201
+from tests.conftest import on_sqlite_and_postgres
 from tests.diagnostics_station import Diagnostics16, Diagnostics201
 from tests.harness import RunningServer, chargeledger_cli, running_server
 from tests.test_e2e_v201 import until
@@ -213,8 +214,9 @@ def test_v16_diagnostics_and_logs(tmp_path: Path) -> None:
     assert len(text) == 4 and "SecurityLog" in text[2] and "UploadFailure" in text[3]
 
 
-def test_v201_logs_monitors_and_customer_information(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'diag201.db'}"
+@on_sqlite_and_postgres
+def test_v201_logs_monitors_and_customer_information(server_store: str) -> None:
+    store = server_store
     station = "CP-D201"
     keys = {role: new_key() for role in ROLES}
     privacy = Caller("privacy-officer", "operator")
