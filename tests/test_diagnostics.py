@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import websockets
 
@@ -23,7 +24,15 @@ from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.http.keys import new_key
 from chargeledger.core.settings import Settings
 from chargeledger.core.usecases import UseCaseResult
-from chargeledger.core.usecases_diagnostics import CustomerInformationArgs, MonitorSetting
+from chargeledger.core.usecases_diagnostics import (
+    CustomerCertificate,
+    CustomerInformationArgs,
+    MonitorSetting,
+    SetMonitoringLevelArgs,
+    customer_information,
+    get_diagnostics,
+    get_log,
+)
 from chargeledger.projections import Views, problems_json
 from chargeledger.projections.customer_information import customer_information_json
 from chargeledger.projections.logs import logs_json
@@ -443,3 +452,57 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def test_requests_of_each_version() -> None:
+    """What the builders send: a customer named by certificate or identifier, the 2.0.1
+    GetLog that stands for GetDiagnostics, windows in UTC; 2.0.1-only use cases refused for
+    1.6 and wrong arguments refused before anything is built."""
+    certificate = CustomerCertificate(
+        issuer_name_hash="aa", issuer_key_hash="bb", serial_number="01"
+    )
+    request = customer_information("ocpp2.0.1", 7, True, True, customer_certificate=certificate)
+    assert request.payload == {
+        "requestId": 7,
+        "report": True,
+        "clear": True,
+        "customerCertificate": {
+            "hashAlgorithm": "SHA256",
+            "issuerNameHash": "aa",
+            "issuerKeyHash": "bb",
+            "serialNumber": "01",
+        },
+    }
+    assert request.report is not None
+    clear_only = customer_information("ocpp2.0.1", 8, False, True, customer_identifier="C-9")
+    assert clear_only.payload == {
+        "requestId": 8,
+        "report": False,
+        "clear": True,
+        "customerIdentifier": "C-9",
+    }
+    assert clear_only.report is None  # nothing to wait for
+    diagnostics = get_diagnostics("ocpp2.0.1", 9, "ftp://x", "2026-11-20T12:00:00+02:00")
+    assert (diagnostics.action, diagnostics.payload) == (
+        "GetLog",
+        {
+            "log": {"remoteLocation": "ftp://x", "oldestTimestamp": "2026-11-20T10:00:00.000Z"},
+            "logType": "DiagnosticsLog",
+            "requestId": 9,
+        },
+    )
+    assert get_diagnostics(OCPP16, 9, "ftp://x").result({}).status == "NoDiagnostics"
+    with pytest.raises(UnsupportedUseCase, match=r"CustomerInformation exists in OCPP 2\.0\.1"):
+        customer_information(OCPP16, 1, True, False, id_token="A")
+    with pytest.raises(InvalidUseCaseArguments, match="latest_timestamp 'soon'"):
+        get_log("ocpp2.0.1", 1, "SecurityLog", "u", latest_timestamp="soon")
+    for wrong in (
+        {"id_token": "A", "customer_identifier": "B"},
+        {"id_token": "A", "report": False},
+    ):
+        with pytest.raises(ValueError):
+            CustomerInformationArgs(**wrong)
+    with pytest.raises(msgspec.ValidationError, match="Expected `int` <= 9"):
+        msgspec.convert(
+            {"use_case": "set_monitoring_level", "severity": 10}, SetMonitoringLevelArgs
+        )
