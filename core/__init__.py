@@ -11,7 +11,8 @@ a layer above:
    folded again. ``usecase_base`` (what a use case is made of: arguments, request, answer),
    ``usecases`` (version-neutral requests and answers; the table of every use case, which
    gathers the ``usecases_<block>`` modules of the functional blocks: ``usecases_display``,
-   display messages), ``plugin`` (the plugin contract: every name a plugin imports),
+   display messages; ``usecases_diagnostics``, diagnostics and log uploads, monitoring,
+   customer information), ``plugin`` (the plugin contract: every name a plugin imports),
    ``hookspec`` (every hook a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
@@ -31,15 +32,16 @@ a layer above:
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
    (``chargeledger station``: one station's views, registration, through the API), ``tokens_cli``
    (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
-   lists``: local authorization lists through the API), ``jsonlines``
+   lists``: local authorization lists through the API), ``diagnostics_cli`` (``chargeledger
+   logs``, ``monitors``, ``customer-information``: the diagnostics views), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
    the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
-``usecases_display``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``,
-``store``, ``api``, ``server``, ``simulator``.
+``usecases_display``, ``usecases_diagnostics``, ``plugin``, ``hookspec``, ``plugin_host``,
+``security``, ``tokens``, ``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

@@ -281,6 +281,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)
+    from chargeledger.core.diagnostics_cli import register as register_diagnostics
+
+    register_diagnostics(commands, with_store, _views)
     from chargeledger.core.audit.cli import register as register_audit
 
     register_audit(commands, with_store)

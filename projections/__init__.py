@@ -12,6 +12,7 @@ from chargeledger.projections.certificates import (
     StationCertificates,
     certificates_json,
 )
+from chargeledger.projections.customer_information import CustomerInformationProjection
 from chargeledger.projections.device_model import (
     DeviceModelProjection,
     DeviceModelState,
@@ -25,7 +26,9 @@ from chargeledger.projections.display_messages import (
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.local_lists import LocalListsProjection
+from chargeledger.projections.logs import LogsProjection
 from chargeledger.projections.meters import MetersProjection, StationMeters, meters_json
+from chargeledger.projections.monitors import MonitorsProjection
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -136,6 +139,9 @@ class Views:
         self.local_lists = LocalListsProjection()
         self.display_messages = DisplayMessagesProjection()
         self.meters = MetersProjection()
+        self.logs = LogsProjection()
+        self.monitors = MonitorsProjection()
+        self.customer_information = CustomerInformationProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -160,6 +166,9 @@ class Views:
         self.local_lists.fold(recorded, exchange)
         self.display_messages.fold(recorded, answered)
         self.meters.fold(recorded, answered)
+        self.logs.fold(recorded, answered)
+        self.monitors.fold(recorded, answered)
+        self.customer_information.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

@@ -8,7 +8,8 @@ an empty container.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -37,6 +38,7 @@ __all__ = [
     "decode_frame",
     "is_v16",
     "result_only",
+    "route",
 ]
 
 MAX_PENDING_PER_SESSION = 64
@@ -150,6 +152,23 @@ class Exchange(msgspec.Struct, frozen=True, kw_only=True):
 def result_only(exchange: Exchange | None) -> Exchange | None:
     """``exchange`` when a CALLRESULT closed it, else ``None``: what a projection folds."""
     return exchange if exchange is None or exchange.error is None else None
+
+
+H = TypeVar("H")
+
+
+def route(
+    exchange: Exchange | None, station_calls: Mapping[str, H], csms_calls: Mapping[str, H]
+) -> H | None:
+    """The handler of ``exchange``'s action, among ``station_calls`` when the station sent the
+    CALL and ``csms_calls`` when we did, provided both payloads are JSON objects; ``None`` for
+    no exchange or no handler."""
+    if exchange is None:
+        return None
+    handler = (station_calls if exchange.origin == "in" else csms_calls).get(exchange.action)
+    if handler is None or not type(exchange.request) is type(exchange.response) is dict:
+        return None
+    return handler
 
 
 class _Session:

@@ -58,6 +58,8 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     transaction_id: str | None
     notification_type: str | None
     """2.0.1 ``eventNotificationType``."""
+    monitor_id: int | None = None
+    """2.0.1 ``variableMonitoringId``: the monitor that fired it (``views.monitors``)."""
     timestamp: str | None
     """The station's time of the event, as sent."""
     position: int
@@ -142,6 +144,7 @@ class ProblemsProjection(ExchangeFold):
                 tech_info=as_str(data.get("techInfo")),
                 transaction_id=as_str(data.get("transactionId")),
                 notification_type=as_str(data.get("eventNotificationType")),
+                monitor_id=as_int(data.get("variableMonitoringId")),
                 timestamp=as_str(data.get("timestamp")),
                 position=exchange.result_position,
                 at=exchange.at,
@@ -216,6 +219,7 @@ def _problem_json(problem: Problem) -> dict[str, Any]:
         "tech_info": problem.tech_info,
         "transaction_id": problem.transaction_id,
         "notification_type": problem.notification_type,
+        "monitor_id": problem.monitor_id,
         "timestamp": problem.timestamp,
         "position": problem.position,
         "at": rfc3339(problem.at),

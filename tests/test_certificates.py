@@ -38,6 +38,7 @@ from chargeledger.plugins import certificates as certificates_plugin
 from chargeledger.projections.certificates import csr_problem
 from chargeledger.schemas import OCPP16, OCPP201
 from tests import test_e2e_v16, test_e2e_v201
+from tests.diagnostics_station import Diagnostics16
 from tests.harness import RunningServer, chargeledger_cli, running_server
 from tests.test_audit import chargeledger, json_lines
 
@@ -121,8 +122,9 @@ class Holder:
         return [held for held in self.installed.values() if not types or held[0] in types]
 
 
-class Station16(test_e2e_v16.Station):
-    """The 1.6 test charge point with the security extension's certificate messages."""
+class Station16(Diagnostics16, test_e2e_v16.Station):
+    """The 1.6 test charge point with the security extension's certificate messages (and
+    its GetLog, and GetDiagnostics)."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

@@ -30,6 +30,7 @@ from chargeledger.core.settings import BootPolicy, Settings
 from chargeledger.core.usecases import USE_CASES
 from chargeledger.schemas import OCPP16, OCPP201
 from tests import test_certificates, test_display_meter, test_e2e_v201
+from tests.diagnostics_station import Diagnostics201
 from tests.harness import RunningServer, running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -42,6 +43,12 @@ ONLY_201 = {
     "set_display_message",
     "get_display_messages",
     "clear_display_message",
+    "set_variable_monitoring",
+    "get_monitoring_report",
+    "clear_variable_monitoring",
+    "set_monitoring_base",
+    "set_monitoring_level",
+    "customer_information",
 }
 
 SAMPLES: dict[str, dict[str, Any]] = {
@@ -78,6 +85,18 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "set_display_message": {"id": 1, "content": "Welcome", "priority": "InFront"},
     "get_display_messages": {},
     "clear_display_message": {"id": 1},
+    "get_diagnostics": {"location": "ftp://logs.example/"},
+    "get_log": {"remote_location": "https://logs.example/", "log_type": "SecurityLog"},
+    "set_variable_monitoring": {
+        "monitors": [
+            {"key": "EVSE@1.Power", "type": "UpperThreshold", "value": 20000, "severity": 4}
+        ]
+    },
+    "get_monitoring_report": {},
+    "clear_variable_monitoring": {"ids": [100]},
+    "set_monitoring_base": {"base": "All"},
+    "set_monitoring_level": {"severity": 5},
+    "customer_information": {"id_token": "TAG-C", "clear": True},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -89,9 +108,9 @@ STATUS = {
 """The status the test stations answer with, where it is not ``Accepted``."""
 
 
-class Station201(test_display_meter.Displays, test_certificates.Station201):
-    """The 2.0.1 test station (with certificates and a display), which also answers GetReport
-    with its variables."""
+class Station201(test_display_meter.Displays, Diagnostics201, test_certificates.Station201):
+    """The 2.0.1 test station (with certificates, a display, logs, monitors and customer
+    information), which also answers GetReport with its variables."""
 
     @on(Action.set_network_profile)
     def on_set_network_profile(self, configuration_slot: int, connection_data: Any) -> Any:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from chargeledger.core.events import (
     ALLOCATOR_STREAM,
     CallTimedOut,
+    CommandRequested,
     Direction,
     Event,
     FrameLogged,
@@ -25,6 +26,7 @@ from chargeledger.core.events import (
     TokenRegistered,
     TokenRemoved,
     TransactionIdsReserved,
+    command_stream,
     session_stream,
     timer_stream,
     token_stream,
@@ -54,8 +56,11 @@ from chargeledger.projections import (
     station_json,
     transaction_json,
 )
+from chargeledger.projections.customer_information import customer_information_json
 from chargeledger.projections.device_model import MAX_REPORTS_PER_STATION
 from chargeledger.projections.exchanges import MAX_PENDING_PER_SESSION, Correlator
+from chargeledger.projections.logs import logs_json
+from chargeledger.projections.monitors import monitors_json
 from chargeledger.projections.problems import MAX_RECENT_EVENTS
 from chargeledger.projections.reservations import reservation_timer
 from chargeledger.projections.transactions import energy_register_wh
@@ -90,6 +95,8 @@ class Log:
             stream = timer_stream(event.name)
         elif isinstance(event, TokenRegistered | TokenRemoved):
             stream = token_stream(event.request_id)
+        elif isinstance(event, CommandRequested):
+            stream = command_stream(event.request_id)
         else:
             stream = session_stream(event.session)
         version = self._versions.get(stream, 0)
@@ -2118,6 +2125,9 @@ def _snapshot(views: Views) -> Any:
         [meters_json(state) for state in views.meters.all()],
         views.display_messages.all(),
         views.meters.all(),
+        [logs_json(state) for state in views.logs.all()],
+        [monitors_json(state) for state in views.monitors.all()],
+        [customer_information_json(state) for state in views.customer_information.all()],
     )
 
 

@@ -16,6 +16,7 @@ from chargeledger.core.http import (
     billing,
     commands,
     device,
+    diagnostics,
     health,
     local_lists,
     log,
@@ -45,6 +46,7 @@ ROUTES = [
     *reservations.ROUTES,
     *tokens.ROUTES,
     *device.ROUTES,
+    *diagnostics.ROUTES,
 ]
 
 
