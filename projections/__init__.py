@@ -20,6 +20,7 @@ from chargeledger.projections.device_model import (
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.local_lists import LocalListsProjection
+from chargeledger.projections.metering import MeteringProjection
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -47,6 +48,7 @@ from chargeledger.projections.stations import (
     StationsProjection,
     StationState,
 )
+from chargeledger.projections.tariffs import TariffsProjection, TariffState
 from chargeledger.projections.timers import TimersProjection
 from chargeledger.projections.tokens import Tokens, TokenState
 from chargeledger.projections.transactions import (
@@ -69,6 +71,7 @@ __all__ = [
     "DeviceModelState",
     "Exchange",
     "LocalListsProjection",
+    "MeteringProjection",
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
@@ -82,6 +85,8 @@ __all__ = [
     "StationSecurityEvents",
     "StationState",
     "StationsProjection",
+    "TariffState",
+    "TariffsProjection",
     "TimersProjection",
     "TokenState",
     "Tokens",
@@ -122,6 +127,8 @@ class Views:
         self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
+        self.tariffs = TariffsProjection()
+        self.metering = MeteringProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -144,6 +151,8 @@ class Views:
         self.reservations.fold(recorded, exchange)
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
+        self.tariffs.apply(recorded)
+        self.metering.fold(answered, self.transactions, self.tokens, self.tariffs)
         self.position = recorded.position
         self.last_exchange = exchange
 
