@@ -6,11 +6,13 @@ a layer above:
 1. **Values**: what is said and recorded, with no I/O and no clock. ``errors`` (the one
    exception tree, drawn in its docstring), ``events`` (everything the store records),
    ``frames`` (the OCPP-J codec and payload validation), ``commands`` (what plugins return),
-   ``settings`` (frozen configuration), ``times`` (the one RFC 3339 formatter).
+   ``settings`` (frozen configuration), ``times`` (the one RFC 3339 formatter), ``tariff``
+   (what a tariff says, where it may be assigned, its checks).
 2. **Decisions and views**: pure and synchronous, so that a recorded log can be decided and
    folded again. ``usecase_base`` (what a use case is made of: arguments, request, answer),
    ``usecases`` (version-neutral requests and answers; the table of every use case, which
-   gathers the ``usecases_<block>`` modules of the functional blocks), ``plugin`` (the
+   gathers the ``usecases_<block>`` modules of the functional blocks: ``usecases_tariffs``,
+   the running cost told to stations), ``plugin`` (the
    plugin contract: every name a plugin imports), ``hookspec`` (every hook a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
@@ -36,7 +38,8 @@ a layer above:
    the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
-``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
+``frames``, ``commands``, ``settings``, ``times``, ``tariff``, ``usecase_base``, ``usecases``,
+``usecases_tariffs``,
 ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
 ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is

@@ -49,15 +49,21 @@ from chargeledger.core.events import (
     StationDeregistered,
     StationPasswordSet,
     StationRegistered,
+    TariffAssigned,
+    TariffDefined,
+    TariffRemoved,
+    TariffUnassigned,
     command_stream,
     local_list_stream,
     registry_stream,
+    tariff_stream,
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import Gateway
 from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
+from chargeledger.core.tariff import Tariff, check_target, check_tariff
 from chargeledger.core.tokens import TokenRequest, registration_events, removal_events
 from chargeledger.core.usecases import (
     REPORT_ACTIONS,
@@ -70,6 +76,7 @@ from chargeledger.core.usecases import (
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
 from chargeledger.projections.local_lists import ListDefinition
+from chargeledger.projections.tariffs import Assignment, TariffState
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
@@ -437,6 +444,97 @@ class CentralSystem:
         pairs = removal_events(self.views.tokens, id_token, type, caller.name, time.time())
         await self.writer.append(list(pairs), new_stream=True)
         return len(pairs)
+
+    # -- tariffs (docs/tariffs.md) -----------------------------------------------------------
+
+    async def define_tariff(self, tariff: Tariff, *, caller: Caller = PYTHON) -> TariffState:
+        """Define the tariff ``tariff.id``, or redefine it (a transaction keeps the definition
+        it started with), recorded as ``TariffDefined``. ``ValueError`` (nothing recorded)
+        when it is invalid (:func:`~chargeledger.core.tariff.check_tariff`). Needs ``admin``."""
+        self._require(caller, "admin", "defining tariffs")
+        check_tariff(tariff)
+        event = TariffDefined(
+            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff=tariff
+        )
+        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
+        state = self.views.tariffs.get(tariff.id)
+        assert state is not None  # folded by the dispatcher before append returned
+        return state
+
+    async def remove_tariff(self, tariff_id: str, *, caller: Caller = PYTHON) -> bool:
+        """Remove the tariff (``TariffRemoved``; its assignments stay, and apply again if it
+        is defined again); ``False`` (nothing recorded) when it is not defined. Needs
+        ``admin``."""
+        self._require(caller, "admin", "removing tariffs")
+        if self.views.tariffs.get(tariff_id) is None:
+            return False
+        event = TariffRemoved(
+            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff_id=tariff_id
+        )
+        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
+        return True
+
+    async def assign_tariff(
+        self,
+        tariff_id: str,
+        target: str,
+        group: str | None = None,
+        *,
+        caller: Caller = PYTHON,
+    ) -> Assignment:
+        """Assign the tariff to ``target`` (``station:<id>`` or ``default``), for the tokens
+        of ``group`` only when given (``TariffAssigned``). ``ValueError`` (nothing recorded)
+        for an unknown tariff or a malformed target. Needs ``admin``."""
+        self._require(caller, "admin", "assigning tariffs")
+        check_target(target)
+        if self.views.tariffs.get(tariff_id) is None:
+            raise ValueError(f"tariff {tariff_id!r} is not defined")
+        if group is not None and not 1 <= len(group) <= 36:
+            raise ValueError(f"group {group!r}: 1 to 36 characters")
+        event = TariffAssigned(
+            request_id=str(uuid.uuid4()),
+            at=time.time(),
+            key=caller.name,
+            target=target,
+            tariff_id=tariff_id,
+            group=group,
+        )
+        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
+        (assignment,) = [
+            a
+            for a in self.views.tariffs.assignments(tariff_id)
+            if (a.target, a.group) == (target, group)
+        ]
+        return assignment
+
+    async def unassign_tariff(
+        self,
+        tariff_id: str,
+        target: str,
+        group: str | None = None,
+        *,
+        caller: Caller = PYTHON,
+    ) -> bool:
+        """Take back the assignment (``TariffUnassigned``); ``False`` (nothing recorded) when
+        there is none. Needs ``admin``."""
+        self._require(caller, "admin", "unassigning tariffs")
+        found = [
+            a
+            for a in self.views.tariffs.assignments(tariff_id)
+            if (a.target, a.group) == (target, group)
+        ]
+        if not found:
+            return False
+        event = TariffUnassigned(
+            request_id=str(uuid.uuid4()),
+            at=time.time(),
+            key=caller.name,
+            target=target,
+            tariff_id=tariff_id,
+            group=group,
+        )
+        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
+        return True
 
     @staticmethod
     def _require(caller: Caller, role: ApiRole, what: str) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "Usage",
     "cost",
     "price_text",
+    "prices_at",
     "round_half_up",
 ]
 
@@ -134,15 +135,25 @@ def _matches(band: Band, local: datetime) -> bool:
     return minute >= start or minute < end
 
 
-def _prices_at(tariff: Tariff, zone: ZoneInfo, moment: datetime) -> _Prices:
-    local = moment.astimezone(zone)
+def _price(tariff: Tariff, band: Band | None, name: str) -> Decimal:
+    value = None if band is None else getattr(band, name)
+    price: Decimal = getattr(tariff, name) if value is None else value
+    return price
+
+
+def prices_at(tariff: Tariff, moment: datetime) -> tuple[Decimal, Decimal, Decimal]:
+    """The energy (per kWh), time (per hour charging) and parking (per hour) prices of
+    ``tariff`` at ``moment``: the first matching band's, else the base prices."""
+    local = moment.astimezone(ZoneInfo(tariff.timezone))
     band = next((band for band in tariff.bands if _matches(band, local)), None)
+    names = ("energy_per_kwh", "time_per_hour", "parking_per_hour")
+    energy, time_, parking = (_price(tariff, band, name) for name in names)
+    return energy, time_, parking
 
-    def price(name: str) -> Fraction:
-        value = None if band is None else getattr(band, name)
-        return Fraction(getattr(tariff, name) if value is None else value)
 
-    return _Prices(price("energy_per_kwh"), price("time_per_hour"), price("parking_per_hour"))
+def _prices_at(tariff: Tariff, moment: datetime) -> _Prices:
+    energy, time_, parking = prices_at(tariff, moment)
+    return _Prices(Fraction(energy), Fraction(time_), Fraction(parking))
 
 
 def _boundaries(tariff: Tariff, zone: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
@@ -167,9 +178,8 @@ class _Pieces:
     """The span cut where prices may change, each piece with its prices."""
 
     def __init__(self, tariff: Tariff, start: datetime, end: datetime) -> None:
-        zone = ZoneInfo(tariff.timezone)
-        self.cuts = _boundaries(tariff, zone, start, end)
-        self.prices = [_prices_at(tariff, zone, moment) for moment in self.cuts]
+        self.cuts = _boundaries(tariff, ZoneInfo(tariff.timezone), start, end)
+        self.prices = [_prices_at(tariff, moment) for moment in self.cuts]
 
     def index(self, moment: datetime) -> int:
         return max(bisect_right(self.cuts, moment) - 1, 0)

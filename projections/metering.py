@@ -188,7 +188,9 @@ class MeteringProjection:
         else:
             moments = [r.at for r in entry.readings] + [s.at for s in entry.states]
             end = max([start, *moments])
-        return Usage(start=start, end=end, readings=tuple(entry.readings), states=tuple(entry.states))
+        return Usage(
+            start=start, end=end, readings=tuple(entry.readings), states=tuple(entry.states)
+        )
 
     def cost(
         self,

@@ -101,7 +101,8 @@ class TariffsProjection:
                 candidates = [
                     (assignment.position, state.tariff)
                     for (t, g, tariff_id), assignment in self._assignments.items()
-                    if t == target and g == wanted
+                    if t == target
+                    and g == wanted
                     and (state := self._tariffs.get(tariff_id)) is not None
                     and valid_at(state.tariff, moment)
                 ]

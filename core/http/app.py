@@ -21,6 +21,7 @@ from chargeledger.core.http import (
     reservations,
     security,
     stations,
+    tariffs,
     tokens,
 )
 from chargeledger.core.http.auth import BearerAuth
@@ -43,6 +44,7 @@ ROUTES = [
     *local_lists.ROUTES,
     *reservations.ROUTES,
     *tokens.ROUTES,
+    *tariffs.ROUTES,
 ]
 
 
