@@ -31,7 +31,8 @@ a layer above:
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
    (``chargeledger station``: registration through the API), ``tokens_cli``
-   (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
+   (``chargeledger tokens``: the ID-token registry), ``tariffs_cli`` (``chargeledger
+   tariffs`` and ``rate``: tariffs and re-rating), ``lists_cli`` (``chargeledger
    lists``: local authorization lists through the API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and

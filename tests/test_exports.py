@@ -51,6 +51,7 @@ LAYERS = {
     "station_cli": 5,
     "lists_cli": 5,
     "tokens_cli": 5,
+    "tariffs_cli": 5,
     "jsonlines": 5,
     "audit": 5,
     "simulator": 5,
