@@ -453,10 +453,11 @@ class CentralSystem:
         when it is invalid (:func:`~chargeledger.core.tariff.check_tariff`). Needs ``admin``."""
         self._require(caller, "admin", "defining tariffs")
         check_tariff(tariff)
-        event = TariffDefined(
-            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff=tariff
+        await self._tariff_change(
+            TariffDefined(
+                request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff=tariff
+            )
         )
-        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
         state = self.views.tariffs.get(tariff.id)
         assert state is not None  # folded by the dispatcher before append returned
         return state
@@ -468,10 +469,11 @@ class CentralSystem:
         self._require(caller, "admin", "removing tariffs")
         if self.views.tariffs.get(tariff_id) is None:
             return False
-        event = TariffRemoved(
-            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff_id=tariff_id
+        await self._tariff_change(
+            TariffRemoved(
+                request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff_id=tariff_id
+            )
         )
-        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
         return True
 
     async def assign_tariff(
@@ -491,20 +493,9 @@ class CentralSystem:
             raise ValueError(f"tariff {tariff_id!r} is not defined")
         if group is not None and not 1 <= len(group) <= 36:
             raise ValueError(f"group {group!r}: 1 to 36 characters")
-        event = TariffAssigned(
-            request_id=str(uuid.uuid4()),
-            at=time.time(),
-            key=caller.name,
-            target=target,
-            tariff_id=tariff_id,
-            group=group,
-        )
-        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
-        (assignment,) = [
-            a
-            for a in self.views.tariffs.assignments(tariff_id)
-            if (a.target, a.group) == (target, group)
-        ]
+        await self._assignment(TariffAssigned, caller, tariff_id, target, group)
+        assignment = self.views.tariffs.assignment(tariff_id, target, group)
+        assert assignment is not None  # folded by the dispatcher before append returned
         return assignment
 
     async def unassign_tariff(
@@ -518,23 +509,34 @@ class CentralSystem:
         """Take back the assignment (``TariffUnassigned``); ``False`` (nothing recorded) when
         there is none. Needs ``admin``."""
         self._require(caller, "admin", "unassigning tariffs")
-        found = [
-            a
-            for a in self.views.tariffs.assignments(tariff_id)
-            if (a.target, a.group) == (target, group)
-        ]
-        if not found:
+        if self.views.tariffs.assignment(tariff_id, target, group) is None:
             return False
-        event = TariffUnassigned(
-            request_id=str(uuid.uuid4()),
-            at=time.time(),
-            key=caller.name,
-            target=target,
-            tariff_id=tariff_id,
-            group=group,
-        )
-        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
+        await self._assignment(TariffUnassigned, caller, tariff_id, target, group)
         return True
+
+    async def _assignment(
+        self,
+        kind: type[TariffAssigned | TariffUnassigned],
+        caller: Caller,
+        tariff_id: str,
+        target: str,
+        group: str | None,
+    ) -> None:
+        await self._tariff_change(
+            kind(
+                request_id=str(uuid.uuid4()),
+                at=time.time(),
+                key=caller.name,
+                target=target,
+                tariff_id=tariff_id,
+                group=group,
+            )
+        )
+
+    async def _tariff_change(
+        self, event: TariffDefined | TariffRemoved | TariffAssigned | TariffUnassigned
+    ) -> None:
+        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
 
     @staticmethod
     def _require(caller: Caller, role: ApiRole, what: str) -> None:

@@ -90,6 +90,10 @@ class TariffsProjection:
             key=lambda assignment: assignment.position,
         )
 
+    def assignment(self, tariff_id: str, target: str, group: str | None) -> Assignment | None:
+        """The assignment of ``tariff_id`` to ``target`` for ``group``, ``None`` if none."""
+        return self._assignments.get((target, group, tariff_id))
+
     def resolve(self, station: str, group: str | None, moment: datetime) -> Tariff | None:
         """The tariff a transaction of a token of ``group`` starting at ``moment`` on
         ``station`` gets: among the assignments to the station's targets (the station

@@ -281,6 +281,11 @@ def test_v201_running_and_final_cost_cost_updated_cdr_and_rerating(
     unknown = _run("rate", "--tariff", "NOPE", "--store", server_store)
     assert unknown.returncode == 2 and "neither defined nor a file" in unknown.stderr
     assert len(recorded(server_store)) == before
+    # The answers were decided from the log alone: today's plugins answer every CALL alike.
+    what_if = _run("replay", "--what-if", "--store", server_store)
+    assert what_if.returncode == 0, what_if.stdout + what_if.stderr
+    assert "re-decided 6 station CALLs" in what_if.stdout  # boot, Authorize, 4 events
+    assert "0 answered differently today" in what_if.stdout
 
 
 def test_v16_costmsg_only_where_enabled(server_store: str) -> None:
