@@ -103,7 +103,7 @@ def _with_personal_message(
 @answers("Authorize")
 def answer_authorize(call: InboundCall, views: Views, settings: Settings) -> list[Command] | None:
     """2.0.1: the authorization block's answer, with the tariff's price text."""
-    if call.protocol == OCPP16:
+    if call.protocol == OCPP16 or views.tariffs.position == 0:
         return None
     commands = authorization.chargeledger_answer_call(call, views, settings)
     return _completed(commands, lambda answer: _personal(call, views, answer))
@@ -120,6 +120,8 @@ def answer_transaction_event(
 ) -> list[Command] | None:
     """The transactions block's answer, with ``totalCost`` and the price text."""
     commands = transactions.answer_with_token(call, views, settings)
+    if views.tariffs.position == 0:
+        return commands  # no tariff was ever defined: nothing to price
 
     def complete(answer: dict[str, Any]) -> dict[str, Any]:
         answer = _personal(call, views, answer)
@@ -195,14 +197,13 @@ def _running_cost(
 
 
 def _send_running_cost(views: Views, settings: Settings, name: str, due: float) -> list[Command]:
-    found = [
-        t
-        for t in views.transactions.all()
-        if t.status == "active" and cost_timer(t) == name and _priced(views, t)
-    ]
-    if not found or not _connected_here(views, found[0].station, settings):
+    every = views.transactions.all()
+    found = [t for t in every if t.status == "active" and cost_timer(t) == name]
+    if not found or not _priced(views, found[0]) or _overtaken(found[0], every):
         return []
     transaction = found[0]
+    if not _connected_here(views, transaction.station, settings):
+        return []
     if is_v16(transaction.protocol) and not _costmsg(settings, transaction.station):
         return []
     cost = views.metering.cost(transaction, until=datetime.fromtimestamp(due, UTC))
@@ -211,6 +212,17 @@ def _send_running_cost(views: Views, settings: Settings, name: str, due: float) 
     commands: list[Command] = [SendCall(transaction.station, request.action, request.payload)]
     interval = _interval(settings)
     return [*commands, StartTimer(name, due + interval)]
+
+
+def _overtaken(transaction: TransactionState, every: list[TransactionState]) -> bool:
+    """Whether a later transaction started on the same EVSE and connector (the station lost
+    this one without ending it: no more running cost for it)."""
+    place = (transaction.station, transaction.evse_id, transaction.connector_id)
+    return any(
+        (other.station, other.evse_id, other.connector_id) == place
+        and other.started_position > transaction.started_position
+        for other in every
+    )
 
 
 def _final_cost(views: Views, transaction: TransactionState) -> list[Command]:

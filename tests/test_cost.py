@@ -316,7 +316,7 @@ def add(log: Log, event: Event) -> None:
     log.records.append(Recorded(position, tariff_stream(str(position)), 1, event))
 
 
-def _defined(log: Log, prices: Tariff, target: str = "default", group: str | None = None) -> None:
+def defined(log: Log, prices: Tariff, target: str = "default", group: str | None = None) -> None:
     add(log, TariffDefined(request_id="d", at=log.at, key="k", tariff=prices))
     add(
         log,
@@ -339,7 +339,7 @@ def test_the_cost_does_not_depend_on_how_the_readings_are_sent(
         cuts = sorted(data.draw(st.sets(st.integers(1, len(readings) - 1))) if attempt else set())
         groups = [readings[a:b] for a, b in zip([0, *cuts], [*cuts, len(readings)], strict=True)]
         log = Log()
-        _defined(log, prices)
+        defined(log, prices)
         log.open("CP", "ocpp2.0.1")
         for seq_no, group in enumerate(groups):
             kind = "Started" if seq_no == 0 else "Updated"
@@ -369,10 +369,10 @@ def test_the_most_specific_valid_assignment_wins_and_a_transaction_keeps_its_tar
     later = msgspec.structs.replace(
         tariff(energy_per_kwh="0.50", valid_from="2030-01-01T00:00:00Z"), id="LATER"
     )
-    _defined(log, base)
-    _defined(log, fleet, group="VANS")
-    _defined(log, here, target="station:CP-2")
-    _defined(log, later, target="station:CP-2")
+    defined(log, base)
+    defined(log, fleet, group="VANS")
+    defined(log, here, target="station:CP-2")
+    defined(log, later, target="station:CP-2")
     add(log, TokenRegistered(request_id="t", at=log.at, key="k", id_token="CARD", group="VANS"))
     views = log.views()
     moment = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
@@ -414,7 +414,7 @@ def test_the_most_specific_valid_assignment_wins_and_a_transaction_keeps_its_tar
 
 def test_live_fold_equals_replay_for_tariffs_and_metering() -> None:
     log = Log()
-    _defined(log, TARIFFS[1])
+    defined(log, TARIFFS[1])
     log.open("CP", "ocpp2.0.1")
     readings = list(_usage([(600, 1000), (900, 2500), (300, 0)]).readings)
     for seq_no, reading in enumerate(readings):

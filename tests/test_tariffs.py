@@ -27,9 +27,11 @@ from ocpp.v16.enums import Action as Action16
 from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action
 
+from chargeledger.core.commands import SendCall, StartTimer
 from chargeledger.core.events import (
     CommandRequested,
     FrameLogged,
+    Recorded,
     TariffAssigned,
     TariffDefined,
     TimerFired,
@@ -39,13 +41,16 @@ from chargeledger.core.http.keys import new_key
 from chargeledger.core.settings import Settings
 from chargeledger.core.tariff import Tariff
 from chargeledger.core.tokens import TokenRequest
+from chargeledger.plugins import tariffs
 from chargeledger.projections import Views
 from chargeledger.projections.cost import price_text
 from tests import test_e2e_v16, test_e2e_v201
 from tests.harness import RunningServer, running_server
 from tests.polling import eventually
+from tests.test_cost import defined
 from tests.test_e2e_v201 import recorded, until
 from tests.test_http_api import ROLES, Api, api_settings
+from tests.test_projections import Log
 
 __all__: list[str] = []
 
@@ -494,3 +499,32 @@ def test_a_token_of_a_group_sees_its_groups_tariff(server_store: str) -> None:
     assert van.id_token_info["personal_message"]["content"] == "Fleet rate: 0.20 EUR/kWh"
     assert "personal_message" not in guest.id_token_info
     assert event.total_cost is None and "personal_message" not in event.id_token_info
+
+
+def test_running_cost_stops_for_a_transaction_the_station_lost() -> None:
+    """A 1.6 start never stopped, overtaken by a later start on its connector, gets no more
+    RunningCost; the later one does (the react hook on a hand-built log)."""
+    log = Log()
+    defined(log, Tariff(id="T", currency="EUR", energy_per_kwh=Decimal("0.30")))
+    log.open("CP", "ocpp1.6")
+    log.start("CP", 1)
+    log.start("CP", 2, timestamp="2024-05-01T11:00:00Z", meterStart=2000)
+    views = log.views()
+    options = {"tariffs": {"costmsg_stations": ["*"], "cost_updated_interval": 60}}
+    settings = Settings(node="n1", plugins=options)
+    due = datetime.fromisoformat("2024-05-01T11:30:00+00:00").timestamp()
+
+    def fire(name: str) -> list[Any]:
+        event = TimerFired(name=name, due=due, at=due)
+        recorded_event = Recorded(len(log.records) + 1, f"timer:{name}", 2, event)
+        return tariffs.chargeledger_react(recorded_event, None, views, settings)
+
+    assert fire("cost:CP:1") == []
+    send, again = fire("cost:CP:2")
+    assert isinstance(send, SendCall) and send.payload["messageId"] == "RunningCost"
+    assert json.loads(send.payload["data"])["transactionId"] == 2
+    assert again == StartTimer("cost:CP:2", due + 60)
+    # Not enabled for costmsg: nothing for a 1.6 station.
+    plain = Settings(node="n1", plugins={"tariffs": {"cost_updated_interval": 60}})
+    event = TimerFired(name="cost:CP:2", due=due, at=due)
+    assert tariffs.chargeledger_react(Recorded(99, "timer:x", 2, event), None, views, plain) == []
