@@ -45,6 +45,7 @@ from chargeledger.plugins import tariffs
 from chargeledger.projections import Views
 from chargeledger.projections.cost import price_text
 from tests import test_e2e_v16, test_e2e_v201
+from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, running_server
 from tests.polling import eventually
 from tests.test_cost import defined
@@ -298,6 +299,7 @@ def test_v201_running_and_final_cost_cost_updated_cdr_and_rerating(
     assert "0 answered differently today" in what_if.stdout
 
 
+@on_sqlite_and_postgres
 def test_v16_costmsg_only_where_enabled(server_store: str) -> None:
     options = {"tariffs": {"cost_updated_interval": 0.3, "costmsg_stations": ["CP-C1"]}}
     settings = Settings(port=0, store=server_store, plugins=options)
