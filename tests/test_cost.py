@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chargeledger.core.errors import InvalidUseCaseArguments
 from chargeledger.core.events import (
     Event,
     Recorded,
@@ -29,9 +30,16 @@ from chargeledger.core.events import (
     tariff_stream,
 )
 from chargeledger.core.tariff import Tariff, check_target, check_tariff
+from chargeledger.core.usecases_tariffs import (
+    COSTMSG_VENDOR,
+    CostUpdatedArgs,
+    cost_updated,
+    final_cost,
+)
 from chargeledger.projections import Views
 from chargeledger.projections.cost import Cost, Reading, StateChange, Usage, cost, price_text
 from chargeledger.projections.rating import rerate, summary
+from chargeledger.schemas import OCPP16, OCPP201
 from tests.test_projections import Log
 
 __all__: list[str] = []
@@ -450,3 +458,72 @@ def test_the_worked_example_of_the_docs_adds_up() -> None:
     found: Cost = cost(prices, usage)
     assert msgspec.to_builtins(found) == stated
     assert price_text(prices) in DOC.read_text()
+
+
+def test_v16_idle_time_comes_from_the_connectors_status_while_the_transaction_runs() -> None:
+    log = Log()
+    defined(log, tariff(time_per_hour="1", parking_per_hour="3"))
+    log.open("CP", "ocpp1.6")
+    log.start("CP", 7)  # 2024-05-01T10:00:00Z, meterStart 1000
+
+    def status(value: str, moment: str) -> None:
+        payload = {"connectorId": 1, "errorCode": "NoError", "status": value, "timestamp": moment}
+        log.call("CP", "StatusNotification", payload, {})
+
+    status("Charging", "2024-05-01T10:00:00Z")
+    status("SuspendedEV", "2024-05-01T10:30:00Z")
+    status("Charging", "2024-05-01T10:45:00Z")
+    status("Finishing", "2024-05-01T11:00:00Z")
+    log.call(
+        "CP",
+        "StopTransaction",
+        {"transactionId": 7, "meterStop": 9000, "timestamp": "2024-05-01T11:30:00Z"},
+        {},
+    )
+    status("Available", "2024-05-01T11:31:00Z")  # after the stop: not this transaction's
+    views = log.views()
+    transaction = views.transactions.get(7)
+    assert transaction is not None and transaction.status == "ended"
+    found = views.metering.cost(transaction)
+    assert found is not None
+    assert (found.charging_hours, found.parking_hours) == (Decimal("0.7500"), Decimal("0.7500"))
+    assert (found.time, found.parking, found.energy_wh) == (
+        Decimal("0.75"),
+        Decimal("2.25"),
+        Decimal("8000.000"),
+    )
+
+
+def test_cost_messages_carry_decimal_amounts_as_json_numbers() -> None:
+    args = CostUpdatedArgs(
+        transaction_id=7,
+        total_cost=Decimal("12.30"),
+        timestamp="2026-11-21T10:00:00Z",
+        meter_wh=135000,
+        kwh_price=Decimal("0.40"),
+        idle_hour_price=Decimal("1.20"),
+    )
+    running = cost_updated(OCPP16, args)
+    assert (running.action, running.payload["vendorId"]) == ("DataTransfer", COSTMSG_VENDOR)
+    assert running.payload["messageId"] == "RunningCost"
+    assert running.payload["data"] == (
+        '{"transactionId":7,"timestamp":"2026-11-21T10:00:00Z","meterValue":135000,'
+        '"cost":12.30,"state":"Charging","chargingPrice":{"kWhPrice":0.40},'
+        '"idlePrice":{"hourPrice":1.20}}'
+    )
+    updated = cost_updated(OCPP201, msgspec.structs.replace(args, transaction_id="TX-9"))
+    assert (updated.action, updated.payload) == (
+        "CostUpdated",
+        {"totalCost": 12.3, "transactionId": "TX-9"},
+    )
+    final = final_cost(7, Decimal("4.40"), "4.40 USD")
+    assert json.loads(final.payload["data"]) == {
+        "transactionId": 7,
+        "cost": 4.4,
+        "priceText": "4.40 USD",
+        "qrCodeText": "",
+    }
+    with pytest.raises(InvalidUseCaseArguments, match="needs an integer transaction_id"):
+        cost_updated(OCPP16, CostUpdatedArgs(transaction_id=7, total_cost=Decimal(1)))
+    with pytest.raises(InvalidUseCaseArguments, match="not an amount"):
+        cost_updated(OCPP201, CostUpdatedArgs(transaction_id="T", total_cost=Decimal(-1)))
