@@ -6,14 +6,16 @@ a layer above:
 1. **Values**: what is said and recorded, with no I/O and no clock. ``errors`` (the one
    exception tree, drawn in its docstring), ``events`` (everything the store records),
    ``frames`` (the OCPP-J codec and payload validation), ``commands`` (what plugins return),
-   ``settings`` (frozen configuration), ``times`` (the one RFC 3339 formatter).
+   ``settings`` (frozen configuration), ``times`` (the one RFC 3339 formatter), ``tariff``
+   (what a tariff says, where it may be assigned, its checks).
 2. **Decisions and views**: pure and synchronous, so that a recorded log can be decided and
    folded again. ``usecase_base`` (what a use case is made of: arguments, request, answer),
    ``usecases`` (version-neutral requests and answers; the table of every use case, which
    gathers the ``usecases_<block>`` modules of the functional blocks: ``usecases_display``,
    display messages; ``usecases_diagnostics``, diagnostics and log uploads, monitoring,
-   customer information), ``plugin`` (the plugin contract: every name a plugin imports),
-   ``hookspec`` (every hook a plugin can
+   customer information; ``usecases_tariffs``, the running cost told to stations),
+   ``plugin`` (the plugin contract: every name a plugin imports), ``hookspec`` (every hook
+   a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
    what-if replay), ``security`` (station authentication: the security profiles' handshake
@@ -31,7 +33,8 @@ a layer above:
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
    (``chargeledger station``: one station's views, registration, through the API), ``tokens_cli``
-   (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
+   (``chargeledger tokens``: the ID-token registry), ``tariffs_cli`` (``chargeledger
+   tariffs`` and ``rate``: tariffs and re-rating), ``lists_cli`` (``chargeledger
    lists``: local authorization lists through the API), ``diagnostics_cli`` (``chargeledger
    logs``, ``monitors``, ``customer-information``: the diagnostics views), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
@@ -39,9 +42,10 @@ a layer above:
    the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
-``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
-``usecases_display``, ``usecases_diagnostics``, ``plugin``, ``hookspec``, ``plugin_host``,
-``security``, ``tokens``, ``store``, ``api``, ``server``, ``simulator``.
+``frames``, ``commands``, ``settings``, ``times``, ``tariff``, ``usecase_base``, ``usecases``,
+``usecases_display``, ``usecases_diagnostics``, ``usecases_tariffs``, ``plugin``,
+``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``, ``server``,
+``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

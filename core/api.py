@@ -51,15 +51,21 @@ from chargeledger.core.events import (
     StationDeregistered,
     StationPasswordSet,
     StationRegistered,
+    TariffAssigned,
+    TariffDefined,
+    TariffRemoved,
+    TariffUnassigned,
     command_stream,
     local_list_stream,
     registry_stream,
+    tariff_stream,
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import Gateway
 from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
+from chargeledger.core.tariff import Tariff, check_target, check_tariff
 from chargeledger.core.tokens import TokenRequest, registration_events, removal_events
 from chargeledger.core.usecase_base import ReportProbe
 from chargeledger.core.usecases import (
@@ -72,6 +78,7 @@ from chargeledger.core.usecases import (
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
 from chargeledger.projections.local_lists import ListDefinition
+from chargeledger.projections.tariffs import Assignment, TariffState
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
@@ -434,6 +441,99 @@ class CentralSystem:
         pairs = removal_events(self.views.tokens, id_token, type, caller.name, time.time())
         await self.writer.append(list(pairs), new_stream=True)
         return len(pairs)
+
+    # -- tariffs (docs/tariffs.md) -----------------------------------------------------------
+
+    async def define_tariff(self, tariff: Tariff, *, caller: Caller = PYTHON) -> TariffState:
+        """Define the tariff ``tariff.id``, or redefine it (a transaction keeps the definition
+        it started with), recorded as ``TariffDefined``. ``ValueError`` (nothing recorded)
+        when it is invalid (:func:`~chargeledger.core.tariff.check_tariff`). Needs ``admin``."""
+        self._require(caller, "admin", "defining tariffs")
+        check_tariff(tariff)
+        await self._tariff_change(
+            TariffDefined(
+                request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff=tariff
+            )
+        )
+        state = self.views.tariffs.get(tariff.id)
+        assert state is not None  # folded by the dispatcher before append returned
+        return state
+
+    async def remove_tariff(self, tariff_id: str, *, caller: Caller = PYTHON) -> bool:
+        """Remove the tariff (``TariffRemoved``; its assignments stay, and apply again if it
+        is defined again); ``False`` (nothing recorded) when it is not defined. Needs
+        ``admin``."""
+        self._require(caller, "admin", "removing tariffs")
+        if self.views.tariffs.get(tariff_id) is None:
+            return False
+        await self._tariff_change(
+            TariffRemoved(
+                request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, tariff_id=tariff_id
+            )
+        )
+        return True
+
+    async def assign_tariff(
+        self,
+        tariff_id: str,
+        target: str,
+        group: str | None = None,
+        *,
+        caller: Caller = PYTHON,
+    ) -> Assignment:
+        """Assign the tariff to ``target`` (``station:<id>`` or ``default``), for the tokens
+        of ``group`` only when given (``TariffAssigned``). ``ValueError`` (nothing recorded)
+        for an unknown tariff or a malformed target. Needs ``admin``."""
+        self._require(caller, "admin", "assigning tariffs")
+        check_target(target)
+        if self.views.tariffs.get(tariff_id) is None:
+            raise ValueError(f"tariff {tariff_id!r} is not defined")
+        if group is not None and not 1 <= len(group) <= 36:
+            raise ValueError(f"group {group!r}: 1 to 36 characters")
+        await self._assignment(TariffAssigned, caller, tariff_id, target, group)
+        assignment = self.views.tariffs.assignment(tariff_id, target, group)
+        assert assignment is not None  # folded by the dispatcher before append returned
+        return assignment
+
+    async def unassign_tariff(
+        self,
+        tariff_id: str,
+        target: str,
+        group: str | None = None,
+        *,
+        caller: Caller = PYTHON,
+    ) -> bool:
+        """Take back the assignment (``TariffUnassigned``); ``False`` (nothing recorded) when
+        there is none. Needs ``admin``."""
+        self._require(caller, "admin", "unassigning tariffs")
+        if self.views.tariffs.assignment(tariff_id, target, group) is None:
+            return False
+        await self._assignment(TariffUnassigned, caller, tariff_id, target, group)
+        return True
+
+    async def _assignment(
+        self,
+        kind: type[TariffAssigned | TariffUnassigned],
+        caller: Caller,
+        tariff_id: str,
+        target: str,
+        group: str | None,
+    ) -> None:
+        await self._tariff_change(
+            kind(
+                request_id=str(uuid.uuid4()),
+                at=time.time(),
+                key=caller.name,
+                target=target,
+                tariff_id=tariff_id,
+                group=group,
+            )
+        )
+
+    async def _tariff_change(
+        self, event: TariffDefined | TariffRemoved | TariffAssigned | TariffUnassigned
+    ) -> None:
+        await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
 
     @staticmethod
     def _require(caller: Caller, role: ApiRole, what: str) -> None:

@@ -278,6 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.tokens_cli import register as register_tokens
 
     register_tokens(commands)
+    from chargeledger.core.tariffs_cli import register as register_tariffs
+
+    register_tariffs(commands, with_store)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

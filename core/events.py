@@ -23,6 +23,8 @@ Streams (the store's ``originator_id``, text):
   firing the same timer conflict on the stream's version, so it is recorded fired once.
 * ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
   made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
+* ``tariff:<uuid>``: one per tariff change (``TariffDefined`` / ``TariffRemoved`` /
+  ``TariffAssigned`` / ``TariffUnassigned``, docs/tariffs.md).
 
 Times are UNIX seconds (float, UTC) taken by the core when the frame or event happened; plugins
 and projections read time only from events.
@@ -33,6 +35,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+
+from chargeledger.core.tariff import Tariff
 
 __all__ = [
     "ALLOCATOR_STREAM",
@@ -53,6 +57,10 @@ __all__ = [
     "StationDeregistered",
     "StationPasswordSet",
     "StationRegistered",
+    "TariffAssigned",
+    "TariffDefined",
+    "TariffRemoved",
+    "TariffUnassigned",
     "TimerFired",
     "TimerStarted",
     "TokenRegistered",
@@ -65,6 +73,7 @@ __all__ = [
     "logged_event",
     "registry_stream",
     "session_stream",
+    "tariff_stream",
     "timer_stream",
     "token_stream",
 ]
@@ -103,6 +112,11 @@ def timer_stream(name: str) -> str:
 def token_stream(request_id: str) -> str:
     """The stream id of the ID-token registry change ``request_id``."""
     return f"token:{request_id}"
+
+
+def tariff_stream(request_id: str) -> str:
+    """The stream id of the tariff change ``request_id``."""
+    return f"tariff:{request_id}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -364,6 +378,54 @@ class LocalListPushRequested(msgspec.Struct, frozen=True, kw_only=True):
     full: bool = False
 
 
+# -- tariffs (docs/tariffs.md) -------------------------------------------------------------------
+
+
+class TariffDefined(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin defined the tariff ``tariff.id``, or redefined it (the newest definition
+    replaces the earlier for transactions starting from then on; a transaction keeps the
+    definition it started with)."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked (an API key's name, a Python caller's)."""
+    tariff: Tariff
+
+
+class TariffRemoved(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin removed the tariff: no transaction starting from then on gets it."""
+
+    request_id: str
+    at: float
+    key: str
+    tariff_id: str
+
+
+class TariffAssigned(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin assigned the tariff to ``target`` (``station:<id>`` or ``default``), for the
+    tokens of ``group`` only when given."""
+
+    request_id: str
+    at: float
+    key: str
+    target: str
+    tariff_id: str
+    group: str | None = None
+
+
+class TariffUnassigned(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin took back an assignment made by ``TariffAssigned`` with the same target,
+    tariff and group."""
+
+    request_id: str
+    at: float
+    key: str
+    target: str
+    tariff_id: str
+    group: str | None = None
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -382,6 +444,10 @@ Event = (
     | LocalListDefined
     | LocalListDeleted
     | LocalListPushRequested
+    | TariffDefined
+    | TariffRemoved
+    | TariffAssigned
+    | TariffUnassigned
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -404,6 +470,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LocalListDefined,
         LocalListDeleted,
         LocalListPushRequested,
+        TariffDefined,
+        TariffRemoved,
+        TariffAssigned,
+        TariffUnassigned,
     )
 }
 

@@ -46,6 +46,7 @@ BUILTIN_PLUGINS = (
     "local_list",
     "reservations",
     "display_messages",
+    "tariffs",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 

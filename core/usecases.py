@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from chargeledger.core import usecases_diagnostics, usecases_display
+from chargeledger.core import usecases_diagnostics, usecases_display, usecases_tariffs
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.times import rfc3339
@@ -1116,6 +1116,7 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
     *_CORE_USE_CASES,
     *usecases_display.USE_CASES,
     *usecases_diagnostics.USE_CASES,
+    *usecases_tariffs.USE_CASES,
 )
 """Every use case, by name."""
 

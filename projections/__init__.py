@@ -27,6 +27,7 @@ from chargeledger.projections.display_messages import (
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.local_lists import LocalListsProjection
 from chargeledger.projections.logs import LogsProjection
+from chargeledger.projections.metering import MeteringProjection
 from chargeledger.projections.meters import MetersProjection, StationMeters, meters_json
 from chargeledger.projections.monitors import MonitorsProjection
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
@@ -56,6 +57,7 @@ from chargeledger.projections.stations import (
     StationsProjection,
     StationState,
 )
+from chargeledger.projections.tariffs import TariffsProjection, TariffState
 from chargeledger.projections.timers import TimersProjection
 from chargeledger.projections.tokens import Tokens, TokenState
 from chargeledger.projections.transactions import (
@@ -79,6 +81,7 @@ __all__ = [
     "DisplayMessagesProjection",
     "Exchange",
     "LocalListsProjection",
+    "MeteringProjection",
     "MetersProjection",
     "ProblemsProjection",
     "Registration",
@@ -95,6 +98,8 @@ __all__ = [
     "StationSecurityEvents",
     "StationState",
     "StationsProjection",
+    "TariffState",
+    "TariffsProjection",
     "TimersProjection",
     "TokenState",
     "Tokens",
@@ -142,6 +147,8 @@ class Views:
         self.logs = LogsProjection()
         self.monitors = MonitorsProjection()
         self.customer_information = CustomerInformationProjection()
+        self.tariffs = TariffsProjection()
+        self.metering = MeteringProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -169,6 +176,8 @@ class Views:
         self.logs.fold(recorded, answered)
         self.monitors.fold(recorded, answered)
         self.customer_information.fold(recorded, answered)
+        self.tariffs.apply(recorded)
+        self.metering.fold(answered, self.transactions, self.tokens, self.tariffs)
         self.position = recorded.position
         self.last_exchange = exchange
 

@@ -9,6 +9,7 @@ finds nothing wrong with it; what each doubt means is in ``docs/projections.md``
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, get_args
 
 import msgspec
@@ -16,6 +17,7 @@ import msgspec
 from chargeledger.projections.exchanges import is_v16
 
 if TYPE_CHECKING:  # the projection asks this module for its completeness: no import cycle
+    from chargeledger.projections.cost import Cost
     from chargeledger.projections.transactions import TransactionState
 
 __all__ = [
@@ -124,14 +126,32 @@ class ChargeDetailRecord(msgspec.Struct, kw_only=True):
     """Log positions of the frames it was derived from."""
     doubts: list[BillingDoubt]
     """Why it is not billable as it stands (:func:`billing_doubts`); empty when ``complete``."""
+    tariff_id: str | None = None
+    """The tariff it got when it started (docs/tariffs.md); ``None`` (and no cost): none applied."""
+    currency: str | None = None
+    cost_energy: Decimal | None = None
+    cost_time: Decimal | None = None
+    """Charging time."""
+    cost_parking: Decimal | None = None
+    """Plugged in without charging."""
+    cost_session_fee: Decimal | None = None
+    cost_adjustment: Decimal | None = None
+    """What the tariff's minimum added or its maximum took off."""
+    cost_net: Decimal | None = None
+    cost_tax: Decimal | None = None
+    cost_total: Decimal | None = None
+    """What the driver pays: net plus tax (:func:`chargeledger.projections.cost.cost`)."""
 
 
 CDR_FIELDS: tuple[str, ...] = ChargeDetailRecord.__struct_fields__
 """The CSV columns, in order."""
 
 
-def charge_detail_record(transaction: TransactionState) -> ChargeDetailRecord:
-    """The CDR of an ended transaction (its stop's answer is its newest evidence).
+def charge_detail_record(
+    transaction: TransactionState, cost: Cost | None = None
+) -> ChargeDetailRecord:
+    """The CDR of an ended transaction (its stop's answer is its newest evidence), with its
+    ``cost`` (``views.metering.cost(transaction)``) when it was priced.
 
     Raises ``ValueError`` for an active transaction: it has no CDR yet."""
     if transaction.status != "ended":
@@ -143,7 +163,7 @@ def charge_detail_record(transaction: TransactionState) -> ChargeDetailRecord:
     if reason is None and is_v16(transaction.protocol):
         reason = "Local"
     doubts = billing_doubts(transaction)
-    return ChargeDetailRecord(
+    record = ChargeDetailRecord(
         cursor=transaction.positions[-1],
         transaction_id=transaction.transaction_id,
         station=transaction.station,
@@ -163,4 +183,19 @@ def charge_detail_record(transaction: TransactionState) -> ChargeDetailRecord:
         anomalies=[anomaly.kind for anomaly in transaction.anomalies],
         positions=list(transaction.positions),
         doubts=doubts,
+    )
+    if cost is None:
+        return record
+    return msgspec.structs.replace(
+        record,
+        tariff_id=cost.tariff_id,
+        currency=cost.currency,
+        cost_energy=cost.energy,
+        cost_time=cost.time,
+        cost_parking=cost.parking,
+        cost_session_fee=cost.session_fee,
+        cost_adjustment=cost.adjustment,
+        cost_net=cost.net,
+        cost_tax=cost.tax,
+        cost_total=cost.total,
     )

@@ -23,6 +23,7 @@ from chargeledger.core.http import (
     reservations,
     security,
     stations,
+    tariffs,
     tokens,
 )
 from chargeledger.core.http.auth import BearerAuth
@@ -47,6 +48,7 @@ ROUTES = [
     *tokens.ROUTES,
     *device.ROUTES,
     *diagnostics.ROUTES,
+    *tariffs.ROUTES,
 ]
 
 

@@ -83,8 +83,10 @@ def _records(
 ) -> Iterator[ChargeDetailRecord]:
     """CDRs of ended transactions in cursor order, filtered (``since`` / ``until`` on when
     we answered the stop)."""
-    ended = (t for t in ctx.csms.views.transactions.all() if t.status == "ended")
-    for record in sorted(map(charge_detail_record, ended), key=lambda r: r.cursor):
+    views = ctx.csms.views
+    ended = (t for t in views.transactions.all() if t.status == "ended")
+    records = (charge_detail_record(t, views.metering.cost(t)) for t in ended)
+    for record in sorted(records, key=lambda r: r.cursor):
         if (
             record.cursor > after
             and (station is None or record.station == station)
@@ -101,7 +103,10 @@ _CDR_DOC = (
     "the log positions it was derived from, and `doubts` (why it is not billable: "
     "`timestamp_missing`, `meter_reading_missing`, `energy_unknown`, 1.6 "
     "`transaction_id_reused` / `duplicate_start`, 2.0.1 `started_event_missing` / "
-    "`seq_no_gap`; empty when `complete`). Filters: `station`, `complete`, `since` / `until` "
+    "`seq_no_gap`; empty when `complete`), and when a tariff priced it (docs/tariffs.md) "
+    "`tariff_id`, `currency` and the cost: `cost_energy`, `cost_time`, `cost_parking`, "
+    "`cost_session_fee`, `cost_adjustment`, `cost_net`, `cost_tax`, `cost_total` (decimal "
+    "strings). Filters: `station`, `complete`, `since` / `until` "
     "on when we answered the stop (RFC 3339). Ordered by `cursor` (the stop's log position): "
     "asking for `after` the last cursor seen never misses or repeats a record."
 )
