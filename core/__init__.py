@@ -32,6 +32,7 @@ a layer above:
    (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
    lists``: local authorization lists through the API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
+   ``console`` (the operator console in the browser, served beside the API by ``serve``),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
    the RFC 3339 formatter).
 
