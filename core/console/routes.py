@@ -9,6 +9,7 @@ in the browser's ``sessionStorage``, so the shell's script fetches ``/console/fr
 
 from __future__ import annotations
 
+from collections import defaultdict
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.problems import bad_request, not_found
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import StationState, Views
+from chargeledger.schemas import OCPP16
 
 __all__ = ["CONSOLE", "ROUTES", "station_row"]
 
@@ -65,7 +67,9 @@ _TEMPLATES = _environment()
 
 
 def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(text, media_type="text/html; charset=utf-8", status_code=status, headers=headers)
+    return Response(
+        text, media_type="text/html; charset=utf-8", status_code=status, headers=headers
+    )
 
 
 @get("/", opt=_PUBLIC, include_in_schema=False)
@@ -101,7 +105,7 @@ async def fragment(
     found = PAGES.get(page)
     if found is None:
         raise not_found(f"the console has no page {page!r}")
-    query = {name: value for name, value in request.query_params.items() if value}
+    query = defaultdict(str, {k: v for k, v in request.query_params.items() if v})
     caller = request.user
     try:
         data = await found.load(PageRequest(ctx, caller, query))
@@ -119,11 +123,17 @@ def station_row(views: Views, state: StationState) -> dict[str, Any]:
     """A row of the live station table: what it shows of ``state``, compactly."""
     boot = state.boot
     problems = views.problems.get(state.station)
-    connectors = {
-        f"{evse}/{connector}" if evse else "station": c.status
-        for evse, by_connector in sorted(state.evses.items())
-        for connector, c in sorted(by_connector.items())
-    }
+    if state.protocol == OCPP16:  # by connector id, 0 is the station
+        connectors = {
+            str(connector) if connector else "station": c.status
+            for connector, c in sorted(state.connectors.items())
+        }
+    else:  # by EVSE/connector, EVSE 0 is the station
+        connectors = {
+            f"{evse}/{connector}" if evse else "station": c.status
+            for evse, by_connector in sorted(state.evses.items())
+            for connector, c in sorted(by_connector.items())
+        }
     return {
         "id": state.station,
         "connected": state.connected,

@@ -269,14 +269,14 @@ def meter_curve(transaction: TransactionState, frames: list[Recorded]) -> dict[s
     """The transaction's energy (Wh) and power (W) over time as the SVG coordinates the
     transaction page draws: ``energy`` and ``power`` polylines, axis ticks, and the points
     as a table (``rows``). ``points`` is 0 when no meter value has a time."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for at, meter_value in _samples(transaction, frames):
-        energy = (
+        wh = (
             _number(meter_value["energy"])
             if "energy" in meter_value
             else energy_register_wh([meter_value])
         )
-        rows.append({"at": at, "time": rfc3339(at), "energy": energy, "power": power_w(meter_value)})
+        rows.append({"at": at, "time": rfc3339(at), "energy": wh, "power": power_w(meter_value)})
     if not rows:
         return {"points": 0, "rows": []}
     t0, t1 = _scale([row["at"] for row in rows])
@@ -312,8 +312,6 @@ def meter_curve(transaction: TransactionState, frames: list[Recorded]) -> dict[s
         "power": power,
         "energy_ticks": energy_ticks,
         "power_ticks": power_ticks,
-        "time_ticks": [
-            {"x": x(at), "label": rfc3339(at)[11:19]} for at in (t0, (t0 + t1) / 2, t1)
-        ],
+        "time_ticks": [{"x": x(at), "label": rfc3339(at)[11:19]} for at in (t0, (t0 + t1) / 2, t1)],
         "rows": rows,
     }

@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from litestar.types import ControllerRouterHandler
 from hypercorn.typing import (
     ASGIReceiveCallable,
     ASGIReceiveEvent,
@@ -17,6 +16,7 @@ from hypercorn.typing import (
     ASGISendEvent,
     Scope,
 )
+from litestar.types import ControllerRouterHandler
 
 from chargeledger.core.api import CentralSystem
 from chargeledger.core.http.app import OPENAPI_PATH, create_app
