@@ -213,12 +213,12 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def screenshot(page: Page, name: str, tmp_path: Path) -> None:
+def screenshot(page: Page, name: str, tmp_path: Path, full_page: bool = True) -> None:
     """The page as docs/console/<name>.png (with CHARGELEDGER_SCREENSHOTS=docs) or in the
     test's folder."""
     folder = SHOTS if os.environ.get("CHARGELEDGER_SCREENSHOTS") == "docs" else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
     assert (folder / f"{name}.png").stat().st_size > 10_000
 
 
@@ -310,6 +310,7 @@ def test_station_table_fills_and_follows_a_status_change(
     console.stations.run(cp.status(2, "Faulted"))
     expect(row.locator(".connectors")).to_contain_text("2 Faulted", timeout=WAIT_MS)
     assert page.evaluate("window.notReloaded") is True
+    screenshot(page, "stations", tmp_path, full_page=False)
     # Filters and search work on what the stream keeps up to date.
     page.select_option("select[name=status]", "Faulted")
     expect(page.locator("#station-count")).to_have_text("1 of 301")
@@ -319,7 +320,6 @@ def test_station_table_fills_and_follows_a_status_change(
     page.fill("input[name=q]", "")
     page.select_option("select[name=connected]", "true")
     expect(page.locator("#station-count")).to_contain_text("of 301")
-    screenshot(page, "stations", tmp_path)
     page.close()
 
 
@@ -432,7 +432,7 @@ def test_event_log_tails_live_with_links(
     expect(page.locator('#event-rows a[href*="/console/transaction?"]').first).to_be_attached(
         timeout=WAIT_MS
     )
-    screenshot(page, "events", tmp_path)
+    screenshot(page, "events", tmp_path, full_page=False)
     page.close()
 
 

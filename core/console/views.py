@@ -289,7 +289,7 @@ def meter_curve(transaction: TransactionState, frames: list[Recorded]) -> dict[s
         values = [row[name] for row in rows if row[name] is not None]
         if not values:
             return "", []
-        low, high = _scale(values)
+        low, high = _scale(values if name == "energy" else [0.0, *values])
 
         def y(value: float) -> float:
             return round(_TOP + plot_h - (value - low) / (high - low) * plot_h, 1)

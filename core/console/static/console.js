@@ -352,7 +352,7 @@ function eventsPage() {
     const at = event.at ? new Date(event.at * 1000).toISOString().slice(0, 23).replace("T", " ") : "";
     return (
       '<tr class="kind-' + esc(item.kind) + '"><td class="num">' + item.position + "</td>" +
-      '<td class="time">' + at + "</td><td>" + esc(item.kind) + "</td><td>" +
+      '<td class="time">' + at + "</td><td>" + esc(item.kind) + "</td><td class=\"station\">" +
       (station ? '<a href="/console/station?id=' + encodeURIComponent(station) + '">' + esc(station) + "</a>" : "") +
       "</td><td>" +
       (station && transaction !== null && transaction !== undefined
