@@ -320,6 +320,12 @@ def test_station_table_fills_and_follows_a_status_change(
     page.fill("input[name=q]", "")
     page.select_option("select[name=connected]", "true")
     expect(page.locator("#station-count")).to_contain_text("of 301")
+    # A tablet held upright: the table fits its width (protocol and firmware give way).
+    page.set_viewport_size({"width": 820, "height": 1180})
+    table = page.locator("#station-table").bounding_box()
+    assert table is not None and table["width"] <= 820
+    expect(row.locator(".connectors")).to_be_visible()
+    screenshot(page, "stations-tablet", tmp_path, full_page=False)
     page.close()
 
 
