@@ -654,3 +654,41 @@ def test_chargeledger_serve_serves_the_console(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_201_station_page_shows_its_evses_and_201_actions(
+    console: Console, browser: Browser, tmp_path: Path
+) -> None:
+    async def connect() -> Any:
+        ws = await websockets.connect(
+            f"{console.server.url}/CP-201", subprotocols=[websockets.Subprotocol("ocpp2.0.1")]
+        )
+        for frame in (
+            '[2,"b","BootNotification",{"reason":"PowerUp","chargingStation":'
+            '{"model":"Volt","vendorName":"Watt","firmwareVersion":"9.1"}}]',
+            '[2,"s","StatusNotification",{"timestamp":"2026-11-21T10:00:00Z",'
+            '"connectorStatus":"Occupied","evseId":2,"connectorId":1}]',
+        ):
+            await ws.send(frame)
+            assert (await ws.recv()).startswith("[3,")
+        return ws
+
+    ws = console.stations.run(connect())
+    try:
+        page = console.page(browser, "operator", "/console/station?id=CP-201")
+        state = page.locator("#station-state")
+        expect(state).to_contain_text("Watt / Volt")
+        connectors = page.locator("table.connectors tbody tr")
+        expect(connectors).to_have_count(1)
+        expect(connectors.first.locator("td")).to_have_text(
+            ["2", "1", "Occupied", "", "", "2026-11-21T10:00:00Z", re.compile(r"\d{4}-")]
+        )
+        page.click("[data-tab=message]")
+        page.select_option("#message-action", "RequestStartTransaction")
+        expect(page.locator("#message-schema")).to_contain_text('"remoteStartId"', timeout=WAIT_MS)
+        link = page.locator("#schema-link").get_attribute("href")
+        assert link == "/console/schemas/v201/RequestStartTransactionRequest.json"
+        expect(page.locator("#message-check")).to_contain_text("$.remoteStartId", timeout=WAIT_MS)
+        page.close()
+    finally:
+        console.stations.run(ws.close())

@@ -193,7 +193,7 @@ async def validate(
     try:
         to_wire(protocol, action, data, "request")
     except OutboundValidationError as exc:
-        return Verdict(valid=False, code=exc.code, message=str(exc))
+        return Verdict(valid=False, code=exc.code, message=exc.description)
     except ValueError as exc:
         raise bad_request(str(exc)) from None
     return Verdict(valid=True)
