@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STORE ?= sqlite:///chargeledger.db
 
-.PHONY: setup serve test lint bench mutation fuzz
+.PHONY: setup serve test lint bench mutation fuzz chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,15 @@ setup: $(BIN)/python
 serve: setup
 	$(BIN)/chargeledger serve --store $(STORE)
 
+# The console's browser tests drive Debian's chromium (Playwright cannot download browsers
+# here): installed when missing (CI runs as root).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
 # -ra lists every skip and xfail with its reason; a skip, or PostgreSQL unreachable, fails the
 # run (tests/conftest.py; CHARGELEDGER_TEST_ALLOW_SKIPS=1 is the developer's opt-out).
-test: setup
+test: setup chromium
 	$(BIN)/ruff check core plugins schemas projections tests benchmarks
 	$(BIN)/ruff format --check core plugins schemas projections tests benchmarks
 	$(BIN)/mypy -p chargeledger.core -p chargeledger.plugins -p chargeledger.projections -p chargeledger.schemas

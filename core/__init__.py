@@ -38,6 +38,7 @@ a layer above:
    lists``: local authorization lists through the API), ``diagnostics_cli`` (``chargeledger
    logs``, ``monitors``, ``customer-information``: the diagnostics views), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
+   ``console`` (the operator console in the browser, served beside the API by ``serve``),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
    the RFC 3339 formatter).
 

@@ -13,6 +13,8 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 import trio
 
@@ -179,10 +181,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"chargeledger: {exc}", file=sys.stderr)
         return 2
 
+    web: Sequence[Any] = ()
+    if settings.api_port is not None:
+        # Imported here, as the web framework: only when the API is served.
+        from chargeledger.core.console.routes import ROUTES as web
+
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(run_server, settings)
+                await nursery.start(partial(run_server, settings, web=web))
 
                 async def stop_on_signal() -> None:
                     async for signum in signals:

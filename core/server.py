@@ -15,6 +15,8 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -38,6 +40,7 @@ log = logging.getLogger("chargeledger.server")
 async def run_server(
     settings: Settings,
     *,
+    web: Sequence[Any] = (),
     task_status: trio.TaskStatus[CentralSystem] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the CSMS until cancelled.
@@ -48,7 +51,8 @@ async def run_server(
     On cancellation every session is closed and recorded, and the writer is flushed before
     this returns: everything that was acknowledged is committed. With
     ``settings.api_port`` set the HTTP API is served too; its port is
-    ``CentralSystem.api_port``.
+    ``CentralSystem.api_port``; ``web`` are more Litestar route handlers it serves (the tools
+    built on the API: ``chargeledger serve`` passes the operator console's).
 
     Raises ``StoreUnavailable`` when the store cannot be opened, ``ValueError`` for a bad
     store URL or plugin setting, ``OSError`` when the port cannot be bound.
@@ -89,7 +93,7 @@ async def run_server(
                     # Imported here: the web framework is loaded only when the API is served.
                     from chargeledger.core.http.server import serve_api
 
-                    csms.api_port = await nursery.start(serve_api, csms, settings)
+                    csms.api_port = await nursery.start(serve_api, csms, settings, web)
                 task_status.started(csms)
     finally:
         # Shielded: we are usually here because of cancellation, and the store must close.

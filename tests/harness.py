@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -40,8 +41,9 @@ T = TypeVar("T")
 class RunningServer:
     """A server running ``run_server(settings)`` on its own thread with its own trio loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, web: Sequence[Any] = ()) -> None:
         self.settings = settings
+        self.web = web
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)
@@ -54,7 +56,7 @@ class RunningServer:
             async with trio.open_nursery() as nursery:
                 self._scope = nursery.cancel_scope
                 self._token = trio.lowlevel.current_trio_token()
-                self.csms = await nursery.start(run_server, self.settings)
+                self.csms = await nursery.start(partial(run_server, self.settings, web=self.web))
                 self._ready.set()
 
         try:
@@ -99,8 +101,10 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(settings: Settings) -> Iterator[RunningServer]:
-    server = RunningServer(settings).start()
+def running_server(settings: Settings, web: Sequence[Any] = ()) -> Iterator[RunningServer]:
+    """A started :class:`RunningServer` (serving the route handlers ``web`` beside the API),
+    stopped on leaving."""
+    server = RunningServer(settings, web).start()
     try:
         yield server
     finally:

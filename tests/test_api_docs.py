@@ -16,7 +16,7 @@ from litestar.routes import HTTPRoute
 from ocpp.v16 import call
 from openapi_spec_validator import validate
 
-from chargeledger.core.http.app import OPENAPI_PATH, create_app
+from chargeledger.core.http.app import DOCS_ASSETS, OPENAPI_PATH, create_app
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.keys import new_key
 from tests.harness import running_server
@@ -76,7 +76,14 @@ def test_openapi_document_validates_and_has_every_route(api: Api) -> None:
 def test_interactive_docs_are_served(api: Api) -> None:
     page = httpx.get(f"{api.base}{OPENAPI_PATH}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "openapi.json" in page.text
+    # Everything it loads is ours (docs/console.md): no CDN, so it works without internet.
+    loaded = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert {f"{DOCS_ASSETS}/swagger-ui-bundle.js", f"{DOCS_ASSETS}/swagger-ui.css"} <= set(loaded)
+    for url in loaded:
+        assert url.startswith(DOCS_ASSETS), url
+        asset = httpx.get(f"{api.base}{url}")
+        assert asset.status_code == 200 and len(asset.content) > 500, url
+    assert '"openapi":"3.1' in page.text.replace(" ", "")
 
 
 def curl_examples() -> list[tuple[str, int]]:

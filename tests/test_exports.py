@@ -57,6 +57,7 @@ LAYERS = {
     "tariffs_cli": 5,
     "jsonlines": 5,
     "audit": 5,
+    "console": 5,
     "simulator": 5,
 }
 """Each module (or subpackage) of the core and its layer, as the package docstring says."""

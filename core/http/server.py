@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import trio
@@ -16,6 +16,7 @@ from hypercorn.typing import (
     ASGISendEvent,
     Scope,
 )
+from litestar.types import ControllerRouterHandler
 
 from chargeledger.core.api import CentralSystem
 from chargeledger.core.http.app import OPENAPI_PATH, create_app
@@ -30,18 +31,20 @@ log = logging.getLogger("chargeledger.http")
 async def serve_api(
     csms: CentralSystem,
     settings: Settings,
+    extra: Sequence[ControllerRouterHandler] = (),
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the HTTP API on ``settings.api_host:api_port`` until cancelled;
-    ``task_status`` gets the bound port. Raises ``OSError`` when it cannot bind."""
+    """Serve the HTTP API, with the route handlers ``extra``, on
+    ``settings.api_host:api_port`` until cancelled; ``task_status`` gets the bound port.
+    Raises ``OSError`` when it cannot bind."""
     assert settings.api_port is not None
     config = Config()
     host = f"[{settings.api_host}]" if ":" in settings.api_host else settings.api_host
     config.bind = [f"{host}:{settings.api_port}"]
     config.errorlog = log
     config.accesslog = None
-    app = CloseUnlessBodyRead(create_app(ApiContext(csms), settings.api_keys))
+    app = CloseUnlessBodyRead(create_app(ApiContext(csms), settings.api_keys, extra))
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(serve, app, config)
         port = urlsplit(binds[0]).port
