@@ -12,6 +12,7 @@ from chargeledger.projections.certificates import (
     StationCertificates,
     certificates_json,
 )
+from chargeledger.projections.charging_profiles import ChargingProfilesProjection
 from chargeledger.projections.device_model import (
     DeviceModelProjection,
     DeviceModelState,
@@ -62,6 +63,7 @@ __all__ = [
     "Anomaly",
     "BootInfo",
     "CertificatesProjection",
+    "ChargingProfilesProjection",
     "ConfigurationKey",
     "ConnectorState",
     "Credentials",
@@ -122,6 +124,7 @@ class Views:
         self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
+        self.charging_profiles = ChargingProfilesProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -144,6 +147,7 @@ class Views:
         self.reservations.fold(recorded, exchange)
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
+        self.charging_profiles.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 
