@@ -10,7 +10,8 @@ a layer above:
 2. **Decisions and views**: pure and synchronous, so that a recorded log can be decided and
    folded again. ``usecase_base`` (what a use case is made of: arguments, request, answer),
    ``usecases`` (version-neutral requests and answers; the table of every use case, which
-   gathers the ``usecases_<block>`` modules of the functional blocks), ``plugin`` (the
+   gathers the ``usecases_<block>`` modules of the functional blocks, such as
+   ``usecases_smart_charging``), ``plugin`` (the
    plugin contract: every name a plugin imports), ``hookspec`` (every hook a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
@@ -37,6 +38,7 @@ a layer above:
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
+``usecases_smart_charging``,
 ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
 ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is

@@ -67,6 +67,7 @@ from chargeledger.core.usecases import (
     UseCaseResult,
     use_case_of,
 )
+from chargeledger.core.usecases_smart_charging import reported_profiles
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
 from chargeledger.projections.local_lists import ListDefinition
@@ -205,8 +206,10 @@ class CentralSystem:
         await self._record(caller, station, "use_case", use_case.name, recorded, request_id)
         request = use_case.build(self.protocol(station), args, self._request_id())
         result = request.result(await self.gateway.call(station, request.action, request.payload))
-        if request.action in REPORT_ACTIONS and result.accepted:
-            return await self._await_report(station, request.payload["requestId"], result)
+        if request.action in REPORT_ACTIONS and result.status == "Accepted":
+            return await self._await_report(
+                station, request.action, request.payload["requestId"], result
+            )
         if generated is not None and use_case.secret is not None:
             result = msgspec.structs.replace(
                 result, values={**result.values, use_case.secret: generated}
@@ -243,22 +246,29 @@ class CentralSystem:
         return self._last_request_id
 
     async def _await_report(
-        self, station: str, request_id: int, result: UseCaseResult
+        self, station: str, action: str, request_id: int, result: UseCaseResult
     ) -> UseCaseResult:
         """Wait, woken by each commit, until every part of report ``request_id`` is folded;
-        ``values``: each variable's ``Actual`` value in the station's device model then."""
+        ``values``: each variable's ``Actual`` value in the station's device model then (a
+        GetChargingProfiles: the profiles reported)."""
         with trio.move_on_after(self.settings.call_timeout):
-            while not self._report_complete(station, request_id):
+            while not self._report_complete(station, action, request_id):
                 await self.feed.wait_beyond(self.feed.position, self.settings.call_timeout)
-        model = self.views.device_model.get(station)
-        values = {} if model is None else model.values()
-        if self._report_complete(station, request_id):
+        if action == "GetChargingProfiles":
+            values = reported_profiles(self.views, station, request_id)
+        else:
+            model = self.views.device_model.get(station)
+            values = {} if model is None else model.values()
+        if self._report_complete(station, action, request_id):
             return msgspec.structs.replace(result, values=values)
         return msgspec.structs.replace(
             result, status="ReportIncomplete", accepted=False, values=values
         )
 
-    def _report_complete(self, station: str, request_id: int) -> bool:
+    def _report_complete(self, station: str, action: str, request_id: int) -> bool:
+        if action == "GetChargingProfiles":
+            found = self.views.charging_profiles.report(station, request_id)
+            return found is not None and found.complete
         model = self.views.device_model.get(station)
         report = None if model is None else model.reports.get(request_id)
         return report is not None and report.complete

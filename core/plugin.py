@@ -71,6 +71,7 @@ from chargeledger.projections import (
     Views,
 )
 from chargeledger.projections.certificates import common_name, csr_problem, read_chain
+from chargeledger.projections.charging_profiles import EVChargingNeeds, ev_schedule_within
 from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
@@ -106,6 +107,7 @@ __all__ = [
     "ConfigurationKey",
     "ConnectorState",
     "DeviceModelState",
+    "EVChargingNeeds",
     "ErrorAnswer",
     "Event",
     "Exchange",
@@ -118,6 +120,7 @@ __all__ = [
     "ReplyWithNewTransactionId",
     "ReservationAnomaly",
     "ReservationState",
+    "ScheduleProposer",
     "SendCall",
     "SessionClosed",
     "SessionOpened",
@@ -146,6 +149,7 @@ __all__ = [
     "common_name",
     "csr_problem",
     "decode_frame",
+    "ev_schedule_within",
     "expiry_instant",
     "hookimpl",
     "is_v16",
@@ -198,6 +202,10 @@ class CertificateRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 CertificateSigner = Callable[[CertificateRequest], str | None]
+
+ScheduleProposer = Callable[[EVChargingNeeds], "dict[str, Any] | None"]
+"""What ``chargeledger_react`` is given as ``propose``: the first plugin's proposal
+(``chargeledger_propose_charging_schedule``) for an EV's charging needs."""
 """What ``chargeledger_react`` gets as ``sign``: runs the ``chargeledger_sign_certificate``
 hook and returns the signed PEM chain (leaf first), or ``None`` when no signer signed it."""
 

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from chargeledger.core import usecases_smart_charging
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.times import rfc3339
@@ -157,24 +158,14 @@ def configured_value(views: Views, station: str, key: str) -> str | None:
 
 def _tx_profile(protocol: str, limit_w: float, profile_id: int) -> dict[str, Any]:
     """A TxProfile limiting the transaction about to start to ``limit_w`` watts."""
-    period = {"startPeriod": 0, "limit": limit_w}
-    if protocol == OCPP16:
-        return {
-            "chargingProfileId": profile_id,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxProfile",
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [period]},
-        }
-    return {
-        "id": profile_id,
-        "stackLevel": 0,
-        "chargingProfilePurpose": "TxProfile",
-        "chargingProfileKind": "Relative",
-        "chargingSchedule": [
-            {"id": profile_id, "chargingRateUnit": "W", "chargingSchedulePeriod": [period]}
-        ],
-    }
+    return usecases_smart_charging.charging_profile(
+        protocol,
+        profile_id,
+        "TxProfile",
+        [usecases_smart_charging.ProfilePeriod(0, limit_w)],
+        unit="W",
+        kind="Relative",
+    )
 
 
 def remote_start(
@@ -937,8 +928,9 @@ class GetLocalListVersionArgs(UseCaseArgs, tag="get_local_list_version"):
     the acknowledged version makes the next update a full one."""
 
 
-REPORT_ACTIONS = frozenset({"GetBaseReport", "GetReport"})
-"""Requests whose data arrives later, in NotifyReport parts; their use cases await it."""
+REPORT_ACTIONS = frozenset({"GetBaseReport", "GetReport", "GetChargingProfiles"})
+"""Requests whose data arrives later, in NotifyReport (ReportChargingProfiles) parts; their
+use cases await it."""
 
 
 def _table(*use_cases: UseCase[Any]) -> dict[str, UseCase[Any]]:
@@ -1102,6 +1094,7 @@ _CORE_USE_CASES: tuple[UseCase[Any], ...] = (
 # each a tuple USE_CASES); one line each below.
 USE_CASES: dict[str, UseCase[Any]] = _table(
     *_CORE_USE_CASES,
+    *usecases_smart_charging.USE_CASES,
 )
 """Every use case, by name."""
 

@@ -34,7 +34,13 @@ from tests.harness import RunningServer, running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-ONLY_201 = {"get_base_report", "get_report", "set_variables", "get_transaction_status"}
+ONLY_201 = {
+    "get_base_report",
+    "get_report",
+    "set_variables",
+    "get_transaction_status",
+    "get_charging_profiles",
+}
 
 SAMPLES: dict[str, dict[str, Any]] = {
     "remote_start": {"id_token": "TAG-H", "evse_id": 1},
@@ -67,6 +73,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "send_local_list": {"version": 1, "entries": [{"id_token": "TAG-L", "type": "ISO14443"}]},
     "get_local_list_version": {},
+    "set_charging_profile": {
+        "purpose": "ChargingStationMaxProfile",
+        "start_schedule": "2026-01-01T00:00:00Z",
+        "periods": [{"start": 0, "limit": 22000}],
+    },
+    "clear_charging_profile": {"purpose": "TxDefaultProfile"},
+    "get_composite_schedule": {"duration": 600, "connector_id": 1},
+    "get_charging_profiles": {},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -74,6 +88,7 @@ STATUS = {
     "unlock_connector": "Unlocked",
     "data_transfer": "Rejected",
     "get_transaction_status": "NoMessagesInQueue",
+    "clear_charging_profile": "Unknown",
 }
 """The status the test stations answer with, where it is not ``Accepted``."""
 
