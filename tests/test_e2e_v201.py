@@ -33,8 +33,8 @@ from tests.harness import (
     running_server,
 )
 from tests.local_list_station import HeldList
-from tests.smart_charging_station import SmartCharging201
 from tests.polling import eventually
+from tests.smart_charging_station import SmartCharging201
 
 T = TypeVar("T")
 
