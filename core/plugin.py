@@ -72,6 +72,7 @@ from chargeledger.projections import (
 )
 from chargeledger.projections.certificates import common_name, csr_problem, read_chain
 from chargeledger.projections.charging_profiles import EVChargingNeeds, ev_schedule_within
+from chargeledger.projections.composite import CAP_PURPOSES
 from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
@@ -93,6 +94,7 @@ from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
+    "CAP_PURPOSES",
     "OCPP16",
     "OCPP201",
     "PROJECT",

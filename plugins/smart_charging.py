@@ -14,7 +14,7 @@ Answers (the charging-profile projection folds each one, see
   (the station then renegotiates with the EV).
 
 The default proposal (``trylast``) is the EV's own maximum (AC: ``evMaxCurrent`` in A; DC:
-``evMaxPower`` in W) capped by the EVSE's composite limit now, one period from the start of
+``evMaxPower`` in W) capped by the station maximum and the external limits on the EVSE now, one period from the start of
 the transaction; a site-allocation or tariff plugin proposes its own by implementing the
 same hook.
 """
@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from chargeledger.core.plugin import (
+    CAP_PURPOSES,
     OCPP16,
     Command,
     EVChargingNeeds,
@@ -84,7 +85,8 @@ def proposal_profile_id(position: int) -> int:
 def chargeledger_propose_charging_schedule(
     needs: EVChargingNeeds, views: Views, settings: Settings
 ) -> dict[str, Any] | None:
-    """The EV's maximum capped by the EVSE's composite limit now, as one period."""
+    """The EV's maximum capped by the station maximum and external limits now, as one
+    period."""
     if needs.max_current is not None and needs.max_power is None:
         unit, limit = "A", needs.max_current
     elif needs.max_power is not None:
@@ -100,6 +102,7 @@ def chargeledger_propose_charging_schedule(
         unit,  # type: ignore[arg-type]
         voltage=float(options.get("voltage", 230)),
         phases=int(options.get("phases", 3)),
+        purposes=CAP_PURPOSES,  # the proposal replaces the default profiles: only caps count
     ).limit_at(needs.at)
     if cap is not None:
         limit = min(limit, cap)

@@ -217,11 +217,13 @@ class ChargingProfilesProjection:
         *,
         voltage: float = DEFAULT_VOLTAGE,
         phases: int = DEFAULT_PHASES,
+        purposes: frozenset[str] | None = None,
     ) -> CompositeSchedule:
         """Our composite schedule of the connector (EVSE) over the window, with the
-        transaction running there now (:func:`composite_schedule`)."""
+        transaction running there now (:func:`composite_schedule`); of the profiles of
+        ``purposes`` only, when given (``CAP_PURPOSES``: what caps any new profile)."""
         return composite_schedule(
-            self.profiles(station),
+            [p for p in self.profiles(station) if purposes is None or p.purpose in purposes],
             station,
             place,
             start,
