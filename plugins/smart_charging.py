@@ -14,9 +14,9 @@ Answers (the charging-profile projection folds each one, see
   (the station then renegotiates with the EV).
 
 The default proposal (``trylast``) is the EV's own maximum (AC: ``evMaxCurrent`` in A; DC:
-``evMaxPower`` in W) capped by the station maximum and the external limits on the EVSE now, one period from the start of
-the transaction; a site-allocation or tariff plugin proposes its own by implementing the
-same hook.
+``evMaxPower`` in W) capped by the station maximum and the external limits on the EVSE
+now, one period from the start of the transaction; a site-allocation or tariff plugin
+proposes its own by implementing the same hook.
 """
 
 from __future__ import annotations
