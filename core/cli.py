@@ -284,6 +284,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.audit.cli import register as register_audit
 
     register_audit(commands, with_store)
+    from chargeledger.core.profiles_cli import register as register_profiles
+
+    register_profiles(commands, with_store)
     return parser
 
 

@@ -50,6 +50,7 @@ LAYERS = {
     "station_cli": 5,
     "lists_cli": 5,
     "tokens_cli": 5,
+    "profiles_cli": 5,
     "jsonlines": 5,
     "audit": 5,
     "simulator": 5,

@@ -20,6 +20,7 @@ from chargeledger.core.http import (
     log,
     reservations,
     security,
+    smart_charging,
     stations,
     tokens,
 )
@@ -43,6 +44,7 @@ ROUTES = [
     *local_lists.ROUTES,
     *reservations.ROUTES,
     *tokens.ROUTES,
+    *smart_charging.ROUTES,
 ]
 
 
