@@ -48,6 +48,8 @@ from chargeledger.core.events import (
     Recorded,
     SessionClosed,
     SessionOpened,
+    SiteDefined,
+    SiteDeleted,
     StationDeregistered,
     StationRegistered,
     TimerFired,
@@ -90,6 +92,7 @@ from chargeledger.projections.reservations import (
     ReservationState,
     reservation_timer,
 )
+from chargeledger.projections.sites import allocate, site_profile_id
 from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -127,6 +130,8 @@ __all__ = [
     "SessionClosed",
     "SessionOpened",
     "Settings",
+    "SiteDefined",
+    "SiteDeleted",
     "StartTimer",
     "StationDeregistered",
     "StationProblems",
@@ -140,6 +145,7 @@ __all__ = [
     "TransactionIdsReserved",
     "TransactionState",
     "Views",
+    "allocate",
     "answered_actions",
     "answers",
     "as_bool",
@@ -159,6 +165,7 @@ __all__ = [
     "read_chain",
     "reservation_timer",
     "rfc3339",
+    "site_profile_id",
 ]
 
 PROJECT = "chargeledger"

@@ -47,6 +47,7 @@ BUILTIN_PLUGINS = (
     "local_list",
     "reservations",
     "smart_charging",
+    "site_limits",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 

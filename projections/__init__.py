@@ -41,6 +41,7 @@ from chargeledger.projections.security_events import (
     StationSecurityEvents,
     security_events_json,
 )
+from chargeledger.projections.sites import SitesProjection
 from chargeledger.projections.stations import (
     BootInfo,
     ConfigurationKey,
@@ -79,6 +80,7 @@ __all__ = [
     "ReservationsProjection",
     "SecurityEvent",
     "SecurityEventsProjection",
+    "SitesProjection",
     "StationCertificates",
     "StationProblems",
     "StationSecurityEvents",
@@ -125,6 +127,7 @@ class Views:
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
         self.charging_profiles = ChargingProfilesProjection()
+        self.sites = SitesProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -148,6 +151,7 @@ class Views:
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
         self.charging_profiles.fold(recorded, answered)
+        self.sites.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

@@ -20,6 +20,7 @@ from chargeledger.core.http import (
     log,
     reservations,
     security,
+    sites,
     smart_charging,
     stations,
     tokens,
@@ -45,6 +46,7 @@ ROUTES = [
     *reservations.ROUTES,
     *tokens.ROUTES,
     *smart_charging.ROUTES,
+    *sites.ROUTES,
 ]
 
 
