@@ -11,8 +11,9 @@ recorded command and its allocation is folded in ``views.sites``.
 
 Never above the limit: while some allocation must go down, only the decreases are sent;
 the raises and new allocations follow once they are recorded. Not flooding the stations: a
-decrease is sent at once; an increase only when it exceeds the site's ``deadband`` and no sooner than ``min_interval`` seconds
-after the previous allocation there (a timer brings it when due). Pure: the time is the
+decrease is sent at once; an increase only when it exceeds the site's ``deadband`` and no
+sooner than ``min_interval`` seconds after the previous allocation there (a timer brings it
+when due). Pure: the time is the
 event's, so a replay or ``replay --what-if`` decides the same.
 """
 
