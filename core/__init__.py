@@ -32,7 +32,8 @@ a layer above:
    (``chargeledger station``: registration through the API), ``tokens_cli``
    (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
    lists``: local authorization lists through the API), ``profiles_cli`` (``chargeledger
-   profiles``: charging profiles and composite schedules from the store), ``jsonlines``
+   profiles``: charging profiles and composite schedules from the store), ``sites_cli``
+   (``chargeledger sites``: site limits through the API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
    the RFC 3339 formatter).

@@ -287,6 +287,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.profiles_cli import register as register_profiles
 
     register_profiles(commands, with_store)
+    from chargeledger.core.sites_cli import register as register_sites
+
+    register_sites(commands)
     return parser
 
 

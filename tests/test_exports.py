@@ -51,6 +51,7 @@ LAYERS = {
     "lists_cli": 5,
     "tokens_cli": 5,
     "profiles_cli": 5,
+    "sites_cli": 5,
     "jsonlines": 5,
     "audit": 5,
     "simulator": 5,

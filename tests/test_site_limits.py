@@ -7,6 +7,9 @@ allocation rule itself, with nested sites, minimums and held allocations."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -28,6 +31,15 @@ from tests.test_e2e_v201 import until
 
 STATIONS = ("CP-SA", "CP-SB", "CP-SC")
 LIMIT = 32.0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _defined(sites: SitesProjection, position: int, **fields: Any) -> None:
@@ -100,8 +112,18 @@ def test_three_stations_share_the_site_limit(tmp_path: Path) -> None:
                 await cp.call(
                     call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
                 )
+            # The feeder with the CLI (through the API), the garage over HTTP.
+            feeder = await asyncio.to_thread(
+                _cli, "sites", "set", "feeder", "--limit", "100", "--api", base, "--json"
+            )
+            assert feeder.returncode == 0, feeder.stderr
+            assert json.loads(feeder.stdout)["limit"] == 100
+            nowhere = await asyncio.to_thread(
+                _cli, "sites", "set", "loop", "--parent", "nowhere", "--api", base
+            )
+            assert nowhere.returncode == 2
+            assert "400 no site 'nowhere' to be the parent" in nowhere.stderr
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                feeder = await client.put("/api/sites/feeder", json={"limit": 100})
                 garage = await client.put(
                     "/api/sites/garage",
                     json={
@@ -114,7 +136,7 @@ def test_three_stations_share_the_site_limit(tmp_path: Path) -> None:
                     },
                 )
                 cycle = await client.put("/api/sites/feeder", json={"parent": "garage"})
-                assert (feeder.status_code, garage.status_code) == (200, 200), garage.text
+                assert garage.status_code == 200, garage.text
                 assert cycle.status_code == 400 and "cycle" in cycle.json()["detail"]
             a, b, c = (points[name][0] for name in STATIONS)
             tx_a = await _start(a)
@@ -181,6 +203,10 @@ def test_three_stations_share_the_site_limit(tmp_path: Path) -> None:
             seen["timer_due"] = started.due
             seen["a_after"] = csms.views.sites.allocations[("CP-SA", 1)].limit
             seen["tx_b"] = tx_b
+            shown = await asyncio.to_thread(
+                _cli, "sites", "show", "garage", "--api", base, "--json"
+            )
+            seen["shown"] = json.loads(shown.stdout)
         finally:
             for _, ws, task in points.values():
                 task.cancel()
@@ -194,6 +220,11 @@ def test_three_stations_share_the_site_limit(tmp_path: Path) -> None:
         records = list(server.csms.store.iter_all())
         live = [site_json(server.csms.views.sites, s) for s in server.csms.views.sites.all()]
     assert seen["a_after"] == 8.0  # not raised yet
+    assert seen["shown"]["parent"] == "feeder"
+    assert {(a["station"], a["limit"]) for a in seen["shown"]["allocations"]} >= {
+        ("CP-SA", 8.0),
+        ("CP-SB", 16.0),
+    }
     assert seen["timer_due"] > time.time() + 3000
     # At no point of the log do the allocations of running transactions exceed the limit.
     views = Views()

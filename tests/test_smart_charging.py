@@ -8,6 +8,8 @@ needs met with a TxProfile and EV schedules checked; and replay folds the same s
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -27,7 +29,7 @@ from chargeledger.core.usecases_smart_charging import ProfilePeriod
 from chargeledger.projections import Views
 from chargeledger.projections.charging_profiles import charging_profiles_json
 from tests import test_e2e_v16, test_e2e_v201
-from tests.harness import RunningServer, running_server
+from tests.harness import RunningServer, chargeledger_cli, running_server
 from tests.test_e2e_v201 import until
 
 
@@ -242,6 +244,32 @@ def test_v16_set_check_replace_tx_clear_composite(tmp_path: Path) -> None:
     ]
     assert live == replayed
     assert live["comparisons"][0]["matches"] is False
+    # The CLI folds the store: every profile left, and our composite as a table.
+    store = settings.store
+    assert chargeledger_cli("profiles", "list", "--station", station, store=store) == [
+        {**profile, "station": station} for profile in live["profiles"]
+    ]
+    table = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chargeledger.core.cli",
+            "profiles",
+            "composite",
+            station,
+            "--connector",
+            "1",
+            "--duration",
+            "600",
+            "--store",
+            store,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert table[0].split() == ["from", "until", "limit", "W"] and len(table) == 2
 
 
 def test_v201_report_limits_iso15118_and_clear(tmp_path: Path) -> None:
