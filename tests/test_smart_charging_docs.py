@@ -14,7 +14,7 @@ PAGE = Path(__file__).resolve().parent.parent / "docs" / "smart-charging.md"
 def test_the_examples_run_and_print_what_the_page_shows() -> None:
     text = PAGE.read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     namespace: dict[str, object] = {}
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -22,4 +22,5 @@ def test_the_examples_run_and_print_what_the_page_shows() -> None:
     shown = re.search(r"```python\n.*?```\n\nprints\n\n```text\n(.*?)```", text, re.S)
     assert shown is not None
     assert printed.getvalue() == shown.group(1)
-    exec(compile(blocks[1], str(PAGE), "exec"), namespace)
+    for block in blocks[1:]:
+        exec(compile(block, str(PAGE), "exec"), namespace)
