@@ -286,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     register_audit(commands, with_store)
     from chargeledger.core.profiles_cli import register as register_profiles
 
-    register_profiles(commands, with_store)
+    register_profiles(commands, with_store, _views)
     from chargeledger.core.sites_cli import register as register_sites
 
     register_sites(commands)

@@ -11,7 +11,6 @@ from typing import Any
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.plugin import plugin_options
 from chargeledger.core.settings import load_settings
-from chargeledger.core.store import open_store
 from chargeledger.projections import Views
 from chargeledger.projections.charging_profiles import charging_profiles_json
 from chargeledger.projections.composite import schedule_table
@@ -20,16 +19,8 @@ from chargeledger.projections.reservations import parse_time
 __all__ = ["register"]
 
 
-def _views(store_url: str) -> Views:
-    store = open_store(store_url, create=False)
-    try:
-        return Views.replay(store.iter_all())
-    finally:
-        store.close()
-
-
 def _list(args: argparse.Namespace) -> int:
-    views = _views(args.store)
+    views: Views = args.views_of(args.store)
     stations = [args.station] if args.station else views.charging_profiles.stations()
     rows = [
         profile
@@ -57,7 +48,7 @@ def _composite(args: argparse.Namespace) -> int:
     if args.duration < 1:
         raise ValueError("--duration must be at least 1 second")
     options = plugin_options(load_settings(), "smart_charging")
-    schedule = _views(args.store).charging_profiles.composite(
+    schedule = args.views_of(args.store).charging_profiles.composite(
         args.station,
         args.connector,
         start,
@@ -73,15 +64,16 @@ def _composite(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: Any, with_store: Any) -> None:
-    """Add ``profiles`` (``list``, ``composite``) to the ``chargeledger`` subcommands."""
+def register(commands: Any, with_store: Any, views_of: Any) -> None:
+    """Add ``profiles`` (``list``, ``composite``) to the ``chargeledger`` subcommands;
+    ``with_store(parser, default)`` adds ``--store``, ``views_of(store_url)`` folds it."""
     profiles = commands.add_parser("profiles", help="charging profiles and composite schedules")
     sub = profiles.add_subparsers(dest="profiles_command", required=True)
     listing = sub.add_parser("list", help="the charging profiles the log shows, per station")
     with_store(listing, None)
     listing.add_argument("--station", help="only this station's")
     listing.add_argument("--json", action="store_true", help="one JSON object per profile")
-    listing.set_defaults(run=_list)
+    listing.set_defaults(run=_list, views_of=views_of)
     composite = sub.add_parser(
         "composite", help="the composite schedule the CSMS computes, as a table"
     )
@@ -92,4 +84,4 @@ def register(commands: Any, with_store: Any) -> None:
     composite.add_argument("--duration", type=int, default=86400, help="seconds (default 1 day)")
     composite.add_argument("--unit", choices=["A", "W"], default="W")
     composite.add_argument("--json", action="store_true", help="one JSON object per period")
-    composite.set_defaults(run=_composite)
+    composite.set_defaults(run=_composite, views_of=views_of)

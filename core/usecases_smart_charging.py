@@ -14,6 +14,7 @@ docs/smart-charging.md.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -154,19 +155,26 @@ def charging_profile(
     }
 
 
-def _with_values(request: Request, values: dict[str, Any]) -> Request:
+def _reader(
+    protocol: str,
+    action: str,
+    values: Callable[[dict[str, Any]], dict[str, Any]],
+    accepted: frozenset[str] = ACCEPTED_STATUSES,
+) -> Callable[[dict[str, Any]], UseCaseResult]:
+    """Reads an answer's ``status`` (accepted when in ``accepted``) and ``values`` of it."""
+
     def read(response: dict[str, Any]) -> UseCaseResult:
         status = str(response.get("status", ""))
         return UseCaseResult(
-            protocol=request.protocol,
-            action=request.action,
+            protocol=protocol,
+            action=action,
             status=status,
-            accepted=status in ACCEPTED_STATUSES,
+            accepted=status in accepted,
             response=response,
-            values=values,
+            values=values(response),
         )
 
-    return Request(request.protocol, request.action, request.payload, read)
+    return read
 
 
 # -- set ----------------------------------------------------------------------------------------
@@ -224,8 +232,8 @@ def set_charging_profile(protocol: str, a: SetChargingProfileArgs, request_id: i
         payload = {"connectorId": place, "csChargingProfiles": profile}
     else:
         payload = {"evseId": place, "chargingProfile": profile}
-    request = Request(protocol, "SetChargingProfile", payload)
-    return _with_values(request, {"profile_id": profile_id})
+    read = _reader(protocol, "SetChargingProfile", lambda _: {"profile_id": profile_id})
+    return Request(protocol, "SetChargingProfile", payload, read)
 
 
 def _configured(views: Views, station: str, protocol: str, what: str) -> str | None:
@@ -387,35 +395,27 @@ def get_composite_schedule(protocol: str, a: GetCompositeScheduleArgs) -> Reques
     else:
         payload = present(duration=a.duration, chargingRateUnit=a.unit, evseId=place)
 
-    def read(response: dict[str, Any]) -> UseCaseResult:
-        status = str(response.get("status", ""))
+    def values(response: dict[str, Any]) -> dict[str, Any]:
         if protocol == OCPP16:
             schedule = response.get("chargingSchedule") or {}
             start = response.get("scheduleStart", schedule.get("startSchedule"))
         else:
             schedule = response.get("schedule") or {}
             start = schedule.get("scheduleStart")
-        values = {}
-        if schedule:
-            values = {
-                "place": place,
-                "schedule_start": start,
-                "duration": schedule.get("duration"),
-                "unit": schedule.get("chargingRateUnit"),
-                "periods": [
-                    {"start": p.get("startPeriod"), "limit": p.get("limit")}
-                    for p in schedule.get("chargingSchedulePeriod", [])
-                ],
-            }
-        return UseCaseResult(
-            protocol=protocol,
-            action="GetCompositeSchedule",
-            status=status,
-            accepted=status in ACCEPTED_STATUSES,
-            response=response,
-            values=values,
-        )
+        if not schedule:
+            return {}
+        return {
+            "place": place,
+            "schedule_start": start,
+            "duration": schedule.get("duration"),
+            "unit": schedule.get("chargingRateUnit"),
+            "periods": [
+                {"start": p.get("startPeriod"), "limit": p.get("limit")}
+                for p in schedule.get("chargingSchedulePeriod", [])
+            ],
+        }
 
+    read = _reader(protocol, "GetCompositeSchedule", values)
     return Request(protocol, "GetCompositeSchedule", payload, read)
 
 
@@ -446,17 +446,12 @@ def get_charging_profiles(protocol: str, a: GetChargingProfilesArgs, request_id:
     )
     payload = present(requestId=request_id, evseId=a.evse_id, chargingProfile=criterion)
 
-    def read(response: dict[str, Any]) -> UseCaseResult:
-        status = str(response.get("status", ""))
-        return UseCaseResult(
-            protocol=protocol,
-            action="GetChargingProfiles",
-            status=status,
-            accepted=status in ("Accepted", "NoProfiles"),
-            response=response,
-            values={"profiles": []},
-        )
-
+    read = _reader(
+        protocol,
+        "GetChargingProfiles",
+        lambda _: {"profiles": []},
+        frozenset({"Accepted", "NoProfiles"}),
+    )
     return Request(protocol, "GetChargingProfiles", payload, read)
 
 

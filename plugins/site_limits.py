@@ -92,7 +92,9 @@ def decide(views: Views, now: float, stack_level: int = 8) -> list[Command]:
                     continue
                 due = last.at + interval
                 if due > now:
-                    increases.append(StartTimer(f"{TIMER_PREFIX}{station}:{place}", due))
+                    name = f"{TIMER_PREFIX}{station}:{place}"
+                    if views.timers.pending().get(name) != due:  # not started again
+                        increases.append(StartTimer(name, due))
                     continue
         state = views.stations.get(station)
         protocol = state.protocol if state is not None and state.protocol else OCPP16

@@ -68,6 +68,7 @@ __all__ = [
     "parse_schedule",
     "periods_json",
     "profile_json",
+    "schedule_svg",
     "schedule_table",
 ]
 
@@ -572,3 +573,40 @@ def schedule_table(schedule: CompositeSchedule) -> str:
             f"{rfc3339(schedule.start + until):<24} {limit:>12}"
         )
     return "\n".join(rows) + "\n"
+
+
+def schedule_svg(schedule: CompositeSchedule, width: int = 480, height: int = 160) -> str:
+    """The schedule as a small SVG step plot of the limit over the window (no limit: drawn
+    at the top, dashed), with the highest limit and the window's ends labelled."""
+    limits = [p.limit for p in schedule.periods if p.limit is not None]
+    top = max(limits, default=1.0) or 1.0
+    pad, plot_w, plot_h = 24, width - 48, height - 48
+
+    def x(offset: float) -> float:
+        return pad + plot_w * offset / schedule.duration
+
+    def y(limit: float | None) -> float:
+        return pad + plot_h * (1 - (top if limit is None else limit) / top)
+
+    ends = [p.start for p in schedule.periods[1:]] + [schedule.duration]
+    lines = []
+    for period, end in zip(schedule.periods, ends, strict=True):
+        dash = ' stroke-dasharray="4 3"' if period.limit is None else ""
+        lines.append(
+            f'<line x1="{x(period.start):.1f}" y1="{y(period.limit):.1f}" '
+            f'x2="{x(end):.1f}" y2="{y(period.limit):.1f}" stroke="#1565c0" '
+            f'stroke-width="2"{dash}/>'
+        )
+    first, last = rfc3339(schedule.start), rfc3339(schedule.start + schedule.duration)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10">'
+        f"<title>{schedule.station} {schedule.place}: limit ({schedule.unit}) over time</title>"
+        f'<rect x="{pad}" y="{pad}" width="{plot_w}" height="{plot_h}" fill="none" '
+        f'stroke="#999"/>'
+        + "".join(lines)
+        + f'<text x="{pad}" y="{pad - 6}">{top:g} {schedule.unit}</text>'
+        f'<text x="{pad}" y="{height - 8}">{first}</text>'
+        f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">{last}</text>'
+        "</svg>"
+    )

@@ -8,6 +8,7 @@ maximum, and with one purpose it is the highest-stack-level profile's limit."""
 from __future__ import annotations
 
 from typing import Any
+from xml.etree import ElementTree
 
 import msgspec
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from chargeledger.projections.composite import (
     convert,
     limit_at,
     parse_profile,
+    schedule_svg,
     schedule_table,
 )
 from chargeledger.projections.reservations import parse_time
@@ -287,3 +289,19 @@ def test_one_purpose_is_its_highest_stack_level(found: list[ChargingProfile], of
         assert value is None
     else:
         assert value == max(covering)[1]
+
+
+def test_the_plot_is_svg_with_a_step_per_period() -> None:
+    default = profile(
+        wire16(
+            1, "TxDefaultProfile", [(0, 11000), (600, 6000)], startSchedule="2026-04-01T00:00:00Z"
+        )
+    )
+    schedule = composite_schedule([default], "CP", 1, T0, 1200, "W")
+    root = ElementTree.fromstring(schedule_svg(schedule))
+    namespace = "{http://www.w3.org/2000/svg}"
+    steps = root.findall(f"{namespace}line")
+    assert len(steps) == 2
+    # The second step is lower on the plot (larger y) than the first: 6 kW after 11 kW.
+    assert float(steps[1].get("y1", 0)) > float(steps[0].get("y1", 0))
+    assert "11000 W" in "".join(root.itertext())

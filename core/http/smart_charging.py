@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from litestar import get
+from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
@@ -18,6 +18,7 @@ from chargeledger.core.plugin import plugin_options
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
 from chargeledger.projections.charging_profiles import charging_profiles_json
+from chargeledger.projections.composite import schedule_svg
 from chargeledger.projections.reservations import parse_time
 
 __all__ = ["ROUTES"]
@@ -59,11 +60,13 @@ async def composite_schedule(
     start: FromQuery[str | None] = None,
     duration: FromQuery[int] = 86400,
     unit: FromQuery[Literal["A", "W"]] = "W",
-) -> dict[str, Any]:
+    format: FromQuery[Literal["json", "svg"]] = "json",
+) -> Response[Any]:
     """The composite schedule the CSMS computes for the connector (EVSE; 0: the station)
     from ``start`` (RFC 3339, default now) for ``duration`` seconds (1 to 31 days' worth) in
     ``unit``, from the profiles it knows (``limit`` ``null``: no profile applies); A and W
-    are converted with ``[plugins.smart_charging] voltage`` and ``phases`` (230 V, 3)."""
+    are converted with ``[plugins.smart_charging] voltage`` and ``phases`` (230 V, 3).
+    ``format=svg``: a small plot of the limit over time instead (``image/svg+xml``)."""
     views = ctx.csms.views
     _known(views, station_id)
     at = time.time() if start is None else parse_time(start)
@@ -81,7 +84,9 @@ async def composite_schedule(
         voltage=float(options.get("voltage", 230)),
         phases=int(options.get("phases", 3)),
     )
-    return {
+    if format == "svg":
+        return Response(schedule_svg(schedule), media_type="image/svg+xml")
+    body = {
         "station": station_id,
         "connector": connector,
         "start": rfc3339(at),
@@ -89,6 +94,7 @@ async def composite_schedule(
         "unit": unit,
         "periods": [{"start": p.start, "limit": p.limit} for p in schedule.periods],
     }
+    return Response(body)
 
 
 ROUTES = [station_charging_profiles, composite_schedule]
