@@ -181,12 +181,21 @@ class ChargingProfilesProjection:
     def get(self, station: str, profile_id: int) -> ChargingProfile | None:
         return self._profiles.get((station, profile_id))
 
+    def all(self) -> list[dict[str, Any]]:
+        """Every station's smart-charging state (:func:`charging_profiles_json`), by station:
+        what replay snapshots and compares."""
+        return [charging_profiles_json(self, station) for station in self.stations()]
+
     def stations(self) -> list[str]:
         """Stations with profiles, limits or transactions known here."""
         return sorted(
             {s for s, _ in self._profiles}
             | {s for s, _, _ in self._limits}
             | {s for s, _ in self._transactions}
+            | {s for s, _ in self.needs}
+            | {s for s, _ in self.ev_schedules}
+            | {s for s, _ in self.comparisons}
+            | {a.station for a in self.anomalies}
         )
 
     def transaction_on(self, station: str, place: int) -> TransactionContext | None:
