@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from ocpp.v16 import call as call16
+from ocpp.v201 import call as call201
 
 from chargeledger.core.events import Recorded, SiteDefined, TimerStarted
 from chargeledger.core.settings import Settings
@@ -25,7 +26,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
 from chargeledger.projections.composite import TransactionContext
 from chargeledger.projections.sites import SitesProjection, allocate, site_json, site_profile_id
-from tests import test_e2e_v16
+from tests import test_e2e_v16, test_e2e_v201
 from tests.harness import RunningServer, running_server
 from tests.test_e2e_v201 import until
 
@@ -244,3 +245,48 @@ def test_three_stations_share_the_site_limit(tmp_path: Path) -> None:
     assert peak == pytest.approx(32.0)
     # Replay folds the same decisions.
     assert [site_json(views.sites, s) for s in views.sites.all()] == live
+
+
+def test_a_v201_station_gets_its_allocation_as_a_txprofile(tmp_path: Path) -> None:
+    """2.0.1: the allocation names the station's transaction (a string) and its EVSE."""
+    station = "CP-S201"
+
+    async def scenario(server: RunningServer) -> Any:
+        assert server.csms is not None
+        csms = server.csms
+        cp, ws, task = await test_e2e_v201.connect(server, station)
+        try:
+            await cp.boot()
+            await server.arun(
+                partial(csms.define_site, "solo", stations=[station], limit=11000.0, unit="W")
+            )
+            await cp.call(
+                call201.TransactionEvent(
+                    event_type="Started",
+                    timestamp=rfc3339(time.time()),
+                    trigger_reason="CablePluggedIn",
+                    seq_no=0,
+                    transaction_info={"transaction_id": "TX-SITE"},
+                    evse={"id": 1, "connector_id": 1},
+                )
+            )
+
+            def accepted() -> Any:
+                allocation = csms.views.sites.allocations.get((station, 1))
+                return allocation if allocation is not None and allocation.accepted else None
+
+            allocation = await until(server, accepted, "the 2.0.1 allocation")
+            return allocation, cp.profiles[site_profile_id(1)]
+        finally:
+            task.cancel()
+            await ws.close()
+
+    with running_server(Settings(port=0, store=f"sqlite:///{tmp_path / 's201.db'}")) as server:
+        allocation, (place, profile) = asyncio.run(scenario(server))
+    assert (allocation.limit, allocation.unit, allocation.transaction_id) == (
+        11000.0,
+        "W",
+        "TX-SITE",
+    )
+    assert place == 1 and profile["transaction_id"] == "TX-SITE"
+    assert profile["charging_profile_purpose"] == "TxProfile"
