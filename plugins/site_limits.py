@@ -125,6 +125,9 @@ def chargeledger_react(
 ) -> list[Command]:
     if not views.sites.all() or not _triggered(recorded, exchange):
         return []
+    station = getattr(recorded.event, "station", None)
+    if station is not None and not views.sites.sites_of(station):
+        return []  # a station in no site changes no allocation
     now = getattr(recorded.event, "at", None)
     if isinstance(recorded.event, TimerFired):
         now = recorded.event.due
