@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
@@ -290,3 +292,49 @@ def test_a_v201_station_gets_its_allocation_as_a_txprofile(tmp_path: Path) -> No
     )
     assert place == 1 and profile["transaction_id"] == "TX-SITE"
     assert profile["charging_profile_purpose"] == "TxProfile"
+
+
+@st.composite
+def site_trees(
+    draw: Any,
+) -> tuple[SitesProjection, dict[str, dict[int, TransactionContext]], list[str]]:
+    """Random nested sites over up to six stations, running transactions, some offline
+    stations holding earlier allocations."""
+    sites = SitesProjection()
+    stations = [f"S{i}" for i in range(draw(st.integers(1, 6)))]
+    names: list[str] = []
+    for index in range(draw(st.integers(1, 4))):
+        name = f"site{index}"
+        members = draw(st.lists(st.sampled_from(stations), max_size=4, unique=True))
+        _defined(
+            sites,
+            index + 1,
+            site=name,
+            parent=draw(st.sampled_from([None, *names])),
+            stations=members,
+            limit=draw(st.one_of(st.none(), st.floats(0, 100).map(lambda x: round(x, 1)))),
+            min_allocation=draw(st.sampled_from([0.0, 6.0])),
+        )
+        names.append(name)
+    running = {
+        s: {1: TransactionContext(i, float(draw(st.integers(0, 100))))}
+        for i, s in enumerate(stations)
+        if draw(st.booleans())
+    }
+    connected = [s for s in stations if draw(st.booleans())]
+    return sites, running, connected
+
+
+@settings(max_examples=200, deadline=None)
+@given(site_trees())
+def test_no_site_sums_above_its_limit(tree: Any) -> None:
+    """With every station online, each site's allocations sum to at most its limit."""
+    sites, running, _ = tree
+    shares = allocate(sites, running, list(running))
+    for site in sites.all():
+        if site.limit is None:
+            continue
+        members = sites.stations_in(site.site)
+        total = sum(value for (station, _), (value, _) in shares.items() if station in members)
+        assert total <= site.limit + 1e-9
+        assert all(value >= 0 for value, _ in shares.values())
