@@ -438,13 +438,17 @@ class CentralSystem:
         deadband: float = 0.0,
         min_interval: float = 0.0,
         description: str = "",
+        strategy: Literal["equal", "priority"] = "equal",
+        priorities: dict[str, int] | None = None,
+        max_allocation: float | None = None,
         caller: Caller = PYTHON,
     ) -> SiteState:
         """Define (or redefine) the site ``site``: ``stations`` sharing ``limit`` (in ``unit``;
         ``None``: no limit of its own) within ``parent``; the site_limits plugin allocates it
-        among their transactions. Recorded as ``SiteDefined``. Needs ``admin``; ``ValueError``
-        (nothing recorded) for an empty name, an unknown parent, a parent cycle, a negative
-        number or a unit other than A or W."""
+        among their transactions: equal shares (``strategy`` ``equal``) or in ``priorities``
+        order (``priority``, each up to ``max_allocation``). Recorded as ``SiteDefined``.
+        Needs ``admin``; ``ValueError`` (nothing recorded) for an empty name, an unknown
+        parent, a parent cycle, a negative number or a unit other than A or W."""
         self._require(caller, "admin", "defining a site")
         sites = self.views.sites
         if not site.strip():
@@ -457,6 +461,9 @@ class CentralSystem:
             raise ValueError(f"{site!r} within {parent!r} would make a cycle")
         numbers = {"limit": limit, "min_allocation": min_allocation, "deadband": deadband}
         numbers["min_interval"] = min_interval
+        numbers["max_allocation"] = max_allocation
+        if strategy not in ("equal", "priority"):
+            raise ValueError(f"strategy {strategy!r} is neither equal nor priority")
         negative = [name for name, value in numbers.items() if value is not None and value < 0]
         if negative:
             raise ValueError(f"{', '.join(negative)} must not be negative")
@@ -473,6 +480,9 @@ class CentralSystem:
             deadband=deadband,
             min_interval=min_interval,
             description=description,
+            strategy=strategy,
+            priorities=dict(priorities or {}),
+            max_allocation=max_allocation,
         )
         await self.writer.append([(site_stream(event.request_id), event)])
         state = self.views.sites.get(site)

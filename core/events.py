@@ -367,8 +367,9 @@ class SiteDefined(msgspec.Struct, frozen=True, kw_only=True):
     """An admin defined (or redefined: it replaces the earlier) the site ``site``: the
     stations on one grid connection, within ``parent`` (a feeder, ...; ``None``: none),
     sharing ``limit`` (in ``unit``; ``None``: no limit of its own) among their charging
-    transactions, each at least ``min_allocation`` when any, none changed by less than
-    ``deadband`` upwards nor raised more often than every ``min_interval`` seconds."""
+    transactions (``strategy``), each at least ``min_allocation`` when any, none changed by
+    less than ``deadband`` upwards nor raised more often than every ``min_interval``
+    seconds."""
 
     request_id: str
     at: float
@@ -383,6 +384,12 @@ class SiteDefined(msgspec.Struct, frozen=True, kw_only=True):
     deadband: float = 0.0
     min_interval: float = 0.0
     description: str = ""
+    strategy: Literal["equal", "priority"] = "equal"
+    """``equal`` shares; ``priority``: in ``priorities`` order, each up to ``max_allocation``."""
+    priorities: dict[str, int] = {}
+    """Station -> priority (higher first; 0 when not named): who is served first when the
+    limit does not reach every transaction."""
+    max_allocation: float | None = None
 
 
 class SiteDeleted(msgspec.Struct, frozen=True, kw_only=True):

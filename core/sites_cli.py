@@ -51,8 +51,18 @@ def _set(args: argparse.Namespace) -> int:
         "deadband": args.deadband,
         "min_interval": args.min_interval,
         "description": args.description,
+        "strategy": args.strategy,
+        "priorities": dict(_priority(text) for text in args.priority or []),
+        "max_allocation": args.max_allocation,
     }
     return _request(args, "PUT", _path(args.name), body, ok=200)
+
+
+def _priority(text: str) -> tuple[str, int]:
+    station, _, priority = text.rpartition("=")
+    if not station or not priority.lstrip("-").isdigit():
+        raise ValueError(f"--priority {text!r}: expected STATION=NUMBER")
+    return station, int(priority)
 
 
 def _delete(args: argparse.Namespace) -> int:
@@ -82,6 +92,11 @@ def register(commands: Any) -> None:
     define.add_argument("--deadband", type=float, default=0.0, help="smallest raise sent")
     define.add_argument("--min-interval", type=float, default=0.0, help="seconds between raises")
     define.add_argument("--description", default="")
+    define.add_argument("--strategy", choices=["equal", "priority"], default="equal")
+    define.add_argument(
+        "--priority", action="append", metavar="STATION=N", help="higher first (repeatable)"
+    )
+    define.add_argument("--max-allocation", type=float, help="the most a transaction gets")
     define.set_defaults(run=_set)
     delete = actions.add_parser("delete", help="delete a site")
     delete.add_argument("name")

@@ -8,8 +8,10 @@ An allocation decision is the plugin's SetChargingProfile of a site TxProfile (i
 connector (EVSE), the newest one decided and whether the station accepted it.
 
 :func:`allocate` is the rule, pure: for each site with a limit, its transactions on stations
-offline hold their last allocation and the rest share what remains equally (each at least
-``min_allocation`` when there is room for that many, the later ones none otherwise); a
+offline hold their last allocation and the rest share what remains: equally (at most
+``max_allocation``; each at least ``min_allocation`` when there is room for that many, the
+lower-priority and later ones none otherwise), or by ``priority`` (in priority order, then
+by start, each up to ``max_allocation`` while at least ``min_allocation`` remains); a
 transaction gets the smallest share of the sites it is in, so no site's sum ever exceeds its
 limit (unless held allocations alone already do).
 """
@@ -66,6 +68,9 @@ class SiteState(msgspec.Struct, kw_only=True):
     deadband: float
     min_interval: float
     description: str
+    strategy: str = "equal"
+    priorities: dict[str, int] = {}
+    max_allocation: float | None = None
     defined_at: float
     defined_by: str
 
@@ -154,6 +159,9 @@ class SitesProjection:
                 deadband=event.deadband,
                 min_interval=event.min_interval,
                 description=event.description,
+                strategy=event.strategy,
+                priorities=dict(event.priorities),
+                max_allocation=event.max_allocation,
                 defined_at=event.at,
                 defined_by=event.key,
             )
@@ -227,7 +235,8 @@ def allocate(
             for station in sites.stations_in(site.site)
             for place, tx in sorted(running.get(station, {}).items())
         ]
-        members.sort(key=lambda m: (m[2].started_at, m[0], m[1]))
+        # Who is served first: higher priority, then the earlier start.
+        members.sort(key=lambda m: (-site.priorities.get(m[0], 0), m[2].started_at, m[0], m[1]))
         held = 0.0
         free = []
         for station, place, tx in members:
@@ -239,8 +248,16 @@ def allocate(
                 held += convert(last.limit, _unit(last.unit), _unit(site.unit))
         remaining = max(0.0, site.limit - held)
         values: list[float] = []
-        if free:
+        if free and site.strategy == "priority":
+            for _ in free:
+                value = min(remaining, site.max_allocation or remaining)
+                value = value if value >= site.min_allocation else 0.0
+                values.append(value)
+                remaining -= value
+        elif free:
             share = remaining / len(free)
+            if site.max_allocation is not None:
+                share = min(share, site.max_allocation)
             if site.min_allocation and share < site.min_allocation:
                 room = math.floor(remaining / site.min_allocation + 1e-9)
                 values = [site.min_allocation if i < room else 0.0 for i in range(len(free))]
@@ -273,6 +290,9 @@ def site_json(sites: SitesProjection, state: SiteState) -> dict[str, Any]:
         "deadband": state.deadband,
         "min_interval": state.min_interval,
         "description": state.description,
+        "strategy": state.strategy,
+        "priorities": state.priorities,
+        "max_allocation": state.max_allocation,
         "defined_at": rfc3339(state.defined_at),
         "defined_by": state.defined_by,
         "allocations": [

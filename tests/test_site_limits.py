@@ -74,6 +74,34 @@ def test_allocation_rule_nested_minimums_and_held() -> None:
     _defined(sites, 4, site="small", stations=["A", "B", "C"], limit=14.0, min_allocation=6.0)
     shares = allocate(sites, {k: v for k, v in running.items() if k != "D"}, ["A", "B", "C"])
     assert [shares[(s, 1)][0] for s in "ABC"] == [6.0, 6.0, 0.0]
+    # ... unless C has priority: then C and A (the earlier start of the rest) are served.
+    _defined(
+        sites,
+        5,
+        site="small",
+        stations=["A", "B", "C"],
+        limit=14.0,
+        min_allocation=6.0,
+        priorities={"C": 1},
+    )
+    shares = allocate(sites, {k: v for k, v in running.items() if k != "D"}, ["A", "B", "C"])
+    assert [shares[(s, 1)][0] for s in "ABC"] == [6.0, 0.0, 6.0]
+    # By priority: B first up to 16, then A with what remains (4 A, below the minimum: 0),
+    # C nothing.
+    sites = SitesProjection()  # a site of its own: no garage around it
+    _defined(
+        sites,
+        6,
+        site="small",
+        stations=["A", "B", "C"],
+        limit=20.0,
+        strategy="priority",
+        priorities={"B": 5},
+        max_allocation=16.0,
+        min_allocation=6.0,
+    )
+    shares = allocate(sites, {k: v for k, v in running.items() if k != "D"}, ["A", "B", "C"])
+    assert [shares[(s, 1)][0] for s in "ABC"] == [0.0, 16.0, 0.0]
 
 
 async def _start(cp: Any) -> int:
@@ -314,6 +342,9 @@ def site_trees(
             stations=members,
             limit=draw(st.one_of(st.none(), st.floats(0, 100).map(lambda x: round(x, 1)))),
             min_allocation=draw(st.sampled_from([0.0, 6.0])),
+            strategy=draw(st.sampled_from(["equal", "priority"])),
+            priorities={s: draw(st.integers(0, 3)) for s in members},
+            max_allocation=draw(st.sampled_from([None, 16.0])),
         )
         names.append(name)
     running = {

@@ -22,7 +22,9 @@ class SiteRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A site's definition: its ``stations``, its ``parent`` site, its ``limit`` in ``unit``
     (none: only its parents limit it), the smallest allocation a transaction gets when there
     is room (``min_allocation``), the smallest increase sent (``deadband``) and the fewest
-    seconds between raises (``min_interval``)."""
+    seconds between raises (``min_interval``); ``strategy`` ``equal`` shares (at most
+    ``max_allocation`` each) or ``priority`` (stations' ``priorities``, higher first, each up
+    to ``max_allocation``)."""
 
     stations: list[str] = []
     parent: str | None = None
@@ -32,6 +34,9 @@ class SiteRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     deadband: float = 0.0
     min_interval: float = 0.0
     description: str = ""
+    strategy: Literal["equal", "priority"] = "equal"
+    priorities: dict[str, int] = {}
+    max_allocation: float | None = None
 
 
 @get("/api/sites", guards=[requires("read")], responses=responses(401, 403), tags=["sites"])
@@ -83,6 +88,9 @@ async def define_site(
             deadband=data.deadband,
             min_interval=data.min_interval,
             description=data.description,
+            strategy=data.strategy,
+            priorities=data.priorities,
+            max_allocation=data.max_allocation,
             caller=request.user,
         )
     except ValueError as exc:
