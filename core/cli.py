@@ -297,6 +297,12 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.audit.cli import register as register_audit
 
     register_audit(commands, with_store)
+    from chargeledger.core.profiles_cli import register as register_profiles
+
+    register_profiles(commands, with_store, _views)
+    from chargeledger.core.sites_cli import register as register_sites
+
+    register_sites(commands)
     return parser
 
 

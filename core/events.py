@@ -19,6 +19,8 @@ Streams (the store's ``originator_id``, text):
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
+* ``site:<uuid>``: one per site change (``SiteDefined`` / ``SiteDeleted``), made by an admin
+  through the one door (docs/smart-charging.md#site-limits).
 * ``timer:<name>``: one per timer name (``TimerStarted``, then ``TimerFired``); several nodes
   firing the same timer conflict on the stream's version, so it is recorded fired once.
 * ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
@@ -54,6 +56,8 @@ __all__ = [
     "Recorded",
     "SessionClosed",
     "SessionOpened",
+    "SiteDefined",
+    "SiteDeleted",
     "StationDeregistered",
     "StationPasswordSet",
     "StationRegistered",
@@ -73,6 +77,7 @@ __all__ = [
     "logged_event",
     "registry_stream",
     "session_stream",
+    "site_stream",
     "tariff_stream",
     "timer_stream",
     "token_stream",
@@ -102,6 +107,11 @@ def registry_stream(request_id: str) -> str:
 def local_list_stream(request_id: str) -> str:
     """The stream id of the local-list request ``request_id`` (one stream per request)."""
     return f"local-list:{request_id}"
+
+
+def site_stream(request_id: str) -> str:
+    """The stream id of the site change ``request_id`` (one stream per change)."""
+    return f"site:{request_id}"
 
 
 def timer_stream(name: str) -> str:
@@ -367,6 +377,44 @@ class LocalListDeleted(msgspec.Struct, frozen=True, kw_only=True):
     name: str
 
 
+class SiteDefined(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin defined (or redefined: it replaces the earlier) the site ``site``: the
+    stations on one grid connection, within ``parent`` (a feeder, ...; ``None``: none),
+    sharing ``limit`` (in ``unit``; ``None``: no limit of its own) among their charging
+    transactions (``strategy``), each at least ``min_allocation`` when any, none changed by
+    less than ``deadband`` upwards nor raised more often than every ``min_interval``
+    seconds."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked (an API key's name, a Python caller's)."""
+    site: str
+    parent: str | None = None
+    stations: list[str] = []
+    limit: float | None = None
+    unit: Literal["A", "W"] = "A"
+    min_allocation: float = 0.0
+    deadband: float = 0.0
+    min_interval: float = 0.0
+    description: str = ""
+    strategy: Literal["equal", "priority"] = "equal"
+    """``equal`` shares; ``priority``: in ``priorities`` order, each up to ``max_allocation``."""
+    priorities: dict[str, int] = {}
+    """Station -> priority (higher first; 0 when not named): who is served first when the
+    limit does not reach every transaction."""
+    max_allocation: float | None = None
+
+
+class SiteDeleted(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin deleted the site ``site`` (its sub-sites lose their parent)."""
+
+    request_id: str
+    at: float
+    key: str
+    site: str
+
+
 class LocalListPushRequested(msgspec.Struct, frozen=True, kw_only=True):
     """An operator asked to bring ``stations`` up to date now (``full``: with a full
     update, whatever they hold); the local-list plugin sends the updates."""
@@ -448,6 +496,8 @@ Event = (
     | TariffRemoved
     | TariffAssigned
     | TariffUnassigned
+    | SiteDefined
+    | SiteDeleted
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -474,6 +524,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TariffRemoved,
         TariffAssigned,
         TariffUnassigned,
+        SiteDefined,
+        SiteDeleted,
     )
 }
 

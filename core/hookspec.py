@@ -30,6 +30,8 @@ retransmission from memory; then ``chargeledger_admit_call`` may refuse it; then
 # mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
+from typing import Any
+
 import pluggy
 
 from chargeledger.core.plugin import (
@@ -37,10 +39,12 @@ from chargeledger.core.plugin import (
     CertificateRequest,
     CertificateSigner,
     Command,
+    EVChargingNeeds,
     Exchange,
     InboundCall,
     Recorded,
     ReplyError,
+    ScheduleProposer,
     Settings,
     Views,
     hookimpl,
@@ -50,6 +54,7 @@ __all__ = [
     "PROJECT",
     "chargeledger_admit_call",
     "chargeledger_answer_call",
+    "chargeledger_propose_charging_schedule",
     "chargeledger_react",
     "chargeledger_sign_certificate",
     "hookimpl",
@@ -127,6 +132,7 @@ def chargeledger_react(
     views: Views,
     settings: Settings,
     sign: CertificateSigner,
+    propose: ScheduleProposer,
 ) -> list[Command]:
     """React to a committed event (a frame in either direction, a session opening or closing,
     a timed-out call, a command requested, ...).
@@ -146,6 +152,9 @@ def chargeledger_react(
     :param sign: signs a :class:`~chargeledger.core.plugin.CertificateRequest` through
         ``chargeledger_sign_certificate`` (the ``certificates`` block calls it once its
         answer to a SignCertificate is committed, and sends the chain in CertificateSigned).
+    :param propose: proposes a charging schedule for an EV's ISO 15118 charging needs
+        through ``chargeledger_propose_charging_schedule`` (the ``smart_charging`` block
+        calls it once its answer to a NotifyEVChargingNeeds is committed).
     :return: commands for the executor (``SendCall``, ``CloseSession``, ``StartTimer``: its
         ``TimerFired`` comes back here as ``recorded``); an empty list when there is nothing
         to do. The results of all plugins are concatenated.
@@ -175,4 +184,32 @@ def chargeledger_sign_certificate(request: CertificateRequest, settings: Setting
 
     Stops at the first non-``None`` result (``firstresult``). A signer that raises is a bug:
     it is logged like any react failure, and the station gets no certificate.
+    """
+
+
+# -------------------------------------------------------------------------
+# Smart charging
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def chargeledger_propose_charging_schedule(
+    needs: EVChargingNeeds, views: Views, settings: Settings
+) -> dict[str, Any] | None:
+    """Propose a charging schedule for an EV's ISO 15118 charging needs (2.0.1 K15-K17).
+
+    Called through the ``propose`` callable ``chargeledger_react`` gets: the
+    ``smart_charging`` block calls it once its ``Accepted`` answer to a NotifyEVChargingNeeds
+    is committed, and sends the proposal as a relative TxProfile of the transaction running
+    on the EVSE. Pure like every hook: time is ``needs.at``.
+
+    :param needs: the needs as folded (``station``, ``evse_id``, ``at``, ``energy_amount_wh``,
+        ``departure_time``, ``min_current`` / ``max_current`` (A), ``max_power`` (W),
+        ``max_schedule_tuples``).
+    :return: ``{"unit": "A" | "W", "periods": [{"start": s, "limit": x}, ...]}`` (optionally
+        ``"stack_level"``, default 1), or ``None`` to let another plugin propose. The
+        built-in proposal (``trylast``): the EV's maximum capped by the EVSE's composite
+        limit now.
+
+    Stops at the first non-``None`` result (``firstresult``).
     """

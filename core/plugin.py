@@ -48,6 +48,8 @@ from chargeledger.core.events import (
     Recorded,
     SessionClosed,
     SessionOpened,
+    SiteDefined,
+    SiteDeleted,
     StationDeregistered,
     StationRegistered,
     TimerFired,
@@ -71,6 +73,8 @@ from chargeledger.projections import (
     Views,
 )
 from chargeledger.projections.certificates import common_name, csr_problem, read_chain
+from chargeledger.projections.charging_profiles import EVChargingNeeds, ev_schedule_within
+from chargeledger.projections.composite import CAP_PURPOSES
 from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
@@ -88,10 +92,12 @@ from chargeledger.projections.reservations import (
     ReservationState,
     reservation_timer,
 )
+from chargeledger.projections.sites import allocate, site_profile_id
 from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
+    "CAP_PURPOSES",
     "OCPP16",
     "OCPP201",
     "PROJECT",
@@ -106,6 +112,7 @@ __all__ = [
     "ConfigurationKey",
     "ConnectorState",
     "DeviceModelState",
+    "EVChargingNeeds",
     "ErrorAnswer",
     "Event",
     "Exchange",
@@ -118,10 +125,13 @@ __all__ = [
     "ReplyWithNewTransactionId",
     "ReservationAnomaly",
     "ReservationState",
+    "ScheduleProposer",
     "SendCall",
     "SessionClosed",
     "SessionOpened",
     "Settings",
+    "SiteDefined",
+    "SiteDeleted",
     "StartTimer",
     "StationDeregistered",
     "StationProblems",
@@ -135,6 +145,7 @@ __all__ = [
     "TransactionIdsReserved",
     "TransactionState",
     "Views",
+    "allocate",
     "answered_actions",
     "answers",
     "as_bool",
@@ -146,6 +157,7 @@ __all__ = [
     "common_name",
     "csr_problem",
     "decode_frame",
+    "ev_schedule_within",
     "expiry_instant",
     "hookimpl",
     "is_v16",
@@ -153,6 +165,7 @@ __all__ = [
     "read_chain",
     "reservation_timer",
     "rfc3339",
+    "site_profile_id",
 ]
 
 PROJECT = "chargeledger"
@@ -198,6 +211,10 @@ class CertificateRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 CertificateSigner = Callable[[CertificateRequest], str | None]
+
+ScheduleProposer = Callable[[EVChargingNeeds], "dict[str, Any] | None"]
+"""What ``chargeledger_react`` is given as ``propose``: the first plugin's proposal
+(``chargeledger_propose_charging_schedule``) for an EV's charging needs."""
 """What ``chargeledger_react`` gets as ``sign``: runs the ``chargeledger_sign_certificate``
 hook and returns the signed PEM chain (leaf first), or ``None`` when no signer signed it."""
 

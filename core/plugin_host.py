@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from typing import cast
+from typing import Any, cast
 
 import pluggy
 
@@ -22,6 +22,7 @@ from chargeledger.core.plugin import (
     PROJECT,
     CertificateRequest,
     Command,
+    EVChargingNeeds,
     InboundCall,
     Recorded,
     Settings,
@@ -47,6 +48,8 @@ BUILTIN_PLUGINS = (
     "reservations",
     "display_messages",
     "tariffs",
+    "smart_charging",
+    "site_limits",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 
@@ -143,8 +146,19 @@ class PluginHost:
             views=views,
             settings=self.settings,
             sign=self.sign_certificate,
+            propose=lambda needs: self.propose_charging_schedule(needs, views),
         )
         return [command for commands in results for command in (commands or [])]
+
+    def propose_charging_schedule(
+        self, needs: EVChargingNeeds, views: Views
+    ) -> dict[str, Any] | None:
+        """The first proposal (``chargeledger_propose_charging_schedule``) for the EV's
+        charging needs, ``None`` when no plugin proposes one."""
+        proposal: dict[str, Any] | None = self.manager.hook.chargeledger_propose_charging_schedule(
+            needs=needs, views=views, settings=self.settings
+        )
+        return proposal
 
     def sign_certificate(self, request: CertificateRequest) -> str | None:
         """The first signer's PEM chain for ``request`` (``chargeledger_sign_certificate``),

@@ -12,6 +12,7 @@ from chargeledger.projections.certificates import (
     StationCertificates,
     certificates_json,
 )
+from chargeledger.projections.charging_profiles import ChargingProfilesProjection
 from chargeledger.projections.customer_information import CustomerInformationProjection
 from chargeledger.projections.device_model import (
     DeviceModelProjection,
@@ -50,6 +51,7 @@ from chargeledger.projections.security_events import (
     StationSecurityEvents,
     security_events_json,
 )
+from chargeledger.projections.sites import SitesProjection
 from chargeledger.projections.stations import (
     BootInfo,
     ConfigurationKey,
@@ -73,6 +75,7 @@ __all__ = [
     "Anomaly",
     "BootInfo",
     "CertificatesProjection",
+    "ChargingProfilesProjection",
     "ConfigurationKey",
     "ConnectorState",
     "Credentials",
@@ -91,6 +94,7 @@ __all__ = [
     "ReservationsProjection",
     "SecurityEvent",
     "SecurityEventsProjection",
+    "SitesProjection",
     "StationCertificates",
     "StationDisplay",
     "StationMeters",
@@ -149,6 +153,8 @@ class Views:
         self.customer_information = CustomerInformationProjection()
         self.tariffs = TariffsProjection()
         self.metering = MeteringProjection()
+        self.charging_profiles = ChargingProfilesProjection()
+        self.sites = SitesProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -178,6 +184,8 @@ class Views:
         self.customer_information.fold(recorded, answered)
         self.tariffs.apply(recorded)
         self.metering.fold(answered, self.transactions, self.tokens, self.tariffs)
+        self.charging_profiles.fold(recorded, answered)
+        self.sites.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

@@ -49,6 +49,7 @@ ONLY_201 = {
     "set_monitoring_base",
     "set_monitoring_level",
     "customer_information",
+    "get_charging_profiles",
 }
 
 SAMPLES: dict[str, dict[str, Any]] = {
@@ -103,6 +104,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "timestamp": "2026-11-21T10:00:00Z",
         "meter_wh": 1500,
     },
+    "set_charging_profile": {
+        "purpose": "ChargingStationMaxProfile",
+        "start_schedule": "2026-01-01T00:00:00Z",
+        "periods": [{"start": 0, "limit": 22000}],
+    },
+    "clear_charging_profile": {"purpose": "TxDefaultProfile"},
+    "get_composite_schedule": {"duration": 600, "connector_id": 1},
+    "get_charging_profiles": {},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -111,6 +120,7 @@ STATUS: dict[str | tuple[str, str], str] = {
     "data_transfer": "Rejected",
     "get_transaction_status": "NoMessagesInQueue",
     ("cost_updated", OCPP16): "Rejected",  # DataTransfer: the test charge point refuses all
+    "clear_charging_profile": "Unknown",
 }
 """The status the test stations answer with, where it is not ``Accepted``."""
 

@@ -172,6 +172,21 @@ class Auditor:
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
         found += self._security
+        found += [
+            # charging-profile anomalies: what a station applies or says that the profiles
+            # installed do not explain (composite_mismatch, clear_unknown, ...)
+            Finding(
+                kind=a.kind,
+                severity=severity_of(a.kind),
+                station=a.station,
+                transaction_ids=[],
+                positions=[a.call_position, a.position],
+                trigger=a.position,
+                detail=a.detail,
+                source="projection",
+            )
+            for a in self.views.charging_profiles.anomalies
+        ]
         for transaction in transactions.all():
             start = transaction.positions[:2]
             how = (

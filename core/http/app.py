@@ -28,6 +28,8 @@ from chargeledger.core.http import (
     log,
     reservations,
     security,
+    sites,
+    smart_charging,
     stations,
     tariffs,
     tokens,
@@ -61,6 +63,8 @@ ROUTES = [
     *device.ROUTES,
     *diagnostics.ROUTES,
     *tariffs.ROUTES,
+    *smart_charging.ROUTES,
+    *sites.ROUTES,
 ]
 
 
