@@ -10,7 +10,8 @@ a layer above:
 2. **Decisions and views**: pure and synchronous, so that a recorded log can be decided and
    folded again. ``usecase_base`` (what a use case is made of: arguments, request, answer),
    ``usecases`` (version-neutral requests and answers; the table of every use case, which
-   gathers the ``usecases_<block>`` modules of the functional blocks), ``plugin`` (the
+   gathers the ``usecases_<block>`` modules of the functional blocks), ``usecases_pnc`` (the
+   Plug & Charge use cases, 1.6 over DataTransfer), ``plugin`` (the
    plugin contract: every name a plugin imports), ``hookspec`` (every hook a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
@@ -23,7 +24,8 @@ a layer above:
    its bridge to trio), ``allocator`` (1.6 transaction ids).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
    connection), ``feed`` (the newest committed position, a wake-up for readers),
-   ``dispatcher`` (what follows a commit: fold, react, execute), ``api`` (``CentralSystem``,
+   ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks
+   a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
    the one door towards stations), ``server`` (wires it all together), ``http`` (the
    operator and billing HTTP API).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
@@ -37,8 +39,8 @@ a layer above:
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
-``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
-``server``, ``simulator``.
+``usecases_pnc``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``,
+``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

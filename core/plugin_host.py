@@ -22,7 +22,13 @@ from chargeledger.core.plugin import (
     PROJECT,
     CertificateRequest,
     Command,
+    ContractCertificateAnswer,
+    ContractCertificateRequest,
+    HttpRequest,
+    HttpResponse,
     InboundCall,
+    OcspQuery,
+    OcspVerdict,
     Recorded,
     Settings,
     Views,
@@ -45,6 +51,7 @@ BUILTIN_PLUGINS = (
     "diagnostics",
     "local_list",
     "reservations",
+    "plug_and_charge",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 
@@ -127,7 +134,12 @@ class PluginHost:
         result = answer._hookexec(
             answer.name,
             self._route(call.action),
-            {"call": call, "views": views, "settings": self.settings},
+            {
+                "call": call,
+                "views": views,
+                "settings": self.settings,
+                "provide": self.contract_certificate,
+            },
             True,
         )
         return cast("list[Command] | None", result)
@@ -151,3 +163,41 @@ class PluginHost:
             request=request, settings=self.settings
         )
         return chain
+
+    def certificate_checks(self, call: InboundCall, views: Views) -> list[OcspQuery]:
+        """The OCSP checks ``call`` needs before it is answered
+        (``chargeledger_certificate_checks``); none for a CALL the gate refuses. Exceptions
+        of a plugin propagate."""
+        hook = self.manager.hook
+        if hook.chargeledger_admit_call(call=call, views=views, settings=self.settings):
+            return []
+        results: Iterable[list[OcspQuery]] = hook.chargeledger_certificate_checks(
+            call=call, views=views, settings=self.settings
+        )
+        return [query for queries in results for query in (queries or [])]
+
+    def ocsp_request(self, query: OcspQuery) -> HttpRequest | None:
+        """The HTTP request asking about ``query`` (``chargeledger_ocsp_request``)."""
+        request: HttpRequest | None = self.manager.hook.chargeledger_ocsp_request(
+            query=query, settings=self.settings
+        )
+        return request
+
+    def ocsp_verdict(self, query: OcspQuery, response: HttpResponse) -> OcspVerdict | None:
+        """What ``response`` says of ``query`` (``chargeledger_ocsp_verdict``)."""
+        verdict: OcspVerdict | None = self.manager.hook.chargeledger_ocsp_verdict(
+            query=query, response=response, settings=self.settings
+        )
+        return verdict
+
+    def contract_certificate(
+        self, request: ContractCertificateRequest
+    ) -> ContractCertificateAnswer | None:
+        """The first provider's answer to ``request`` (``chargeledger_contract_certificate``),
+        ``None`` when no provider answered. Exceptions of a provider propagate."""
+        answer: ContractCertificateAnswer | None = (
+            self.manager.hook.chargeledger_contract_certificate(
+                request=request, settings=self.settings
+            )
+        )
+        return answer

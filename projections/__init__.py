@@ -20,6 +20,11 @@ from chargeledger.projections.device_model import (
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
 from chargeledger.projections.local_lists import LocalListsProjection
+from chargeledger.projections.plug_and_charge import (
+    PlugAndChargeProjection,
+    StationPlugAndCharge,
+    plug_and_charge_json,
+)
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -69,6 +74,7 @@ __all__ = [
     "DeviceModelState",
     "Exchange",
     "LocalListsProjection",
+    "PlugAndChargeProjection",
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
@@ -78,6 +84,7 @@ __all__ = [
     "SecurityEvent",
     "SecurityEventsProjection",
     "StationCertificates",
+    "StationPlugAndCharge",
     "StationProblems",
     "StationSecurityEvents",
     "StationState",
@@ -92,6 +99,7 @@ __all__ = [
     "anomaly_json",
     "certificates_json",
     "device_model_json",
+    "plug_and_charge_json",
     "problems_json",
     "reservation_json",
     "security_events_json",
@@ -122,6 +130,7 @@ class Views:
         self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
+        self.plug_and_charge = PlugAndChargeProjection(self.certificates)
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -144,6 +153,7 @@ class Views:
         self.reservations.fold(recorded, exchange)
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
+        self.plug_and_charge.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 
