@@ -321,9 +321,7 @@ def chargeledger_react(exchange: Exchange | None, sign: CertificateSigner) -> li
     inner = unwrap(exchange)
     if inner is None or inner.origin != "in" or inner.action != "SignCertificate":
         return []
-    request = dict(inner.request)
-    request.setdefault("certificateType", "V2GCertificate")
-    signed = certificates.chargeledger_react(msgspec.structs.replace(inner, request=request), sign)
+    signed = certificates.chargeledger_react(inner, sign)
     return [
         SendCall(command.station, "DataTransfer", wrap(command.action, command.payload))
         for command in signed

@@ -22,7 +22,14 @@ import msgspec
 from chargeledger.core.events import OcspAnswered, Recorded
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.certificates import CertificateHash, CertificatesProjection
-from chargeledger.projections.exchanges import Exchange, as_dict, as_list, as_str, is_v16
+from chargeledger.projections.exchanges import (
+    ErrorAnswer,
+    Exchange,
+    as_dict,
+    as_list,
+    as_str,
+    is_v16,
+)
 from chargeledger.schemas import OCPP201
 
 __all__ = [
@@ -66,9 +73,12 @@ def _json(text: Any) -> Any:
 def unwrap(exchange: Exchange | None) -> Exchange | None:
     """The 2.0.1 exchange a 1.6 Plug & Charge DataTransfer exchange carries: ``action`` the
     ``messageId``, ``request`` the JSON of its ``data`` (``{}`` when unreadable), ``response``
-    the JSON of the answer's ``data`` when its ``status`` is ``Accepted`` (else ``{}``: a
-    refusal carries no 2.0.1 answer), ``protocol`` ``ocpp2.0.1``. ``None`` for every other
-    exchange."""
+    the JSON of the answer's ``data`` when its ``status`` is ``Accepted`` (``{}`` when
+    unreadable); a DataTransfer refused (``Rejected``, ``UnknownVendorId``, ...) carries no
+    2.0.1 answer and is unwrapped as a CALLERROR would be (``response`` ``None``, ``error``
+    its status). ``protocol`` is ``ocpp2.0.1``; a SignCertificate without ``certificateType``
+    is the station's ``V2GCertificate`` (the only one it signs over DataTransfer). ``None``
+    for every other exchange."""
     if exchange is None or exchange.action != "DataTransfer" or not is_v16(exchange.protocol):
         return None
     request = as_dict(exchange.request)
@@ -76,16 +86,24 @@ def unwrap(exchange: Exchange | None) -> Exchange | None:
     if request.get("vendorId") != PNC_VENDOR_ID or action is None:
         return None
     response: Any = None
-    if exchange.error is None:
+    error = exchange.error
+    if error is None:
         answer = as_dict(exchange.response)
-        accepted = answer.get("status") == "Accepted"
-        response = as_dict(_json(answer.get("data"))) if accepted else {}
+        status = as_str(answer.get("status"))
+        if status == "Accepted":
+            response = as_dict(_json(answer.get("data")))
+        else:
+            error = ErrorAnswer(status, f"DataTransfer answered {status}", {})
+    inner = as_dict(_json(request.get("data")))
+    if action == "SignCertificate":  # over 1.6 it is always the V2G certificate's CSR
+        inner = {**inner, "certificateType": inner.get("certificateType", "V2GCertificate")}
     return msgspec.structs.replace(
         exchange,
         protocol=OCPP201,
         action=action,
-        request=as_dict(_json(request.get("data"))),
+        request=inner,
         response=response,
+        error=error,
     )
 
 
@@ -231,8 +249,9 @@ class PlugAndChargeProjection:
             return
         inner = unwrap(exchange)
         if inner is not None:
-            self._certificates.fold(recorded, inner)
-            self._exchange(inner, "DataTransfer")
+            if inner.error is None:  # a refused DataTransfer did nothing
+                self._certificates.fold(recorded, inner)
+                self._exchange(inner, "DataTransfer")
         elif exchange is not None and not is_v16(exchange.protocol):
             self._exchange(exchange, OCPP201)
 

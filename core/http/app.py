@@ -18,6 +18,7 @@ from chargeledger.core.http import (
     health,
     local_lists,
     log,
+    plug_and_charge,
     reservations,
     security,
     stations,
@@ -43,6 +44,7 @@ ROUTES = [
     *local_lists.ROUTES,
     *reservations.ROUTES,
     *tokens.ROUTES,
+    *plug_and_charge.ROUTES,
 ]
 
 

@@ -1,0 +1,500 @@
+"""Plug & Charge, CSMS side, end to end (docs/plug-and-charge.md): the ``ocpp`` package's 2.0.1
+charge point and its 1.6 charge point (over the ``org.openchargealliance.iso15118pnc``
+DataTransfer) against a real server, the test PKI and an OCSP responder on loopback:
+Get15118EVCertificate through the test provider, GetCertificateStatus good, revoked and with
+an unreachable responder, Authorize with certificate hash data and with a certificate chain,
+the V2G certificate and root-certificate use cases; every OCSP exchange recorded before the
+answer it decided, shown over HTTP and the CLI, and a replay decides the same."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from cryptography import x509
+from cryptography.x509 import ocsp
+from ocpp.routing import after, on
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201 import call as call201
+from ocpp.v201.enums import Action as Action201
+
+from chargeledger.core.audit.replay import WhatIf
+from chargeledger.core.events import FrameLogged, OcspAnswered, OcspRequested, Recorded
+from chargeledger.core.plugin_host import PluginHost
+from chargeledger.core.settings import CertificateSigning, Settings
+from chargeledger.projections import Views, plug_and_charge_json
+from chargeledger.projections.plug_and_charge import PNC_VENDOR_ID
+from chargeledger.schemas import OCPP16, OCPP201
+from tests import test_certificates, test_e2e_v201
+from tests.harness import RunningServer, chargeledger_cli, running_server
+from tests.pki import OcspResponder, TestPki, ocsp_responder, pem, write_key
+
+SCHEMA = "urn:iso:15118:2:2013:MsgDef"
+EXI_REQUEST = base64.b64encode(b"CertificateInstallationReq from the EV").decode()
+
+
+class PncStation201(test_certificates.Station201):
+    """The 2.0.1 test station; a triggered SignV2GCertificate sends a SignCertificate for
+    its V2G certificate."""
+
+    @after(Action201.trigger_message)
+    async def triggered(self, requested_message: str, **_: Any) -> None:
+        if requested_message == "SignV2GCertificate":
+            csr = test_certificates.make_csr(self.id)
+            await self.call(call201.SignCertificate(csr=csr, certificate_type="V2GCertificate"))
+
+
+class PncStation16(test_certificates.Station16):
+    """The 1.6 test charge point speaking Plug & Charge over DataTransfer (the OCA
+    application note): the certificate messages of 2.0.1 as JSON in ``data``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.received: list[tuple[str | None, Any]] = []
+
+    async def pnc(self, message_id: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        """Send the 2.0.1 ``message_id`` request wrapped; the status and the unwrapped answer."""
+        data = json.dumps(payload)
+        answer = await self.call(
+            call16.DataTransfer(vendor_id=PNC_VENDOR_ID, message_id=message_id, data=data)
+        )
+        return answer.status, None if answer.data is None else json.loads(answer.data)
+
+    @on(Action16.data_transfer)
+    def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> Any:
+        if vendor_id != PNC_VENDOR_ID:
+            return result16.DataTransfer(status="UnknownVendorId")
+        payload = json.loads(data or "{}")
+        self.received.append((message_id, payload))
+        answer: dict[str, Any] = {"status": "Accepted"}
+        if message_id == "InstallCertificate":
+            status = self.holder.install(payload["certificateType"], payload["certificate"])
+            answer = {"status": status}
+        elif message_id == "DeleteCertificate":
+            serial = payload["certificateHashData"]["serialNumber"]
+            answer = {"status": self.holder.delete({"serial_number": serial})}
+        elif message_id == "GetInstalledCertificateIds":
+            chains = [
+                {"certificateType": kind, "certificateHashData": hash_data}
+                for kind, hash_data in self.holder.listed(payload.get("certificateType") or [])
+            ]
+            answer = {"status": "Accepted" if chains else "NotFound"}
+            if chains:
+                answer["certificateHashDataChain"] = chains
+        elif message_id == "CertificateSigned":
+            self.holder.chains.append(payload["certificateChain"])
+        elif message_id != "TriggerMessage":
+            return result16.DataTransfer(status="UnknownMessageId")
+        return result16.DataTransfer(status="Accepted", data=json.dumps(answer))
+
+    @after(Action16.data_transfer)
+    async def after_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> None:
+        if vendor_id == PNC_VENDOR_ID and message_id == "TriggerMessage":
+            await self.pnc("SignCertificate", {"csr": test_certificates.make_csr(self.id)})
+
+
+class Pki:
+    """The test PKI with its OCSP responder running, a good and a revoked contract
+    certificate, an expired one, and the settings naming the MO sub-CA (test provider) and
+    the V2G sub-CA (station V2G certificates)."""
+
+    def __init__(self, pki: TestPki, responder: OcspResponder, tmp_path: Path) -> None:
+        self.pki = pki
+        self.responder = responder
+        self.good = pki.contract("DECLGOOD00001", responder.url)
+        self.revoked = pki.contract("DECLREVOKED01", responder.url, revoked=True)
+        self.expired = pki.contract("DECLEXPIRED01", responder.url, days=-1)
+        (tmp_path / "mo.pem").write_text(pem(pki.mo_sub.certificate))
+        (tmp_path / "v2g.pem").write_text(pem(pki.v2g_sub.certificate))
+        self.options = {
+            "contract_ca_certificate": str(tmp_path / "mo.pem"),
+            "contract_ca_key": write_key(pki.mo_sub.key, tmp_path / "mo.key"),
+            "ocsp_timeout": 3,
+        }
+        self.signing = CertificateSigning(
+            ca_certificate=str(tmp_path / "v2g.pem"),
+            ca_key=write_key(pki.v2g_sub.key, tmp_path / "v2g.key"),
+            validity_days=365,
+        )
+
+    def settings(self, store: str) -> Settings:
+        return Settings(
+            port=0,
+            api_port=0,
+            store=store,
+            plugins={"plug_and_charge": self.options},
+            certificate_signing=self.signing,
+        )
+
+    def hash_data(self, certificate: x509.Certificate, url: str | None = None) -> dict[str, str]:
+        return self.pki.hash_data(certificate, url or self.responder.url)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Iterator[Pki]:
+    test_pki = TestPki()
+    with ocsp_responder(test_pki) as responder:
+        yield Pki(test_pki, responder, tmp_path)
+
+
+def dead_url() -> str:
+    """A loopback URL nobody listens on (connection refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/ocsp"
+
+
+def ocsp_status(result: str) -> tuple[ocsp.OCSPCertStatus, int]:
+    """The certificate status and serial number of a relayed ``ocspResult``."""
+    response = ocsp.load_der_ocsp_response(base64.b64decode(result))
+    assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    return response.certificate_status, response.serial_number
+
+
+def contract_of(exi_response: str) -> x509.Certificate:
+    """The contract certificate the test provider put in ``exiResponse``."""
+    return x509.load_der_x509_certificate(base64.b64decode(exi_response))
+
+
+def emaid(certificate: x509.Certificate) -> dict[str, str]:
+    cn = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    return {"idToken": str(cn), "type": "eMAID"}
+
+
+def log_of(server: RunningServer) -> list[Recorded]:
+    assert server.csms is not None
+    return list(server.csms.store.iter_all())
+
+
+def checked_before_answered(log: list[Recorded], station: str) -> list[tuple[str, str]]:
+    """Per OcspAnswered of ``station``: its status and the action of the CALL answered next
+    (the one it was made for), checking the order request, answer, CALL, our answer."""
+    found = []
+    for index, recorded in enumerate(log):
+        if isinstance(recorded.event, OcspAnswered) and recorded.event.station == station:
+            requested = [
+                r.event
+                for r in log[:index]
+                if isinstance(r.event, OcspRequested)
+                and r.event.request_id == recorded.event.request_id
+            ]
+            assert len(requested) == 1
+            frames = [
+                r.event
+                for r in log[index + 1 :]
+                if isinstance(r.event, FrameLogged) and r.event.station == station
+            ]
+            call = json.loads(frames[0].text)
+            assert frames[0].direction == "in" and call[0] == 2
+            assert call[1] == requested[0].message_id
+            found.append((recorded.event.status, call[2]))
+    return found
+
+
+def replay_decides_the_same(server: RunningServer, settings: Settings) -> None:
+    """Replaying the log through the same plugins gives the recorded answers, and the
+    projection folded from the log is the live one."""
+    log = log_of(server)
+    what_if = WhatIf(PluginHost(settings))
+    for recorded in log:
+        what_if.feed(recorded)
+    assert what_if.decided > 0
+    assert what_if.differences == []
+    assert server.csms is not None
+    replayed = Views.replay(log).plug_and_charge
+    live = server.run(_live_json, server)
+    assert [plug_and_charge_json(state) for state in replayed.all()] == live
+
+
+async def _live_json(server: RunningServer) -> list[dict[str, Any]]:
+    assert server.csms is not None
+    return [plug_and_charge_json(s) for s in server.csms.views.plug_and_charge.all()]
+
+
+def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
+    station = "CP-PNC-201"
+    good, revoked = pki.hash_data(pki.good), pki.hash_data(pki.revoked)
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        facts: dict[str, Any] = {}
+        cp, ws, task = await test_e2e_v201.connect(server, station, PncStation201)
+        try:
+            await cp.boot()
+            facts["contract"] = await cp.call(
+                call201.Get15118EVCertificate(
+                    iso15118_schema_version=SCHEMA, action="Install", exi_request=EXI_REQUEST
+                )
+            )
+            facts["good"] = await cp.call(call201.GetCertificateStatus(ocsp_request_data=good))
+            facts["requests_after_good"] = pki.responder.requests
+            facts["good_again"] = await cp.call(
+                call201.GetCertificateStatus(ocsp_request_data=good)
+            )
+            facts["requests_after_good_again"] = pki.responder.requests
+            facts["revoked"] = await cp.call(
+                call201.GetCertificateStatus(ocsp_request_data=revoked)
+            )
+            unreachable = pki.hash_data(pki.expired, dead_url())
+            facts["unreachable"] = await cp.call(
+                call201.GetCertificateStatus(ocsp_request_data=unreachable)
+            )
+            facts["authorize_good"] = await cp.call(
+                call201.Authorize(id_token=emaid(pki.good), iso15118_certificate_hash_data=[good])
+            )
+            facts["authorize_revoked"] = await cp.call(
+                call201.Authorize(
+                    id_token=emaid(pki.revoked), iso15118_certificate_hash_data=[revoked]
+                )
+            )
+            facts["authorize_chain"] = await cp.call(
+                call201.Authorize(id_token=emaid(pki.good), certificate=pki.pki.chain(pki.good))
+            )
+            facts["authorize_expired"] = await cp.call(
+                call201.Authorize(
+                    id_token=emaid(pki.expired), certificate=pki.pki.chain(pki.expired)
+                )
+            )
+            facts["authorize_leaf_only"] = await cp.call(
+                call201.Authorize(id_token=emaid(pki.good), certificate=pem(pki.good))
+            )
+            facts["authorize_plain"] = await cp.call(
+                call201.Authorize(id_token={"idToken": "TAG-1", "type": "ISO14443"})
+            )
+            csms = server.csms
+            facts["trigger"] = await server.arun(
+                partial(csms.pnc_trigger_sign_certificate, station)
+            )
+            facts["v2g_chain"] = await test_e2e_v201.until(
+                server, lambda: cp.holder.chains, "the V2G CertificateSigned"
+            )
+            facts["install"] = await server.arun(
+                partial(
+                    csms.pnc_install_certificate,
+                    station,
+                    "MORootCertificate",
+                    pem(pki.pki.mo_root.certificate),
+                )
+            )
+            base = f"http://127.0.0.1:{csms.api_port}/api/stations"
+            async with httpx.AsyncClient(timeout=30) as client:
+                facts["http"] = await client.get(f"{base}/{station}/plug-and-charge")
+                facts["http_unknown"] = await client.get(f"{base}/NOPE/plug-and-charge")
+        finally:
+            task.cancel()
+            await ws.close()
+        return facts
+
+    settings = pki.settings(f"sqlite:///{tmp_path / 'pnc.db'}")
+    with running_server(settings) as server:
+        facts = asyncio.run(scenario(server))
+        log = log_of(server)
+        replay_decides_the_same(server, settings)
+
+    contract = facts["contract"]
+    assert contract.status == "Accepted"
+    issued = contract_of(contract.exi_response)
+    issued.verify_directly_issued_by(pki.pki.mo_sub.certificate)
+    assert issued.subject.rfc4514_string().startswith("CN=DECLC")
+
+    assert facts["good"].status == "Accepted"
+    assert ocsp_status(facts["good"].ocsp_result) == (
+        ocsp.OCSPCertStatus.GOOD,
+        pki.good.serial_number,
+    )
+    assert facts["good_again"].ocsp_result == facts["good"].ocsp_result
+    assert facts["requests_after_good_again"] == facts["requests_after_good"]  # cached
+    assert facts["revoked"].status == "Accepted"  # the station relays the revocation
+    assert ocsp_status(facts["revoked"].ocsp_result) == (
+        ocsp.OCSPCertStatus.REVOKED,
+        pki.revoked.serial_number,
+    )
+    assert facts["unreachable"].status == "Failed"
+    assert facts["unreachable"].ocsp_result is None
+    assert facts["unreachable"].status_info["reason_code"] == "OCSPUnavailable"
+    assert "ConnectError" in facts["unreachable"].status_info["additional_info"]
+
+    assert facts["authorize_good"].certificate_status == "Accepted"
+    assert facts["authorize_good"].id_token_info["status"] == "Accepted"
+    assert facts["authorize_revoked"].certificate_status == "CertificateRevoked"
+    assert facts["authorize_revoked"].id_token_info["status"] == "Blocked"
+    assert facts["authorize_chain"].certificate_status == "Accepted"
+    assert facts["authorize_expired"].certificate_status == "CertificateExpired"
+    assert facts["authorize_expired"].id_token_info["status"] == "Expired"
+    assert facts["authorize_leaf_only"].certificate_status == "CertChainError"
+    assert facts["authorize_leaf_only"].id_token_info["status"] == "Invalid"
+    assert facts["authorize_plain"].certificate_status is None
+    assert facts["authorize_plain"].id_token_info["status"] == "Accepted"
+
+    assert (facts["trigger"].status, facts["install"].status) == ("Accepted", "Accepted")
+    [chain] = facts["v2g_chain"]
+    v2g = x509.load_pem_x509_certificates(chain.encode())[0]
+    v2g.verify_directly_issued_by(pki.pki.v2g_sub.certificate)
+
+    # Every OCSP check was recorded, request then answer, before the CALL it was made for.
+    assert checked_before_answered(log, station) == [
+        ("good", "GetCertificateStatus"),
+        ("revoked", "GetCertificateStatus"),
+        ("failed", "GetCertificateStatus"),
+        ("good", "Authorize"),  # the expired contract certificate: the responder says good
+    ]
+    answered = [r.event for r in log if isinstance(r.event, OcspAnswered)]
+    assert [event.verified for event in answered] == [True, True, False, True]
+
+    assert facts["http"].status_code == 200, facts["http"].text
+    shown = facts["http"].json()
+    assert [(a["action"], a["status"]) for a in shown["answers"]] == [
+        ("GetCertificateStatus", "Accepted"),
+        ("GetCertificateStatus", "Accepted"),
+        ("GetCertificateStatus", "Accepted"),
+        ("GetCertificateStatus", "Failed"),
+        ("Authorize", "Accepted"),
+        ("Authorize", "CertificateRevoked"),
+        ("Authorize", "Accepted"),
+        ("Authorize", "CertificateExpired"),
+        ("Authorize", "CertChainError"),
+    ]
+    assert [(c["action"], c["status"], c["via"]) for c in shown["contracts"]] == [
+        ("Install", "Accepted", OCPP201)
+    ]
+    assert [c["status"] for c in shown["ocsp_checks"]] == ["good", "revoked", "failed", "good"]
+    assert facts["http_unknown"].status_code == 404
+
+    [row] = chargeledger_cli("plug-and-charge", "--station", station, store=settings.store)
+    assert row == shown
+    certificates = chargeledger_cli("certificates", "--station", station, store=settings.store)
+    assert [i["certificate_type"] for i in certificates[0]["installed"]] == ["MORootCertificate"]
+
+
+def test_plug_and_charge_16_over_data_transfer(tmp_path: Path, pki: Pki) -> None:
+    station = "CP-PNC-16"
+    good, revoked = pki.hash_data(pki.good), pki.hash_data(pki.revoked)
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        csms = server.csms
+        facts: dict[str, Any] = {}
+        ws = await websockets.connect(f"{server.url}/{station}", subprotocols=[OCPP16])
+        cp = PncStation16(station, ws)
+        task = asyncio.create_task(cp.start())
+        try:
+            await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            facts["contract"] = await cp.pnc(
+                "Get15118EVCertificate",
+                {"iso15118SchemaVersion": SCHEMA, "action": "Install", "exiRequest": EXI_REQUEST},
+            )
+            facts["good"] = await cp.pnc("GetCertificateStatus", {"ocspRequestData": good})
+            facts["revoked"] = await cp.pnc("GetCertificateStatus", {"ocspRequestData": revoked})
+            facts["authorize"] = await cp.pnc(
+                "Authorize", {"idToken": emaid(pki.good), "iso15118CertificateHashData": [good]}
+            )
+            facts["authorize_revoked"] = await cp.pnc(
+                "Authorize",
+                {"idToken": emaid(pki.revoked), "iso15118CertificateHashData": [revoked]},
+            )
+            facts["unknown_message"] = await cp.pnc("Heartbeat", {})
+            facts["invalid"] = await cp.pnc("GetCertificateStatus", {"ocspRequestData": {}})
+            facts["other_vendor"] = await cp.call(call16.DataTransfer(vendor_id="com.example"))
+            facts["wrong_csr"] = await cp.pnc(
+                "SignCertificate", {"csr": test_certificates.make_csr("CP-SOMEONE-ELSE")}
+            )
+            facts["trigger"] = await server.arun(
+                partial(csms.pnc_trigger_sign_certificate, station)
+            )
+            facts["chains"] = await test_e2e_v201.until(
+                server, lambda: cp.holder.chains, "the V2G CertificateSigned over DataTransfer"
+            )
+            root = pem(pki.pki.v2g_root.certificate)
+            facts["install"] = await server.arun(
+                partial(csms.pnc_install_certificate, station, "V2GRootCertificate", root)
+            )
+            facts["ids"] = await server.arun(
+                partial(csms.pnc_get_installed_certificate_ids, station, ["V2GRootCertificate"])
+            )
+            [key] = facts["ids"].values
+            _, name_hash, key_hash, serial = key.split(":")
+            facts["certificates_before"] = await test_e2e_v201.until(
+                server, lambda: csms.views.certificates.get(station), "the installed root"
+            )
+            facts["installed_before"] = dict(facts["certificates_before"].installed)
+            facts["delete"] = await server.arun(
+                partial(csms.pnc_delete_certificate, station, name_hash, key_hash, serial)
+            )
+            facts["installed_after"] = dict(csms.views.certificates.get(station).installed)
+        finally:
+            task.cancel()
+            await ws.close()
+        return facts
+
+    settings = pki.settings(f"sqlite:///{tmp_path / 'pnc16.db'}")
+    with running_server(settings) as server:
+        facts = asyncio.run(scenario(server))
+        log = log_of(server)
+        replay_decides_the_same(server, settings)
+
+    status, answer = facts["contract"]
+    assert (status, answer["status"]) == ("Accepted", "Accepted")
+    contract_of(answer["exiResponse"]).verify_directly_issued_by(pki.pki.mo_sub.certificate)
+    status, answer = facts["good"]
+    assert (status, answer["status"]) == ("Accepted", "Accepted")
+    assert ocsp_status(answer["ocspResult"])[0] == ocsp.OCSPCertStatus.GOOD
+    status, answer = facts["revoked"]
+    assert ocsp_status(answer["ocspResult"])[0] == ocsp.OCSPCertStatus.REVOKED
+    assert facts["authorize"][1]["certificateStatus"] == "Accepted"
+    assert facts["authorize"][1]["idTokenInfo"]["status"] == "Accepted"
+    assert facts["authorize_revoked"][1]["certificateStatus"] == "CertificateRevoked"
+    assert facts["authorize_revoked"][1]["idTokenInfo"]["status"] == "Blocked"
+    assert facts["unknown_message"] == ("UnknownMessageId", None)
+    assert facts["invalid"] == ("Rejected", None)
+    assert facts["other_vendor"].status == "UnknownVendorId"
+    status, answer = facts["wrong_csr"]
+    assert (status, answer["status"]) == ("Accepted", "Rejected")
+    assert answer["statusInfo"]["reasonCode"] == "InvalidCSR"
+
+    assert facts["trigger"].status == "Accepted" and facts["trigger"].protocol == OCPP16
+    [chain] = facts["chains"]
+    v2g = x509.load_pem_x509_certificates(chain.encode())[0]
+    v2g.verify_directly_issued_by(pki.pki.v2g_sub.certificate)
+    assert (facts["install"].status, facts["ids"].status) == ("Accepted", "Accepted")
+    assert list(facts["ids"].values.values()) == ["V2GRootCertificate"]
+    assert [i.certificate_type for i in facts["installed_before"].values()] == [
+        "V2GRootCertificate"
+    ]
+    assert facts["delete"].status == "Accepted"
+    assert facts["installed_after"] == {}
+
+    assert checked_before_answered(log, station) == [
+        ("good", "DataTransfer"),
+        ("revoked", "DataTransfer"),
+    ]
+    [row] = chargeledger_cli("plug-and-charge", "--station", station, store=settings.store)
+    assert {a["via"] for a in row["answers"]} == {"DataTransfer"}
+    assert [(a["action"], a["status"]) for a in row["answers"]] == [
+        ("GetCertificateStatus", "Accepted"),
+        ("GetCertificateStatus", "Accepted"),
+        ("Authorize", "Accepted"),
+        ("Authorize", "CertificateRevoked"),
+    ]
+    assert [(c["status"], c["via"]) for c in row["contracts"]] == [("Accepted", "DataTransfer")]
+    [certificates] = chargeledger_cli("certificates", "--station", station, store=settings.store)
+    assert [(c["status"], c["certificate_type"]) for c in certificates["csrs"]] == [
+        ("Rejected", "V2GCertificate"),
+        ("Accepted", "V2GCertificate"),
+    ]
+    assert [s["status"] for s in certificates["signed"]] == ["Accepted"]
