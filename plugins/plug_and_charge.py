@@ -80,6 +80,7 @@ from chargeledger.projections.plug_and_charge import PNC_VENDOR_ID, OcspResult, 
 __all__ = [
     "OPTIONS",
     "STATION_MESSAGES",
+    "answer_data_transfer",
     "chargeledger_answer_call",
     "chargeledger_certificate_checks",
     "chargeledger_contract_certificate",
@@ -216,8 +217,25 @@ def chargeledger_certificate_checks(
 
 
 @hookimpl(tryfirst=True)
-@answers("Get15118EVCertificate", "GetCertificateStatus", "Authorize", "DataTransfer")
+@answers("Get15118EVCertificate", "GetCertificateStatus", "Authorize")
 def chargeledger_answer_call(
+    call: InboundCall, views: Views, settings: Settings, provide: ContractProvider
+) -> list[Command] | None:
+    """The 2.0.1 messages; ``tryfirst`` so that an Authorize carrying certificate data is
+    answered here (any other Authorize is left to the ``authorization`` block)."""
+    return _answer(call, views, settings, provide)
+
+
+@hookimpl(specname="chargeledger_answer_call")
+@answers("DataTransfer")
+def answer_data_transfer(
+    call: InboundCall, views: Views, settings: Settings, provide: ContractProvider
+) -> list[Command] | None:
+    """The 1.6 DataTransfer of our vendor id (others are left to their vendors' blocks)."""
+    return _answer(call, views, settings, provide)
+
+
+def _answer(
     call: InboundCall, views: Views, settings: Settings, provide: ContractProvider
 ) -> list[Command] | None:
     inner = _inner(call)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import socket
+import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -227,6 +229,38 @@ async def _live_json(server: RunningServer) -> list[dict[str, Any]]:
     return [plug_and_charge_json(s) for s in server.csms.views.plug_and_charge.all()]
 
 
+DOC = Path(__file__).resolve().parent.parent / "docs" / "plug-and-charge.md"
+
+
+def walkthrough_commands() -> list[str]:
+    """The commands of docs/plug-and-charge.md's walkthrough."""
+    section = DOC.read_text().split("\n## Walkthrough\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+async def walkthrough(server: RunningServer, tmp_path: Path, pki: Pki) -> list[tuple[str, Any]]:
+    """Run the walkthrough's commands (with ``$API``, ``$STORE`` and ``mo-root.pem``) against
+    the running server; each command with its exit status and output."""
+    assert server.csms is not None
+    (tmp_path / "mo-root.pem").write_text(pem(pki.pki.mo_root.certificate))
+    env = {
+        **os.environ,
+        "API": f"http://127.0.0.1:{server.csms.api_port}",
+        "STORE": server.settings.store,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONWARNINGS": "ignore",
+    }
+    results = []
+    for command in walkthrough_commands():
+        process = await asyncio.create_subprocess_exec(
+            "bash", "-c", command, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await process.communicate()
+        results.append((command, process.returncode, out.decode()))
+    return results
+
+
 def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
     station = "CP-PNC-201"
     good, revoked = pki.hash_data(pki.good), pki.hash_data(pki.revoked)
@@ -281,8 +315,10 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
             facts["trigger"] = await server.arun(
                 partial(csms.pnc_trigger_sign_certificate, station)
             )
-            facts["v2g_chain"] = await test_e2e_v201.until(
-                server, lambda: cp.holder.chains, "the V2G CertificateSigned"
+            facts["v2g_chain"] = list(
+                await test_e2e_v201.until(
+                    server, lambda: cp.holder.chains, "the V2G CertificateSigned"
+                )
             )
             facts["install"] = await server.arun(
                 partial(
@@ -296,6 +332,12 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
             async with httpx.AsyncClient(timeout=30) as client:
                 facts["http"] = await client.get(f"{base}/{station}/plug-and-charge")
                 facts["http_unknown"] = await client.get(f"{base}/NOPE/plug-and-charge")
+            facts["walkthrough"] = await walkthrough(server, tmp_path, pki)
+            facts["v2g_chains"] = await test_e2e_v201.until(
+                server,
+                lambda: cp.holder.chains if len(cp.holder.chains) == 2 else None,
+                "the walkthrough's V2G CertificateSigned",
+            )
         finally:
             task.cancel()
             await ws.close()
@@ -375,6 +417,14 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
     ]
     assert [c["status"] for c in shown["ocsp_checks"]] == ["good", "revoked", "failed", "good"]
     assert facts["http_unknown"].status_code == 404
+
+    ran = facts["walkthrough"]
+    assert len(ran) == len(walkthrough_commands()) == 5
+    assert [code for _, code, _ in ran] == [0] * 5, ran
+    assert json.loads(ran[2][2]) == shown  # curl shows what the API showed
+    assert ran[3][2].startswith(f"{station} ") and "contracts=1 ocsp_checks=4" in ran[3][2]
+    assert "installed=1" in ran[4][2]
+    assert len(facts["v2g_chains"]) == 2
 
     [row] = chargeledger_cli("plug-and-charge", "--station", station, store=settings.store)
     assert row == shown
