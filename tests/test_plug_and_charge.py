@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+import trio
 import websockets
 from cryptography import x509
 from cryptography.x509 import ocsp
+from hypothesis import given
+from hypothesis import strategies as st
 from ocpp.routing import after, on
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
@@ -33,10 +37,13 @@ from ocpp.v201.enums import Action as Action201
 
 from chargeledger.core.audit.replay import WhatIf
 from chargeledger.core.events import FrameLogged, OcspAnswered, OcspRequested, Recorded
+from chargeledger.core.ocsp import post
+from chargeledger.core.plugin import CertificateHash, HttpRequest, HttpResponse, OcspQuery
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import CertificateSigning, Settings
-from chargeledger.projections import Views, plug_and_charge_json
-from chargeledger.projections.plug_and_charge import PNC_VENDOR_ID
+from chargeledger.plugins import plug_and_charge
+from chargeledger.projections import Exchange, Views, plug_and_charge_json
+from chargeledger.projections.plug_and_charge import PNC_VENDOR_ID, OcspResult, unwrap, wrap
 from chargeledger.schemas import OCPP16, OCPP201
 from tests import test_certificates, test_e2e_v201
 from tests.harness import RunningServer, chargeledger_cli, running_server
@@ -548,3 +555,105 @@ def test_plug_and_charge_16_over_data_transfer(tmp_path: Path, pki: Pki) -> None
         ("Accepted", "V2GCertificate"),
     ]
     assert [s["status"] for s in certificates["signed"]] == ["Accepted"]
+
+
+# -- the pure parts ------------------------------------------------------------------------------
+
+
+@given(
+    action=st.sampled_from(["InstallCertificate", "Authorize", "GetCertificateStatus"]),
+    payload=st.dictionaries(st.text(max_size=8), st.text(max_size=16), max_size=4),
+    answer=st.dictionaries(st.text(max_size=8), st.integers(), max_size=4),
+)
+def test_wrap_then_unwrap_gives_the_201_exchange(
+    action: str, payload: dict[str, str], answer: dict[str, int]
+) -> None:
+    exchange = Exchange(
+        station="CP",
+        session="s",
+        protocol=OCPP16,
+        origin="out",
+        action="DataTransfer",
+        request=wrap(action, payload),
+        response={"status": "Accepted", "data": json.dumps(answer)},
+        call_position=1,
+        result_position=2,
+        at=1.0,
+    )
+    inner = unwrap(exchange)
+    assert inner is not None
+    assert (inner.action, inner.protocol, inner.request, inner.response) == (
+        action,
+        OCPP201,
+        payload,
+        answer,
+    )
+    refused = unwrap(msgspec.structs.replace(exchange, response={"status": "Rejected"}))
+    assert refused is not None and refused.response is None
+    assert refused.error is not None and refused.error.code == "Rejected"
+    other = msgspec.structs.replace(exchange, request={**exchange.request, "vendorId": "x"})
+    assert unwrap(other) is None
+    assert unwrap(msgspec.structs.replace(exchange, protocol=OCPP201)) is None
+
+
+@given(body=st.binary(max_size=64))
+def test_an_unreadable_ocsp_answer_is_a_failed_verdict(body: bytes) -> None:
+    query = OcspQuery(
+        hash=CertificateHash(
+            hash_algorithm="SHA256",
+            issuer_name_hash="00" * 32,
+            issuer_key_hash="11" * 32,
+            serial_number="1",
+        ),
+        responder_url="http://127.0.0.1:9/ocsp",
+    )
+    verdict = plug_and_charge.chargeledger_ocsp_verdict(query, HttpResponse(status=200, body=body))
+    assert verdict.status == "failed" and verdict.error
+
+
+def _result(status: str, at: float, next_update: float | None) -> OcspResult:
+    return OcspResult(
+        hash=CertificateHash(
+            hash_algorithm="SHA256", issuer_name_hash="a", issuer_key_hash="b", serial_number="1"
+        ),
+        url="http://ocsp",
+        status=status,
+        this_update=at,
+        next_update=next_update,
+        revocation_reason=None,
+        verified=True,
+        error=None,
+        response="AA==",
+        request_id="r",
+        station="CP",
+        position=1,
+        at=at,
+    )
+
+
+def test_a_recorded_answer_is_usable_until_next_update_and_the_cache_limit() -> None:
+    settings = Settings(plugins={"plug_and_charge": {"ocsp_cache_seconds": 60}})
+    usable = plug_and_charge.usable
+    assert usable(_result("good", 100, 130), 129.9, settings)
+    assert not usable(_result("good", 100, 130), 130, settings)  # nextUpdate passed
+    assert usable(_result("revoked", 100, None), 159, settings)
+    assert not usable(_result("good", 100, None), 160, settings)  # cached long enough
+    assert not usable(_result("failed", 100, None), 100, settings)
+    assert not usable(None, 100, settings)
+
+
+async def test_an_ocsp_responder_that_never_answers_times_out() -> None:
+    """The core's POST gives up after the request's timeout, connection accepted or not."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    request = HttpRequest(
+        url=f"http://127.0.0.1:{port}/ocsp",
+        body=b"x",
+        content_type="application/ocsp-request",
+        timeout=0.5,
+    )
+    started = trio.current_time()
+    assert await post(request) == "no answer within 0.5 s"
+    assert trio.current_time() - started < 5
+    for listener in listeners:
+        await listener.aclose()
