@@ -209,7 +209,9 @@ def chargeledger_certificate_checks(
     timeout), reads the answer (``chargeledger_ocsp_verdict``) and records ``OcspAnswered``;
     only once those are committed and folded into ``views`` is the CALL answered, from them.
     Return only the checks ``views`` holds no usable result for (a replay asks no one: it
-    decides from what was recorded).
+    decides from what was recorded). Declare the actions with
+    :func:`~chargeledger.core.plugin.answers`: CALLs of other actions skip this step
+    altogether (no second validation of their payload).
 
     :return: the queries, possibly none. The results of all plugins are concatenated.
     """

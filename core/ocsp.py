@@ -28,10 +28,11 @@ import uuid
 import httpx
 import trio
 
+from chargeledger.core.decide import inbound_call
 from chargeledger.core.errors import FrameError
 from chargeledger.core.events import OcspAnswered, OcspRequested, OcspStatus, ocsp_stream
-from chargeledger.core.frames import Call, validate_request
-from chargeledger.core.plugin import HttpRequest, HttpResponse, InboundCall, OcspQuery, OcspVerdict
+from chargeledger.core.frames import Call
+from chargeledger.core.plugin import HttpRequest, HttpResponse, OcspQuery, OcspVerdict
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Views
@@ -52,7 +53,7 @@ async def post(request: HttpRequest) -> HttpResponse | str:
                     content=request.body,
                     headers={"Content-Type": request.content_type},
                 )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a station's URL may be anything
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return HttpResponse(
             status=answer.status_code,
@@ -78,21 +79,12 @@ async def check_certificates(
     each; how many were made. A CALL the plugins would not be asked about (an invalid
     payload, one the gate refuses) needs none. ``StoreUnavailable`` propagates: the session
     ends without answering, as for any failed commit."""
+    if not plugins.checks_asked(frame.action):
+        return 0  # the usual case: nobody checks certificates for this action
     try:
-        payload = validate_request(
-            protocol, frame.action, frame.payload, message_id=frame.message_id
-        )
+        call = inbound_call(frame, station=station, session=session, protocol=protocol, at=at)
     except FrameError:
         return 0
-    call = InboundCall(
-        station=station,
-        session=session,
-        protocol=protocol,
-        message_id=frame.message_id,
-        action=frame.action,
-        payload=payload,
-        at=at,
-    )
     try:
         queries = plugins.certificate_checks(call, views)
     except Exception:
@@ -124,7 +116,7 @@ async def _check(
     }
     try:
         request = plugins.ocsp_request(query)
-        problem = None if request is not None else "no plugin builds OCSP requests"
+        problem = None if request is not None else "no plugin would ask this responder"
     except Exception as exc:
         log.exception("plugins failed to build the OCSP request for %s", station)
         request, problem = None, f"the OCSP request could not be built: {exc}"

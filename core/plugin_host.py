@@ -110,12 +110,12 @@ class PluginHost:
             f"{impl.plugin_name}:{impl.function.__name__}" for impl in reversed(self._route(action))
         ]
 
-    def _route(self, action: str) -> list[pluggy.HookImpl]:
-        route = self._routes.get(action)
+    def _route(self, action: str, hook: str = "chargeledger_answer_call") -> list[pluggy.HookImpl]:
+        route = self._routes.get(f"{hook}:{action}")
         if route is None:
-            route = self._routes[action] = [
+            route = self._routes[f"{hook}:{action}"] = [
                 impl
-                for impl in self.manager.hook.chargeledger_answer_call.get_hookimpls()
+                for impl in getattr(self.manager.hook, hook).get_hookimpls()
                 if (actions := answered_actions(impl.function)) is None or action in actions
             ]
         return route
@@ -164,17 +164,27 @@ class PluginHost:
         )
         return chain
 
+    def checks_asked(self, action: str) -> bool:
+        """Whether any ``chargeledger_certificate_checks`` implementation is asked about
+        ``action`` CALLs (routed by :func:`~chargeledger.core.plugin.answers` like the
+        answers): the others skip the checking step at no cost."""
+        return bool(self._route(action, "chargeledger_certificate_checks"))
+
     def certificate_checks(self, call: InboundCall, views: Views) -> list[OcspQuery]:
         """The OCSP checks ``call`` needs before it is answered
-        (``chargeledger_certificate_checks``); none for a CALL the gate refuses. Exceptions
-        of a plugin propagate."""
+        (``chargeledger_certificate_checks``, the implementations routed ``call.action``);
+        none for a CALL the gate refuses. Exceptions of a plugin propagate."""
         hook = self.manager.hook
         if hook.chargeledger_admit_call(call=call, views=views, settings=self.settings):
             return []
-        results: Iterable[list[OcspQuery]] = hook.chargeledger_certificate_checks(
-            call=call, views=views, settings=self.settings
+        checks = hook.chargeledger_certificate_checks
+        results = checks._hookexec(
+            checks.name,
+            self._route(call.action, checks.name),
+            {"call": call, "views": views, "settings": self.settings},
+            False,
         )
-        return [query for queries in results for query in (queries or [])]
+        return [query for queries in cast("list[list[OcspQuery]]", results) for query in queries]
 
     def ocsp_request(self, query: OcspQuery) -> HttpRequest | None:
         """The HTTP request asking about ``query`` (``chargeledger_ocsp_request``)."""

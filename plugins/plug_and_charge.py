@@ -26,9 +26,10 @@ records ``OcspAnswered`` before the CALL is answered. A result is usable while i
 (``cryptography``'s OCSP builder and parser) and the test contract-certificate provider.
 
 Options (``[plugins.plug_and_charge]``): ``ocsp_timeout`` (seconds, 5), ``ocsp_cache_seconds``
-(300), and for the test provider ``contract_ca_certificate``, ``contract_ca_key`` (PEM files
-of the MO sub-CA that issues contract certificates), ``contract_ca_chain`` (PEM of the CAs
-above it) and ``contract_validity_days`` (730).
+(300), ``ocsp_allowed_hosts`` (the responder hosts the CSMS may ask; any when unset), and for
+the test provider ``contract_ca_certificate``, ``contract_ca_key`` (PEM files of the MO
+sub-CA that issues contract certificates), ``contract_ca_chain`` (PEM of the CAs above it)
+and ``contract_validity_days`` (730).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import base64
 import hashlib
 import itertools
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from cryptography import x509
@@ -197,6 +199,7 @@ def usable(result: OcspResult | None, at: float, settings: Settings) -> bool:
 
 
 @hookimpl
+@answers("GetCertificateStatus", "Authorize", "DataTransfer")
 def chargeledger_certificate_checks(
     call: InboundCall, views: Views, settings: Settings
 ) -> list[OcspQuery]:
@@ -352,8 +355,16 @@ def chargeledger_react(exchange: Exchange | None, sign: CertificateSigner) -> li
 
 @hookimpl(trylast=True)
 def chargeledger_ocsp_request(query: OcspQuery, settings: Settings) -> HttpRequest | None:
+    """A DER OCSP request by hash to ``query.responder_url``; ``None`` (not asked: the check
+    is recorded failed) for a URL that is not ``http``/``https``, or whose host is not in
+    ``ocsp_allowed_hosts`` when that option is set: the URL comes from the station, and the
+    CSMS must not be made to POST wherever a station says."""
     algorithm = _OCSP_HASHES.get(query.hash.hash_algorithm)
-    if algorithm is None:
+    url = urlsplit(query.responder_url)
+    allowed = _options(settings).get("ocsp_allowed_hosts")
+    if algorithm is None or url.scheme not in ("http", "https"):
+        return None
+    if allowed is not None and url.hostname not in allowed:
         return None
     request = (
         ocsp.OCSPRequestBuilder()

@@ -48,6 +48,7 @@ __all__ = [
     "certificates_json",
     "common_name",
     "csr_problem",
+    "keep_latest",
     "read_chain",
 ]
 
@@ -234,7 +235,9 @@ class StationCertificates(msgspec.Struct, kw_only=True):
     deletions: list[Deletion] = []
 
 
-def _keep(history: list[Any], item: Any) -> None:
+def keep_latest(history: list[Any], item: Any) -> None:
+    """Append ``item`` to a station's ``history``, forgetting the oldest beyond
+    ``MAX_HISTORY_PER_STATION``."""
     history.append(item)
     if len(history) > MAX_HISTORY_PER_STATION:
         del history[0]
@@ -291,7 +294,7 @@ class CertificatesProjection(ExchangeFold):
             deletion = Deletion(
                 hash=hash_data, status=status, position=exchange.result_position, at=exchange.at
             )
-            _keep(state.deletions, deletion)
+            keep_latest(state.deletions, deletion)
             if hash_data is not None and status in ("Accepted", "NotFound"):
                 state.installed.pop(hash_data.key, None)
         elif action == "GetInstalledCertificateIds" and status in ("Accepted", "NotFound"):
@@ -302,7 +305,7 @@ class CertificatesProjection(ExchangeFold):
         name = None
         with contextlib.suppress(ValueError):
             name = common_name(x509.load_pem_x509_csr(csr.encode()).subject)
-        _keep(
+        keep_latest(
             self._state(exchange.station).csrs,
             CsrReceived(
                 certificate_type=as_str(exchange.request.get("certificateType")),
@@ -317,7 +320,7 @@ class CertificatesProjection(ExchangeFold):
     def _signed(self, exchange: Exchange, status: str | None) -> None:
         chain = read_chain(as_str(exchange.request.get("certificateChain")) or "")
         leaf = chain[0] if chain else None
-        _keep(
+        keep_latest(
             self._state(exchange.station).signed,
             SignedCertificate(
                 certificate_type=as_str(exchange.request.get("certificateType")),

@@ -21,7 +21,11 @@ import msgspec
 
 from chargeledger.core.events import OcspAnswered, Recorded
 from chargeledger.core.times import rfc3339
-from chargeledger.projections.certificates import CertificateHash, CertificatesProjection
+from chargeledger.projections.certificates import (
+    CertificateHash,
+    CertificatesProjection,
+    keep_latest,
+)
 from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
@@ -33,7 +37,6 @@ from chargeledger.projections.exchanges import (
 from chargeledger.schemas import OCPP201
 
 __all__ = [
-    "MAX_HISTORY_PER_STATION",
     "PNC_VENDOR_ID",
     "CertificateAnswer",
     "ContractRequest",
@@ -48,10 +51,6 @@ __all__ = [
 
 PNC_VENDOR_ID = "org.openchargealliance.iso15118pnc"
 """The DataTransfer vendor id of Plug & Charge over OCPP 1.6 (OCA application note)."""
-
-MAX_HISTORY_PER_STATION = 64
-"""Answers, contract requests and OCSP checks kept per station, each (oldest forgotten
-first)."""
 
 
 def wrap(action: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -200,12 +199,6 @@ class StationPlugAndCharge(msgspec.Struct, kw_only=True):
     """The OCSP checks made for its CALLs, oldest first."""
 
 
-def _keep(history: list[Any], item: Any) -> None:
-    history.append(item)
-    if len(history) > MAX_HISTORY_PER_STATION:
-        del history[0]
-
-
 def _serials(items: list[Any]) -> list[str]:
     hashes = [CertificateHash.from_wire(item) for item in items]
     return [item.serial_number for item in hashes if item is not None]
@@ -245,7 +238,7 @@ class PlugAndChargeProjection:
         if isinstance(event, OcspAnswered):
             result = ocsp_result(recorded, event)
             self._results[result.hash.key] = result
-            _keep(self._state(event.station).checks, result)
+            keep_latest(self._state(event.station).checks, result)
             return
         inner = unwrap(exchange)
         if inner is not None:
@@ -270,7 +263,7 @@ class PlugAndChargeProjection:
         elif action == "Get15118EVCertificate":
             exi = as_str(request.get("exiRequest")) or ""
             relayed = as_str(response.get("exiResponse")) or ""
-            _keep(
+            keep_latest(
                 self._state(exchange.station).contracts,
                 ContractRequest(
                     via=via,
@@ -291,7 +284,7 @@ class PlugAndChargeProjection:
         authorize = exchange.action == "Authorize"
         status_field = "certificateStatus" if authorize else "status"
         token = as_dict(as_dict(exchange.request).get("idToken"))
-        _keep(
+        keep_latest(
             self._state(exchange.station).answers,
             CertificateAnswer(
                 action=exchange.action,

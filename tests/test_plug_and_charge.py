@@ -131,6 +131,7 @@ class Pki:
         (tmp_path / "mo.pem").write_text(pem(pki.mo_sub.certificate))
         (tmp_path / "v2g.pem").write_text(pem(pki.v2g_sub.certificate))
         self.options = {
+            "ocsp_allowed_hosts": ["127.0.0.1"],
             "contract_ca_certificate": str(tmp_path / "mo.pem"),
             "contract_ca_key": write_key(pki.mo_sub.key, tmp_path / "mo.key"),
             "ocsp_timeout": 3,
@@ -296,6 +297,12 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
             facts["unreachable"] = await cp.call(
                 call201.GetCertificateStatus(ocsp_request_data=unreachable)
             )
+            for name, url in (
+                ("not_allowed", "http://localhost:9/ocsp"),
+                ("not_http", "file:///etc/passwd"),
+            ):
+                data = pki.hash_data(pki.expired, url)
+                facts[name] = await cp.call(call201.GetCertificateStatus(ocsp_request_data=data))
             facts["authorize_good"] = await cp.call(
                 call201.Authorize(id_token=emaid(pki.good), iso15118_certificate_hash_data=[good])
             )
@@ -378,6 +385,9 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
     assert facts["unreachable"].ocsp_result is None
     assert facts["unreachable"].status_info["reason_code"] == "OCSPUnavailable"
     assert "ConnectError" in facts["unreachable"].status_info["additional_info"]
+    for name in ("not_allowed", "not_http"):  # never asked: not http, or not an allowed host
+        assert facts[name].status == "Failed"
+        assert facts[name].status_info["additional_info"] == "no plugin would ask this responder"
 
     assert facts["authorize_good"].certificate_status == "Accepted"
     assert facts["authorize_good"].id_token_info["status"] == "Accepted"
@@ -401,10 +411,12 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
         ("good", "GetCertificateStatus"),
         ("revoked", "GetCertificateStatus"),
         ("failed", "GetCertificateStatus"),
+        ("failed", "GetCertificateStatus"),
+        ("failed", "GetCertificateStatus"),
         ("good", "Authorize"),  # the expired contract certificate: the responder says good
     ]
     answered = [r.event for r in log if isinstance(r.event, OcspAnswered)]
-    assert [event.verified for event in answered] == [True, True, False, True]
+    assert [event.verified for event in answered] == [True, True, False, False, False, True]
 
     assert facts["http"].status_code == 200, facts["http"].text
     shown = facts["http"].json()
@@ -412,6 +424,8 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
         ("GetCertificateStatus", "Accepted"),
         ("GetCertificateStatus", "Accepted"),
         ("GetCertificateStatus", "Accepted"),
+        ("GetCertificateStatus", "Failed"),
+        ("GetCertificateStatus", "Failed"),
         ("GetCertificateStatus", "Failed"),
         ("Authorize", "Accepted"),
         ("Authorize", "CertificateRevoked"),
@@ -422,14 +436,21 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
     assert [(c["action"], c["status"], c["via"]) for c in shown["contracts"]] == [
         ("Install", "Accepted", OCPP201)
     ]
-    assert [c["status"] for c in shown["ocsp_checks"]] == ["good", "revoked", "failed", "good"]
+    assert [c["status"] for c in shown["ocsp_checks"]] == [
+        "good",
+        "revoked",
+        "failed",
+        "failed",
+        "failed",
+        "good",
+    ]
     assert facts["http_unknown"].status_code == 404
 
     ran = facts["walkthrough"]
     assert len(ran) == len(walkthrough_commands()) == 5
     assert [code for _, code, _ in ran] == [0] * 5, ran
     assert json.loads(ran[2][2]) == shown  # curl shows what the API showed
-    assert ran[3][2].startswith(f"{station} ") and "contracts=1 ocsp_checks=4" in ran[3][2]
+    assert ran[3][2].startswith(f"{station} ") and "contracts=1 ocsp_checks=6" in ran[3][2]
     assert "installed=1" in ran[4][2]
     assert len(facts["v2g_chains"]) == 2
 
