@@ -318,6 +318,8 @@ def answers(*actions: str) -> Callable[[_Function], _Function]:
         @answers("DataTransfer")
         def chargeledger_answer_call(call): ...
 
+    ``chargeledger_certificate_checks`` implementations are routed the same way.
+
     Raises ``ValueError`` when no action is given (an implementation that answers nothing is
     a mistake, not a declaration)."""
     if not actions:

@@ -130,7 +130,7 @@ class Views:
         self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
-        self.plug_and_charge = PlugAndChargeProjection(self.certificates)
+        self.plug_and_charge = PlugAndChargeProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None

@@ -2,13 +2,9 @@
 1.6 DataTransfer): the OCSP checks the core made and what we answered from them, and the
 contract certificates we were asked for.
 
-Also the one definition of how 1.6 carries Plug & Charge (the OCA application note "Using ISO
-15118 Plug & Charge with OCPP 1.6"): a ``DataTransfer`` with vendor id
-:data:`PNC_VENDOR_ID`, the 2.0.1 action as ``messageId`` and the 2.0.1 payload as JSON text
-in ``data``, answered with ``status`` and the 2.0.1 answer as JSON text in ``data``.
-:func:`unwrap` turns such an exchange into the 2.0.1 exchange it carries, so that every fold
-and plugin written for 2.0.1 serves 1.6 stations too (this projection hands the unwrapped
-certificate exchanges to the certificate projection); :func:`wrap` is the way back.
+A 1.6 station's messages arrive wrapped in DataTransfer; :func:`unwrap` (defined with the
+certificate projection, which folds them too) gives the 2.0.1 exchange they carry, so one
+fold serves both versions.
 """
 
 from __future__ import annotations
@@ -22,12 +18,13 @@ import msgspec
 from chargeledger.core.events import OcspAnswered, Recorded
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.certificates import (
+    PNC_VENDOR_ID,
     CertificateHash,
-    CertificatesProjection,
     keep_latest,
+    unwrap,
+    wrap,
 )
 from chargeledger.projections.exchanges import (
-    ErrorAnswer,
     Exchange,
     as_dict,
     as_list,
@@ -48,62 +45,6 @@ __all__ = [
     "unwrap",
     "wrap",
 ]
-
-PNC_VENDOR_ID = "org.openchargealliance.iso15118pnc"
-"""The DataTransfer vendor id of Plug & Charge over OCPP 1.6 (OCA application note)."""
-
-
-def wrap(action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The 1.6 DataTransfer request carrying the 2.0.1 ``action`` request ``payload``."""
-    data = msgspec.json.encode(payload).decode()
-    return {"vendorId": PNC_VENDOR_ID, "messageId": action, "data": data}
-
-
-def _json(text: Any) -> Any:
-    """The JSON value of ``text``; ``None`` when it is not a string holding JSON."""
-    if type(text) is not str:
-        return None
-    try:
-        return msgspec.json.decode(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def unwrap(exchange: Exchange | None) -> Exchange | None:
-    """The 2.0.1 exchange a 1.6 Plug & Charge DataTransfer exchange carries: ``action`` the
-    ``messageId``, ``request`` the JSON of its ``data`` (``{}`` when unreadable), ``response``
-    the JSON of the answer's ``data`` when its ``status`` is ``Accepted`` (``{}`` when
-    unreadable); a DataTransfer refused (``Rejected``, ``UnknownVendorId``, ...) carries no
-    2.0.1 answer and is unwrapped as a CALLERROR would be (``response`` ``None``, ``error``
-    its status). ``protocol`` is ``ocpp2.0.1``; a SignCertificate without ``certificateType``
-    is the station's ``V2GCertificate`` (the only one it signs over DataTransfer). ``None``
-    for every other exchange."""
-    if exchange is None or exchange.action != "DataTransfer" or not is_v16(exchange.protocol):
-        return None
-    request = as_dict(exchange.request)
-    action = as_str(request.get("messageId"))
-    if request.get("vendorId") != PNC_VENDOR_ID or action is None:
-        return None
-    response: Any = None
-    error = exchange.error
-    if error is None:
-        answer = as_dict(exchange.response)
-        status = as_str(answer.get("status"))
-        if status == "Accepted":
-            response = as_dict(_json(answer.get("data")))
-        else:
-            error = ErrorAnswer(status, f"DataTransfer answered {status}", {})
-    inner = as_dict(_json(request.get("data")))
-    if action == "SignCertificate":  # over 1.6 it is always the V2G certificate's CSR
-        inner = {**inner, "certificateType": inner.get("certificateType", "V2GCertificate")}
-    return msgspec.structs.replace(
-        exchange,
-        protocol=OCPP201,
-        action=action,
-        request=inner,
-        response=response,
-        error=error,
-    )
 
 
 class OcspResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -206,11 +147,9 @@ def _serials(items: list[Any]) -> list[str]:
 
 class PlugAndChargeProjection:
     """Plug & Charge folded from ``OcspAnswered`` events and the exchanges closed by a
-    CALLRESULT, of 2.0.1 stations and 1.6 ones (their DataTransfer unwrapped; the unwrapped
-    certificate exchanges also go to ``certificates``, the certificate projection)."""
+    CALLRESULT, of 2.0.1 stations and 1.6 ones (their DataTransfer unwrapped)."""
 
-    def __init__(self, certificates: CertificatesProjection) -> None:
-        self._certificates = certificates
+    def __init__(self) -> None:
         self._stations: dict[str, StationPlugAndCharge] = {}
         self._results: dict[str, OcspResult] = {}
 
@@ -243,7 +182,6 @@ class PlugAndChargeProjection:
         inner = unwrap(exchange)
         if inner is not None:
             if inner.error is None:  # a refused DataTransfer did nothing
-                self._certificates.fold(recorded, inner)
                 self._exchange(inner, "DataTransfer")
         elif exchange is not None and not is_v16(exchange.protocol):
             self._exchange(exchange, OCPP201)

@@ -37,15 +37,27 @@ from ocpp.v201.enums import Action as Action201
 
 from chargeledger.core.audit.replay import WhatIf
 from chargeledger.core.events import FrameLogged, OcspAnswered, OcspRequested, Recorded
+from chargeledger.core.frames import validate_request
 from chargeledger.core.ocsp import post
-from chargeledger.core.plugin import CertificateHash, HttpRequest, HttpResponse, OcspQuery
+from chargeledger.core.plugin import (
+    CertificateHash,
+    ContractCertificateAnswer,
+    ContractCertificateRequest,
+    HttpRequest,
+    HttpResponse,
+    InboundCall,
+    OcspQuery,
+    Reply,
+    hookimpl,
+)
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import CertificateSigning, Settings
-from chargeledger.plugins import plug_and_charge
+from chargeledger.plugins import authorization, plug_and_charge
 from chargeledger.projections import Exchange, Views, plug_and_charge_json
 from chargeledger.projections.plug_and_charge import PNC_VENDOR_ID, OcspResult, unwrap, wrap
 from chargeledger.schemas import OCPP16, OCPP201
 from tests import test_certificates, test_e2e_v201
+from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, chargeledger_cli, running_server
 from tests.pki import OcspResponder, TestPki, ocsp_responder, pem, write_key
 
@@ -269,7 +281,8 @@ async def walkthrough(server: RunningServer, tmp_path: Path, pki: Pki) -> list[t
     return results
 
 
-def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
+@on_sqlite_and_postgres
+def test_plug_and_charge_201(tmp_path: Path, pki: Pki, server_store: str) -> None:
     station = "CP-PNC-201"
     good, revoked = pki.hash_data(pki.good), pki.hash_data(pki.revoked)
 
@@ -357,7 +370,7 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki) -> None:
             await ws.close()
         return facts
 
-    settings = pki.settings(f"sqlite:///{tmp_path / 'pnc.db'}")
+    settings = pki.settings(server_store)
     with running_server(settings) as server:
         facts = asyncio.run(scenario(server))
         log = log_of(server)
@@ -678,3 +691,56 @@ async def test_an_ocsp_responder_that_never_answers_times_out() -> None:
     assert trio.current_time() - started < 5
     for listener in listeners:
         await listener.aclose()
+
+
+class _Provider:
+    """A contract-certificate provider plugin, as an eMSP integration would be."""
+
+    @staticmethod
+    @hookimpl
+    def chargeledger_contract_certificate(
+        request: ContractCertificateRequest,
+    ) -> ContractCertificateAnswer | None:
+        if request.action != "Update":
+            return None  # leaves installations to the next provider
+        return ContractCertificateAnswer(status="Accepted", exi_response="RVhJ")
+
+
+def _get_certificate(protocol: str, action: str) -> InboundCall:
+    payload = {"iso15118SchemaVersion": SCHEMA, "action": action, "exiRequest": EXI_REQUEST}
+    if protocol == OCPP16:
+        data = json.dumps(payload)
+        payload = {"vendorId": PNC_VENDOR_ID, "messageId": "Get15118EVCertificate", "data": data}
+    name = "DataTransfer" if protocol == OCPP16 else "Get15118EVCertificate"
+    return InboundCall(
+        station="CP",
+        session="s",
+        protocol=protocol,
+        message_id="m1",
+        action=name,
+        payload=validate_request(protocol, name, payload),
+        at=1_800_000_000.0,
+    )
+
+
+@pytest.mark.parametrize("protocol", [OCPP16, OCPP201])
+def test_contract_providers_answer_in_order_and_none_is_failed(protocol: str) -> None:
+    """A provider plugin answers what it takes; without any provider the EV's request is
+    ``Failed`` (``NoProvider``), never left unanswered."""
+    builtin = {"plug_and_charge": plug_and_charge, "authorization": authorization}
+    host = PluginHost(Settings(), plugins={**builtin, "emsp": _Provider()})
+
+    def answer(action: str) -> dict[str, Any]:
+        [reply] = host.answer_call(_get_certificate(protocol, action), Views()) or []
+        assert isinstance(reply, Reply)
+        if protocol == OCPP16:
+            assert reply.payload["status"] == "Accepted"
+            return dict(json.loads(reply.payload["data"]))
+        return dict(reply.payload)
+
+    assert answer("Update") == {"status": "Accepted", "exiResponse": "RVhJ"}
+    assert answer("Install") == {
+        "status": "Failed",
+        "exiResponse": "",
+        "statusInfo": {"reasonCode": "NoProvider"},
+    }
