@@ -356,7 +356,8 @@ def chargeledger_react(exchange: Exchange | None, sign: CertificateSigner) -> li
 @hookimpl(trylast=True)
 def chargeledger_ocsp_request(query: OcspQuery, settings: Settings) -> HttpRequest | None:
     """A DER OCSP request by hash to ``query.responder_url``; ``None`` (not asked: the check
-    is recorded failed) for a URL that is not ``http``/``https``, or whose host is not in
+    is recorded failed) for hash data that is not hex of the algorithm's length, a URL that
+    is not ``http``/``https``, or one whose host is not in
     ``ocsp_allowed_hosts`` when that option is set: the URL comes from the station, and the
     CSMS must not be made to POST wherever a station says."""
     algorithm = _OCSP_HASHES.get(query.hash.hash_algorithm)
@@ -366,16 +367,19 @@ def chargeledger_ocsp_request(query: OcspQuery, settings: Settings) -> HttpReque
         return None
     if allowed is not None and url.hostname not in allowed:
         return None
-    request = (
-        ocsp.OCSPRequestBuilder()
-        .add_certificate_by_hash(
-            bytes.fromhex(query.hash.issuer_name_hash),
-            bytes.fromhex(query.hash.issuer_key_hash),
-            int(query.hash.serial_number, 16),
-            algorithm(),
+    try:
+        request = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate_by_hash(
+                bytes.fromhex(query.hash.issuer_name_hash),
+                bytes.fromhex(query.hash.issuer_key_hash),
+                int(query.hash.serial_number, 16),
+                algorithm(),
+            )
+            .build()
         )
-        .build()
-    )
+    except ValueError:  # not hex, or hashes of the wrong length: nothing to ask about
+        return None
     return HttpRequest(
         url=query.responder_url,
         body=request.public_bytes(serialization.Encoding.DER),

@@ -744,3 +744,34 @@ def test_contract_providers_answer_in_order_and_none_is_failed(protocol: str) ->
         "exiResponse": "",
         "statusInfo": {"reasonCode": "NoProvider"},
     }
+
+
+@pytest.mark.parametrize(
+    ("name_hash", "serial", "url", "asked"),
+    [
+        ("00" * 32, "1f", "http://127.0.0.1/ocsp", True),
+        ("00" * 32, "not-hex", "http://127.0.0.1/ocsp", False),
+        ("00" * 31, "1f", "http://127.0.0.1/ocsp", False),  # not a SHA-256
+        ("00" * 32, "1f", "gopher://127.0.0.1/ocsp", False),
+        ("00" * 32, "1f", "http://10.0.0.1/ocsp", False),  # not an allowed host
+    ],
+)
+def test_the_builtin_ocsp_request_asks_only_what_it_may(
+    name_hash: str, serial: str, url: str, asked: bool
+) -> None:
+    settings = Settings(plugins={"plug_and_charge": {"ocsp_allowed_hosts": ["127.0.0.1"]}})
+    query = OcspQuery(
+        hash=CertificateHash(
+            hash_algorithm="SHA256",
+            issuer_name_hash=name_hash,
+            issuer_key_hash="11" * 32,
+            serial_number=serial,
+        ),
+        responder_url=url,
+    )
+    request = plug_and_charge.chargeledger_ocsp_request(query, settings)
+    assert (request is not None) == asked
+    if request is not None:
+        parsed = ocsp.load_der_ocsp_request(request.body)
+        assert (parsed.serial_number, parsed.issuer_name_hash) == (0x1F, bytes(32))
+        assert (request.url, request.content_type) == (url, "application/ocsp-request")
