@@ -264,6 +264,14 @@ async def walkthrough(server: RunningServer, tmp_path: Path, pki: Pki) -> list[t
     the running server; each command with its exit status and output."""
     assert server.csms is not None
     (tmp_path / "mo-root.pem").write_text(pem(pki.pki.mo_root.certificate))
+    options, signing = pki.options, pki.signing
+    (tmp_path / "chargeledger.toml").write_text(
+        "[plugins.plug_and_charge]\n"
+        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
+        + "[certificate_signing]\n"
+        + f"ca_certificate = {json.dumps(signing.ca_certificate)}\n"
+        + f"ca_key = {json.dumps(signing.ca_key)}\n"
+    )
     env = {
         **os.environ,
         "API": f"http://127.0.0.1:{server.csms.api_port}",
@@ -460,11 +468,13 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki, server_store: str) -> Non
     assert facts["http_unknown"].status_code == 404
 
     ran = facts["walkthrough"]
-    assert len(ran) == len(walkthrough_commands()) == 5
-    assert [code for _, code, _ in ran] == [0] * 5, ran
+    assert len(ran) == len(walkthrough_commands()) == 6
+    assert [code for _, code, _ in ran] == [0] * 6, ran
     assert json.loads(ran[2][2]) == shown  # curl shows what the API showed
     assert ran[3][2].startswith(f"{station} ") and "contracts=1 ocsp_checks=6" in ran[3][2]
     assert "installed=1" in ran[4][2]
+    assert ": 0 answered differently today" in ran[5][2], ran[5][2]
+    assert not ran[5][2].startswith("re-decided 0 ")
     assert len(facts["v2g_chains"]) == 2
 
     [row] = chargeledger_cli("plug-and-charge", "--station", station, store=settings.store)
