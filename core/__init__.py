@@ -14,7 +14,8 @@ a layer above:
    gathers the ``usecases_<block>`` modules of the functional blocks: ``usecases_display``,
    display messages; ``usecases_diagnostics``, diagnostics and log uploads, monitoring,
    customer information; ``usecases_tariffs``, the running cost told to stations;
-   ``usecases_smart_charging``, charging profiles and composite schedules), ``plugin`` (the
+   ``usecases_smart_charging``, charging profiles and composite schedules; ``usecases_pnc``,
+   the Plug & Charge use cases, 1.6 over DataTransfer), ``plugin`` (the
    plugin contract: every name a plugin imports), ``hookspec`` (every hook
    a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
@@ -28,7 +29,8 @@ a layer above:
    its bridge to trio), ``allocator`` (1.6 transaction ids).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
    connection), ``feed`` (the newest committed position, a wake-up for readers),
-   ``dispatcher`` (what follows a commit: fold, react, execute), ``api`` (``CentralSystem``,
+   ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks
+   a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
    the one door towards stations), ``server`` (wires it all together), ``http`` (the
    operator and billing HTTP API).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
@@ -48,8 +50,8 @@ a layer above:
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``tariff``, ``usecase_base``, ``usecases``,
 ``usecases_display``, ``usecases_diagnostics``, ``usecases_tariffs``,
-``usecases_smart_charging``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``,
-``tokens``, ``store``, ``api``, ``server``, ``simulator``.
+``usecases_smart_charging``, ``usecases_pnc``, ``plugin``, ``hookspec``, ``plugin_host``,
+``security``, ``tokens``, ``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

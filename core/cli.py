@@ -1,7 +1,7 @@
 """The ``chargeledger`` command: ``serve`` the CSMS, and read the log and projections.
 
 The read commands (``events``, ``stations``, ``transactions``, ``certificates``,
-``security-events``, ``reservations``) open the store read-only and
+``security-events``, ``reservations``, ``plug-and-charge``) open the store read-only and
 fold the log themselves, so they work while a server is writing to the same store.
 ``--json`` prints one JSON object per line; the fields are documented in docs/cli.md.
 """
@@ -29,6 +29,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections import (
     Views,
     certificates_json,
+    plug_and_charge_json,
     reservation_json,
     security_events_json,
     station_json,
@@ -120,6 +121,27 @@ def _certificates(args: argparse.Namespace) -> int:
                 f"{row['station']:<24} installed={len(row['installed'])} "
                 f"csrs={len(row['csrs'])} rejected={rejected} signed={len(row['signed'])} "
                 f"deletions={len(row['deletions'])}"
+            )
+    return 0
+
+
+def _plug_and_charge(args: argparse.Namespace) -> int:
+    """One line (or JSON object) per station with Plug & Charge exchanges."""
+    rows = [
+        plug_and_charge_json(state)
+        for state in _views(args.store).plug_and_charge.all()
+        if args.station is None or state.station == args.station
+    ]
+    if args.json:
+        print_json_lines(rows)
+    else:
+        for row in rows:
+            answers = " ".join(
+                f"{answer['action']}={answer['status']}" for answer in row["answers"][-3:]
+            )
+            print(
+                f"{row['station']:<24} contracts={len(row['contracts'])} "
+                f"ocsp_checks={len(row['ocsp_checks'])} answers={len(row['answers'])} {answers}"
             )
     return 0
 
@@ -267,6 +289,7 @@ def _parser() -> argparse.ArgumentParser:
         ("certificates", _certificates, "station certificates, CSRs and signed certificates"),
         ("security-events", _security_events, "the security events stations reported"),
         ("reservations", _reservations, "reservations and their status"),
+        ("plug-and-charge", _plug_and_charge, "Plug & Charge answers and OCSP checks"),
     ):
         sub = commands.add_parser(name, help=f"print {what}")
         with_store(sub, None)

@@ -23,6 +23,8 @@ Streams (the store's ``originator_id``, text):
   through the one door (docs/smart-charging.md#site-limits).
 * ``timer:<name>``: one per timer name (``TimerStarted``, then ``TimerFired``); several nodes
   firing the same timer conflict on the stream's version, so it is recorded fired once.
+* ``ocsp:<uuid>``: one per OCSP check the core carried out for a station's CALL before it
+  was answered (``OcspRequested``, then ``OcspAnswered``; docs/plug-and-charge.md).
 * ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
   made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
 * ``tariff:<uuid>``: one per tariff change (``TariffDefined`` / ``TariffRemoved`` /
@@ -53,6 +55,9 @@ __all__ = [
     "LocalListDeleted",
     "LocalListPushRequested",
     "LoggedEvent",
+    "OcspAnswered",
+    "OcspRequested",
+    "OcspStatus",
     "Recorded",
     "SessionClosed",
     "SessionOpened",
@@ -75,6 +80,7 @@ __all__ = [
     "encode_event",
     "local_list_stream",
     "logged_event",
+    "ocsp_stream",
     "registry_stream",
     "session_stream",
     "site_stream",
@@ -127,6 +133,11 @@ def token_stream(request_id: str) -> str:
 def tariff_stream(request_id: str) -> str:
     """The stream id of the tariff change ``request_id``."""
     return f"tariff:{request_id}"
+
+
+def ocsp_stream(request_id: str) -> str:
+    """The stream id of the OCSP check ``request_id`` (its request, then its answer)."""
+    return f"ocsp:{request_id}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -474,6 +485,60 @@ class TariffUnassigned(msgspec.Struct, frozen=True, kw_only=True):
     group: str | None = None
 
 
+OcspStatus = Literal["good", "revoked", "unknown", "failed"]
+"""A certificate's status by an OCSP answer; ``failed`` when there is no usable answer."""
+
+
+class OcspRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """The core is about to ask an OCSP responder about a certificate, because a station's
+    CALL (``message_id``) needs its status before it can be answered (docs/plug-and-charge.md).
+    Recorded before the HTTP request is made."""
+
+    request_id: str
+    station: str
+    message_id: str
+    at: float
+    hash_algorithm: str
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+    """The certificate's OCSP ``CertID`` as OCPP's ``OCSPRequestDataType`` names it."""
+    url: str
+    """Where the request is POSTed (the responder URL, or where a plugin routed it)."""
+    request: str
+    """The request body, base64 (a DER ``OCSPRequest`` for the built-in check)."""
+    node: str = ""
+
+
+class OcspAnswered(msgspec.Struct, frozen=True, kw_only=True):
+    """What came of an :class:`OcspRequested` (same ``request_id``): the responder's answer as
+    received and the verdict read from it, or why there is none. Decisions read this, never
+    the network: a replay decides from the same record."""
+
+    request_id: str
+    station: str
+    at: float
+    hash_algorithm: str
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+    url: str
+    http_status: int | None = None
+    """The HTTP status; ``None`` when no answer arrived (timeout, connection refused)."""
+    response: str | None = None
+    """The response body, base64 (a DER ``OCSPResponse``), as received."""
+    error: str | None = None
+    """Why there is no usable answer (a timeout, an HTTP error, an unreadable response)."""
+    status: OcspStatus = "failed"
+    """The certificate's status by the answer; ``failed`` when there is none."""
+    this_update: float | None = None
+    next_update: float | None = None
+    revocation_reason: str | None = None
+    verified: bool = False
+    """Whether the answer's signature was verified against the issuer's key."""
+    node: str = ""
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -498,6 +563,8 @@ Event = (
     | TariffUnassigned
     | SiteDefined
     | SiteDeleted
+    | OcspRequested
+    | OcspAnswered
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -526,6 +593,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TariffUnassigned,
         SiteDefined,
         SiteDeleted,
+        OcspRequested,
+        OcspAnswered,
     )
 }
 

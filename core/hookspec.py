@@ -39,9 +39,16 @@ from chargeledger.core.plugin import (
     CertificateRequest,
     CertificateSigner,
     Command,
+    ContractCertificateAnswer,
+    ContractCertificateRequest,
+    ContractProvider,
     EVChargingNeeds,
     Exchange,
+    HttpRequest,
+    HttpResponse,
     InboundCall,
+    OcspQuery,
+    OcspVerdict,
     Recorded,
     ReplyError,
     ScheduleProposer,
@@ -54,6 +61,10 @@ __all__ = [
     "PROJECT",
     "chargeledger_admit_call",
     "chargeledger_answer_call",
+    "chargeledger_certificate_checks",
+    "chargeledger_contract_certificate",
+    "chargeledger_ocsp_request",
+    "chargeledger_ocsp_verdict",
     "chargeledger_propose_charging_schedule",
     "chargeledger_react",
     "chargeledger_sign_certificate",
@@ -88,7 +99,7 @@ def chargeledger_admit_call(
 
 @hookspec(firstresult=True)
 def chargeledger_answer_call(
-    call: InboundCall, views: Views, settings: Settings
+    call: InboundCall, views: Views, settings: Settings, provide: ContractProvider
 ) -> list[Command] | None:
     """Decide how to answer a CALL the station sent.
 
@@ -106,6 +117,9 @@ def chargeledger_answer_call(
         (a :mod:`chargeledger.schemas` struct) and the time it arrived.
     :param views: the projections as of the last committed event.
     :param settings: the server settings (boot policy, plugin options, ...).
+    :param provide: asks the contract-certificate providers
+        (``chargeledger_contract_certificate``) for an EV's certificate: the
+        ``plug_and_charge`` block answers Get15118EVCertificate with it.
     :return: ``None`` to let another plugin answer, or a list of commands holding exactly
         one answer (``Reply``, ``ReplyError`` or ``ReplyWithNewTransactionId``) and possibly
         further commands (``SendCall``, ``CloseSession``) carried out after the answer is
@@ -210,6 +224,75 @@ def chargeledger_propose_charging_schedule(
         ``"stack_level"``, default 1), or ``None`` to let another plugin propose. The
         built-in proposal (``trylast``): the EV's maximum capped by the EVSE's composite
         limit now.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+# Plug & Charge: certificate status and contract certificates (docs/plug-and-charge.md)
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def chargeledger_certificate_checks(
+    call: InboundCall, views: Views, settings: Settings
+) -> list[OcspQuery]:
+    """The OCSP checks a station's CALL needs before it can be answered.
+
+    Called by the core for each new, valid, admitted CALL, before ``chargeledger_answer_call``
+    is asked. For each query returned, the core builds the request
+    (``chargeledger_ocsp_request``), records ``OcspRequested``, POSTs it (with the request's
+    timeout), reads the answer (``chargeledger_ocsp_verdict``) and records ``OcspAnswered``;
+    only once those are committed and folded into ``views`` is the CALL answered, from them.
+    Return only the checks ``views`` holds no usable result for (a replay asks no one: it
+    decides from what was recorded). Declare the actions with
+    :func:`~chargeledger.core.plugin.answers`: CALLs of other actions skip this step
+    altogether (no second validation of their payload).
+
+    :return: the queries, possibly none. The results of all plugins are concatenated.
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_ocsp_request(query: OcspQuery, settings: Settings) -> HttpRequest | None:
+    """How to ask about ``query``: the HTTP POST the core makes. The built-in one
+    (``trylast``) sends a DER ``OCSPRequest`` (RFC 6960, built from the ``CertID`` by hash,
+    no nonce: pure) to ``query.responder_url``; a plugin may route it elsewhere (a local OCSP
+    cache, a proxy). ``None`` to let another plugin build it.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_ocsp_verdict(
+    query: OcspQuery, response: HttpResponse, settings: Settings
+) -> OcspVerdict | None:
+    """What the responder's answer says of ``query``'s certificate. The built-in one
+    (``trylast``) parses a DER ``OCSPResponse``, matches its single response to the
+    ``CertID`` and verifies its signature when the issuer's key is at hand. The verdict is
+    recorded with the raw answer (``OcspAnswered``), so decisions and replays read it from the
+    log. ``None`` to let another plugin read it.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_contract_certificate(
+    request: ContractCertificateRequest, settings: Settings
+) -> ContractCertificateAnswer | None:
+    """The contract-certificate provider (the eMSP / PKI integration): answer an EV's
+    certificate installation or update (2.0.1 Get15118EVCertificate, or the same over 1.6
+    DataTransfer) with the EXI response the station hands the EV.
+
+    Pure like every hook: a provider that needs a network round trip must not make it here
+    (docs/plug-and-charge.md says what that leaves open). The built-in test provider
+    (``trylast``, only when ``[plugins.plug_and_charge]`` names a contract CA) issues a
+    contract certificate itself, deterministically from the request.
+
+    :return: the answer, or ``None`` to let another provider answer; when none does, the
+        station gets ``Failed``.
 
     Stops at the first non-``None`` result (``firstresult``).
     """

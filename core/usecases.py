@@ -31,6 +31,7 @@ import msgspec
 from chargeledger.core import (
     usecases_diagnostics,
     usecases_display,
+    usecases_pnc,
     usecases_smart_charging,
     usecases_tariffs,
 )
@@ -1113,6 +1114,7 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
     *usecases_diagnostics.USE_CASES,
     *usecases_tariffs.USE_CASES,
     *usecases_smart_charging.USE_CASES,
+    *usecases_pnc.USE_CASES,
 )
 """Every use case, by name."""
 

@@ -31,6 +31,11 @@ from chargeledger.projections.logs import LogsProjection
 from chargeledger.projections.metering import MeteringProjection
 from chargeledger.projections.meters import MetersProjection, StationMeters, meters_json
 from chargeledger.projections.monitors import MonitorsProjection
+from chargeledger.projections.plug_and_charge import (
+    PlugAndChargeProjection,
+    StationPlugAndCharge,
+    plug_and_charge_json,
+)
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -86,6 +91,7 @@ __all__ = [
     "LocalListsProjection",
     "MeteringProjection",
     "MetersProjection",
+    "PlugAndChargeProjection",
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
@@ -98,6 +104,7 @@ __all__ = [
     "StationCertificates",
     "StationDisplay",
     "StationMeters",
+    "StationPlugAndCharge",
     "StationProblems",
     "StationSecurityEvents",
     "StationState",
@@ -116,6 +123,7 @@ __all__ = [
     "device_model_json",
     "display_messages_json",
     "meters_json",
+    "plug_and_charge_json",
     "problems_json",
     "reservation_json",
     "security_events_json",
@@ -155,6 +163,7 @@ class Views:
         self.metering = MeteringProjection()
         self.charging_profiles = ChargingProfilesProjection()
         self.sites = SitesProjection()
+        self.plug_and_charge = PlugAndChargeProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -186,6 +195,7 @@ class Views:
         self.metering.fold(answered, self.transactions, self.tokens, self.tariffs)
         self.charging_profiles.fold(recorded, answered)
         self.sites.fold(recorded, answered)
+        self.plug_and_charge.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

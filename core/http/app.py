@@ -26,6 +26,7 @@ from chargeledger.core.http import (
     health,
     local_lists,
     log,
+    plug_and_charge,
     reservations,
     security,
     sites,
@@ -65,6 +66,7 @@ ROUTES = [
     *tariffs.ROUTES,
     *smart_charging.ROUTES,
     *sites.ROUTES,
+    *plug_and_charge.ROUTES,
 ]
 
 
