@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
 
 import trio
 
@@ -22,6 +25,7 @@ from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
+from chargeledger.core.startup import failure_lines, one_line, startup_problems
 from chargeledger.core.store import open_store
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import (
@@ -34,7 +38,7 @@ from chargeledger.projections import (
 )
 from chargeledger.projections.security_events import security_event_json
 
-__all__ = ["main"]
+__all__ = ["PlainHelpParser", "main", "plain_text"]
 
 
 def _event_line(logged: LoggedEvent) -> str:
@@ -176,7 +180,12 @@ def _serve(args: argparse.Namespace) -> int:
             allow_insecure=args.allow_insecure or None,
         )
     except (ValueError, OSError) as exc:
-        print(f"chargeledger: {exc}", file=sys.stderr)
+        print(f"chargeledger serve: {one_line(exc)}", file=sys.stderr)
+        return 2
+    problems = startup_problems(settings)
+    for problem in problems:
+        print(f"chargeledger serve: {problem}", file=sys.stderr)
+    if problems:
         return 2
 
     async def serve() -> None:
@@ -194,7 +203,15 @@ def _serve(args: argparse.Namespace) -> int:
 
                 nursery.start_soon(stop_on_signal)
 
-    trio.run(serve)
+    try:
+        trio.run(serve)
+    except BaseException as exc:  # a group from trio's nurseries, usually
+        lines = failure_lines(exc)
+        if lines is None:
+            raise
+        for line in lines:
+            print(f"chargeledger serve: {line}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -206,8 +223,37 @@ def _api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+_MARKUP = re.compile(r"(?::[a-z]+:)?``?~?([^`]+?)``?")
+"""reStructuredText inline markup of our docstrings: ````code````, ``:role:`target```."""
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText inline markup, as a terminal should show it."""
+    return _MARKUP.sub(r"\1", text)
+
+
+class PlainHelpParser(argparse.ArgumentParser):
+    """An argument parser whose help and usage show docstrings without their markup; the
+    subcommands' parsers are of the same class (argparse makes them of the parent's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for text in ("description", "epilog"):  # before wrapping, so lines fill the width
+            if kwargs.get(text):
+                kwargs[text] = plain_text(kwargs[text])
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain_text(super().format_usage())
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chargeledger", description=__doc__)
+    parser = PlainHelpParser(prog="chargeledger", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version('chargeledger')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_store(p: argparse.ArgumentParser, default: str | None) -> None:
