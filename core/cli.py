@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
+import msgspec
 import trio
 
 from chargeledger.core.errors import ChargeLedgerError
-from chargeledger.core.events import LoggedEvent, logged_event
+from chargeledger.core.events import EVENT_TYPES, LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.server import run_server
@@ -41,12 +42,33 @@ from chargeledger.projections.security_events import security_event_json
 __all__ = ["PlainHelpParser", "main", "plain_text"]
 
 
+_SUMMARY_CHARS = 120
+"""The most of a command's arguments ``chargeledger events`` shows on its line."""
+
+
+def _command_summary(fields: dict[str, Any]) -> str:
+    """What a ``CommandRequested`` asked and who asked, on one line: ``remote_start
+    id_token="TAG" connector_id=1 by ops-desk (operator)``; arguments beyond
+    ``_SUMMARY_CHARS`` are cut with an ellipsis (``--json`` has them all)."""
+    args = " ".join(
+        f"{name}={msgspec.json.encode(value).decode()}"
+        for name, value in fields["payload"].items()
+        if name != "use_case"
+    )
+    if len(args) > _SUMMARY_CHARS:
+        args = args[: _SUMMARY_CHARS - 1] + "…"
+    what = fields["command"] if fields["mode"] == "use_case" else f"message {fields['command']}"
+    return " ".join(filter(None, (what, args, f"by {fields['key']} ({fields['role']})")))
+
+
 def _event_line(logged: LoggedEvent) -> str:
     """One aligned line of text for ``chargeledger events`` without ``--json``."""
     fields = logged.event
     detail = fields.get("text") or fields.get("protocol") or ""
     if "code" in fields:
         detail = f"code={fields['code']} {fields.get('reason', '')}"
+    if logged.kind == "CommandRequested":
+        detail = _command_summary(fields)
     at = rfc3339(fields["at"], 6) if "at" in fields else ""
     return (
         f"{logged.position:>8}  {at:<27} {fields.get('station', '-'):<20} "
@@ -60,7 +82,8 @@ def _events(args: argparse.Namespace) -> int:
         records = (
             r
             for r in store.iter_all()
-            if args.station is None or getattr(r.event, "station", None) == args.station
+            if (args.station is None or getattr(r.event, "station", None) == args.station)
+            and (not args.kind or type(r.event).__name__ in args.kind)
         )
         logged = map(logged_event, records)
         if args.json:
@@ -291,6 +314,14 @@ def _parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="print the event log")
     with_store(events, None)
     events.add_argument("--station", help="only this station's events")
+    events.add_argument(
+        "--kind",
+        action="append",
+        choices=sorted(EVENT_TYPES),
+        metavar="KIND",
+        help="only events of this kind, e.g. CommandRequested (repeatable; the kinds the "
+        "API's kind= accepts, an unknown one is refused with the list)",
+    )
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.set_defaults(run=_events)
 

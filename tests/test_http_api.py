@@ -233,7 +233,9 @@ def test_station_list_pages(api: Api) -> None:
                 followed = await http.get(link[1 : link.index(">")])
                 params = {**params, "after": cursor}
                 assert followed.json() == (await http.get("/api/stations", params=params)).json()
-            assert [s for page in pages for s in page] == [v["state"]["station"] for v in everything]
+            assert [s for page in pages for s in page] == [
+                v["state"]["station"] for v in everything
+            ]
             assert 1 <= len(pages[-1]) <= 3
 
             # The cursor names a place in id order, not a row: removing its station is fine.

@@ -25,13 +25,14 @@ import msgspec
 
 from chargeledger.core.events import FrameLogged, Recorded, SessionOpened
 from chargeledger.core.store import Store
-from chargeledger.projections import Anomaly, TransactionState, Views
+from chargeledger.projections import ANOMALY_KINDS, Anomaly, TransactionState, Views
 from chargeledger.projections.billing import billing_doubts
 from chargeledger.projections.exchanges import as_int, is_v16
 from chargeledger.projections.security_events import read_security_event
 
 __all__ = [
     "AUDIT_KINDS",
+    "FINDING_KINDS",
     "AuditOptions",
     "Auditor",
     "Finding",
@@ -52,6 +53,9 @@ AUDIT_KINDS = (
     "critical_security_event",
 )
 """The kinds the audit finds itself; every other kind is a projection anomaly."""
+
+FINDING_KINDS = (*ANOMALY_KINDS, *AUDIT_KINDS)
+"""Every kind of finding: the transactions' anomalies, then the audit's own."""
 
 _SEVERITY: dict[str, Severity] = {
     # Money or the meter is wrong.
