@@ -73,7 +73,14 @@ def _audit(args: argparse.Namespace) -> int:
         with Interrupt() as interrupt:
             for recorded in scan(store, "audit", args.progress, interrupt=interrupt):
                 auditor.feed(recorded)
-            findings = select(auditor, store, args.station, args.since, args.until)
+            findings = select(
+                auditor,
+                store,
+                args.station,
+                args.since,
+                args.until,
+                reached_end=not interrupt.requested,
+            )
     finally:
         store.close()
     if args.kind:
