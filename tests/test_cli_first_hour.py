@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,30 @@ from chargeledger.core.events import (
     session_stream,
 )
 from chargeledger.core.store import open_store
+
+REMOTE_START = {"use_case": "remote_start", "id_token": "TAG-1", "connector_id": 1}
+DATA_TRANSFER = {"vendorId": "V", "data": "x" * 500}
+
+
+def _command(
+    request_id: str, key: str, role: str, mode: Any, command: str, payload: dict[str, Any]
+) -> tuple[str, int, CommandRequested]:
+    """A ``CommandRequested`` of station CP-1, a second after the session opened per id."""
+    at = 1_700_000_000.0 + int(request_id[1:])
+    return (
+        command_stream(request_id),
+        1,
+        CommandRequested(
+            request_id=request_id,
+            station="CP-1",
+            at=at,
+            key=key,
+            role=role,
+            mode=mode,
+            command=command,
+            payload=payload,
+        ),
+    )
 
 
 def _store(tmp_path: Path) -> str:
@@ -40,38 +65,8 @@ def _store(tmp_path: Path) -> str:
                         remote="127.0.0.1",
                     ),
                 ),
-                (
-                    command_stream("r1"),
-                    1,
-                    CommandRequested(
-                        request_id="r1",
-                        station="CP-1",
-                        at=1_700_000_001.0,
-                        key="ops-desk",
-                        role="operator",
-                        mode="use_case",
-                        command="remote_start",
-                        payload={
-                            "use_case": "remote_start",
-                            "id_token": "TAG-1",
-                            "connector_id": 1,
-                        },
-                    ),
-                ),
-                (
-                    command_stream("r2"),
-                    1,
-                    CommandRequested(
-                        request_id="r2",
-                        station="CP-1",
-                        at=1_700_000_002.0,
-                        key="night-shift",
-                        role="admin",
-                        mode="message",
-                        command="DataTransfer",
-                        payload={"vendorId": "V", "data": "x" * 500},
-                    ),
-                ),
+                _command("r1", "ops-desk", "operator", "use_case", "remote_start", REMOTE_START),
+                _command("r2", "night-shift", "admin", "message", "DataTransfer", DATA_TRANSFER),
             ]
         )
     finally:

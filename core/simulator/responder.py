@@ -306,13 +306,7 @@ class Responder:
         results = []
         for item in payload["getVariableData"]:
             status, value = self._variable(item)
-            result = {
-                "attributeStatus": status,
-                "component": item["component"],
-                "variable": item["variable"],
-            }
-            if "attributeType" in item:
-                result["attributeType"] = item["attributeType"]
+            result = _variable_result(item, status)
             if value is not None:
                 result["attributeValue"] = value
             results.append(result)
@@ -329,14 +323,7 @@ class Responder:
                     status = "Rejected"
                 else:
                     self.device_model[key] = (value, False)
-            result = {
-                "attributeStatus": status,
-                "component": item["component"],
-                "variable": item["variable"],
-            }
-            if "attributeType" in item:
-                result["attributeType"] = item["attributeType"]
-            results.append(result)
+            results.append(_variable_result(item, status))
         return _result(message_id, {"setVariableResult": results})
 
     def _variable(self, item: dict[str, Any]) -> tuple[str, str | None]:
@@ -373,6 +360,15 @@ class Responder:
         }
         notify = FollowUp("call", "message", ("NotifyReport", report))
         return _result(message_id, {"status": "Accepted"}, notify)
+
+
+def _variable_result(item: dict[str, Any], status: str) -> dict[str, Any]:
+    """A GetVariables / SetVariables result for the ``item`` asked for, with ``status``."""
+    result = {"attributeStatus": status, "component": item["component"]}
+    result["variable"] = item["variable"]
+    if "attributeType" in item:
+        result["attributeType"] = item["attributeType"]
+    return result
 
 
 def _valid(key: str, value: str) -> bool:
