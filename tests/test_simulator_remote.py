@@ -4,6 +4,7 @@ start walkthrough, run line for line."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -21,7 +22,7 @@ import pytest
 
 from chargeledger.core.frames import Call, parse_frame, validate_request, validate_response
 from chargeledger.core.settings import Settings
-from chargeledger.core.simulator import Options, Report, simulate
+from chargeledger.core.simulator import OptionError, Options, Report, simulate
 from chargeledger.core.simulator.frames import frames_for
 from chargeledger.core.simulator.responder import Responder
 from chargeledger.core.usecases import (
@@ -351,3 +352,15 @@ def test_the_documented_remote_start_succeeds(tmp_path: Path) -> None:
     ended = re.search(r"^\d+ +SIM-00000 +ended +complete +energy_wh=([\d.]+)", out, re.MULTILINE)
     assert ended is not None and float(ended.group(1)) > 0, out
     assert out.count("SessionOpened") == 2 and "SessionClosed" in out
+
+
+def test_progress_of_several_processes(server: RunningServer) -> None:
+    """With ``--processes`` the line adds up every process's stations."""
+    out = io.StringIO()
+    options = Options(url=server.url, stations=4, processes=2, hold=1.5, id_prefix="MP-")
+    report = simulate(options, progress=out, progress_every=0.3)
+    assert report.ok, report.failures
+    lines = out.getvalue().splitlines()
+    assert any("4/4 stations connected" in line for line in lines), lines
+    with pytest.raises(OptionError, match="--progress-every"):
+        simulate(options, progress=out, progress_every=0)
