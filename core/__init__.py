@@ -32,7 +32,8 @@ a layer above:
    ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks
    a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
    the one door towards stations), ``server`` (wires it all together), ``http`` (the
-   operator and billing HTTP API).
+   operator and billing HTTP API), ``startup`` (what ``serve`` checks before it creates
+   anything, and its one-line failures).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
    (``chargeledger station``: one station's views, registration, through the API), ``tokens_cli``

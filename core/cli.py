@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
+from importlib.metadata import version
 from typing import Any
 
+import msgspec
 import trio
 
 from chargeledger.core.errors import ChargeLedgerError
-from chargeledger.core.events import LoggedEvent, logged_event
+from chargeledger.core.events import EVENT_TYPES, LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
+from chargeledger.core.startup import failure_lines, one_line, startup_problems
 from chargeledger.core.store import open_store
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import (
@@ -37,7 +41,26 @@ from chargeledger.projections import (
 )
 from chargeledger.projections.security_events import security_event_json
 
-__all__ = ["main"]
+__all__ = ["PlainHelpParser", "main", "plain_text"]
+
+
+_SUMMARY_CHARS = 120
+"""The most of a command's arguments ``chargeledger events`` shows on its line."""
+
+
+def _command_summary(fields: dict[str, Any]) -> str:
+    """What a ``CommandRequested`` asked and who asked, on one line: ``remote_start
+    id_token="TAG" connector_id=1 by ops-desk (operator)``; arguments beyond
+    ``_SUMMARY_CHARS`` are cut with an ellipsis (``--json`` has them all)."""
+    args = " ".join(
+        f"{name}={msgspec.json.encode(value).decode()}"
+        for name, value in fields["payload"].items()
+        if name != "use_case"
+    )
+    if len(args) > _SUMMARY_CHARS:
+        args = args[: _SUMMARY_CHARS - 1] + "…"
+    what = fields["command"] if fields["mode"] == "use_case" else f"message {fields['command']}"
+    return " ".join(filter(None, (what, args, f"by {fields['key']} ({fields['role']})")))
 
 
 def _event_line(logged: LoggedEvent) -> str:
@@ -46,6 +69,8 @@ def _event_line(logged: LoggedEvent) -> str:
     detail = fields.get("text") or fields.get("protocol") or ""
     if "code" in fields:
         detail = f"code={fields['code']} {fields.get('reason', '')}"
+    if logged.kind == "CommandRequested":
+        detail = _command_summary(fields)
     at = rfc3339(fields["at"], 6) if "at" in fields else ""
     return (
         f"{logged.position:>8}  {at:<27} {fields.get('station', '-'):<20} "
@@ -59,7 +84,8 @@ def _events(args: argparse.Namespace) -> int:
         records = (
             r
             for r in store.iter_all()
-            if args.station is None or getattr(r.event, "station", None) == args.station
+            if (args.station is None or getattr(r.event, "station", None) == args.station)
+            and (not args.kind or type(r.event).__name__ in args.kind)
         )
         logged = map(logged_event, records)
         if args.json:
@@ -200,7 +226,12 @@ def _serve(args: argparse.Namespace) -> int:
             allow_insecure=args.allow_insecure or None,
         )
     except (ValueError, OSError) as exc:
-        print(f"chargeledger: {exc}", file=sys.stderr)
+        print(f"chargeledger serve: {one_line(exc)}", file=sys.stderr)
+        return 2
+    problems = startup_problems(settings)
+    for problem in problems:
+        print(f"chargeledger serve: {problem}", file=sys.stderr)
+    if problems:
         return 2
 
     web: Sequence[Any] = ()
@@ -223,7 +254,15 @@ def _serve(args: argparse.Namespace) -> int:
 
                 nursery.start_soon(stop_on_signal)
 
-    trio.run(serve)
+    try:
+        trio.run(serve)
+    except BaseException as exc:  # a group from trio's nurseries, usually
+        lines = failure_lines(exc)
+        if lines is None:
+            raise
+        for line in lines:
+            print(f"chargeledger serve: {line}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -235,8 +274,37 @@ def _api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+_MARKUP = re.compile(r"(?::[a-z]+:)?``?~?([^`]+?)``?")
+"""reStructuredText inline markup of our docstrings: ````code````, ``:role:`target```."""
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText inline markup, as a terminal should show it."""
+    return _MARKUP.sub(r"\1", text)
+
+
+class PlainHelpParser(argparse.ArgumentParser):
+    """An argument parser whose help and usage show docstrings without their markup; the
+    subcommands' parsers are of the same class (argparse makes them of the parent's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for text in ("description", "epilog"):  # before wrapping, so lines fill the width
+            if kwargs.get(text):
+                kwargs[text] = plain_text(kwargs[text])
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain_text(super().format_usage())
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chargeledger", description=__doc__)
+    parser = PlainHelpParser(prog="chargeledger", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version('chargeledger')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_store(p: argparse.ArgumentParser, default: str | None) -> None:
@@ -274,6 +342,14 @@ def _parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="print the event log")
     with_store(events, None)
     events.add_argument("--station", help="only this station's events")
+    events.add_argument(
+        "--kind",
+        action="append",
+        choices=sorted(EVENT_TYPES),
+        metavar="KIND",
+        help="only events of this kind, e.g. CommandRequested (repeatable; the kinds the "
+        "API's kind= accepts, an unknown one is refused with the list)",
+    )
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.set_defaults(run=_events)
 

@@ -51,6 +51,7 @@ LAYERS = {
     "api": 4,
     "server": 4,
     "http": 4,
+    "startup": 4,
     "cli": 5,
     "remote": 5,
     "station_cli": 5,
