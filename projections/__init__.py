@@ -159,10 +159,10 @@ class Views:
         self.logs = LogsProjection()
         self.monitors = MonitorsProjection()
         self.customer_information = CustomerInformationProjection()
-        self.tariffs = TariffsProjection()
+        self.sites = SitesProjection()
+        self.tariffs = TariffsProjection(self.sites)
         self.metering = MeteringProjection()
         self.charging_profiles = ChargingProfilesProjection()
-        self.sites = SitesProjection()
         self.plug_and_charge = PlugAndChargeProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
