@@ -16,7 +16,9 @@ a layer above:
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
    what-if replay), ``security`` (station authentication: the security profiles' handshake
    decision, password hashes, the TLS context), ``tokens`` (the ID-token registry's
-   registrations, checked, and the events and CSV import they make); the package
+   registrations, checked, and the events and CSV import they make), ``usecases_firmware``
+   (the firmware block's use cases), ``firmware`` (firmware campaigns as asked: selection,
+   checks, the event they make); the package
    ``chargeledger.projections`` (the views, folds of the events) sits here too.
 3. **Storage**: blocking code that runs off the trio thread. ``store`` (the log on memory,
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
@@ -30,15 +32,16 @@ a layer above:
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
    (``chargeledger station``: registration through the API), ``tokens_cli``
    (``chargeledger tokens``: the ID-token registry), ``lists_cli`` (``chargeledger
-   lists``: local authorization lists through the API), ``jsonlines``
+   lists``: local authorization lists through the API), ``firmware_cli`` (``chargeledger
+   firmware``: firmware updates and campaigns through the API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
    the RFC 3339 formatter).
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``usecase_base``, ``usecases``,
-``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
-``server``, ``simulator``.
+``usecases_firmware``, ``firmware``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``,
+``tokens``, ``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

@@ -42,6 +42,7 @@ import trio
 
 from chargeledger.core.errors import StationOffline, UnsupportedUseCase
 from chargeledger.core.events import (
+    CampaignCancelled,
     CommandRequested,
     LocalListDefined,
     LocalListDeleted,
@@ -50,10 +51,12 @@ from chargeledger.core.events import (
     StationPasswordSet,
     StationRegistered,
     command_stream,
+    firmware_campaign_stream,
     local_list_stream,
     registry_stream,
 )
 from chargeledger.core.feed import CommitFeed
+from chargeledger.core.firmware import CampaignRequest, campaign_created
 from chargeledger.core.gateway import Gateway
 from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
@@ -69,6 +72,7 @@ from chargeledger.core.usecases import (
 )
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
+from chargeledger.projections.firmware import CampaignState
 from chargeledger.projections.local_lists import ListDefinition
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -437,6 +441,38 @@ class CentralSystem:
         pairs = removal_events(self.views.tokens, id_token, type, caller.name, time.time())
         await self.writer.append(list(pairs), new_stream=True)
         return len(pairs)
+
+    # -- firmware campaigns (docs/device-management.md) --------------------------------------
+
+    async def create_campaign(
+        self, request: CampaignRequest, *, caller: Caller = PYTHON
+    ) -> CampaignState:
+        """Start a firmware campaign over the stations ``request`` selects (resolved now and
+        recorded as a list), recorded as ``CampaignCreated``; the firmware plugin then rolls
+        it out. Needs ``operator``; ``ValueError`` (nothing recorded) for a selection that
+        selects nothing or firmware arguments a selected station's version refuses."""
+        self._require(caller, "operator", "creating a firmware campaign")
+        event = campaign_created(self.views, request, caller.name, time.time())
+        await self.writer.append([(firmware_campaign_stream(event.request_id), event)])
+        campaign = self.views.firmware.campaign(event.campaign_id)
+        assert campaign is not None  # folded by the dispatcher before append returned
+        return campaign
+
+    async def cancel_campaign(
+        self, campaign_id: str, *, caller: Caller = PYTHON
+    ) -> CampaignState | None:
+        """Cancel the campaign (``CampaignCancelled``): no further station is updated;
+        ``None`` (nothing recorded) when no such campaign exists, the campaign unchanged when
+        it no longer runs. Needs ``operator``."""
+        self._require(caller, "operator", "cancelling a firmware campaign")
+        campaign = self.views.firmware.campaign(campaign_id)
+        if campaign is None or campaign.status != "running":
+            return campaign
+        event = CampaignCancelled(
+            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, campaign_id=campaign_id
+        )
+        await self.writer.append([(firmware_campaign_stream(event.request_id), event)])
+        return campaign
 
     @staticmethod
     def _require(caller: Caller, role: ApiRole, what: str) -> None:

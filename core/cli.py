@@ -278,6 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.tokens_cli import register as register_tokens
 
     register_tokens(commands)
+    from chargeledger.core.firmware_cli import register as register_firmware
+
+    register_firmware(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

@@ -16,6 +16,8 @@ Streams (the store's ``originator_id``, text):
   written once, before the command is sent: who asked for what is in the log.
 * ``local-list:<uuid>``: one per local authorization list change or push request
   (``LocalListDefined`` / ``LocalListDeleted`` / ``LocalListPushRequested``).
+* ``firmware-campaign:<uuid>``: one per firmware campaign request (``CampaignCreated`` /
+  ``CampaignCancelled``), made through the one door.
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
@@ -38,6 +40,8 @@ __all__ = [
     "ALLOCATOR_STREAM",
     "EVENT_TYPES",
     "CallTimedOut",
+    "CampaignCancelled",
+    "CampaignCreated",
     "CommandRequested",
     "Direction",
     "Event",
@@ -61,6 +65,7 @@ __all__ = [
     "command_stream",
     "decode_event",
     "encode_event",
+    "firmware_campaign_stream",
     "local_list_stream",
     "logged_event",
     "registry_stream",
@@ -93,6 +98,11 @@ def registry_stream(request_id: str) -> str:
 def local_list_stream(request_id: str) -> str:
     """The stream id of the local-list request ``request_id`` (one stream per request)."""
     return f"local-list:{request_id}"
+
+
+def firmware_campaign_stream(request_id: str) -> str:
+    """The stream id of the firmware campaign request ``request_id`` (one per request)."""
+    return f"firmware-campaign:{request_id}"
 
 
 def timer_stream(name: str) -> str:
@@ -364,6 +374,50 @@ class LocalListPushRequested(msgspec.Struct, frozen=True, kw_only=True):
     full: bool = False
 
 
+# -- firmware campaigns (docs/device-management.md) ---------------------------------------------
+
+
+class CampaignCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator started a firmware campaign: the firmware at ``location`` for
+    ``stations`` (the selection, resolved when it was made, in rollout order), at most
+    ``max_in_flight`` of them updating at once, a rollout step every ``interval`` seconds,
+    stopped once more than ``max_failure_ratio`` of the stations failed. The firmware
+    plugin drives it; every update it sends is a recorded command."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked (an API key's name, a Python caller's)."""
+    campaign_id: str
+    name: str = ""
+    location: str
+    retrieve_date: str | None = None
+    """RFC 3339; ``None``: each station retrieves it when the campaign updates it."""
+    install_date: str | None = None
+    retries: int | None = None
+    retry_interval: int | None = None
+    signing_certificate: str | None = None
+    signature: str | None = None
+    stations: list[str]
+    selection: dict[str, Any] = {}
+    """The selection as asked (``stations``, ``vendor``, ``model``, ``firmware_version``)."""
+    max_in_flight: int = 1
+    interval: float = 60.0
+    max_failure_ratio: float = 0.0
+    station_timeout: float = 3600.0
+    """A station still updating this long after its update was sent has failed."""
+
+
+class CampaignCancelled(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator cancelled the campaign: no further station is updated (those updating
+    finish on their own)."""
+
+    request_id: str
+    at: float
+    key: str
+    campaign_id: str
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -382,6 +436,8 @@ Event = (
     | LocalListDefined
     | LocalListDeleted
     | LocalListPushRequested
+    | CampaignCreated
+    | CampaignCancelled
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -404,6 +460,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LocalListDefined,
         LocalListDeleted,
         LocalListPushRequested,
+        CampaignCreated,
+        CampaignCancelled,
     )
 }
 

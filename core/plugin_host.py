@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "diagnostics",
     "local_list",
     "reservations",
+    "firmware",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 

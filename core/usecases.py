@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from chargeledger.core import usecases_firmware
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.times import rfc3339
@@ -1102,6 +1103,7 @@ _CORE_USE_CASES: tuple[UseCase[Any], ...] = (
 # each a tuple USE_CASES); one line each below.
 USE_CASES: dict[str, UseCase[Any]] = _table(
     *_CORE_USE_CASES,
+    *usecases_firmware.USE_CASES,
 )
 """Every use case, by name."""
 

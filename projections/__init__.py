@@ -19,6 +19,7 @@ from chargeledger.projections.device_model import (
     device_model_json,
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
+from chargeledger.projections.firmware import FirmwareProjection
 from chargeledger.projections.local_lists import LocalListsProjection
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
@@ -68,6 +69,7 @@ __all__ = [
     "DeviceModelProjection",
     "DeviceModelState",
     "Exchange",
+    "FirmwareProjection",
     "LocalListsProjection",
     "ProblemsProjection",
     "Registration",
@@ -122,6 +124,7 @@ class Views:
         self.reservations = ReservationsProjection()
         self.tokens = Tokens()
         self.local_lists = LocalListsProjection()
+        self.firmware = FirmwareProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -144,6 +147,7 @@ class Views:
         self.reservations.fold(recorded, exchange)
         self.tokens.apply(recorded)
         self.local_lists.fold(recorded, exchange)
+        self.firmware.fold(recorded, exchange)
         self.position = recorded.position
         self.last_exchange = exchange
 

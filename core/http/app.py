@@ -15,6 +15,7 @@ from chargeledger.core.errors import StoreUnavailable
 from chargeledger.core.http import (
     billing,
     commands,
+    firmware,
     health,
     local_lists,
     log,
@@ -43,6 +44,7 @@ ROUTES = [
     *local_lists.ROUTES,
     *reservations.ROUTES,
     *tokens.ROUTES,
+    *firmware.ROUTES,
 ]
 
 
