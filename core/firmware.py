@@ -1,5 +1,6 @@
 """Firmware campaigns as asked: the request, its station selection and checks, and the
-``CampaignCreated`` event it makes (docs/device-management.md).
+``CampaignCreated`` event it makes (docs/device-management.md); and the rollout's decisions,
+as recorded and as a replay through today's plugins takes them again.
 
 The selection is resolved when the campaign is made, against the stations projection, and
 recorded as the explicit list of stations: what the campaign covers never changes with the
@@ -9,17 +10,31 @@ stations that connect later, and a replay sees the same list.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from chargeledger.core.commands import SendCall, StartTimer
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
-from chargeledger.core.events import CampaignCreated
+from chargeledger.core.events import CampaignCreated, CommandRequested, Recorded, TimerStarted
+from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.usecases_firmware import UpdateFirmwareArgs, update_firmware
 from chargeledger.projections import Views
+from chargeledger.projections.firmware import read_campaign_timer
 from chargeledger.schemas import OCPP16, OCPP201
 
-__all__ = ["CampaignRequest", "campaign_created", "select_stations"]
+__all__ = [
+    "CampaignRequest",
+    "Decision",
+    "campaign_created",
+    "recorded_decisions",
+    "replayed_decisions",
+    "select_stations",
+]
+
+PLUGINS_CALLER = "plugins"
+"""The name the one door records plugins' commands under (``chargeledger.core.api.PLUGINS``)."""
 
 
 class CampaignRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -144,3 +159,72 @@ def campaign_created(
         max_failure_ratio=request.max_failure_ratio,
         station_timeout=request.station_timeout,
     )
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """One decision of a campaign's rollout: an ``update`` of a station (the ``SendCall``:
+    its request id, station, action and payload) or the next rollout ``step`` (the
+    ``StartTimer``: its name and due time)."""
+
+    kind: Literal["update", "step"]
+    name: str
+    """The update's request id (``campaign_request_id``), the step's timer name."""
+    station: str | None = None
+    action: str | None = None
+    payload: Any = None
+    due: float | None = None
+
+
+def _sorted(decisions: list[Decision]) -> list[Decision]:
+    # The updates of one step are sent concurrently: their CommandRequested may be recorded
+    # in any order, so decisions compare as sorted lists.
+    return sorted(decisions, key=lambda decision: (decision.kind, decision.name))
+
+
+def recorded_decisions(records: Iterable[Recorded]) -> list[Decision]:
+    """The campaign decisions the log holds: each campaign update's ``CommandRequested``
+    (asked by ``plugins``), each rollout step's ``TimerStarted``; sorted."""
+    decisions = []
+    for recorded in records:
+        event = recorded.event
+        if (
+            isinstance(event, CommandRequested)
+            and event.key == PLUGINS_CALLER
+            and event.request_id.startswith("campaign:")
+        ):
+            decisions.append(
+                Decision(
+                    kind="update",
+                    name=event.request_id,
+                    station=event.station,
+                    action=event.command,
+                    payload=event.payload,
+                )
+            )
+        elif isinstance(event, TimerStarted) and read_campaign_timer(event.name) is not None:
+            decisions.append(Decision(kind="step", name=event.name, due=event.due))
+    return _sorted(decisions)
+
+
+def replayed_decisions(records: Iterable[Recorded], plugins: PluginHost) -> list[Decision]:
+    """The campaign decisions today's ``plugins`` take when the log is replayed through them
+    (folded event by event, each reacted to as the dispatcher does); sorted. Equal to
+    :func:`recorded_decisions` of the same log when the rollout is replayable."""
+    views = Views()
+    decisions = []
+    for recorded in records:
+        views.apply(recorded)
+        for command in plugins.react(recorded, views):
+            if isinstance(command, SendCall) and (command.request_id or "").startswith("campaign:"):
+                decisions.append(
+                    Decision(
+                        kind="update",
+                        name=command.request_id or "",
+                        station=command.station,
+                        action=command.action,
+                        payload=msgspec.to_builtins(command.payload),
+                    )
+                )
+            elif isinstance(command, StartTimer) and read_campaign_timer(command.name):
+                decisions.append(Decision(kind="step", name=command.name, due=command.due))
+    return _sorted(decisions)

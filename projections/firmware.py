@@ -210,6 +210,8 @@ class FirmwareAnomaly(msgspec.Struct, frozen=True, kw_only=True):
     station: str
     position: int
     """Log position of our answer to the BootNotification (or notification) that showed it."""
+    positions: list[int]
+    """The evidence: our request, our answer to ``Installed``, that position (ascending)."""
     request_id: int | None
     detail: str
 
@@ -458,6 +460,13 @@ class FirmwareProjection:
                     kind="version_unchanged",
                     station=update.station,
                     position=position,
+                    positions=sorted(
+                        {
+                            update.requested_position,
+                            *(r.position for r in update.statuses if r.status == "Installed"),
+                            position,
+                        }
+                    ),
                     request_id=update.request_id,
                     detail=f"reported Installed, then booted into {update.version_before!r},"
                     " the version it had before the update",

@@ -8,7 +8,9 @@ the time, transactions never ended, ended transactions that the one billing rule
 (:mod:`chargeledger.projections.billing`) does not find billable, transactions started while
 the station was offline, for every transaction id the exchange that issued it, and every
 critical security event a station reported (the Security events list's critical flag,
-:data:`~chargeledger.projections.security_events.CRITICAL_SECURITY_EVENTS`). A second,
+:data:`~chargeledger.projections.security_events.CRITICAL_SECURITY_EVENTS`), and every
+firmware update a station reported installed and then booted into its old version
+(``version_unchanged``, from the firmware projection). A second,
 targeted read fetches the verbatim frames of the evidence.
 """
 
@@ -172,6 +174,19 @@ class Auditor:
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
         found += self._security
+        found += [
+            Finding(
+                kind=anomaly.kind,
+                severity=severity_of(anomaly.kind),
+                station=anomaly.station,
+                transaction_ids=[],
+                positions=list(anomaly.positions),
+                trigger=anomaly.position,
+                detail=anomaly.detail,
+                source="projection",
+            )
+            for anomaly in self.views.firmware.anomalies
+        ]
         for transaction in transactions.all():
             start = transaction.positions[:2]
             how = (

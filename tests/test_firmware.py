@@ -1,0 +1,707 @@
+"""Firmware end to end with the ``ocpp`` charge points: a campaign over four 1.6 stations (one
+fails, one boots into its old version: the finding), its rollout rate and its decisions
+replayed, a campaign stopped by its failure ratio and one cancelled, a signed 1.6 update
+(SignedUpdateFirmware / SignedFirmwareStatusNotification), the 2.0.1 UpdateFirmware status
+flow and a local controller's PublishFirmware / UnpublishFirmware; the firmware projection
+rebuilt by replay equals the live one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, get_args
+
+import httpx
+import msgspec
+import pytest
+import websockets
+from ocpp.routing import after, on
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as result201
+from ocpp.v201.enums import Action as Action201
+
+from chargeledger.core.api import Caller
+from chargeledger.core.audit.findings import Auditor
+from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
+from chargeledger.core.events import CampaignCreated
+from chargeledger.core.firmware import CampaignRequest, recorded_decisions, replayed_decisions
+from chargeledger.core.plugin_host import PluginHost
+from chargeledger.core.settings import Settings
+from chargeledger.core.times import rfc3339
+from chargeledger.core.usecases_firmware import UpdateFirmwareArgs, update_firmware
+from chargeledger.projections import Views
+from chargeledger.projections.firmware import (
+    PHASES,
+    CampaignState,
+    campaign_json,
+    firmware_json,
+)
+from chargeledger.schemas import OCPP16, OCPP201, v16, v201
+from tests import test_e2e_v16, test_e2e_v201
+from tests.harness import RunningServer, running_server
+from tests.test_e2e_v201 import until
+
+LOCATION = "https://firmware.example/acme-2.0.bin"
+CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIBfirmwaresigner\n-----END CERTIFICATE-----\n"
+SIGNATURE = "c2lnbmF0dXJlIG9mIHRoZSBmaXJtd2FyZQ=="
+CHECKSUM = "0123456789abcdef0123456789abcdef"
+
+OK = ["Downloading", "Downloaded", "Installing", "Installed", "reboot"]
+FAILS = ["Downloading", "DownloadFailed"]
+SIGNED = [
+    "DownloadScheduled",
+    "Downloading",
+    "Downloaded",
+    "SignatureVerified",
+    "InstallScheduled",
+    "Installing",
+    "InstallRebooting",
+    "reboot",
+    "Installed",
+]
+
+
+class Station16(test_e2e_v16.Station):
+    """A 1.6 charge point that plays ``script`` after an (Signed)UpdateFirmware: each
+    status notified in turn, ``reboot`` a BootNotification with ``version_after``."""
+
+    vendor = "ACME"
+    model = "X1"
+    script = OK
+    version_after = "2.0"
+    signed_answer = "Accepted"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.version = "1.0"
+        self.requests: list[dict[str, Any]] = []
+
+    async def boot(self) -> None:
+        answer = await self.call(
+            call16.BootNotification(
+                charge_point_model=self.model,
+                charge_point_vendor=self.vendor,
+                firmware_version=self.version,
+            )
+        )
+        assert answer.status == "Accepted"
+
+    async def play(self, request_id: int | None) -> None:
+        for step in self.script:
+            if step == "reboot":
+                self.version = self.version_after
+                await self.boot()
+            elif request_id is None:
+                answer = await self.call(call16.FirmwareStatusNotification(status=step))
+                assert answer == result16.FirmwareStatusNotification()
+            else:
+                answer = await self.call(
+                    call16.SignedFirmwareStatusNotification(status=step, request_id=request_id)
+                )
+                assert answer == result16.SignedFirmwareStatusNotification()
+
+    @on(Action16.update_firmware)
+    def on_update_firmware(self, **request: Any) -> Any:
+        self.requests.append(request)
+        return result16.UpdateFirmware()
+
+    @after(Action16.update_firmware)
+    async def after_update_firmware(self, **_: Any) -> None:
+        await self.play(None)
+
+    @on(Action16.signed_update_firmware)
+    def on_signed_update_firmware(self, **request: Any) -> Any:
+        self.requests.append(request)
+        return result16.SignedUpdateFirmware(status=self.signed_answer)
+
+    @after(Action16.signed_update_firmware)
+    async def after_signed_update_firmware(self, request_id: int, **_: Any) -> None:
+        if self.signed_answer == "Accepted":
+            await self.play(request_id)
+
+
+class Station201(test_e2e_v201.Station):
+    """A 2.0.1 station that installs with a reboot (Installed after the BootNotification
+    with the new version) and, as a local controller, publishes firmware."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.version = "1.0"
+        self.requests: list[dict[str, Any]] = []
+
+    async def boot(self, reason: str = "PowerUp") -> str:
+        station = {"model": "M201", "vendor_name": "ACME", "firmware_version": self.version}
+        answer = await self.call(call201.BootNotification(charging_station=station, reason=reason))
+        return str(answer.status)
+
+    async def notify(self, status: str, request_id: int) -> None:
+        answer = await self.call(
+            call201.FirmwareStatusNotification(status=status, request_id=request_id)
+        )
+        assert answer == result201.FirmwareStatusNotification()
+
+    @on(Action201.update_firmware)
+    def on_update_firmware(self, **request: Any) -> Any:
+        self.requests.append(request)
+        return result201.UpdateFirmware(status="Accepted")
+
+    @after(Action201.update_firmware)
+    async def after_update_firmware(self, request_id: int, **_: Any) -> None:
+        for status in ("Downloading", "Downloaded", "SignatureVerified", "InstallRebooting"):
+            await self.notify(status, request_id)
+        self.version = "2.0"
+        assert await self.boot("FirmwareUpdate") == "Accepted"
+        await self.notify("Installed", request_id)
+
+    @on(Action201.publish_firmware)
+    def on_publish_firmware(self, **request: Any) -> Any:
+        self.requests.append(request)
+        return result201.PublishFirmware(status="Accepted")
+
+    @after(Action201.publish_firmware)
+    async def after_publish_firmware(self, request_id: int, **_: Any) -> None:
+        for status in ("Downloading", "Downloaded", "ChecksumVerified", "Published"):
+            location = ["http://lc.local/acme-2.0.bin"] if status == "Published" else None
+            await self.call(
+                call201.PublishFirmwareStatusNotification(
+                    status=status, request_id=request_id, location=location
+                )
+            )
+
+    @on(Action201.unpublish_firmware)
+    def on_unpublish_firmware(self, checksum: str) -> Any:
+        return result201.UnpublishFirmware(status="Unpublished")
+
+
+def _cli(base: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", "firmware", *args, "--api", base],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _connect16(
+    server: RunningServer, name: str, **behaviour: Any
+) -> tuple[Station16, Any, asyncio.Task[None]]:
+    ws = await websockets.connect(f"{server.url}/{name}", subprotocols=["ocpp1.6"])
+    station = Station16(name, ws)
+    for attribute, value in behaviour.items():
+        setattr(station, attribute, value)
+    task = asyncio.create_task(station.start())
+    await station.boot()
+    return station, ws, task
+
+
+def _campaign(server: RunningServer, campaign_id: str) -> CampaignState:
+    assert server.csms is not None
+    campaign = server.csms.views.firmware.campaign(campaign_id)
+    assert campaign is not None
+    return campaign
+
+
+def _live_and_replayed(server: RunningServer) -> tuple[Any, Any]:
+    assert server.csms is not None
+
+    def shown(views: Views) -> Any:
+        return (
+            [firmware_json(state) for state in views.firmware.all()],
+            [campaign_json(campaign) for campaign in views.firmware.campaigns()],
+            views.firmware.anomalies,
+        )
+
+    async def read() -> Any:
+        return shown(server.csms.views)  # type: ignore[union-attr]
+
+    return server.run(read), shown(Views.replay(server.csms.store.iter_all()))
+
+
+def _max_in_flight(server: RunningServer, campaign_id: str) -> int:
+    """The most stations of the campaign in progress at once, over a replay of the log."""
+    assert server.csms is not None
+    views, most = Views(), 0
+    for recorded in server.csms.store.iter_all():
+        views.apply(recorded)
+        campaign = views.firmware.campaign(campaign_id)
+        if campaign is not None:
+            most = max(most, campaign.counts()["in_progress"])
+    return most
+
+
+def test_a_campaign_over_four_stations_with_a_failure_and_an_old_version(tmp_path: Path) -> None:
+    """Four ACME stations (and one of another vendor, not selected): two install, one
+    fails to download, one reports Installed and boots into 1.0 again (a finding). Two at
+    most in flight; created and read with the CLI through the API."""
+    store = f"sqlite:///{tmp_path / 'campaign.db'}"
+    behaviours: dict[str, dict[str, Any]] = {
+        "CP-F1": {},
+        "CP-F2": {"script": FAILS},
+        "CP-F3": {"version_after": "1.0"},
+        "CP-F4": {},
+        "CP-OTHER": {"vendor": "Other"},
+    }
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        base = f"http://127.0.0.1:{server.csms.api_port}"
+        connected = [await _connect16(server, name, **b) for name, b in behaviours.items()]
+        facts: dict[str, Any] = {}
+        try:
+            created = await asyncio.to_thread(
+                _cli,
+                base,
+                "campaign",
+                "create",
+                "--location",
+                LOCATION,
+                "--vendor",
+                "ACME",
+                "--firmware-version",
+                "1.0",
+                "--max-in-flight",
+                "2",
+                "--interval",
+                "1",
+                "--max-failure-ratio",
+                "0.5",
+                "--name",
+                "acme 2.0",
+            )
+            assert created.returncode == 0, created.stderr
+            campaign_id = json.loads(created.stdout)["campaign_id"]
+            facts["created"] = json.loads(created.stdout)
+
+            def done() -> CampaignState | None:
+                campaign = _campaign(server, campaign_id)
+                firmware = server.csms.views.firmware.get("CP-F3")  # type: ignore[union-attr]
+                finding = firmware is not None and firmware.current is not None
+                finding = finding and firmware.current.finding is not None  # type: ignore[union-attr]
+                return campaign if campaign.status != "running" and finding else None
+
+            await until(server, done, "the campaign done and the finding made")
+            shown = await asyncio.to_thread(_cli, base, "campaign", "show", campaign_id, "--json")
+            assert shown.returncode == 0, shown.stderr
+            facts["shown"] = json.loads(shown.stdout)
+            listed = await asyncio.to_thread(_cli, base, "campaign", "show", "--json")
+            facts["listed"] = json.loads(listed.stdout)
+            status = await asyncio.to_thread(_cli, base, "status", "CP-F3", "--json")
+            facts["status"] = json.loads(status.stdout)
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                facts["http_f1"] = (await client.get("/api/stations/CP-F1/firmware")).json()
+                facts["http_404"] = await client.get("/api/stations/CP-NOWHERE/firmware")
+                facts["http_campaign_404"] = await client.get("/api/firmware/campaigns/nope")
+                facts["http_bad"] = await client.post(
+                    "/api/firmware/campaigns", json={"location": LOCATION, "vendor": "Nobody"}
+                )
+                facts["http_site"] = await client.post(
+                    "/api/firmware/campaigns", json={"location": LOCATION, "site": "Depot 7"}
+                )
+            facts["requests"] = {cp.id: cp.requests for cp, _, _ in connected}
+        finally:
+            for _, ws, task in connected:
+                task.cancel()
+                await ws.close()
+        return facts
+
+    settings = Settings(port=0, store=store, api_port=0)
+    with running_server(settings) as server:
+        facts = asyncio.run(scenario(server))
+        assert server.csms is not None
+        records = list(server.csms.store.iter_all())
+        campaign_id = facts["created"]["campaign_id"]
+        campaign = _campaign(server, campaign_id)
+        assert _max_in_flight(server, campaign_id) == 2
+        live, replayed = _live_and_replayed(server)
+        assert live == replayed
+
+    assert facts["created"]["stations"][0]["status"] == "pending"
+    assert [s["station"] for s in facts["created"]["stations"]] == [
+        "CP-F1",
+        "CP-F2",
+        "CP-F3",
+        "CP-F4",
+    ]
+    assert campaign.status == "completed"
+    assert campaign.counts() == {
+        "pending": 0,
+        "in_progress": 0,
+        "installed": 2,
+        "failed": 2,
+        "stopped": 0,
+    }
+    reasons = {s.station: (s.status, s.reason) for s in campaign.stations.values()}
+    assert reasons == {
+        "CP-F1": ("installed", None),
+        "CP-F2": ("failed", "DownloadFailed"),
+        "CP-F3": ("failed", "version_unchanged"),
+        "CP-F4": ("installed", None),
+    }
+    assert facts["shown"]["counts"] == campaign.counts()
+    assert [c["campaign_id"] for c in facts["listed"]] == [campaign_id]
+    # Every selected station got the URL it was given, once; the other vendor none.
+    requests = facts["requests"]
+    assert requests["CP-OTHER"] == []
+    for name in ("CP-F1", "CP-F2", "CP-F3", "CP-F4"):
+        assert [r["location"] for r in requests[name]] == [LOCATION]
+    current = facts["status"]["current"]
+    assert (current["phase"], current["finding"]) == ("installed", "version_unchanged")
+    assert (current["version_before"], current["version_after"]) == ("1.0", "1.0")
+    assert [s["status"] for s in current["statuses"]] == OK[:-1]
+    f1 = facts["http_f1"]
+    assert (f1["version"], f1["current"]["version_before"], f1["current"]["version_after"]) == (
+        "2.0",
+        "1.0",
+        "2.0",
+    )
+    assert f1["current"]["status"] == "Installed" and f1["current"]["status_at"]
+    assert facts["http_404"].status_code == 404
+    assert facts["http_campaign_404"].status_code == 404
+    assert facts["http_bad"].status_code == 400
+    assert "no station matches" in facts["http_bad"].json()["detail"]
+    assert facts["http_site"].status_code == 400
+    assert "sites are not modelled" in facts["http_site"].json()["detail"]
+
+    # The finding is the audit's too, with its evidence.
+    auditor = Auditor()
+    for recorded in records:
+        auditor.feed(recorded)
+    findings = [f for f in auditor.findings() if f.kind == "version_unchanged"]
+    assert [(f.station, f.source) for f in findings] == [("CP-F3", "projection")]
+    assert len(findings[0].positions) == 3
+
+    # Every decision is a recorded command, and a replay through the plugins takes the same.
+    decided = recorded_decisions(records)
+    updates = [d for d in decided if d.kind == "update"]
+    assert sorted(d.station or "" for d in updates) == ["CP-F1", "CP-F2", "CP-F3", "CP-F4"]
+    assert {d.action for d in updates} == {"UpdateFirmware"}
+    assert len([d for d in decided if d.kind == "step"]) >= 2
+    assert replayed_decisions(records, PluginHost(Settings())) == decided
+    # ... and a replay through other rules would show: one in flight at a time decides
+    # differently.
+    changed = [
+        msgspec.structs.replace(
+            recorded, event=msgspec.structs.replace(recorded.event, max_in_flight=1)
+        )
+        if isinstance(recorded.event, CampaignCreated)
+        else recorded
+        for recorded in records
+    ]
+    assert replayed_decisions(changed, PluginHost(Settings())) != decided
+
+
+def test_a_campaign_stops_on_its_failure_ratio_and_one_is_cancelled(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'stop.db'}"
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        csms = server.csms
+        base = f"http://127.0.0.1:{csms.api_port}"
+        connected = [
+            await _connect16(server, "CP-S1", script=FAILS),
+            await _connect16(server, "CP-S2"),
+            await _connect16(server, "CP-S3"),
+        ]
+        facts: dict[str, Any] = {}
+        try:
+            request = CampaignRequest(
+                location=LOCATION,
+                stations=["CP-S1", "CP-S2", "CP-S3"],
+                interval=1,
+                max_failure_ratio=0,
+            )
+            made = await server.arun(partial(csms.create_campaign, request))
+            stopped = await until(
+                server,
+                lambda: (c := _campaign(server, made.campaign_id)).status == "stopped" and c,
+                "the campaign stopped",
+            )
+            facts["stopped"] = campaign_json(stopped)
+            # A slow campaign: the first station updates at once, the next step is a minute
+            # away; cancelled in between.
+            slow = CampaignRequest(
+                location=LOCATION, stations=["CP-S2", "CP-S3"], interval=600, retries=2
+            )
+            made = await server.arun(partial(csms.create_campaign, slow))
+            await until(
+                server,
+                lambda: _campaign(server, made.campaign_id).counts()["installed"] == 1 or None,
+                "the first station installed",
+            )
+            cancelled = await asyncio.to_thread(_cli, base, "campaign", "cancel", made.campaign_id)
+            assert cancelled.returncode == 0, cancelled.stderr
+            facts["cancelled"] = json.loads(cancelled.stdout)
+            again = await asyncio.to_thread(_cli, base, "campaign", "cancel", made.campaign_id)
+            facts["again"] = json.loads(again.stdout)
+            facts["requests"] = {cp.id: len(cp.requests) for cp, _, _ in connected}
+            facts["retries"] = connected[1][0].requests[-1].get("retries")
+            with pytest.raises(PermissionError):
+                await server.arun(
+                    partial(
+                        csms.create_campaign,
+                        request,
+                        caller=Caller("reader", "read"),
+                    )
+                )
+        finally:
+            for _, ws, task in connected:
+                task.cancel()
+                await ws.close()
+        return facts
+
+    with running_server(Settings(port=0, store=store, api_port=0)) as server:
+        facts = asyncio.run(scenario(server))
+        live, replayed = _live_and_replayed(server)
+        assert live == replayed
+        assert server.csms is not None
+        records = list(server.csms.store.iter_all())
+    stopped = facts["stopped"]
+    assert stopped["counts"] == {
+        "pending": 0,
+        "in_progress": 0,
+        "installed": 0,
+        "failed": 1,
+        "stopped": 2,
+    }
+    assert facts["cancelled"]["status"] == "cancelled"
+    assert facts["cancelled"]["cancelled_by"] == "local"
+    assert facts["cancelled"]["counts"]["stopped"] == 1
+    assert facts["again"]["status"] == "cancelled"  # cancelling twice records nothing new
+    # The stopped and the cancelled stations were never sent an update.
+    assert facts["requests"] == {"CP-S1": 1, "CP-S2": 1, "CP-S3": 0}
+    assert facts["retries"] == 2
+    assert replayed_decisions(records, PluginHost(Settings())) == recorded_decisions(records)
+
+
+def test_signed_firmware_in_16(tmp_path: Path) -> None:
+    """SignedUpdateFirmware through the CLI, its SignedFirmwareStatusNotifications with the
+    request id folded to installed with the version after the reboot; a refused signature
+    fails the update."""
+    store = f"sqlite:///{tmp_path / 'signed.db'}"
+    certificate = tmp_path / "signer.pem"
+    certificate.write_text(CERTIFICATE)
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        csms = server.csms
+        base = f"http://127.0.0.1:{csms.api_port}"
+        cp, ws, task = await _connect16(server, "CP-SIGNED", script=SIGNED)
+        facts: dict[str, Any] = {}
+        try:
+            signed = [
+                "update",
+                "CP-SIGNED",
+                "--location",
+                LOCATION,
+                "--install-date",
+                "2026-12-01T03:00:00+01:00",
+                "--signing-certificate",
+                str(certificate),
+                "--signature",
+                SIGNATURE,
+            ]
+            answer = await asyncio.to_thread(_cli, base, *signed, "--json")
+            assert answer.returncode == 0, answer.stderr
+            facts["answer"] = json.loads(answer.stdout)
+            request_id = facts["answer"]["values"]["request_id"]
+
+            def installed() -> Any:
+                state = csms.views.firmware.get("CP-SIGNED")
+                update = None if state is None else state.current
+                ready = update is not None and update.phase == "installed"
+                return firmware_json(state) if ready and state else None
+
+            facts["installed"] = await until(server, installed, "the signed update installed")
+            facts["request"] = cp.requests[-1]
+            facts["request_id"] = request_id
+            half = await asyncio.to_thread(
+                _cli, base, "update", "CP-SIGNED", "--location", LOCATION, "--signature", "x"
+            )
+            facts["half"] = (half.returncode, half.stderr)
+            unsigned_install = await asyncio.to_thread(
+                _cli,
+                base,
+                "update",
+                "CP-SIGNED",
+                "--location",
+                LOCATION,
+                "--install-date",
+                "2026-12-01T03:00:00Z",
+            )
+            facts["unsigned_install"] = (unsigned_install.returncode, unsigned_install.stderr)
+            cp.signed_answer = "InvalidCertificate"
+            refused = await server.arun(
+                partial(
+                    csms.update_firmware,
+                    "CP-SIGNED",
+                    LOCATION,
+                    rfc3339(time.time()),
+                    signing_certificate=CERTIFICATE,
+                    signature=SIGNATURE,
+                )
+            )
+            facts["refused"] = refused
+            facts["after_refusal"] = firmware_json(csms.views.firmware.get("CP-SIGNED"))  # type: ignore[arg-type]
+        finally:
+            task.cancel()
+            await ws.close()
+        return facts
+
+    with running_server(Settings(port=0, store=store, api_port=0)) as server:
+        facts = asyncio.run(scenario(server))
+        live, replayed = _live_and_replayed(server)
+        assert live == replayed
+    assert facts["answer"]["action"] == "SignedUpdateFirmware"
+    assert facts["answer"]["status"] == "Accepted"
+    request = facts["request"]
+    assert request["request_id"] == facts["request_id"]
+    firmware = request["firmware"]
+    assert firmware["signing_certificate"] == CERTIFICATE
+    assert firmware["signature"] == SIGNATURE
+    assert firmware["install_date_time"] == "2026-12-01T02:00:00.000Z"
+    current = facts["installed"]["current"]
+    assert current["action"] == "SignedUpdateFirmware" and current["signed"] is True
+    assert current["request_id"] == facts["request_id"]
+    assert [s["status"] for s in current["statuses"]] == [s for s in SIGNED if s != "reboot"]
+    assert (current["version_before"], current["version_after"], current["finding"]) == (
+        "1.0",
+        "2.0",
+        None,
+    )
+    assert current["rebooted_at"] and current["location"] == LOCATION
+    assert facts["half"][0] == 2 and "needs both" in facts["half"][1]
+    assert facts["unsigned_install"][0] == 2
+    assert "no install time" in facts["unsigned_install"][1]
+    refused = facts["refused"]
+    assert (refused.accepted, refused.status) == (False, "InvalidCertificate")
+    after = facts["after_refusal"]
+    assert (after["current"]["phase"], after["current"]["answer"]) == (
+        "failed",
+        "InvalidCertificate",
+    )
+    assert after["history"][-1]["phase"] == "installed"
+
+
+def test_201_update_firmware_and_local_controller_publishing(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'v201.db'}"
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        csms = server.csms
+        cp, ws, task = await test_e2e_v201.connect(server, "CP-201", Station201)
+        facts: dict[str, Any] = {}
+        try:
+            assert await cp.boot() == "Accepted"
+            facts["update"] = await server.arun(
+                partial(
+                    csms.update_firmware,
+                    "CP-201",
+                    LOCATION,
+                    "2026-12-01T01:00:00Z",
+                    retries=3,
+                    retry_interval=60,
+                    install_date="2026-12-01T02:00:00Z",
+                )
+            )
+
+            def installed() -> Any:
+                state = csms.views.firmware.get("CP-201")
+                update = None if state is None else state.current
+                done = update is not None and update.phase == "installed"
+                return firmware_json(state) if done and state else None
+
+            facts["installed"] = await until(server, installed, "the 2.0.1 update installed")
+            facts["published"] = await server.arun(
+                partial(csms.publish_firmware, "CP-201", LOCATION, CHECKSUM)
+            )
+
+            def published() -> Any:
+                state = csms.views.firmware.get("CP-201")
+                publish = None if state is None else state.publish
+                if publish is None or publish.status != "Published":
+                    return None
+                return firmware_json(state)["publish"]  # type: ignore[arg-type]
+
+            facts["publish"] = await until(server, published, "the firmware published")
+            facts["unpublished"] = await server.arun(
+                partial(csms.unpublish_firmware, "CP-201", CHECKSUM)
+            )
+            facts["after"] = firmware_json(csms.views.firmware.get("CP-201"))  # type: ignore[arg-type]
+            facts["request"] = cp.requests[0]
+        finally:
+            task.cancel()
+            await ws.close()
+        return facts
+
+    with running_server(Settings(port=0, store=store)) as server:
+        facts = asyncio.run(scenario(server))
+        live, replayed = _live_and_replayed(server)
+        assert live == replayed
+    update = facts["update"]
+    assert (update.action, update.status, update.accepted) == ("UpdateFirmware", "Accepted", True)
+    request = facts["request"]
+    assert request["request_id"] == update.values["request_id"]
+    assert (request["retries"], request["retry_interval"]) == (3, 60)
+    assert request["firmware"]["location"] == LOCATION
+    assert request["firmware"]["install_date_time"] == "2026-12-01T02:00:00.000Z"
+    current = facts["installed"]["current"]
+    assert current["request_id"] == update.values["request_id"]
+    assert [s["status"] for s in current["statuses"]] == [
+        "Downloading",
+        "Downloaded",
+        "SignatureVerified",
+        "InstallRebooting",
+        "Installed",
+    ]
+    assert (current["version_before"], current["version_after"]) == ("1.0", "2.0")
+    assert facts["installed"]["version"] == "2.0" and current["finding"] is None
+    published = facts["published"]
+    assert (published.action, published.accepted) == ("PublishFirmware", True)
+    publish = facts["publish"]
+    assert (publish["request_id"], publish["checksum"]) == (
+        published.values["request_id"],
+        CHECKSUM,
+    )
+    assert (publish["location"], publish["answer"]) == (LOCATION, "Accepted")
+    assert publish["locations"] == ["http://lc.local/acme-2.0.bin"]
+    assert (facts["unpublished"].status, facts["unpublished"].accepted) == ("Unpublished", True)
+    assert facts["after"]["publish"]["status"] == "Unpublished"
+    assert facts["after"]["publish"]["locations"] == []
+
+
+def test_every_firmware_status_of_both_versions_has_a_phase() -> None:
+    """Each status a station may notify, 1.6 (with its security extension) and 2.0.1, moves
+    an update to a phase; only Idle moves none."""
+    statuses = {
+        *get_args(v16.FirmwareStatusNotificationRequest.__annotations__["status"]),
+        *get_args(v16.FirmwareStatusEnumType),
+        *get_args(v201.FirmwareStatusEnumType),
+    }
+    assert statuses - set(PHASES) == {"Idle"}
+    assert set(PHASES) <= statuses
+
+
+@pytest.mark.parametrize(
+    ("protocol", "fields", "error"),
+    [
+        (OCPP16, {"install_date": "2026-12-01T00:00:00Z"}, UnsupportedUseCase),
+        (OCPP16, {"signature": SIGNATURE}, InvalidUseCaseArguments),
+        (OCPP201, {"retrieve_date": "tomorrow"}, InvalidUseCaseArguments),
+    ],
+)
+def test_update_firmware_refuses_what_the_version_cannot_say(
+    protocol: str, fields: dict[str, Any], error: type[Exception]
+) -> None:
+    args = UpdateFirmwareArgs(
+        **{"location": LOCATION, "retrieve_date": "2026-12-01T00:00:00Z", **fields}
+    )
+    with pytest.raises(error):
+        update_firmware(protocol, args, 7)
