@@ -34,7 +34,14 @@ from tests.harness import RunningServer, running_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-ONLY_201 = {"get_base_report", "get_report", "set_variables", "get_transaction_status"}
+ONLY_201 = {
+    "get_base_report",
+    "get_report",
+    "set_variables",
+    "get_transaction_status",
+    "publish_firmware",
+    "unpublish_firmware",
+}
 
 SAMPLES: dict[str, dict[str, Any]] = {
     "remote_start": {"id_token": "TAG-H", "evse_id": 1},
@@ -67,6 +74,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "send_local_list": {"version": 1, "entries": [{"id_token": "TAG-L", "type": "ISO14443"}]},
     "get_local_list_version": {},
+    "update_firmware": {
+        "location": "https://fw.example/f.bin",
+        "retrieve_date": "2026-12-01T00:00:00Z",
+    },
+    "publish_firmware": {
+        "location": "https://fw.example/f.bin",
+        "checksum": "0123456789abcdef0123456789abcdef",
+    },
+    "unpublish_firmware": {"checksum": "0123456789abcdef0123456789abcdef"},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -74,6 +90,7 @@ STATUS = {
     "unlock_connector": "Unlocked",
     "data_transfer": "Rejected",
     "get_transaction_status": "NoMessagesInQueue",
+    "unpublish_firmware": "Unpublished",
 }
 """The status the test stations answer with, where it is not ``Accepted``."""
 
@@ -85,6 +102,18 @@ class Station201(test_certificates.Station201):
     @on(Action.set_network_profile)
     def on_set_network_profile(self, configuration_slot: int, connection_data: Any) -> Any:
         return call_result.SetNetworkProfile(status="Accepted")
+
+    @on(Action.update_firmware)
+    def on_update_firmware(self, **_: Any) -> Any:
+        return call_result.UpdateFirmware(status="Accepted")
+
+    @on(Action.publish_firmware)
+    def on_publish_firmware(self, **_: Any) -> Any:
+        return call_result.PublishFirmware(status="Accepted")
+
+    @on(Action.unpublish_firmware)
+    def on_unpublish_firmware(self, **_: Any) -> Any:
+        return call_result.UnpublishFirmware(status="Unpublished")
 
     @on(Action.get_report)
     def on_get_report(self, request_id: int, **_: Any) -> Any:
