@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -49,7 +51,7 @@ from tests import test_e2e_v16, test_e2e_v201
 from tests.harness import RunningServer, running_server
 from tests.test_e2e_v201 import until
 
-LOCATION = "https://firmware.example/acme-2.0.bin"
+LOCATION = "https://fw.example/acme-2.0.bin"
 CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIBfirmwaresigner\n-----END CERTIFICATE-----\n"
 SIGNATURE = "c2lnbmF0dXJlIG9mIHRoZSBmaXJtd2FyZQ=="
 CHECKSUM = "0123456789abcdef0123456789abcdef"
@@ -181,6 +183,30 @@ class Station201(test_e2e_v201.Station):
         return result201.UnpublishFirmware(status="Unpublished")
 
 
+DOC = Path(__file__).resolve().parent.parent / "docs" / "device-management.md"
+
+
+def _walkthrough(block: int, base: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the ``sh`` block ``block`` of the firmware section of docs/device-management.md as
+    written (its ``export`` of the API's address aside: the test server's is given), with
+    ``chargeledger`` the CLI of this checkout."""
+    text = DOC.read_text()
+    start = text.index("## Firmware updates and campaigns")
+    end = text.find("\n## ", start)
+    blocks = re.findall(r"```sh\n(.*?)```", text[start : end if end > 0 else None], re.S)
+    script = "\n".join(line for line in blocks[block].splitlines() if not line.startswith("export"))
+    cli = f'"{sys.executable}" -m chargeledger.core.cli'
+    shim = f'set -eo pipefail\nchargeledger() {{ {cli} "$@"; }}\n'
+    return subprocess.run(
+        ["bash", "-c", shim + script],
+        cwd=cwd,
+        env={**os.environ, "CHARGELEDGER_API_URL": base, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _cli(base: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chargeledger.core.cli", "firmware", *args, "--api", base],
@@ -256,29 +282,12 @@ def test_a_campaign_over_four_stations_with_a_failure_and_an_old_version(tmp_pat
         connected = [await _connect16(server, name, **b) for name, b in behaviours.items()]
         facts: dict[str, Any] = {}
         try:
-            created = await asyncio.to_thread(
-                _cli,
-                base,
-                "campaign",
-                "create",
-                "--location",
-                LOCATION,
-                "--vendor",
-                "ACME",
-                "--firmware-version",
-                "1.0",
-                "--max-in-flight",
-                "2",
-                "--interval",
-                "1",
-                "--max-failure-ratio",
-                "0.5",
-                "--name",
-                "acme 2.0",
-            )
-            assert created.returncode == 0, created.stderr
-            campaign_id = json.loads(created.stdout)["campaign_id"]
-            facts["created"] = json.loads(created.stdout)
+            # The walkthrough of docs/device-management.md, as written.
+            walked = await asyncio.to_thread(_walkthrough, 0, base, tmp_path)
+            assert walked.returncode == 0, walked.stderr
+            facts["walked"] = walked.stdout
+            (made,) = server.csms.views.firmware.campaigns()
+            campaign_id = made.campaign_id
 
             def done() -> CampaignState | None:
                 campaign = _campaign(server, campaign_id)
@@ -317,19 +326,16 @@ def test_a_campaign_over_four_stations_with_a_failure_and_an_old_version(tmp_pat
         facts = asyncio.run(scenario(server))
         assert server.csms is not None
         records = list(server.csms.store.iter_all())
-        campaign_id = facts["created"]["campaign_id"]
-        campaign = _campaign(server, campaign_id)
+        (campaign,) = server.csms.views.firmware.campaigns()
+        campaign_id = campaign.campaign_id
         assert _max_in_flight(server, campaign_id) == 2
         live, replayed = _live_and_replayed(server)
         assert live == replayed
 
-    assert facts["created"]["stations"][0]["status"] == "pending"
-    assert [s["station"] for s in facts["created"]["stations"]] == [
-        "CP-F1",
-        "CP-F2",
-        "CP-F3",
-        "CP-F4",
-    ]
+    assert list(campaign.stations) == ["CP-F1", "CP-F2", "CP-F3", "CP-F4"]
+    assert campaign.created.name == "ACME 2.0" and campaign.created.max_in_flight == 2
+    assert campaign.created.selection == {"vendor": "ACME", "firmware_version": "1.0"}
+    assert f'"campaign_id": "{campaign_id}"' in facts["walked"]
     assert campaign.status == "completed"
     assert campaign.counts() == {
         "pending": 0,
@@ -486,8 +492,8 @@ def test_signed_firmware_in_16(tmp_path: Path) -> None:
     request id folded to installed with the version after the reboot; a refused signature
     fails the update."""
     store = f"sqlite:///{tmp_path / 'signed.db'}"
-    certificate = tmp_path / "signer.pem"
-    certificate.write_text(CERTIFICATE)
+    (tmp_path / "signer.pem").write_text(CERTIFICATE)
+    (tmp_path / "acme-2.0.sig").write_text(SIGNATURE)
 
     async def scenario(server: RunningServer) -> dict[str, Any]:
         assert server.csms is not None
@@ -496,21 +502,10 @@ def test_signed_firmware_in_16(tmp_path: Path) -> None:
         cp, ws, task = await _connect16(server, "CP-SIGNED", script=SIGNED)
         facts: dict[str, Any] = {}
         try:
-            signed = [
-                "update",
-                "CP-SIGNED",
-                "--location",
-                LOCATION,
-                "--install-date",
-                "2026-12-01T03:00:00+01:00",
-                "--signing-certificate",
-                str(certificate),
-                "--signature",
-                SIGNATURE,
-            ]
-            answer = await asyncio.to_thread(_cli, base, *signed, "--json")
-            assert answer.returncode == 0, answer.stderr
-            facts["answer"] = json.loads(answer.stdout)
+            # The walkthrough of docs/device-management.md, as written.
+            walked = await asyncio.to_thread(_walkthrough, 1, base, tmp_path)
+            assert walked.returncode == 0, walked.stderr
+            facts["answer"] = json.loads(walked.stdout[: walked.stdout.index("\n}\n") + 2])
             request_id = facts["answer"]["values"]["request_id"]
 
             def installed() -> Any:
