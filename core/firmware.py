@@ -15,9 +15,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from chargeledger.core.commands import SendCall, StartTimer
+from chargeledger.core.commands import Command, SendCall, StartTimer
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
-from chargeledger.core.events import CampaignCreated, CommandRequested, Recorded, TimerStarted
+from chargeledger.core.events import (
+    CampaignCreated,
+    CommandRequested,
+    Event,
+    Recorded,
+    TimerFired,
+    TimerStarted,
+)
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.usecases_firmware import UpdateFirmwareArgs, update_firmware
 from chargeledger.projections import Views
@@ -28,9 +35,13 @@ __all__ = [
     "CampaignRequest",
     "Decision",
     "campaign_created",
+    "decides",
+    "decisions_in",
+    "recorded_decision",
     "recorded_decisions",
     "replayed_decisions",
     "select_stations",
+    "sort_decisions",
 ]
 
 PLUGINS_CALLER = "plugins"
@@ -175,56 +186,73 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     due: float | None = None
 
 
-def _sorted(decisions: list[Decision]) -> list[Decision]:
-    # The updates of one step are sent concurrently: their CommandRequested may be recorded
-    # in any order, so decisions compare as sorted lists.
+def sort_decisions(decisions: Iterable[Decision]) -> list[Decision]:
+    """``decisions`` in the order they compare in: the updates of one step are sent
+    concurrently, so their ``CommandRequested`` may be recorded in any order."""
     return sorted(decisions, key=lambda decision: (decision.kind, decision.name))
 
 
-def recorded_decisions(records: Iterable[Recorded]) -> list[Decision]:
-    """The campaign decisions the log holds: each campaign update's ``CommandRequested``
-    (asked by ``plugins``), each rollout step's ``TimerStarted``; sorted."""
+def recorded_decision(event: Event) -> Decision | None:
+    """The campaign decision ``event`` records (an update's ``CommandRequested`` asked by
+    ``plugins``, a rollout step's ``TimerStarted``), ``None`` for any other event."""
+    if (
+        isinstance(event, CommandRequested)
+        and event.key == PLUGINS_CALLER
+        and event.request_id.startswith("campaign:")
+    ):
+        return Decision(
+            kind="update",
+            name=event.request_id,
+            station=event.station,
+            action=event.command,
+            payload=event.payload,
+        )
+    if isinstance(event, TimerStarted) and read_campaign_timer(event.name) is not None:
+        return Decision(kind="step", name=event.name, due=event.due)
+    return None
+
+
+def decides(event: Event) -> bool:
+    """Whether the firmware plugin may take campaign decisions on ``event`` (a campaign's
+    creation, a rollout step's timer firing)."""
+    return isinstance(event, CampaignCreated) or (
+        isinstance(event, TimerFired) and read_campaign_timer(event.name) is not None
+    )
+
+
+def decisions_in(commands: Iterable[Command]) -> list[Decision]:
+    """The campaign decisions among the commands plugins returned."""
     decisions = []
-    for recorded in records:
-        event = recorded.event
-        if (
-            isinstance(event, CommandRequested)
-            and event.key == PLUGINS_CALLER
-            and event.request_id.startswith("campaign:")
-        ):
+    for command in commands:
+        if isinstance(command, SendCall) and (command.request_id or "").startswith("campaign:"):
             decisions.append(
                 Decision(
                     kind="update",
-                    name=event.request_id,
-                    station=event.station,
-                    action=event.command,
-                    payload=event.payload,
+                    name=command.request_id or "",
+                    station=command.station,
+                    action=command.action,
+                    payload=msgspec.to_builtins(command.payload),
                 )
             )
-        elif isinstance(event, TimerStarted) and read_campaign_timer(event.name) is not None:
-            decisions.append(Decision(kind="step", name=event.name, due=event.due))
-    return _sorted(decisions)
+        elif isinstance(command, StartTimer) and read_campaign_timer(command.name) is not None:
+            decisions.append(Decision(kind="step", name=command.name, due=command.due))
+    return decisions
+
+
+def recorded_decisions(records: Iterable[Recorded]) -> list[Decision]:
+    """The campaign decisions the log holds (:func:`recorded_decision`), sorted."""
+    found = (recorded_decision(recorded.event) for recorded in records)
+    return sort_decisions(decision for decision in found if decision is not None)
 
 
 def replayed_decisions(records: Iterable[Recorded], plugins: PluginHost) -> list[Decision]:
-    """The campaign decisions today's ``plugins`` take when the log is replayed through them
-    (folded event by event, each reacted to as the dispatcher does); sorted. Equal to
-    :func:`recorded_decisions` of the same log when the rollout is replayable."""
+    """The campaign decisions today's ``plugins`` take when the log is folded again and each
+    event that :func:`decides` is reacted to as the dispatcher does; sorted. Equal to
+    :func:`recorded_decisions` of the same log when the rollout replays."""
     views = Views()
     decisions = []
     for recorded in records:
         views.apply(recorded)
-        for command in plugins.react(recorded, views):
-            if isinstance(command, SendCall) and (command.request_id or "").startswith("campaign:"):
-                decisions.append(
-                    Decision(
-                        kind="update",
-                        name=command.request_id or "",
-                        station=command.station,
-                        action=command.action,
-                        payload=msgspec.to_builtins(command.payload),
-                    )
-                )
-            elif isinstance(command, StartTimer) and read_campaign_timer(command.name):
-                decisions.append(Decision(kind="step", name=command.name, due=command.due))
-    return _sorted(decisions)
+        if decides(recorded.event):
+            decisions += decisions_in(plugins.react(recorded, views))
+    return sort_decisions(decisions)

@@ -49,6 +49,7 @@ from chargeledger.projections.firmware import (
 from chargeledger.schemas import OCPP16, OCPP201, v16, v201
 from tests import test_e2e_v16, test_e2e_v201
 from tests.harness import RunningServer, running_server
+from tests.test_audit import chargeledger, json_lines
 from tests.test_e2e_v201 import until
 
 LOCATION = "https://fw.example/acme-2.0.bin"
@@ -402,6 +403,20 @@ def test_a_campaign_over_four_stations_with_a_failure_and_an_old_version(tmp_pat
         for recorded in records
     ]
     assert replayed_decisions(changed, PluginHost(Settings())) != decided
+    # The same through the CLI: `chargeledger replay --what-if` takes them again, and says
+    # so; without the firmware plugin, nothing would have been decided.
+    code, out, err = chargeledger("replay", "--what-if", "--store", store)
+    assert code == 0, out + err
+    assert f"firmware campaigns: {len(decided)} decisions recorded" in out
+    assert "taken again today: the same" in out
+    code, out, _ = chargeledger(
+        "replay", "--what-if", "--store", store, "--disable-plugin", "firmware"
+    )
+    assert code == 1 and "0 taken again today: they differ" in out
+    code, out, err = chargeledger(
+        "audit", "--store", store, "--kind", "version_unchanged", "--json"
+    )
+    assert [row["station"] for row in json_lines(out) if "kind" in row] == ["CP-F3"], err
 
 
 def test_a_campaign_stops_on_its_failure_ratio_and_one_is_cancelled(tmp_path: Path) -> None:
