@@ -22,6 +22,8 @@ import httpx
 import msgspec
 import pytest
 import websockets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ocpp.routing import after, on
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
@@ -33,7 +35,13 @@ from ocpp.v201.enums import Action as Action201
 from chargeledger.core.api import Caller
 from chargeledger.core.audit.findings import Auditor
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
-from chargeledger.core.events import CampaignCreated
+from chargeledger.core.events import (
+    CampaignCancelled,
+    CampaignCreated,
+    CommandRequested,
+    Recorded,
+    TimerFired,
+)
 from chargeledger.core.firmware import CampaignRequest, recorded_decisions, replayed_decisions
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
@@ -44,10 +52,11 @@ from chargeledger.projections.firmware import (
     PHASES,
     CampaignState,
     campaign_json,
+    campaign_timer,
     firmware_json,
 )
 from chargeledger.schemas import OCPP16, OCPP201, v16, v201
-from tests import test_e2e_v16, test_e2e_v201
+from tests import test_e2e_v16, test_e2e_v201, test_projections
 from tests.harness import RunningServer, running_server
 from tests.test_audit import chargeledger, json_lines
 from tests.test_e2e_v201 import until
@@ -715,3 +724,195 @@ def test_update_firmware_refuses_what_the_version_cannot_say(
     )
     with pytest.raises(error):
         update_firmware(protocol, args, 7)
+
+
+# -- the fold on its own: any log of firmware frames ------------------------------------------
+
+_STATIONS = ("CP-A", "CP-B", "CP-C")
+_STATUSES = sorted({*PHASES, "Idle"})
+
+firmware_operation = st.one_of(
+    st.tuples(st.just("boot"), st.sampled_from(_STATIONS), st.sampled_from(["1.0", "2.0"])),
+    st.tuples(
+        st.just("request"),
+        st.sampled_from(_STATIONS),
+        st.sampled_from(["UpdateFirmware", "SignedUpdateFirmware"]),
+        st.sampled_from(["Accepted", "Rejected", "InvalidCertificate", "error", "none"]),
+    ),
+    st.tuples(
+        st.just("notify"),
+        st.sampled_from(_STATIONS),
+        st.sampled_from(_STATUSES),
+        st.sampled_from([None, 1, 2]),
+    ),
+    st.tuples(
+        st.just("campaign"),
+        st.lists(st.sampled_from(_STATIONS), min_size=1, max_size=3, unique=True),
+        st.sampled_from([0.0, 0.34, 1.0]),
+    ),
+    st.tuples(
+        st.just("dispatch"),
+        st.integers(0, 2),
+        st.sampled_from(["none", "Installed", "DownloadFailed"]),
+        st.sampled_from(["1.0", "2.0"]),
+    ),
+    st.tuples(st.just("step"), st.sampled_from([1.0, 5000.0])),
+    st.tuples(st.just("cancel")),
+)
+
+
+def _firmware_log(operations: list[tuple[Any, ...]]) -> list[Any]:
+    log = test_projections.Log()
+    for station in _STATIONS:
+        log.open(station)
+    campaigns: list[str] = []
+    members: list[list[str]] = []
+    request_ids = iter(range(1, 10_000))
+
+    def add(event: Any) -> None:
+        log.records.append(Recorded(len(log.records) + 1, "firmware", 0, event))
+
+    for operation in operations:
+        kind, *rest = operation
+        if kind == "boot":
+            station, version = rest
+            boot = {"chargePointVendor": "V", "chargePointModel": "M", "firmwareVersion": version}
+            log.call(station, "BootNotification", boot, {"status": "Accepted"})
+        elif kind == "request":
+            station, action, answer = rest
+            payload: dict[str, Any] = {"location": LOCATION, "retrieveDate": "2026-12-01T00:00Z"}
+            if action == "SignedUpdateFirmware":
+                payload = {
+                    "requestId": next(request_ids) % 3,
+                    "firmware": {
+                        "location": LOCATION,
+                        "retrieveDateTime": "2026-12-01T00:00:00Z",
+                        "signingCertificate": CERTIFICATE,
+                        "signature": SIGNATURE,
+                    },
+                }
+            result = None if answer in ("none", "error") else {"status": answer}
+            if action == "UpdateFirmware" and result is not None:
+                result = {}
+            log.call(station, action, payload, result, error=answer == "error", by="out")
+        elif kind == "notify":
+            station, status, request_id = rest
+            payload = (
+                {"status": status}
+                if request_id is None
+                else {
+                    "status": status,
+                    "requestId": request_id,
+                }
+            )
+            action = (
+                "FirmwareStatusNotification"
+                if request_id is None
+                else ("SignedFirmwareStatusNotification")
+            )
+            log.call(station, action, payload, {})
+        elif kind == "campaign":
+            stations, ratio = rest
+            campaign_id = f"c{len(campaigns)}"
+            campaigns.append(campaign_id)
+            members.append(stations)
+            add(
+                CampaignCreated(
+                    request_id=campaign_id,
+                    at=log.at,
+                    key="op",
+                    campaign_id=campaign_id,
+                    location=LOCATION,
+                    stations=stations,
+                    max_failure_ratio=ratio,
+                    station_timeout=100.0,
+                )
+            )
+        elif kind == "dispatch" and campaigns:
+            index, outcome, version = rest
+            station = members[-1][index % len(members[-1])]
+            add(
+                CommandRequested(
+                    request_id=f"campaign:{campaigns[-1]}:{station}",
+                    station=station,
+                    at=log.at,
+                    key="plugins",
+                    role="operator",
+                    mode="message",
+                    command="UpdateFirmware",
+                    payload={},
+                )
+            )
+            log.call(
+                station,
+                "UpdateFirmware",
+                {"location": LOCATION, "retrieveDate": "2026-12-01T00:00:00Z"},
+                {},
+                by="out",
+            )
+            if outcome != "none":
+                for status in ("Downloading", outcome):
+                    log.call(station, "FirmwareStatusNotification", {"status": status}, {})
+                boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+                log.call(
+                    station,
+                    "BootNotification",
+                    {**boot, "firmwareVersion": version},
+                    {"status": "Accepted"},
+                )
+        elif kind == "step" and campaigns:
+            (later,) = rest
+            name = campaign_timer(campaigns[-1], len(log.records))
+            add(TimerFired(name=name, due=log.at + later, at=log.at + later))
+        elif kind == "cancel" and campaigns:
+            add(CampaignCancelled(request_id="x", at=log.at, key="op", campaign_id=campaigns[-1]))
+    return log.records
+
+
+def _shown(views: Views) -> Any:
+    return (
+        [firmware_json(state) for state in views.firmware.all()],
+        [campaign_json(campaign) for campaign in views.firmware.campaigns()],
+        views.firmware.anomalies,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(firmware_operation, min_size=1, max_size=60))
+def test_the_fold_of_any_firmware_log(operations: list[tuple[Any, ...]]) -> None:
+    """Live (read after every event) equals replay; every station's phase is its last
+    phase-moving status's (or its refusal's); a finding is an installed update that booted
+    into its version before; every campaign's counts cover its stations, a running one is
+    within its failure ratio, an ended one has nothing pending."""
+    records = _firmware_log(operations)
+    live = Views()
+    for recorded in records:
+        live.apply(recorded)
+        _shown(live)
+    assert _shown(live) == _shown(Views.replay(records))
+    for state in live.firmware.all():
+        for update in [state.current, *state.history]:
+            if update is None:
+                continue
+            moved = [PHASES[r.status] for r in update.statuses if r.status in PHASES]
+            refused = update.answer is not None and update.answer not in (
+                "Accepted",
+                "AcceptedCanceled",
+            )
+            if moved:
+                assert update.phase == moved[-1]
+            else:
+                assert update.phase == ("failed" if refused else "requested")
+            if update.finding is not None:
+                assert update.phase == "installed"
+                assert update.version_after == update.version_before is not None
+    for campaign in live.firmware.campaigns():
+        counts = campaign.counts()
+        assert sum(counts.values()) == len(campaign.stations)
+        if campaign.status == "running":
+            assert counts["failed"] <= campaign.created.max_failure_ratio * len(campaign.stations)
+            assert counts["stopped"] == 0
+        else:
+            assert counts["pending"] == 0 and campaign.ended_at is not None
+    findings = {(a.station, a.position) for a in live.firmware.anomalies}
+    assert len(findings) == len(live.firmware.anomalies)
