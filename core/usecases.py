@@ -42,6 +42,7 @@ from chargeledger.core.usecase_base import (
     evse_201,
     only_201,
     present,
+    status_reader,
 )
 from chargeledger.projections import Views
 from chargeledger.projections.certificates import CertificateHash
@@ -510,17 +511,7 @@ def reserve_now(
             else {"idToken": group_id_token, "type": id_token_type},
         )
 
-    def read(response: dict[str, Any]) -> UseCaseResult:
-        status = str(response.get("status", ""))
-        return UseCaseResult(
-            protocol=protocol,
-            action="ReserveNow",
-            status=status,
-            accepted=status in ACCEPTED_STATUSES,
-            response=response,
-            values={"reservation_id": reservation_id},
-        )
-
+    read = status_reader(protocol, "ReserveNow", {"reservation_id": reservation_id})
     return Request(protocol, "ReserveNow", payload, read)
 
 

@@ -25,13 +25,13 @@ import msgspec
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.times import rfc3339
 from chargeledger.core.usecase_base import (
-    ACCEPTED_STATUSES,
     Request,
     UseCase,
     UseCaseArgs,
     UseCaseResult,
     only_201,
     present,
+    status_reader,
 )
 from chargeledger.projections.reservations import parse_time
 from chargeledger.schemas import OCPP16
@@ -131,7 +131,8 @@ def update_firmware(protocol: str, args: UpdateFirmwareArgs, request_id: int) ->
         retryInterval=args.retry_interval,
     )
     action = "SignedUpdateFirmware" if protocol == OCPP16 else "UpdateFirmware"
-    return Request(protocol, action, payload, _with_request_id(protocol, action, request_id))
+    read = status_reader(protocol, action, {"request_id": request_id})
+    return Request(protocol, action, payload, read)
 
 
 def _acknowledged(protocol: str) -> Any:
@@ -149,21 +150,6 @@ def _acknowledged(protocol: str) -> Any:
     return read
 
 
-def _with_request_id(protocol: str, action: str, request_id: int) -> Any:
-    def read(response: dict[str, Any]) -> UseCaseResult:
-        status = str(response.get("status", ""))
-        return UseCaseResult(
-            protocol=protocol,
-            action=action,
-            status=status,
-            accepted=status in ACCEPTED_STATUSES,
-            response=response,
-            values={"request_id": request_id},
-        )
-
-    return read
-
-
 def publish_firmware(protocol: str, args: PublishFirmwareArgs, request_id: int) -> Request:
     """2.0.1 PublishFirmware (local controllers)."""
     only_201(protocol, "PublishFirmware")
@@ -174,7 +160,7 @@ def publish_firmware(protocol: str, args: PublishFirmwareArgs, request_id: int) 
         retries=args.retries,
         retryInterval=args.retry_interval,
     )
-    read = _with_request_id(protocol, "PublishFirmware", request_id)
+    read = status_reader(protocol, "PublishFirmware", {"request_id": request_id})
     return Request(protocol, "PublishFirmware", payload, read)
 
 
@@ -182,16 +168,7 @@ def unpublish_firmware(protocol: str, args: UnpublishFirmwareArgs) -> Request:
     """2.0.1 UnpublishFirmware (local controllers)."""
     only_201(protocol, "UnpublishFirmware")
 
-    def read(response: dict[str, Any]) -> UseCaseResult:
-        status = str(response.get("status", ""))
-        return UseCaseResult(
-            protocol=protocol,
-            action="UnpublishFirmware",
-            status=status,
-            accepted=status == "Unpublished",
-            response=response,
-        )
-
+    read = status_reader(protocol, "UnpublishFirmware", accepted=frozenset({"Unpublished"}))
     return Request(protocol, "UnpublishFirmware", {"checksum": args.checksum}, read)
 
 

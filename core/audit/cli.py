@@ -215,12 +215,12 @@ def _what_if(args: argparse.Namespace) -> int:
     else:
         for difference in differences:
             print(_redecision_text(difference))
-    recorded, today = what_if.campaign_decisions()
-    campaigns_differ = recorded != today
-    if recorded or today:
+    decided, today = what_if.campaign_decisions()
+    campaigns_differ = decided != today
+    if decided or today:
         _say(
             args,
-            f"firmware campaigns: {len(recorded)} decisions recorded, {len(today)} taken again "
+            f"firmware campaigns: {len(decided)} decisions recorded, {len(today)} taken again "
             f"today: {'they differ' if campaigns_differ else 'the same'}",
         )
     if interrupt.requested:
