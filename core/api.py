@@ -43,6 +43,8 @@ import trio
 from chargeledger.core.errors import StationOffline, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCancelled,
+    CampaignPaused,
+    CampaignResumed,
     CommandRequested,
     LocalListDefined,
     LocalListDeleted,
@@ -461,14 +463,44 @@ class CentralSystem:
     async def cancel_campaign(
         self, campaign_id: str, *, caller: Caller = PYTHON
     ) -> CampaignState | None:
-        """Cancel the campaign (``CampaignCancelled``): no further station is updated;
-        ``None`` (nothing recorded) when no such campaign exists, the campaign unchanged when
-        it no longer runs. Needs ``operator``."""
-        self._require(caller, "operator", "cancelling a firmware campaign")
+        """Cancel the running or paused campaign (``CampaignCancelled``): no further station
+        is updated. ``None`` (nothing recorded) when no such campaign exists; the campaign
+        unchanged when it has ended. Needs ``operator``."""
+        return await self._campaign_event(
+            CampaignCancelled, campaign_id, ("running", "paused"), caller, "cancelling"
+        )
+
+    async def pause_campaign(
+        self, campaign_id: str, *, caller: Caller = PYTHON
+    ) -> CampaignState | None:
+        """Pause the running campaign (``CampaignPaused``): no station is updated until it
+        is resumed; as :meth:`cancel_campaign` otherwise."""
+        return await self._campaign_event(
+            CampaignPaused, campaign_id, ("running",), caller, "pausing"
+        )
+
+    async def resume_campaign(
+        self, campaign_id: str, *, caller: Caller = PYTHON
+    ) -> CampaignState | None:
+        """Resume the paused campaign (``CampaignResumed``): its next step is due at once;
+        as :meth:`cancel_campaign` otherwise."""
+        return await self._campaign_event(
+            CampaignResumed, campaign_id, ("paused",), caller, "resuming"
+        )
+
+    async def _campaign_event(
+        self,
+        kind: type[CampaignCancelled | CampaignPaused | CampaignResumed],
+        campaign_id: str,
+        statuses: tuple[str, ...],
+        caller: Caller,
+        what: str,
+    ) -> CampaignState | None:
+        self._require(caller, "operator", f"{what} a firmware campaign")
         campaign = self.views.firmware.campaign(campaign_id)
-        if campaign is None or campaign.status != "running":
+        if campaign is None or campaign.status not in statuses:
             return campaign
-        event = CampaignCancelled(
+        event = kind(
             request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, campaign_id=campaign_id
         )
         await self.writer.append([(firmware_campaign_stream(event.request_id), event)])

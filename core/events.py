@@ -16,8 +16,8 @@ Streams (the store's ``originator_id``, text):
   written once, before the command is sent: who asked for what is in the log.
 * ``local-list:<uuid>``: one per local authorization list change or push request
   (``LocalListDefined`` / ``LocalListDeleted`` / ``LocalListPushRequested``).
-* ``firmware-campaign:<uuid>``: one per firmware campaign request (``CampaignCreated`` /
-  ``CampaignCancelled``), made through the one door.
+* ``firmware-campaign:<uuid>``: one per firmware campaign request (``CampaignCreated``,
+  ``CampaignPaused``, ``CampaignResumed``, ``CampaignCancelled``), made through the one door.
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
@@ -42,6 +42,8 @@ __all__ = [
     "CallTimedOut",
     "CampaignCancelled",
     "CampaignCreated",
+    "CampaignPaused",
+    "CampaignResumed",
     "CommandRequested",
     "Direction",
     "Event",
@@ -408,6 +410,25 @@ class CampaignCreated(msgspec.Struct, frozen=True, kw_only=True):
     """A station still updating this long after its update was sent has failed."""
 
 
+class CampaignPaused(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator paused the running campaign: no station is updated until it is resumed
+    (those updating finish on their own)."""
+
+    request_id: str
+    at: float
+    key: str
+    campaign_id: str
+
+
+class CampaignResumed(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator resumed the paused campaign: its next rollout step is due at once."""
+
+    request_id: str
+    at: float
+    key: str
+    campaign_id: str
+
+
 class CampaignCancelled(msgspec.Struct, frozen=True, kw_only=True):
     """An operator cancelled the campaign: no further station is updated (those updating
     finish on their own)."""
@@ -438,6 +459,8 @@ Event = (
     | LocalListPushRequested
     | CampaignCreated
     | CampaignCancelled
+    | CampaignPaused
+    | CampaignResumed
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -462,6 +485,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LocalListPushRequested,
         CampaignCreated,
         CampaignCancelled,
+        CampaignPaused,
+        CampaignResumed,
     )
 }
 

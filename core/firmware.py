@@ -19,6 +19,7 @@ from chargeledger.core.commands import Command, SendCall, StartTimer
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCreated,
+    CampaignResumed,
     CommandRequested,
     Event,
     Recorded,
@@ -214,8 +215,8 @@ def recorded_decision(event: Event) -> Decision | None:
 
 def decides(event: Event) -> bool:
     """Whether the firmware plugin may take campaign decisions on ``event`` (a campaign's
-    creation, a rollout step's timer firing)."""
-    return isinstance(event, CampaignCreated) or (
+    creation or resumption, a rollout step's timer firing)."""
+    return isinstance(event, CampaignCreated | CampaignResumed) or (
         isinstance(event, TimerFired) and read_campaign_timer(event.name) is not None
     )
 

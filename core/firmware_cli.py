@@ -7,9 +7,10 @@ API (docs/device-management.md).
 prints its firmware, ``campaign create --location URL [--station S ...] [--vendor V]
 [--model M] [--firmware-version X] [--max-in-flight N] [--interval S] [--max-failure-ratio R]
 [--station-timeout S] [--name NAME]`` starts a campaign, ``campaign show [ID]`` prints one
-campaign or all, ``campaign cancel ID`` cancels one. ``update`` and ``create``/``cancel``
-need an ``operator`` key, ``status`` and ``show`` a ``read`` key. Exit status: 0 done, 1 the
-station did not accept the update, 2 nothing done (the API's problem ``detail`` is printed).
+campaign or all, ``campaign pause ID``, ``resume ID`` and ``cancel ID`` pause, resume and
+cancel one. ``status`` and ``show`` need a ``read`` key, the others an ``operator`` key.
+Exit status: 0 done, 1 the station did not accept the update, 2 nothing done (the API's
+problem ``detail`` is printed).
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def _show(args: argparse.Namespace) -> int:
     return _answer(args, *_call(args, "GET", path), ok=200)
 
 
-def _cancel(args: argparse.Namespace) -> int:
-    path = f"/api/firmware/campaigns/{quote(args.campaign_id, safe='')}/cancel"
+def _change(args: argparse.Namespace) -> int:
+    path = f"/api/firmware/campaigns/{quote(args.campaign_id, safe='')}/{args.campaign_action}"
     return _answer(args, *_call(args, "POST", path, {}), ok=200)
 
 
@@ -165,15 +166,22 @@ def register(commands: Any) -> None:
     show = campaigns.add_parser("show", help="print one campaign or all")
     show.add_argument("campaign_id", nargs="?")
     show.set_defaults(run=_show)
-    cancel = campaigns.add_parser("cancel", help="cancel a campaign")
-    cancel.add_argument("campaign_id")
-    cancel.set_defaults(run=_cancel)
+    changes = []
+    for verb, what in (
+        ("pause", "pause a running campaign"),
+        ("resume", "resume a paused campaign"),
+        ("cancel", "cancel a campaign"),
+    ):
+        change = campaigns.add_parser(verb, help=what)
+        change.add_argument("campaign_id")
+        change.set_defaults(run=_change)
+        changes.append((change, "an operator key"))
     for action, role in (
         (update, "an operator key"),
         (status, "a read key"),
         (create, "an operator key"),
         (show, "a read key"),
-        (cancel, "an operator key"),
+        *changes,
     ):
         add_api_arguments(action, role)
         action.add_argument("--json", action="store_true", help="print JSON on one line")

@@ -7,7 +7,8 @@ firmware projection folds them (``views.firmware``).
 
 A campaign is driven by rollout steps, each a recorded timer (``campaign_timer``): the first
 is due when the ``CampaignCreated`` is recorded, each next one ``interval`` seconds after the
-one before, as long as the campaign runs. At each step the block updates the campaign's next
+one before, as long as the campaign runs (a paused campaign takes no step; resumed, its next
+step is due at once). At each step the block updates the campaign's next
 pending stations that are connected, as many as leave at most ``max_in_flight`` updating,
 each with a ``SendCall`` of the station's version of the ``update_firmware`` use case named
 ``campaign_request_id`` (so the ``CommandRequested`` the one door records is the decision,
@@ -18,7 +19,7 @@ through this block decides the same updates at the same steps.
 
 from __future__ import annotations
 
-from chargeledger.core.events import CampaignCreated
+from chargeledger.core.events import CampaignCreated, CampaignResumed
 from chargeledger.core.plugin import (
     Command,
     Recorded,
@@ -54,10 +55,18 @@ def chargeledger_answer_call() -> list[Command]:
 
 @hookimpl
 def chargeledger_react(recorded: Recorded, views: Views) -> list[Command]:
-    """The first rollout step of a new campaign; the updates and the next step at each step."""
+    """The first rollout step of a new campaign, the next one of a resumed campaign; the
+    updates and the next step at each step."""
     event = recorded.event
     if isinstance(event, CampaignCreated):
         return [StartTimer(campaign_timer(event.campaign_id, 0), event.at)]
+    if isinstance(event, CampaignResumed):
+        resumed = views.firmware.campaign(event.campaign_id)
+        if resumed is None or resumed.status != "running":
+            return []
+        # The step after the last one fired, due now: it re-arms that step's timer when it
+        # is still pending, so a campaign never runs two chains of steps.
+        return [StartTimer(campaign_timer(event.campaign_id, resumed.steps), event.at)]
     if not isinstance(event, TimerFired):
         return []
     named = read_campaign_timer(event.name)

@@ -21,7 +21,9 @@ timers (:func:`campaign_timer`). A station's update decides its outcome (``insta
 its update was sent, seen at a rollout step, and for one that booted into its old version).
 A running campaign is ``stopped`` once more than ``max_failure_ratio`` of its stations
 failed, ``completed`` once none is pending or in progress, ``cancelled`` by
-``CampaignCancelled``; the stations still pending then are ``stopped``.
+``CampaignCancelled``; the stations still pending then are ``stopped``. ``CampaignPaused``
+makes a running campaign ``paused`` (nothing is decided; the stations updating go on) until
+``CampaignResumed``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import msgspec
 from chargeledger.core.events import (
     CampaignCancelled,
     CampaignCreated,
+    CampaignPaused,
+    CampaignResumed,
     CommandRequested,
     FrameLogged,
     Recorded,
@@ -105,7 +109,7 @@ CAMPAIGN_STATION_STATUSES: tuple[str, ...] = (
     "failed",
     "stopped",
 )
-CampaignStatus = Literal["running", "completed", "stopped", "cancelled"]
+CampaignStatus = Literal["running", "paused", "completed", "stopped", "cancelled"]
 
 _TIMER_PREFIX = "firmware-campaign:"
 _REQUEST_PREFIX = "campaign:"
@@ -304,6 +308,8 @@ class FirmwareProjection:
             self._created(recorded.position, event)
         elif isinstance(event, CampaignCancelled):
             self._cancelled(event)
+        elif isinstance(event, CampaignPaused | CampaignResumed):
+            self._paused(event)
         if exchange is None:
             return
         handler = _HANDLERS.get((exchange.origin, exchange.action))
@@ -517,9 +523,19 @@ class FirmwareProjection:
 
     def _cancelled(self, event: CampaignCancelled) -> None:
         campaign = self._campaigns.get(event.campaign_id)
-        if campaign is not None and campaign.status == "running":
+        if campaign is not None and campaign.status in ("running", "paused"):
             campaign.cancelled_by = event.key
             self._end(campaign, "cancelled", event.at)
+
+    def _paused(self, event: CampaignPaused | CampaignResumed) -> None:
+        campaign = self._campaigns.get(event.campaign_id)
+        if campaign is None:
+            return
+        if isinstance(event, CampaignPaused) and campaign.status == "running":
+            campaign.status = "paused"
+        elif isinstance(event, CampaignResumed) and campaign.status == "paused":
+            campaign.status = "running"
+            self._settle(campaign, event.at)  # what ended while it was paused
 
     def _dispatched(self, position: int, event: CommandRequested) -> None:
         named = _read_request_id(event.request_id)

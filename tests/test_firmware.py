@@ -38,6 +38,8 @@ from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCancelled,
     CampaignCreated,
+    CampaignPaused,
+    CampaignResumed,
     CommandRequested,
     Recorded,
     TimerFired,
@@ -473,6 +475,30 @@ def test_a_campaign_stops_on_its_failure_ratio_and_one_is_cancelled(tmp_path: Pa
             facts["again"] = json.loads(again.stdout)
             facts["requests"] = {cp.id: len(cp.requests) for cp, _, _ in connected}
             facts["retries"] = connected[1][0].requests[-1].get("retries")
+            # Paused after its first station, resumed: the next step is due at once. (CP-S2
+            # runs 2.0 now: booting into 2.0 again would be a finding.)
+            for cp, _, _ in connected:
+                cp.version_after = "3.0"
+            made = await server.arun(partial(csms.create_campaign, slow))
+            await until(
+                server,
+                lambda: _campaign(server, made.campaign_id).counts()["installed"] == 1 or None,
+                "the first station installed",
+            )
+            paused = await asyncio.to_thread(_cli, base, "campaign", "pause", made.campaign_id)
+            assert paused.returncode == 0, paused.stderr
+            facts["paused"] = json.loads(paused.stdout)["status"]
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                answer = await client.post(f"/api/firmware/campaigns/{made.campaign_id}/resume")
+                facts["resumed"] = (answer.status_code, answer.json()["status"])
+            resumed = await until(
+                server,
+                lambda: (c := _campaign(server, made.campaign_id)).status == "completed" and c,
+                "the resumed campaign completed",
+            )
+            facts["completed"] = campaign_json(resumed)
+            ended = await server.arun(partial(csms.pause_campaign, made.campaign_id))
+            facts["pause_ended"] = None if ended is None else ended.status
             with pytest.raises(PermissionError):
                 await server.arun(
                     partial(
@@ -508,6 +534,12 @@ def test_a_campaign_stops_on_its_failure_ratio_and_one_is_cancelled(tmp_path: Pa
     # The stopped and the cancelled stations were never sent an update.
     assert facts["requests"] == {"CP-S1": 1, "CP-S2": 1, "CP-S3": 0}
     assert facts["retries"] == 2
+    assert facts["paused"] == "paused" and facts["resumed"] == (200, "running")
+    completed = facts["completed"]
+    assert completed["counts"]["installed"] == 2 and completed["steps"] == 2
+    assert facts["pause_ended"] == "completed"  # an ended campaign is left as it is
+    paused = [r.event for r in records if type(r.event).__name__ == "CampaignPaused"]
+    assert len(paused) == 1  # pausing the completed campaign recorded nothing
     assert replayed_decisions(records, PluginHost(Settings())) == recorded_decisions(records)
 
 
@@ -758,6 +790,7 @@ firmware_operation = st.one_of(
     ),
     st.tuples(st.just("step"), st.sampled_from([1.0, 5000.0])),
     st.tuples(st.just("cancel")),
+    st.tuples(st.just("pause"), st.booleans()),
 )
 
 
@@ -864,6 +897,10 @@ def _firmware_log(operations: list[tuple[Any, ...]]) -> list[Any]:
             (later,) = rest
             name = campaign_timer(campaigns[-1], len(log.records))
             add(TimerFired(name=name, due=log.at + later, at=log.at + later))
+        elif kind == "pause" and campaigns:
+            (pause,) = rest
+            change = CampaignPaused if pause else CampaignResumed
+            add(change(request_id="x", at=log.at, key="op", campaign_id=campaigns[-1]))
         elif kind == "cancel" and campaigns:
             add(CampaignCancelled(request_id="x", at=log.at, key="op", campaign_id=campaigns[-1]))
     return log.records
@@ -912,7 +949,7 @@ def test_the_fold_of_any_firmware_log(operations: list[tuple[Any, ...]]) -> None
         if campaign.status == "running":
             assert counts["failed"] <= campaign.created.max_failure_ratio * len(campaign.stations)
             assert counts["stopped"] == 0
-        else:
+        elif campaign.status != "paused":
             assert counts["pending"] == 0 and campaign.ended_at is not None
     findings = {(a.station, a.position) for a in live.firmware.anomalies}
     assert len(findings) == len(live.firmware.anomalies)

@@ -76,10 +76,12 @@ async def create_campaign(
 )
 async def list_campaigns(
     ctx: NamedDependency[ApiContext],
-    status: FromQuery[Literal["running", "completed", "stopped", "cancelled"] | None] = None,
+    status: FromQuery[
+        Literal["running", "paused", "completed", "stopped", "cancelled"] | None
+    ] = None,
 ) -> list[dict[str, Any]]:
     """Every campaign, oldest first, with its progress counts (``status`` keeps one:
-    ``running``, ``completed``, ``stopped``, ``cancelled``)."""
+    ``running``, ``paused``, ``completed``, ``stopped``, ``cancelled``)."""
     return [
         campaign_json(campaign)
         for campaign in ctx.csms.views.firmware.campaigns()
@@ -108,24 +110,55 @@ async def show_campaign(
     return campaign_json(_campaign(ctx, campaign_id))
 
 
-@post(
-    "/api/firmware/campaigns/{campaign_id:str}/cancel",
-    guards=[requires("operator")],
-    responses=responses(401, 403, 404, 503),
-    tags=["firmware"],
-    status_code=200,
+def _changer(verb: str, doc: str) -> Any:
+    """The route ``POST /api/firmware/campaigns/{id}/<verb>`` (operator): the
+    ``CentralSystem`` method ``<verb>_campaign``; 404 when there is no such campaign."""
+
+    async def change(
+        ctx: NamedDependency[ApiContext],
+        campaign_id: FromPath[str],
+        request: Request[Caller, Any, Any],
+    ) -> dict[str, Any]:
+        _campaign(ctx, campaign_id)
+        method = getattr(ctx.csms, f"{verb}_campaign")
+        campaign: CampaignState = await method(campaign_id, caller=request.user)
+        return campaign_json(campaign)
+
+    change.__name__ = change.__qualname__ = f"{verb}_campaign"
+    change.__doc__ = doc
+    return post(
+        f"/api/firmware/campaigns/{{campaign_id:str}}/{verb}",
+        guards=[requires("operator")],
+        responses=responses(401, 403, 404, 503),
+        tags=["firmware"],
+        status_code=200,
+    )(change)
+
+
+cancel_campaign = _changer(
+    "cancel",
+    """Cancel the running or paused campaign (recorded as ``CampaignCancelled``): no further
+    station is updated, those updating finish; an ended campaign is returned unchanged; 404
+    when there is no such campaign.""",
 )
-async def cancel_campaign(
-    ctx: NamedDependency[ApiContext],
-    campaign_id: FromPath[str],
-    request: Request[Caller, Any, Any],
-) -> dict[str, Any]:
-    """Cancel the campaign (recorded as ``CampaignCancelled`` while it runs): no further
-    station is updated, those updating finish; 404 when there is no such campaign."""
-    _campaign(ctx, campaign_id)
-    campaign = await ctx.csms.cancel_campaign(campaign_id, caller=request.user)
-    assert campaign is not None
-    return campaign_json(campaign)
+pause_campaign = _changer(
+    "pause",
+    """Pause the running campaign (recorded as ``CampaignPaused``): no station is updated
+    until it is resumed, those updating finish; 404 when there is no such campaign.""",
+)
+resume_campaign = _changer(
+    "resume",
+    """Resume the paused campaign (recorded as ``CampaignResumed``): its next rollout step is
+    due at once; 404 when there is no such campaign.""",
+)
 
 
-ROUTES = [station_firmware, create_campaign, list_campaigns, show_campaign, cancel_campaign]
+ROUTES = [
+    station_firmware,
+    create_campaign,
+    list_campaigns,
+    show_campaign,
+    cancel_campaign,
+    pause_campaign,
+    resume_campaign,
+]
