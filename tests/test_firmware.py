@@ -14,9 +14,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import httpx
 import msgspec
@@ -60,8 +61,10 @@ from chargeledger.projections.firmware import (
 from chargeledger.schemas import OCPP16, OCPP201, v16, v201
 from tests import test_e2e_v16, test_e2e_v201, test_projections
 from tests.harness import RunningServer, running_server
+from tests.polling import eventually
 from tests.test_audit import chargeledger, json_lines
-from tests.test_e2e_v201 import until
+
+T = TypeVar("T")
 
 LOCATION = "https://fw.example/acme-2.0.bin"
 CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIBfirmwaresigner\n-----END CERTIFICATE-----\n"
@@ -240,6 +243,16 @@ async def _connect16(
     return station, ws, task
 
 
+async def _read(probe: Callable[[], T]) -> T:
+    return probe()
+
+
+async def until(server: RunningServer, probe: Callable[[], T | None], what: str) -> T:
+    """Poll ``probe`` on the server's loop (where the views live) until it gives a value:
+    at most 30 s, since a campaign takes several steps and the suite shares its cores."""
+    return await eventually(lambda: server.arun(_read, probe), what=what, timeout=30)
+
+
 def _campaign(server: RunningServer, campaign_id: str) -> CampaignState:
     assert server.csms is not None
     campaign = server.csms.views.firmware.campaign(campaign_id)
@@ -248,19 +261,17 @@ def _campaign(server: RunningServer, campaign_id: str) -> CampaignState:
 
 
 def _live_and_replayed(server: RunningServer) -> tuple[Any, Any]:
+    """The live firmware projection and a replay of the store up to the same position (a
+    station's last frames may still be arriving)."""
     assert server.csms is not None
 
-    def shown(views: Views) -> Any:
-        return (
-            [firmware_json(state) for state in views.firmware.all()],
-            [campaign_json(campaign) for campaign in views.firmware.campaigns()],
-            views.firmware.anomalies,
-        )
+    async def read() -> tuple[int, Any]:
+        views = server.csms.views  # type: ignore[union-attr]
+        return views.position, _shown(views)
 
-    async def read() -> Any:
-        return shown(server.csms.views)  # type: ignore[union-attr]
-
-    return server.run(read), shown(Views.replay(server.csms.store.iter_all()))
+    position, live = server.run(read)
+    records = [r for r in server.csms.store.iter_all() if r.position <= position]
+    return live, _shown(Views.replay(records))
 
 
 def _max_in_flight(server: RunningServer, campaign_id: str) -> int:
