@@ -19,6 +19,7 @@ through this block decides the same updates at the same steps.
 
 from __future__ import annotations
 
+from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.events import CampaignCreated, CampaignResumed
 from chargeledger.core.plugin import (
     Command,
@@ -102,7 +103,10 @@ def campaign_step(
             signing_certificate=created.signing_certificate,
             signature=created.signature,
         )
-        request = update_firmware(state.protocol, args, position)
+        try:
+            request = update_firmware(state.protocol, args, position)
+        except (InvalidUseCaseArguments, UnsupportedUseCase):
+            continue  # its version cannot say this update (it reconnected in another one)
         request_id = campaign_request_id(created.campaign_id, station)
         commands.append(SendCall(station, request.action, request.payload, request_id))
         room -= 1

@@ -35,6 +35,7 @@ from ocpp.v201.enums import Action as Action201
 
 from chargeledger.core.api import Caller
 from chargeledger.core.audit.findings import Auditor
+from chargeledger.core.commands import SendCall, StartTimer
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCancelled,
@@ -50,6 +51,7 @@ from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
 from chargeledger.core.times import rfc3339
 from chargeledger.core.usecases_firmware import UpdateFirmwareArgs, update_firmware
+from chargeledger.plugins.firmware import campaign_step
 from chargeledger.projections import Views
 from chargeledger.projections.firmware import (
     PHASES,
@@ -964,3 +966,33 @@ def test_the_fold_of_any_firmware_log(operations: list[tuple[Any, ...]]) -> None
             assert counts["pending"] == 0 and campaign.ended_at is not None
     findings = {(a.station, a.position) for a in live.firmware.anomalies}
     assert len(findings) == len(live.firmware.anomalies)
+
+
+def test_a_step_skips_a_station_whose_version_cannot_say_the_update() -> None:
+    """A station that reconnected in a version that cannot say the campaign's update (an
+    install time, unsigned, in 1.6) is left pending; the rollout goes on."""
+    log = test_projections.Log()
+    log.open("CP-16")
+    log.open("CP-201", "ocpp2.0.1")
+    created = CampaignCreated(
+        request_id="r",
+        at=log.at,
+        key="op",
+        campaign_id="c1",
+        location=LOCATION,
+        install_date="2026-12-01T00:00:00Z",
+        stations=["CP-16", "CP-201"],
+        max_in_flight=2,
+    )
+    log.records.append(Recorded(len(log.records) + 1, "firmware", 0, created))
+    views = Views.replay(log.records)
+    campaign = views.firmware.campaign("c1")
+    assert campaign is not None
+    commands = campaign_step(campaign, views, 0, 1000.0, 7)
+    sent = [c for c in commands if isinstance(c, SendCall)]
+    assert [(c.station, c.action, c.request_id) for c in sent] == [
+        ("CP-201", "UpdateFirmware", "campaign:c1:CP-201")
+    ]
+    assert sent[0].payload["requestId"] == 7
+    assert sent[0].payload["firmware"]["installDateTime"] == "2026-12-01T00:00:00.000Z"
+    assert commands[-1] == StartTimer(campaign_timer("c1", 1), 1000.0 + created.interval)
