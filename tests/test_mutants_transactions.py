@@ -24,11 +24,11 @@ def test_sentinel_ids_are_those_outside_1_to_2_pow_31_minus_1() -> None:
 
 
 def test_anomalies_are_immutable_and_built_by_keyword() -> None:
-    anomaly = Anomaly(kind="seq_no_gap", position=1, detail="d", station="CP1")
+    anomaly = Anomaly(kind="seq_no_gap", position=1, detail="d", station="CP1", transaction_id=7)
     with pytest.raises(AttributeError):
         anomaly.detail = "changed"  # type: ignore[misc]
     with pytest.raises(TypeError):
-        Anomaly("seq_no_gap", 1, "d", "CP1")  # type: ignore[misc]
+        Anomaly("seq_no_gap", 1, "d", "CP1", 7)  # type: ignore[misc]
 
 
 def test_an_unreadable_sample_does_not_hide_the_readings_after_it() -> None:
