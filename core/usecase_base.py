@@ -14,9 +14,11 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from chargeledger.core.errors import UnsupportedUseCase
+from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.settings import ApiRole
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
+from chargeledger.projections.reservations import parse_time
 from chargeledger.schemas import OCPP16
 
 __all__ = [
@@ -194,3 +196,18 @@ class UseCase(msgspec.Struct, Generic[A], frozen=True):
     def fields(self) -> tuple[str, ...]:
         """The argument names, in declaration order."""
         return self.args.__struct_fields__
+
+
+def time_argument(name: str, text: str) -> float:
+    """The RFC 3339 time argument ``name`` as UNIX seconds; ``InvalidUseCaseArguments`` when
+    ``text`` is no such time."""
+    at = parse_time(text)
+    if at is None:
+        raise InvalidUseCaseArguments(f"{name} {text!r} is not an RFC 3339 time")
+    return at
+
+
+def utc_argument(name: str, text: str | None) -> str | None:
+    """The RFC 3339 time argument ``name`` as we send times (UTC; ``None`` when absent);
+    ``InvalidUseCaseArguments`` when ``text`` is no such time."""
+    return None if text is None else rfc3339(time_argument(name, text))

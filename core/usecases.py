@@ -52,12 +52,12 @@ from chargeledger.core.usecase_base import (
     only_201,
     present,
     status_reader,
+    time_argument,
 )
 from chargeledger.projections import Views
 from chargeledger.projections.certificates import CertificateHash
 from chargeledger.projections.device_model import VariableRef
 from chargeledger.projections.local_lists import ListEntry, UpdateType, send_local_list_payload
-from chargeledger.projections.reservations import parse_time
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
@@ -480,10 +480,7 @@ def get_transaction_status(protocol: str, transaction_id: str | None = None) -> 
 
 
 def _expiry(expiry: str) -> float:
-    at = parse_time(expiry)
-    if at is None:
-        raise InvalidUseCaseArguments(f"expiry {expiry!r} is not an RFC 3339 time")
-    return at
+    return time_argument("expiry", expiry)
 
 
 def reserve_now(

@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from chargeledger.core.errors import InvalidUseCaseArguments
-from chargeledger.core.times import rfc3339
 from chargeledger.core.usecase_base import (
     ACCEPTED_STATUSES,
     ReportProbe,
@@ -25,10 +23,10 @@ from chargeledger.core.usecase_base import (
     UseCaseResult,
     only_201,
     present,
+    utc_argument,
 )
 from chargeledger.projections import Views
 from chargeledger.projections.monitors import match_monitoring_results, monitor_json
-from chargeledger.projections.reservations import parse_time
 from chargeledger.schemas import OCPP16
 
 __all__ = [
@@ -92,12 +90,7 @@ def _variable(key: str) -> dict[str, Any]:
 
 def _time(name: str, text: str | None) -> str | None:
     """``text`` (RFC 3339) sent in UTC; ``InvalidUseCaseArguments`` when it is no time."""
-    if text is None:
-        return None
-    at = parse_time(text)
-    if at is None:
-        raise InvalidUseCaseArguments(f"{name} {text!r} is not an RFC 3339 time")
-    return rfc3339(at)
+    return utc_argument(name, text)
 
 
 # -- diagnostics and logs (1.6 GetDiagnostics, 1.6 security extension and 2.0.1 GetLog) ------

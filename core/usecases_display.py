@@ -25,10 +25,10 @@ from chargeledger.core.usecase_base import (
     UseCaseArgs,
     only_201,
     present,
+    time_argument,
 )
 from chargeledger.projections import Views
 from chargeledger.projections.display_messages import display_message_json
-from chargeledger.projections.reservations import parse_time
 
 __all__ = [
     "USE_CASES",
@@ -55,9 +55,7 @@ def _time(name: str, text: str | None) -> tuple[str | None, float | None]:
     when it is not a time."""
     if text is None:
         return None, None
-    at = parse_time(text)
-    if at is None:
-        raise InvalidUseCaseArguments(f"{name} {text!r} is not an RFC 3339 time")
+    at = time_argument(name, text)
     return rfc3339(at), at
 
 

@@ -32,8 +32,8 @@ from chargeledger.core.usecase_base import (
     only_201,
     present,
     status_reader,
+    time_argument,
 )
-from chargeledger.projections.reservations import parse_time
 from chargeledger.schemas import OCPP16
 
 __all__ = [
@@ -87,10 +87,7 @@ class UnpublishFirmwareArgs(UseCaseArgs, tag="unpublish_firmware"):
 
 def _instant(name: str, text: str) -> str:
     """``text`` as we send times (RFC 3339 UTC); ``InvalidUseCaseArguments`` when it is none."""
-    at = parse_time(text)
-    if at is None:
-        raise InvalidUseCaseArguments(f"{name} {text!r} is not an RFC 3339 time")
-    return rfc3339(at)
+    return rfc3339(time_argument(name, text))
 
 
 def update_firmware(protocol: str, args: UpdateFirmwareArgs, request_id: int) -> Request:

@@ -32,6 +32,7 @@ from chargeledger.core.usecase_base import (
     connector_16,
     only_201,
     present,
+    utc_argument,
 )
 from chargeledger.projections import Views
 from chargeledger.projections.composite import normal_purpose, profile_json
@@ -95,12 +96,7 @@ def _purpose(protocol: str, purpose: str) -> str:
 
 
 def _time(text: str | None, name: str) -> str | None:
-    if text is None:
-        return None
-    at = parse_time(text)
-    if at is None:
-        raise InvalidUseCaseArguments(f"{name} {text!r} is not an RFC 3339 time")
-    return rfc3339(at)
+    return utc_argument(name, text)
 
 
 def charging_profile(
