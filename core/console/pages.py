@@ -26,9 +26,19 @@ from chargeledger.core.console.views import (
     use_case_forms,
 )
 from chargeledger.core.events import EVENT_TYPES
-from chargeledger.core.http import billing, local_lists, reservations, tokens
+from chargeledger.core.http import (
+    billing,
+    device,
+    diagnostics,
+    local_lists,
+    reservations,
+    tariffs,
+    tokens,
+)
 from chargeledger.core.http.context import ApiContext
+from chargeledger.core.http.stations import station_links
 from chargeledger.projections import problems_json, station_json, transaction_json
+from chargeledger.projections.cost import price_text
 from chargeledger.projections.device_model import device_model_json
 from chargeledger.projections.transactions import TransactionState
 from chargeledger.schemas import actions
@@ -110,6 +120,7 @@ async def _station(request: PageRequest) -> dict[str, Any]:
     frames = await request.ctx.read_store(recent_frames, request.csms.store, station)
     protocol = state.protocol if state is not None else ""
     return {
+        **await _station_blocks(request, station),
         "station": station,
         "state": None if state is None else station_json(state),
         "registration": None if registration is None else msgspec.to_builtins(registration),
@@ -125,17 +136,40 @@ async def _station(request: PageRequest) -> dict[str, Any]:
     }
 
 
-async def _transactions(request: PageRequest) -> dict[str, Any]:
+async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
+    """The station's views of the device-management and diagnostics blocks, read through
+    their API routes (customer information only for the operator role, as the API asks), and
+    the ``links`` of the station view."""
+    ctx = request.ctx
+    customers = None
+    if request.caller.may("operator"):
+        customers = await diagnostics.station_customer_information.fn(ctx, station_id=station)
+    return {
+        "meter": await device.station_meter.fn(ctx, station_id=station, connector=None),
+        "display": await device.station_display_messages.fn(ctx, station_id=station),
+        "logs": await diagnostics.station_logs.fn(ctx, station_id=station),
+        "monitors": await diagnostics.station_monitors.fn(ctx, station_id=station),
+        "customer_information": customers,
+        "links": station_links(station),
+    }
+
+
+def _list_filters(request: PageRequest) -> dict[str, Any]:
+    """The filters and cursor the transaction and CDR routes share, from the query."""
     complete = request.arg("complete")
+    return {
+        "station": request.arg("station"),
+        "complete": None if complete is None else complete == "true",
+        "since": instant(request.arg("since")),
+        "until": instant(request.arg("until")),
+        "after": int(request.arg("after") or 0),
+        "limit": int(request.arg("limit") or 100),
+    }
+
+
+async def _transactions(request: PageRequest) -> dict[str, Any]:
     page = await billing.transactions.fn(
-        request.ctx,
-        station=request.arg("station"),
-        status=request.arg("status"),
-        complete=None if complete is None else complete == "true",
-        since=instant(request.arg("since")),
-        until=instant(request.arg("until")),
-        after=int(request.arg("after") or 0),
-        limit=int(request.arg("limit") or 100),
+        request.ctx, status=request.arg("status"), **_list_filters(request)
     )
     return {"items": [transaction_json(t) for t in page.items], "next": page.next}
 
@@ -151,9 +185,15 @@ def _find_transaction(request: PageRequest) -> TransactionState:
 async def _transaction(request: PageRequest) -> dict[str, Any]:
     transaction = _find_transaction(request)
     frames = await request.ctx.read_store(fetch, request.csms.store, transaction.positions)
+    views = request.csms.views
+    metered = views.metering.get(transaction)
+    tariff = None if metered is None else metered.tariff
+    cost = views.metering.cost(transaction)
     return {
         "transaction": transaction_json(transaction),
         "station": transaction.station,
+        "tariff": None if tariff is None else {"id": tariff.id, "prices": price_text(tariff)},
+        "cost": None if cost is None else msgspec.to_builtins(cost),
         "chart": meter_curve(transaction, list(frames.values())),
         "frames": [event_row(recorded) for recorded in frames.values()],
     }
@@ -202,6 +242,25 @@ async def _reservations(request: PageRequest) -> dict[str, Any]:
         request.ctx, status=request.arg("status")
     )
     return found
+
+
+async def _tariffs(request: PageRequest) -> dict[str, Any]:
+    return {
+        "tariffs": msgspec.to_builtins(
+            [
+                {**msgspec.structs.asdict(state), "prices": price_text(state.tariff)}
+                for state in await tariffs.list_tariffs.fn(request.ctx)
+            ]
+        ),
+        "assignments": msgspec.to_builtins(
+            await tariffs.list_assignments.fn(request.ctx, tariff_id=request.arg("tariff"))
+        ),
+    }
+
+
+async def _cdrs(request: PageRequest) -> dict[str, Any]:
+    page = await billing.cdrs.fn(request.ctx, **_list_filters(request))
+    return {"items": msgspec.to_builtins(page.items), "next": page.next}
 
 
 for _page in (
@@ -253,5 +312,9 @@ for _page in (
         load=_reservations,
         live="refresh",
     ),
+    ConsolePage(
+        name="tariffs", title="Tariffs", template="tariffs.html.j2", load=_tariffs, live="refresh"
+    ),
+    ConsolePage(name="cdrs", title="Billing", template="cdrs.html.j2", load=_cdrs, live="refresh"),
 ):
     register(_page)
