@@ -13,8 +13,10 @@ a layer above:
    ``usecases`` (version-neutral requests and answers; the table of every use case, which
    gathers the ``usecases_<block>`` modules of the functional blocks: ``usecases_display``,
    display messages; ``usecases_diagnostics``, diagnostics and log uploads, monitoring,
-   customer information; ``usecases_tariffs``, the running cost told to stations),
-   ``plugin`` (the plugin contract: every name a plugin imports), ``hookspec`` (every hook
+   customer information; ``usecases_tariffs``, the running cost told to stations;
+   ``usecases_smart_charging``, charging profiles and composite schedules; ``usecases_pnc``,
+   the Plug & Charge use cases, 1.6 over DataTransfer), ``plugin`` (the
+   plugin contract: every name a plugin imports), ``hookspec`` (every hook
    a plugin can
    implement), ``plugin_host`` (finds the plugins, routes CALLs to them by action),
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
@@ -27,16 +29,20 @@ a layer above:
    its bridge to trio), ``allocator`` (1.6 transaction ids).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
    connection), ``feed`` (the newest committed position, a wake-up for readers),
-   ``dispatcher`` (what follows a commit: fold, react, execute), ``api`` (``CentralSystem``,
+   ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks
+   a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
    the one door towards stations), ``server`` (wires it all together), ``http`` (the
-   operator and billing HTTP API).
+   operator and billing HTTP API), ``startup`` (what ``serve`` checks before it creates
+   anything, and its one-line failures).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
    ``remote`` (``chargeledger command``, through a running server's API), ``station_cli``
    (``chargeledger station``: one station's views, registration, through the API), ``tokens_cli``
    (``chargeledger tokens``: the ID-token registry), ``tariffs_cli`` (``chargeledger
    tariffs`` and ``rate``: tariffs and re-rating), ``lists_cli`` (``chargeledger
    lists``: local authorization lists through the API), ``diagnostics_cli`` (``chargeledger
-   logs``, ``monitors``, ``customer-information``: the diagnostics views), ``jsonlines``
+   logs``, ``monitors``, ``customer-information``: the diagnostics views), ``profiles_cli``
+   (``chargeledger profiles``: charging profiles and composite schedules from the store),
+   ``sites_cli`` (``chargeledger sites``: site limits through the API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``console`` (the operator console in the browser, served beside the API by ``serve``),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
@@ -44,9 +50,9 @@ a layer above:
 
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``tariff``, ``usecase_base``, ``usecases``,
-``usecases_display``, ``usecases_diagnostics``, ``usecases_tariffs``, ``plugin``,
-``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``, ``server``,
-``simulator``.
+``usecases_display``, ``usecases_diagnostics``, ``usecases_tariffs``,
+``usecases_smart_charging``, ``usecases_pnc``, ``plugin``, ``hookspec``, ``plugin_host``,
+``security``, ``tokens``, ``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

@@ -48,6 +48,8 @@ from chargeledger.core.events import (
     LocalListDefined,
     LocalListDeleted,
     LocalListPushRequested,
+    SiteDefined,
+    SiteDeleted,
     StationDeregistered,
     StationPasswordSet,
     StationRegistered,
@@ -58,6 +60,7 @@ from chargeledger.core.events import (
     command_stream,
     local_list_stream,
     registry_stream,
+    site_stream,
     tariff_stream,
 )
 from chargeledger.core.feed import CommitFeed
@@ -78,6 +81,7 @@ from chargeledger.core.usecases import (
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
 from chargeledger.projections.local_lists import ListDefinition
+from chargeledger.projections.sites import SiteState
 from chargeledger.projections.tariffs import Assignment, TariffState
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -413,6 +417,84 @@ class CentralSystem:
         )
         await self.writer.append([(local_list_stream(event.request_id), event)])
         return chosen
+
+    # -- site limits (docs/smart-charging.md) ------------------------------------------------
+
+    async def define_site(
+        self,
+        site: str,
+        *,
+        stations: list[str] | None = None,
+        parent: str | None = None,
+        limit: float | None = None,
+        unit: Literal["A", "W"] = "A",
+        min_allocation: float = 0.0,
+        deadband: float = 0.0,
+        min_interval: float = 0.0,
+        description: str = "",
+        strategy: Literal["equal", "priority"] = "equal",
+        priorities: dict[str, int] | None = None,
+        max_allocation: float | None = None,
+        caller: Caller = PYTHON,
+    ) -> SiteState:
+        """Define (or redefine) the site ``site``: ``stations`` sharing ``limit`` (in ``unit``;
+        ``None``: no limit of its own) within ``parent``; the site_limits plugin allocates it
+        among their transactions: equal shares (``strategy`` ``equal``) or in ``priorities``
+        order (``priority``, each up to ``max_allocation``). Recorded as ``SiteDefined``.
+        Needs ``admin``; ``ValueError`` (nothing recorded) for an empty name, an unknown
+        parent, a parent cycle, a negative number or a unit other than A or W."""
+        self._require(caller, "admin", "defining a site")
+        sites = self.views.sites
+        if not site.strip():
+            raise ValueError("a site needs a name")
+        if unit not in ("A", "W"):
+            raise ValueError(f"unit {unit!r} is neither A nor W")
+        if parent is not None and sites.get(parent) is None:
+            raise ValueError(f"no site {parent!r} to be the parent")
+        if parent is not None and site in sites.ancestors(parent):
+            raise ValueError(f"{site!r} within {parent!r} would make a cycle")
+        numbers = {"limit": limit, "min_allocation": min_allocation, "deadband": deadband}
+        numbers["min_interval"] = min_interval
+        numbers["max_allocation"] = max_allocation
+        if strategy not in ("equal", "priority"):
+            raise ValueError(f"strategy {strategy!r} is neither equal nor priority")
+        negative = [name for name, value in numbers.items() if value is not None and value < 0]
+        if negative:
+            raise ValueError(f"{', '.join(negative)} must not be negative")
+        event = SiteDefined(
+            request_id=str(uuid.uuid4()),
+            at=time.time(),
+            key=caller.name,
+            site=site,
+            parent=parent,
+            stations=sorted(set(stations or [])),
+            limit=limit,
+            unit=unit,
+            min_allocation=min_allocation,
+            deadband=deadband,
+            min_interval=min_interval,
+            description=description,
+            strategy=strategy,
+            priorities=dict(priorities or {}),
+            max_allocation=max_allocation,
+        )
+        await self.writer.append([(site_stream(event.request_id), event)])
+        state = self.views.sites.get(site)
+        assert state is not None  # folded by the dispatcher before append returned
+        return state
+
+    async def delete_site(self, site: str, *, caller: Caller = PYTHON) -> bool:
+        """Delete the site (its sub-sites lose their parent; allocations already sent stay
+        until their transactions end); ``False`` (nothing recorded) when there is no such
+        site. Needs ``admin``."""
+        self._require(caller, "admin", "deleting a site")
+        if self.views.sites.get(site) is None:
+            return False
+        event = SiteDeleted(
+            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, site=site
+        )
+        await self.writer.append([(site_stream(event.request_id), event)])
+        return True
 
     # -- the ID-token registry (docs/authorization.md) ---------------------------------------
 

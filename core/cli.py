@@ -1,7 +1,7 @@
 """The ``chargeledger`` command: ``serve`` the CSMS, and read the log and projections.
 
 The read commands (``events``, ``stations``, ``transactions``, ``certificates``,
-``security-events``, ``reservations``) open the store read-only and
+``security-events``, ``reservations``, ``plug-and-charge``) open the store read-only and
 fold the log themselves, so they work while a server is writing to the same store.
 ``--json`` prints one JSON object per line; the fields are documented in docs/cli.md.
 """
@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
+from importlib.metadata import version
 from typing import Any
 
+import msgspec
 import trio
 
 from chargeledger.core.errors import ChargeLedgerError
-from chargeledger.core.events import LoggedEvent, logged_event
+from chargeledger.core.events import EVENT_TYPES, LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
+from chargeledger.core.startup import failure_lines, one_line, startup_problems
 from chargeledger.core.store import open_store
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import (
     Views,
     certificates_json,
+    plug_and_charge_json,
     reservation_json,
     security_events_json,
     station_json,
@@ -36,7 +41,26 @@ from chargeledger.projections import (
 )
 from chargeledger.projections.security_events import security_event_json
 
-__all__ = ["main"]
+__all__ = ["PlainHelpParser", "main", "plain_text"]
+
+
+_SUMMARY_CHARS = 120
+"""The most of a command's arguments ``chargeledger events`` shows on its line."""
+
+
+def _command_summary(fields: dict[str, Any]) -> str:
+    """What a ``CommandRequested`` asked and who asked, on one line: ``remote_start
+    id_token="TAG" connector_id=1 by ops-desk (operator)``; arguments beyond
+    ``_SUMMARY_CHARS`` are cut with an ellipsis (``--json`` has them all)."""
+    args = " ".join(
+        f"{name}={msgspec.json.encode(value).decode()}"
+        for name, value in fields["payload"].items()
+        if name != "use_case"
+    )
+    if len(args) > _SUMMARY_CHARS:
+        args = args[: _SUMMARY_CHARS - 1] + "…"
+    what = fields["command"] if fields["mode"] == "use_case" else f"message {fields['command']}"
+    return " ".join(filter(None, (what, args, f"by {fields['key']} ({fields['role']})")))
 
 
 def _event_line(logged: LoggedEvent) -> str:
@@ -45,6 +69,8 @@ def _event_line(logged: LoggedEvent) -> str:
     detail = fields.get("text") or fields.get("protocol") or ""
     if "code" in fields:
         detail = f"code={fields['code']} {fields.get('reason', '')}"
+    if logged.kind == "CommandRequested":
+        detail = _command_summary(fields)
     at = rfc3339(fields["at"], 6) if "at" in fields else ""
     return (
         f"{logged.position:>8}  {at:<27} {fields.get('station', '-'):<20} "
@@ -58,7 +84,8 @@ def _events(args: argparse.Namespace) -> int:
         records = (
             r
             for r in store.iter_all()
-            if args.station is None or getattr(r.event, "station", None) == args.station
+            if (args.station is None or getattr(r.event, "station", None) == args.station)
+            and (not args.kind or type(r.event).__name__ in args.kind)
         )
         logged = map(logged_event, records)
         if args.json:
@@ -124,6 +151,27 @@ def _certificates(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plug_and_charge(args: argparse.Namespace) -> int:
+    """One line (or JSON object) per station with Plug & Charge exchanges."""
+    rows = [
+        plug_and_charge_json(state)
+        for state in _views(args.store).plug_and_charge.all()
+        if args.station is None or state.station == args.station
+    ]
+    if args.json:
+        print_json_lines(rows)
+    else:
+        for row in rows:
+            answers = " ".join(
+                f"{answer['action']}={answer['status']}" for answer in row["answers"][-3:]
+            )
+            print(
+                f"{row['station']:<24} contracts={len(row['contracts'])} "
+                f"ocsp_checks={len(row['ocsp_checks'])} answers={len(row['answers'])} {answers}"
+            )
+    return 0
+
+
 def _reservations(args: argparse.Namespace) -> int:
     """One line (or JSON object) per reservation, in the order they were made."""
     rows = [reservation_json(state) for state in _views(args.store).reservations.all(args.station)]
@@ -178,7 +226,12 @@ def _serve(args: argparse.Namespace) -> int:
             allow_insecure=args.allow_insecure or None,
         )
     except (ValueError, OSError) as exc:
-        print(f"chargeledger: {exc}", file=sys.stderr)
+        print(f"chargeledger serve: {one_line(exc)}", file=sys.stderr)
+        return 2
+    problems = startup_problems(settings)
+    for problem in problems:
+        print(f"chargeledger serve: {problem}", file=sys.stderr)
+    if problems:
         return 2
 
     web: Sequence[Any] = ()
@@ -201,7 +254,15 @@ def _serve(args: argparse.Namespace) -> int:
 
                 nursery.start_soon(stop_on_signal)
 
-    trio.run(serve)
+    try:
+        trio.run(serve)
+    except BaseException as exc:  # a group from trio's nurseries, usually
+        lines = failure_lines(exc)
+        if lines is None:
+            raise
+        for line in lines:
+            print(f"chargeledger serve: {line}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -213,8 +274,37 @@ def _api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+_MARKUP = re.compile(r"(?::[a-z]+:)?``?~?([^`]+?)``?")
+"""reStructuredText inline markup of our docstrings: ````code````, ``:role:`target```."""
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText inline markup, as a terminal should show it."""
+    return _MARKUP.sub(r"\1", text)
+
+
+class PlainHelpParser(argparse.ArgumentParser):
+    """An argument parser whose help and usage show docstrings without their markup; the
+    subcommands' parsers are of the same class (argparse makes them of the parent's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for text in ("description", "epilog"):  # before wrapping, so lines fill the width
+            if kwargs.get(text):
+                kwargs[text] = plain_text(kwargs[text])
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain_text(super().format_usage())
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chargeledger", description=__doc__)
+    parser = PlainHelpParser(prog="chargeledger", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version('chargeledger')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_store(p: argparse.ArgumentParser, default: str | None) -> None:
@@ -252,6 +342,14 @@ def _parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="print the event log")
     with_store(events, None)
     events.add_argument("--station", help="only this station's events")
+    events.add_argument(
+        "--kind",
+        action="append",
+        choices=sorted(EVENT_TYPES),
+        metavar="KIND",
+        help="only events of this kind, e.g. CommandRequested (repeatable; the kinds the "
+        "API's kind= accepts, an unknown one is refused with the list)",
+    )
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.set_defaults(run=_events)
 
@@ -267,6 +365,7 @@ def _parser() -> argparse.ArgumentParser:
         ("certificates", _certificates, "station certificates, CSRs and signed certificates"),
         ("security-events", _security_events, "the security events stations reported"),
         ("reservations", _reservations, "reservations and their status"),
+        ("plug-and-charge", _plug_and_charge, "Plug & Charge answers and OCSP checks"),
     ):
         sub = commands.add_parser(name, help=f"print {what}")
         with_store(sub, None)
@@ -297,6 +396,12 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.audit.cli import register as register_audit
 
     register_audit(commands, with_store)
+    from chargeledger.core.profiles_cli import register as register_profiles
+
+    register_profiles(commands, with_store, _views)
+    from chargeledger.core.sites_cli import register as register_sites
+
+    register_sites(commands)
     return parser
 
 

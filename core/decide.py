@@ -45,6 +45,7 @@ __all__ = [
     "decide",
     "decide_call",
     "error_text",
+    "inbound_call",
     "reply_text",
 ]
 
@@ -343,20 +344,9 @@ def decide(
     ``NotSupported``.
     """
     try:
-        payload = validate_request(
-            protocol, frame.action, frame.payload, message_id=frame.message_id
-        )
+        call = inbound_call(frame, station=station, session=session, protocol=protocol, at=at)
     except FrameError as exc:
         return Decision(ReplyError(exc.code, exc.description, exc.details), [], "invalid")
-    call = InboundCall(
-        station=station,
-        session=session,
-        protocol=protocol,
-        message_id=frame.message_id,
-        action=frame.action,
-        payload=payload,
-        at=at,
-    )
     try:
         commands = plugins.answer_call(call, views)
     except Exception:
@@ -374,6 +364,24 @@ def decide(
         log.error("plugins gave %d answers to %s", len(answers), call.action)
         return Decision(ReplyError("InternalError", "no single answer"), later)
     return Decision(answers[0], later)
+
+
+def inbound_call(
+    frame: Call, *, station: str, session: str, protocol: str, at: float
+) -> InboundCall:
+    """The CALL ``frame`` as the plugins see it, its payload validated into its typed
+    request; raises ``FrameError`` (with the version's code) when the payload breaks the
+    schema."""
+    payload = validate_request(protocol, frame.action, frame.payload, message_id=frame.message_id)
+    return InboundCall(
+        station=station,
+        session=session,
+        protocol=protocol,
+        message_id=frame.message_id,
+        action=frame.action,
+        payload=payload,
+        at=at,
+    )
 
 
 def answer_wire(

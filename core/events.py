@@ -19,8 +19,12 @@ Streams (the store's ``originator_id``, text):
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
+* ``site:<uuid>``: one per site change (``SiteDefined`` / ``SiteDeleted``), made by an admin
+  through the one door (docs/smart-charging.md#site-limits).
 * ``timer:<name>``: one per timer name (``TimerStarted``, then ``TimerFired``); several nodes
   firing the same timer conflict on the stream's version, so it is recorded fired once.
+* ``ocsp:<uuid>``: one per OCSP check the core carried out for a station's CALL before it
+  was answered (``OcspRequested``, then ``OcspAnswered``; docs/plug-and-charge.md).
 * ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
   made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
 * ``tariff:<uuid>``: one per tariff change (``TariffDefined`` / ``TariffRemoved`` /
@@ -51,9 +55,14 @@ __all__ = [
     "LocalListDeleted",
     "LocalListPushRequested",
     "LoggedEvent",
+    "OcspAnswered",
+    "OcspRequested",
+    "OcspStatus",
     "Recorded",
     "SessionClosed",
     "SessionOpened",
+    "SiteDefined",
+    "SiteDeleted",
     "StationDeregistered",
     "StationPasswordSet",
     "StationRegistered",
@@ -71,8 +80,10 @@ __all__ = [
     "encode_event",
     "local_list_stream",
     "logged_event",
+    "ocsp_stream",
     "registry_stream",
     "session_stream",
+    "site_stream",
     "tariff_stream",
     "timer_stream",
     "token_stream",
@@ -104,6 +115,11 @@ def local_list_stream(request_id: str) -> str:
     return f"local-list:{request_id}"
 
 
+def site_stream(request_id: str) -> str:
+    """The stream id of the site change ``request_id`` (one stream per change)."""
+    return f"site:{request_id}"
+
+
 def timer_stream(name: str) -> str:
     """The stream id of the timer named ``name``."""
     return f"timer:{name}"
@@ -117,6 +133,11 @@ def token_stream(request_id: str) -> str:
 def tariff_stream(request_id: str) -> str:
     """The stream id of the tariff change ``request_id``."""
     return f"tariff:{request_id}"
+
+
+def ocsp_stream(request_id: str) -> str:
+    """The stream id of the OCSP check ``request_id`` (its request, then its answer)."""
+    return f"ocsp:{request_id}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -367,6 +388,44 @@ class LocalListDeleted(msgspec.Struct, frozen=True, kw_only=True):
     name: str
 
 
+class SiteDefined(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin defined (or redefined: it replaces the earlier) the site ``site``: the
+    stations on one grid connection, within ``parent`` (a feeder, ...; ``None``: none),
+    sharing ``limit`` (in ``unit``; ``None``: no limit of its own) among their charging
+    transactions (``strategy``), each at least ``min_allocation`` when any, none changed by
+    less than ``deadband`` upwards nor raised more often than every ``min_interval``
+    seconds."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked (an API key's name, a Python caller's)."""
+    site: str
+    parent: str | None = None
+    stations: list[str] = []
+    limit: float | None = None
+    unit: Literal["A", "W"] = "A"
+    min_allocation: float = 0.0
+    deadband: float = 0.0
+    min_interval: float = 0.0
+    description: str = ""
+    strategy: Literal["equal", "priority"] = "equal"
+    """``equal`` shares; ``priority``: in ``priorities`` order, each up to ``max_allocation``."""
+    priorities: dict[str, int] = {}
+    """Station -> priority (higher first; 0 when not named): who is served first when the
+    limit does not reach every transaction."""
+    max_allocation: float | None = None
+
+
+class SiteDeleted(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin deleted the site ``site`` (its sub-sites lose their parent)."""
+
+    request_id: str
+    at: float
+    key: str
+    site: str
+
+
 class LocalListPushRequested(msgspec.Struct, frozen=True, kw_only=True):
     """An operator asked to bring ``stations`` up to date now (``full``: with a full
     update, whatever they hold); the local-list plugin sends the updates."""
@@ -426,6 +485,60 @@ class TariffUnassigned(msgspec.Struct, frozen=True, kw_only=True):
     group: str | None = None
 
 
+OcspStatus = Literal["good", "revoked", "unknown", "failed"]
+"""A certificate's status by an OCSP answer; ``failed`` when there is no usable answer."""
+
+
+class OcspRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """The core is about to ask an OCSP responder about a certificate, because a station's
+    CALL (``message_id``) needs its status before it can be answered (docs/plug-and-charge.md).
+    Recorded before the HTTP request is made."""
+
+    request_id: str
+    station: str
+    message_id: str
+    at: float
+    hash_algorithm: str
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+    """The certificate's OCSP ``CertID`` as OCPP's ``OCSPRequestDataType`` names it."""
+    url: str
+    """Where the request is POSTed (the responder URL, or where a plugin routed it)."""
+    request: str
+    """The request body, base64 (a DER ``OCSPRequest`` for the built-in check)."""
+    node: str = ""
+
+
+class OcspAnswered(msgspec.Struct, frozen=True, kw_only=True):
+    """What came of an :class:`OcspRequested` (same ``request_id``): the responder's answer as
+    received and the verdict read from it, or why there is none. Decisions read this, never
+    the network: a replay decides from the same record."""
+
+    request_id: str
+    station: str
+    at: float
+    hash_algorithm: str
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+    url: str
+    http_status: int | None = None
+    """The HTTP status; ``None`` when no answer arrived (timeout, connection refused)."""
+    response: str | None = None
+    """The response body, base64 (a DER ``OCSPResponse``), as received."""
+    error: str | None = None
+    """Why there is no usable answer (a timeout, an HTTP error, an unreadable response)."""
+    status: OcspStatus = "failed"
+    """The certificate's status by the answer; ``failed`` when there is none."""
+    this_update: float | None = None
+    next_update: float | None = None
+    revocation_reason: str | None = None
+    verified: bool = False
+    """Whether the answer's signature was verified against the issuer's key."""
+    node: str = ""
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -448,6 +561,10 @@ Event = (
     | TariffRemoved
     | TariffAssigned
     | TariffUnassigned
+    | SiteDefined
+    | SiteDeleted
+    | OcspRequested
+    | OcspAnswered
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -474,6 +591,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TariffRemoved,
         TariffAssigned,
         TariffUnassigned,
+        SiteDefined,
+        SiteDeleted,
+        OcspRequested,
+        OcspAnswered,
     )
 }
 

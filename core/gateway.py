@@ -59,6 +59,7 @@ from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.commands import Command
 from chargeledger.core.decide import (
     Answered,
+    Retransmission,
     RetransmissionMemory,
     decide_call,
     error_text,
@@ -89,6 +90,7 @@ from chargeledger.core.frames import (
     parse_frame,
     to_wire,
 )
+from chargeledger.core.ocsp import check_certificates
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.security import Admitted, Refused, admit, server_ssl_context, transport_of
 from chargeledger.core.settings import Settings
@@ -621,6 +623,19 @@ class Session:
     async def _handle_call(self, inbound: FrameLogged, frame: Call) -> None:
         gateway = self.gateway
         answered = gateway.answered(self.station)
+        if answered.classify(inbound.text, frame, self.id) is Retransmission.NEW:
+            # Plug & Charge: the OCSP checks it needs, made and recorded before it is decided.
+            await check_certificates(
+                gateway.plugins,
+                gateway.views,
+                gateway.writer,
+                frame,
+                station=self.station,
+                session=self.id,
+                protocol=self.protocol,
+                at=inbound.at,
+                node=gateway.settings.node,
+            )
         decision = decide_call(
             answered,
             gateway.plugins,

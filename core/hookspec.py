@@ -30,6 +30,8 @@ retransmission from memory; then ``chargeledger_admit_call`` may refuse it; then
 # mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
+from typing import Any
+
 import pluggy
 
 from chargeledger.core.plugin import (
@@ -37,10 +39,19 @@ from chargeledger.core.plugin import (
     CertificateRequest,
     CertificateSigner,
     Command,
+    ContractCertificateAnswer,
+    ContractCertificateRequest,
+    ContractProvider,
+    EVChargingNeeds,
     Exchange,
+    HttpRequest,
+    HttpResponse,
     InboundCall,
+    OcspQuery,
+    OcspVerdict,
     Recorded,
     ReplyError,
+    ScheduleProposer,
     Settings,
     Views,
     hookimpl,
@@ -50,6 +61,11 @@ __all__ = [
     "PROJECT",
     "chargeledger_admit_call",
     "chargeledger_answer_call",
+    "chargeledger_certificate_checks",
+    "chargeledger_contract_certificate",
+    "chargeledger_ocsp_request",
+    "chargeledger_ocsp_verdict",
+    "chargeledger_propose_charging_schedule",
     "chargeledger_react",
     "chargeledger_sign_certificate",
     "hookimpl",
@@ -83,7 +99,7 @@ def chargeledger_admit_call(
 
 @hookspec(firstresult=True)
 def chargeledger_answer_call(
-    call: InboundCall, views: Views, settings: Settings
+    call: InboundCall, views: Views, settings: Settings, provide: ContractProvider
 ) -> list[Command] | None:
     """Decide how to answer a CALL the station sent.
 
@@ -101,6 +117,9 @@ def chargeledger_answer_call(
         (a :mod:`chargeledger.schemas` struct) and the time it arrived.
     :param views: the projections as of the last committed event.
     :param settings: the server settings (boot policy, plugin options, ...).
+    :param provide: asks the contract-certificate providers
+        (``chargeledger_contract_certificate``) for an EV's certificate: the
+        ``plug_and_charge`` block answers Get15118EVCertificate with it.
     :return: ``None`` to let another plugin answer, or a list of commands holding exactly
         one answer (``Reply``, ``ReplyError`` or ``ReplyWithNewTransactionId``) and possibly
         further commands (``SendCall``, ``CloseSession``) carried out after the answer is
@@ -127,6 +146,7 @@ def chargeledger_react(
     views: Views,
     settings: Settings,
     sign: CertificateSigner,
+    propose: ScheduleProposer,
 ) -> list[Command]:
     """React to a committed event (a frame in either direction, a session opening or closing,
     a timed-out call, a command requested, ...).
@@ -146,6 +166,9 @@ def chargeledger_react(
     :param sign: signs a :class:`~chargeledger.core.plugin.CertificateRequest` through
         ``chargeledger_sign_certificate`` (the ``certificates`` block calls it once its
         answer to a SignCertificate is committed, and sends the chain in CertificateSigned).
+    :param propose: proposes a charging schedule for an EV's ISO 15118 charging needs
+        through ``chargeledger_propose_charging_schedule`` (the ``smart_charging`` block
+        calls it once its answer to a NotifyEVChargingNeeds is committed).
     :return: commands for the executor (``SendCall``, ``CloseSession``, ``StartTimer``: its
         ``TimerFired`` comes back here as ``recorded``); an empty list when there is nothing
         to do. The results of all plugins are concatenated.
@@ -175,4 +198,101 @@ def chargeledger_sign_certificate(request: CertificateRequest, settings: Setting
 
     Stops at the first non-``None`` result (``firstresult``). A signer that raises is a bug:
     it is logged like any react failure, and the station gets no certificate.
+    """
+
+
+# -------------------------------------------------------------------------
+# Smart charging
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def chargeledger_propose_charging_schedule(
+    needs: EVChargingNeeds, views: Views, settings: Settings
+) -> dict[str, Any] | None:
+    """Propose a charging schedule for an EV's ISO 15118 charging needs (2.0.1 K15-K17).
+
+    Called through the ``propose`` callable ``chargeledger_react`` gets: the
+    ``smart_charging`` block calls it once its ``Accepted`` answer to a NotifyEVChargingNeeds
+    is committed, and sends the proposal as a relative TxProfile of the transaction running
+    on the EVSE. Pure like every hook: time is ``needs.at``.
+
+    :param needs: the needs as folded (``station``, ``evse_id``, ``at``, ``energy_amount_wh``,
+        ``departure_time``, ``min_current`` / ``max_current`` (A), ``max_power`` (W),
+        ``max_schedule_tuples``).
+    :return: ``{"unit": "A" | "W", "periods": [{"start": s, "limit": x}, ...]}`` (optionally
+        ``"stack_level"``, default 1), or ``None`` to let another plugin propose. The
+        built-in proposal (``trylast``): the EV's maximum capped by the EVSE's composite
+        limit now.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+# Plug & Charge: certificate status and contract certificates (docs/plug-and-charge.md)
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def chargeledger_certificate_checks(
+    call: InboundCall, views: Views, settings: Settings
+) -> list[OcspQuery]:
+    """The OCSP checks a station's CALL needs before it can be answered.
+
+    Called by the core for each new, valid, admitted CALL, before ``chargeledger_answer_call``
+    is asked. For each query returned, the core builds the request
+    (``chargeledger_ocsp_request``), records ``OcspRequested``, POSTs it (with the request's
+    timeout), reads the answer (``chargeledger_ocsp_verdict``) and records ``OcspAnswered``;
+    only once those are committed and folded into ``views`` is the CALL answered, from them.
+    Return only the checks ``views`` holds no usable result for (a replay asks no one: it
+    decides from what was recorded). Declare the actions with
+    :func:`~chargeledger.core.plugin.answers`: CALLs of other actions skip this step
+    altogether (no second validation of their payload).
+
+    :return: the queries, possibly none. The results of all plugins are concatenated.
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_ocsp_request(query: OcspQuery, settings: Settings) -> HttpRequest | None:
+    """How to ask about ``query``: the HTTP POST the core makes. The built-in one
+    (``trylast``) sends a DER ``OCSPRequest`` (RFC 6960, built from the ``CertID`` by hash,
+    no nonce: pure) to ``query.responder_url``; a plugin may route it elsewhere (a local OCSP
+    cache, a proxy). ``None`` to let another plugin build it.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_ocsp_verdict(
+    query: OcspQuery, response: HttpResponse, settings: Settings
+) -> OcspVerdict | None:
+    """What the responder's answer says of ``query``'s certificate. The built-in one
+    (``trylast``) parses a DER ``OCSPResponse``, matches its single response to the
+    ``CertID`` and verifies its signature when the issuer's key is at hand. The verdict is
+    recorded with the raw answer (``OcspAnswered``), so decisions and replays read it from the
+    log. ``None`` to let another plugin read it.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_contract_certificate(
+    request: ContractCertificateRequest, settings: Settings
+) -> ContractCertificateAnswer | None:
+    """The contract-certificate provider (the eMSP / PKI integration): answer an EV's
+    certificate installation or update (2.0.1 Get15118EVCertificate, or the same over 1.6
+    DataTransfer) with the EXI response the station hands the EV.
+
+    Pure like every hook: a provider that needs a network round trip must not make it here
+    (docs/plug-and-charge.md says what that leaves open). The built-in test provider
+    (``trylast``, only when ``[plugins.plug_and_charge]`` names a contract CA) issues a
+    contract certificate itself, deterministically from the request.
+
+    :return: the answer, or ``None`` to let another provider answer; when none does, the
+        station gets ``Failed``.
+
+    Stops at the first non-``None`` result (``firstresult``).
     """

@@ -9,7 +9,10 @@ module that owns them:
   usual) and :func:`answers`, which declares the actions an answer implementation handles so
   the host routes only those CALLs to it;
 * what a hook is given: :class:`InboundCall`, :class:`CertificateRequest` and the
-  :data:`CertificateSigner` that signs one, :class:`Recorded` and the events it carries,
+  :data:`CertificateSigner` that signs one, the Plug & Charge values (:class:`OcspQuery`,
+  :class:`HttpRequest`, :class:`HttpResponse`, :class:`OcspVerdict`,
+  :class:`ContractCertificateRequest`, :class:`ContractCertificateAnswer`), :class:`Recorded`
+  and the events it carries,
   :class:`Exchange` (a CALL and the CALLRESULT or CALLERROR, :class:`ErrorAnswer`, that
   answered it), :class:`Views` and its
   state types, :class:`Settings` with :func:`plugin_options`;
@@ -45,9 +48,13 @@ from chargeledger.core.events import (
     Event,
     FrameLogged,
     HandshakeRejected,
+    OcspAnswered,
+    OcspRequested,
     Recorded,
     SessionClosed,
     SessionOpened,
+    SiteDefined,
+    SiteDeleted,
     StationDeregistered,
     StationRegistered,
     TimerFired,
@@ -70,7 +77,15 @@ from chargeledger.projections import (
     TransactionState,
     Views,
 )
-from chargeledger.projections.certificates import common_name, csr_problem, read_chain
+from chargeledger.projections.certificates import (
+    CertificateHash,
+    certificate_hash,
+    common_name,
+    csr_problem,
+    read_chain,
+)
+from chargeledger.projections.charging_profiles import EVChargingNeeds, ev_schedule_within
+from chargeledger.projections.composite import CAP_PURPOSES
 from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
@@ -88,16 +103,19 @@ from chargeledger.projections.reservations import (
     ReservationState,
     reservation_timer,
 )
+from chargeledger.projections.sites import allocate, site_profile_id
 from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
+    "CAP_PURPOSES",
     "OCPP16",
     "OCPP201",
     "PROJECT",
     "Anomaly",
     "BootInfo",
     "CallTimedOut",
+    "CertificateHash",
     "CertificateRequest",
     "CertificateSigner",
     "CloseSession",
@@ -105,23 +123,36 @@ __all__ = [
     "CommandRequested",
     "ConfigurationKey",
     "ConnectorState",
+    "ContractCertificateAnswer",
+    "ContractCertificateRequest",
+    "ContractProvider",
     "DeviceModelState",
+    "EVChargingNeeds",
     "ErrorAnswer",
     "Event",
     "Exchange",
     "FrameLogged",
     "HandshakeRejected",
+    "HttpRequest",
+    "HttpResponse",
     "InboundCall",
+    "OcspAnswered",
+    "OcspQuery",
+    "OcspRequested",
+    "OcspVerdict",
     "Recorded",
     "Reply",
     "ReplyError",
     "ReplyWithNewTransactionId",
     "ReservationAnomaly",
     "ReservationState",
+    "ScheduleProposer",
     "SendCall",
     "SessionClosed",
     "SessionOpened",
     "Settings",
+    "SiteDefined",
+    "SiteDeleted",
     "StartTimer",
     "StationDeregistered",
     "StationProblems",
@@ -135,6 +166,7 @@ __all__ = [
     "TransactionIdsReserved",
     "TransactionState",
     "Views",
+    "allocate",
     "answered_actions",
     "answers",
     "as_bool",
@@ -143,9 +175,11 @@ __all__ = [
     "as_list",
     "as_str",
     "as_text",
+    "certificate_hash",
     "common_name",
     "csr_problem",
     "decode_frame",
+    "ev_schedule_within",
     "expiry_instant",
     "hookimpl",
     "is_v16",
@@ -153,6 +187,7 @@ __all__ = [
     "read_chain",
     "reservation_timer",
     "rfc3339",
+    "site_profile_id",
 ]
 
 PROJECT = "chargeledger"
@@ -197,7 +232,87 @@ class CertificateRequest(msgspec.Struct, frozen=True, kw_only=True):
     """When we answered it (UNIX seconds): the validity starts here, never at the clock."""
 
 
+class OcspQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A certificate whose revocation status a station's CALL needs before it is answered:
+    what ``chargeledger_certificate_checks`` returns, and what the core asks an OCSP
+    responder about (docs/plug-and-charge.md)."""
+
+    hash: CertificateHash
+    """The certificate's OCSP ``CertID`` (issuer name and key hashes, serial number)."""
+    responder_url: str
+    """The OCSP responder the station named (``responderURL``) or the certificate's AIA."""
+
+
+class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An HTTP POST the core makes for a plugin (a plugin never does I/O itself)."""
+
+    url: str
+    body: bytes
+    content_type: str
+    timeout: float = 5.0
+    """Seconds for the whole exchange; past it the check is recorded failed."""
+
+
+class HttpResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to an :class:`HttpRequest`, as received."""
+
+    status: int
+    body: bytes
+    content_type: str | None = None
+
+
+class OcspVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What an OCSP answer says of the certificate asked about; recorded in ``OcspAnswered``."""
+
+    status: str
+    """``good``, ``revoked``, ``unknown`` (the responder does not know it) or ``failed`` (no
+    usable answer: ``error`` says why)."""
+    this_update: float | None = None
+    next_update: float | None = None
+    revocation_reason: str | None = None
+    verified: bool = False
+    """Whether the answer's signature verified against the issuer's key."""
+    error: str | None = None
+
+
+class ContractCertificateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An EV's request for a contract certificate (2.0.1 Get15118EVCertificate, or the same
+    over 1.6 DataTransfer), as ``chargeledger_contract_certificate`` sees it."""
+
+    station: str
+    protocol: str
+    action: str
+    """``Install`` or ``Update``."""
+    schema_version: str
+    """``iso15118SchemaVersion``: how to read the EXI stream (``urn:iso:15118:2:2013:MsgDef``)."""
+    exi_request: str
+    """The EV's ``CertificateInstallationReq`` / ``CertificateUpdateReq``, EXI, base64."""
+    message_id: str
+    at: float
+    """When the CALL arrived: a provider derives validity from it, never from the clock."""
+
+
+class ContractCertificateAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """A contract-certificate provider's answer: the EXI response for the EV."""
+
+    status: str
+    """``Accepted`` or ``Failed``."""
+    exi_response: str = ""
+    """The ``CertificateInstallationRes`` / ``CertificateUpdateRes``, EXI, base64."""
+    reason: str | None = None
+    """Why it failed (sent in ``statusInfo``)."""
+
+
+ContractProvider = Callable[[ContractCertificateRequest], ContractCertificateAnswer | None]
+"""What ``chargeledger_answer_call`` gets as ``provide``: runs the
+``chargeledger_contract_certificate`` hook; ``None`` when no provider answered."""
+
+
 CertificateSigner = Callable[[CertificateRequest], str | None]
+
+ScheduleProposer = Callable[[EVChargingNeeds], "dict[str, Any] | None"]
+"""What ``chargeledger_react`` is given as ``propose``: the first plugin's proposal
+(``chargeledger_propose_charging_schedule``) for an EV's charging needs."""
 """What ``chargeledger_react`` gets as ``sign``: runs the ``chargeledger_sign_certificate``
 hook and returns the signed PEM chain (leaf first), or ``None`` when no signer signed it."""
 
@@ -219,6 +334,8 @@ def answers(*actions: str) -> Callable[[_Function], _Function]:
         @hookimpl(trylast=True)
         @answers("DataTransfer")
         def chargeledger_answer_call(call): ...
+
+    ``chargeledger_certificate_checks`` implementations are routed the same way.
 
     Raises ``ValueError`` when no action is given (an implementation that answers nothing is
     a mistake, not a declaration)."""

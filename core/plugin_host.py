@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from typing import cast
+from typing import Any, cast
 
 import pluggy
 
@@ -22,7 +22,14 @@ from chargeledger.core.plugin import (
     PROJECT,
     CertificateRequest,
     Command,
+    ContractCertificateAnswer,
+    ContractCertificateRequest,
+    EVChargingNeeds,
+    HttpRequest,
+    HttpResponse,
     InboundCall,
+    OcspQuery,
+    OcspVerdict,
     Recorded,
     Settings,
     Views,
@@ -47,6 +54,9 @@ BUILTIN_PLUGINS = (
     "reservations",
     "display_messages",
     "tariffs",
+    "smart_charging",
+    "site_limits",
+    "plug_and_charge",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 
@@ -105,12 +115,12 @@ class PluginHost:
             f"{impl.plugin_name}:{impl.function.__name__}" for impl in reversed(self._route(action))
         ]
 
-    def _route(self, action: str) -> list[pluggy.HookImpl]:
-        route = self._routes.get(action)
+    def _route(self, action: str, hook: str = "chargeledger_answer_call") -> list[pluggy.HookImpl]:
+        route = self._routes.get(f"{hook}:{action}")
         if route is None:
-            route = self._routes[action] = [
+            route = self._routes[f"{hook}:{action}"] = [
                 impl
-                for impl in self.manager.hook.chargeledger_answer_call.get_hookimpls()
+                for impl in getattr(self.manager.hook, hook).get_hookimpls()
                 if (actions := answered_actions(impl.function)) is None or action in actions
             ]
         return route
@@ -129,7 +139,12 @@ class PluginHost:
         result = answer._hookexec(
             answer.name,
             self._route(call.action),
-            {"call": call, "views": views, "settings": self.settings},
+            {
+                "call": call,
+                "views": views,
+                "settings": self.settings,
+                "provide": self.contract_certificate,
+            },
             True,
         )
         return cast("list[Command] | None", result)
@@ -143,8 +158,19 @@ class PluginHost:
             views=views,
             settings=self.settings,
             sign=self.sign_certificate,
+            propose=lambda needs: self.propose_charging_schedule(needs, views),
         )
         return [command for commands in results for command in (commands or [])]
+
+    def propose_charging_schedule(
+        self, needs: EVChargingNeeds, views: Views
+    ) -> dict[str, Any] | None:
+        """The first proposal (``chargeledger_propose_charging_schedule``) for the EV's
+        charging needs, ``None`` when no plugin proposes one."""
+        proposal: dict[str, Any] | None = self.manager.hook.chargeledger_propose_charging_schedule(
+            needs=needs, views=views, settings=self.settings
+        )
+        return proposal
 
     def sign_certificate(self, request: CertificateRequest) -> str | None:
         """The first signer's PEM chain for ``request`` (``chargeledger_sign_certificate``),
@@ -153,3 +179,51 @@ class PluginHost:
             request=request, settings=self.settings
         )
         return chain
+
+    def checks_asked(self, action: str) -> bool:
+        """Whether any ``chargeledger_certificate_checks`` implementation is asked about
+        ``action`` CALLs (routed by :func:`~chargeledger.core.plugin.answers` like the
+        answers): the others skip the checking step at no cost."""
+        return bool(self._route(action, "chargeledger_certificate_checks"))
+
+    def certificate_checks(self, call: InboundCall, views: Views) -> list[OcspQuery]:
+        """The OCSP checks ``call`` needs before it is answered
+        (``chargeledger_certificate_checks``, the implementations routed ``call.action``);
+        none for a CALL the gate refuses. Exceptions of a plugin propagate."""
+        hook = self.manager.hook
+        if hook.chargeledger_admit_call(call=call, views=views, settings=self.settings):
+            return []
+        checks = hook.chargeledger_certificate_checks
+        results = checks._hookexec(
+            checks.name,
+            self._route(call.action, checks.name),
+            {"call": call, "views": views, "settings": self.settings},
+            False,
+        )
+        return [query for queries in cast("list[list[OcspQuery]]", results) for query in queries]
+
+    def ocsp_request(self, query: OcspQuery) -> HttpRequest | None:
+        """The HTTP request asking about ``query`` (``chargeledger_ocsp_request``)."""
+        request: HttpRequest | None = self.manager.hook.chargeledger_ocsp_request(
+            query=query, settings=self.settings
+        )
+        return request
+
+    def ocsp_verdict(self, query: OcspQuery, response: HttpResponse) -> OcspVerdict | None:
+        """What ``response`` says of ``query`` (``chargeledger_ocsp_verdict``)."""
+        verdict: OcspVerdict | None = self.manager.hook.chargeledger_ocsp_verdict(
+            query=query, response=response, settings=self.settings
+        )
+        return verdict
+
+    def contract_certificate(
+        self, request: ContractCertificateRequest
+    ) -> ContractCertificateAnswer | None:
+        """The first provider's answer to ``request`` (``chargeledger_contract_certificate``),
+        ``None`` when no provider answered. Exceptions of a provider propagate."""
+        answer: ContractCertificateAnswer | None = (
+            self.manager.hook.chargeledger_contract_certificate(
+                request=request, settings=self.settings
+            )
+        )
+        return answer

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import tempfile
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -65,6 +66,7 @@ __all__ = [
     "backend_for",
     "chain_hash",
     "open_store",
+    "probe_store",
     "unpack_state",
 ]
 
@@ -88,6 +90,7 @@ _CHAINED = b"\x01"  # first byte of a chained state; an unchained (older) one is
 _HASH = 32
 _BODY = 1 + 2 * _HASH
 _LAST_ROWID = 2**63 - 1
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def chain_hash(prev_hash: bytes, stream: str, version: int, topic: str, body: bytes) -> bytes:
@@ -404,6 +407,12 @@ class StoreBackend(ABC):
         a database server)."""
         return None
 
+    @abstractmethod
+    def probe(self, url: str) -> None:
+        """Check, creating nothing, that :meth:`open` could open the store at ``url``: raises
+        ``ValueError`` for a URL it does not understand, :class:`StoreUnavailable` saying why
+        for a store it cannot reach, read or write."""
+
 
 class _MemoryBackend(StoreBackend):
     """``memory://``: in this process only, gone when it ends (tests, demos)."""
@@ -412,8 +421,7 @@ class _MemoryBackend(StoreBackend):
     form = "memory://"
 
     def open(self, url: str) -> OpenedRecorder:
-        if url != "memory://":
-            raise ValueError(f"a memory store URL is just memory://, not {url!r}")
+        self.probe(url)
         recorder = POPOApplicationRecorder()
 
         def select(after: int, last: int, limit: int) -> list[_Row]:
@@ -427,6 +435,10 @@ class _MemoryBackend(StoreBackend):
 
         return OpenedRecorder(recorder, select, lambda: None)
 
+    def probe(self, url: str) -> None:
+        if url != "memory://":
+            raise ValueError(f"a memory store URL is just memory://, not {url!r}")
+
 
 class _SQLiteBackend(StoreBackend):
     """``sqlite:///PATH``: a file, in WAL mode so that other processes can read meanwhile."""
@@ -437,10 +449,38 @@ class _SQLiteBackend(StoreBackend):
     def file(self, url: str) -> Path:
         return Path(url.removeprefix("sqlite:///"))
 
-    def open(self, url: str) -> OpenedRecorder:
+    def probe(self, url: str) -> None:
+        """The file must be an SQLite database we may write, or be creatable; its directory
+        must take new files (WAL mode keeps two beside it). A temporary file with no name
+        (``O_TMPFILE``) tests that, where the file system allows; else a named one, removed."""
+        path = self._path(url)
+        if path.is_dir():
+            raise StoreUnavailable(f"{path} is a directory, not a store file")
+        if path.exists():
+            try:
+                with path.open("r+b") as file:  # opened for writing, nothing written
+                    header = file.read(len(_SQLITE_HEADER))
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from exc
+            if header and header != _SQLITE_HEADER:
+                raise StoreUnavailable(f"{path} is not an SQLite database")
+        directory = path.parent
+        if not directory.is_dir():
+            raise StoreUnavailable(f"the directory {directory} does not exist")
+        try:
+            tempfile.TemporaryFile(dir=directory).close()
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create files in {directory}: {exc.strerror}") from exc
+
+    @staticmethod
+    def _path(url: str) -> Path:
         path = url.removeprefix("sqlite:///")
         if not path:
             raise ValueError(f"store URL {url!r} names no file")
+        return Path(path)
+
+    def open(self, url: str) -> OpenedRecorder:
+        path = str(self._path(url))
         # eventsourcing opens SQLite with uri=True; a percent-quoted file: URI makes any path
         # (one containing '?', '#' or ':memory:', say) mean exactly that file.
         datastore = SQLiteDatastore(
@@ -474,6 +514,16 @@ class _PostgresBackend(StoreBackend):
     prefixes = ("postgresql://", "postgres://")
     form = "postgresql://user@host:port/dbname"
     remote = True
+
+    def probe(self, url: str) -> None:
+        """Connect and ask the server one thing (``SELECT 1``); the schema is not made."""
+        target = _parse_postgres(url)
+        try:
+            with _connect(target) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())  # psycopg's messages span lines
+            raise StoreUnavailable(f"cannot use the database: {reason}") from exc
 
     def open(self, url: str) -> OpenedRecorder:
         target = _parse_postgres(url)
@@ -552,6 +602,20 @@ def backend_for(url: str) -> StoreBackend:
     raise ValueError(
         f"unsupported store URL {_redact(url)!r}: expected {', '.join(forms[:-1])} or {forms[-1]}"
     )
+
+
+def probe_store(url: str) -> None:
+    """Check, creating nothing (no file, no schema, no table), that :func:`open_store` could
+    open the store at ``url``: what ``chargeledger serve`` checks before it starts.
+
+    Raises ``ValueError`` for a URL it does not understand, :class:`StoreUnavailable` naming
+    the store and the reason when it cannot be reached, read or written.
+    """
+    backend = backend_for(url)
+    try:
+        backend.probe(url)
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"store {_redact(url)}: {exc}") from exc
 
 
 def open_store(url: str, *, create: bool = True) -> Store:

@@ -28,7 +28,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from chargeledger.core import usecases_diagnostics, usecases_display, usecases_tariffs
+from chargeledger.core import (
+    usecases_diagnostics,
+    usecases_display,
+    usecases_pnc,
+    usecases_smart_charging,
+    usecases_tariffs,
+)
 from chargeledger.core.errors import InvalidUseCaseArguments, UnsupportedUseCase
 from chargeledger.core.security import check_password
 from chargeledger.core.times import rfc3339
@@ -160,24 +166,14 @@ def configured_value(views: Views, station: str, key: str) -> str | None:
 
 def _tx_profile(protocol: str, limit_w: float, profile_id: int) -> dict[str, Any]:
     """A TxProfile limiting the transaction about to start to ``limit_w`` watts."""
-    period = {"startPeriod": 0, "limit": limit_w}
-    if protocol == OCPP16:
-        return {
-            "chargingProfileId": profile_id,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxProfile",
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [period]},
-        }
-    return {
-        "id": profile_id,
-        "stackLevel": 0,
-        "chargingProfilePurpose": "TxProfile",
-        "chargingProfileKind": "Relative",
-        "chargingSchedule": [
-            {"id": profile_id, "chargingRateUnit": "W", "chargingSchedulePeriod": [period]}
-        ],
-    }
+    return usecases_smart_charging.charging_profile(
+        protocol,
+        profile_id,
+        "TxProfile",
+        [usecases_smart_charging.ProfilePeriod(0, limit_w)],
+        unit="W",
+        kind="Relative",
+    )
 
 
 def remote_start(
@@ -1117,6 +1113,8 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
     *usecases_display.USE_CASES,
     *usecases_diagnostics.USE_CASES,
     *usecases_tariffs.USE_CASES,
+    *usecases_smart_charging.USE_CASES,
+    *usecases_pnc.USE_CASES,
 )
 """Every use case, by name."""
 

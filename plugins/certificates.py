@@ -27,7 +27,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from chargeledger.core.plugin import (
@@ -49,9 +52,12 @@ from chargeledger.core.plugin import (
 
 __all__ = [
     "SERIAL_BYTES",
+    "Authority",
+    "authority",
     "chargeledger_answer_call",
     "chargeledger_react",
     "chargeledger_sign_certificate",
+    "issue_certificate",
     "sign_csr",
 ]
 
@@ -104,7 +110,7 @@ def chargeledger_react(exchange: Exchange | None, sign: CertificateSigner) -> li
     return [SendCall(exchange.station, "CertificateSigned", payload)]
 
 
-class _Authority:
+class Authority:
     """The operator sub-CA: its certificate, private key, and the PEM of the CAs above it."""
 
     def __init__(self, certificate: str, key: str, chain: str | None) -> None:
@@ -125,9 +131,9 @@ class _Authority:
 
 
 @lru_cache(maxsize=4)
-def _authority(certificate: str, key: str, chain: str | None) -> _Authority:
+def authority(certificate: str, key: str, chain: str | None) -> Authority:
     """The CA of these files, read once per process (a changed file needs a restart)."""
-    return _Authority(certificate, key, chain)
+    return Authority(certificate, key, chain)
 
 
 def sign_csr(
@@ -142,13 +148,32 @@ def sign_csr(
     usages of a TLS end entity. Raises ``ValueError`` for a CSR that does not parse."""
     csr = x509.load_pem_x509_csr(request.csr.encode())
     seed = f"{request.station}\n{request.position}\n{request.csr}".encode()
-    serial = int.from_bytes(hashlib.sha256(seed).digest()[:SERIAL_BYTES], "big") or 1
-    start = datetime.fromtimestamp(int(request.at), UTC)
-    public_key = csr.public_key()
     usage = _USAGE.get(request.certificate_type or "", ExtendedKeyUsageOID.CLIENT_AUTH)
+    return issue_certificate(
+        csr.subject, csr.public_key(), seed, request.at, issuer, key, validity_days, [usage]
+    )
+
+
+def issue_certificate(
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    seed: bytes,
+    at: float,
+    issuer: x509.Certificate,
+    key: CertificateIssuerPrivateKeyTypes,
+    validity_days: int,
+    usages: list[x509.ObjectIdentifier],
+) -> x509.Certificate:
+    """An end-entity certificate for ``subject`` and ``public_key``, issued by ``issuer`` with
+    ``key``: serial number from a hash of ``seed``, valid from ``at`` (whole seconds) for
+    ``validity_days``, not a CA, key usage digital signature (and key encipherment for RSA),
+    extended key usages ``usages``. Deterministic: the same arguments give the same
+    certificate (RSA PKCS#1 v1.5, RFC 6979 ECDSA, EdDSA)."""
+    serial = int.from_bytes(hashlib.sha256(seed).digest()[:SERIAL_BYTES], "big") or 1
+    start = datetime.fromtimestamp(int(at), UTC)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(csr.subject)
+        .subject_name(subject)
         .issuer_name(issuer.subject)
         .public_key(public_key)
         .serial_number(serial)
@@ -169,7 +194,7 @@ def sign_csr(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
@@ -190,8 +215,8 @@ def chargeledger_sign_certificate(request: CertificateRequest, settings: Setting
     config = settings.certificate_signing
     if config.ca_certificate is None or config.ca_key is None:
         return None
-    authority = _authority(config.ca_certificate, config.ca_key, config.chain)
-    leaf = sign_csr(request, authority.certificate, authority.key, config.validity_days)
+    ca = authority(config.ca_certificate, config.ca_key, config.chain)
+    leaf = sign_csr(request, ca.certificate, ca.key, config.validity_days)
     encoding = serialization.Encoding.PEM
-    issuer = authority.certificate.public_bytes(encoding).decode()
-    return leaf.public_bytes(encoding).decode() + issuer + authority.chain
+    issuer = ca.certificate.public_bytes(encoding).decode()
+    return leaf.public_bytes(encoding).decode() + issuer + ca.chain

@@ -12,6 +12,7 @@ from chargeledger.projections.certificates import (
     StationCertificates,
     certificates_json,
 )
+from chargeledger.projections.charging_profiles import ChargingProfilesProjection
 from chargeledger.projections.customer_information import CustomerInformationProjection
 from chargeledger.projections.device_model import (
     DeviceModelProjection,
@@ -30,6 +31,11 @@ from chargeledger.projections.logs import LogsProjection
 from chargeledger.projections.metering import MeteringProjection
 from chargeledger.projections.meters import MetersProjection, StationMeters, meters_json
 from chargeledger.projections.monitors import MonitorsProjection
+from chargeledger.projections.plug_and_charge import (
+    PlugAndChargeProjection,
+    StationPlugAndCharge,
+    plug_and_charge_json,
+)
 from chargeledger.projections.problems import ProblemsProjection, StationProblems, problems_json
 from chargeledger.projections.registry import (
     Credentials,
@@ -50,6 +56,7 @@ from chargeledger.projections.security_events import (
     StationSecurityEvents,
     security_events_json,
 )
+from chargeledger.projections.sites import SitesProjection
 from chargeledger.projections.stations import (
     BootInfo,
     ConfigurationKey,
@@ -73,6 +80,7 @@ __all__ = [
     "Anomaly",
     "BootInfo",
     "CertificatesProjection",
+    "ChargingProfilesProjection",
     "ConfigurationKey",
     "ConnectorState",
     "Credentials",
@@ -83,6 +91,7 @@ __all__ = [
     "LocalListsProjection",
     "MeteringProjection",
     "MetersProjection",
+    "PlugAndChargeProjection",
     "ProblemsProjection",
     "Registration",
     "RegistryProjection",
@@ -91,9 +100,11 @@ __all__ = [
     "ReservationsProjection",
     "SecurityEvent",
     "SecurityEventsProjection",
+    "SitesProjection",
     "StationCertificates",
     "StationDisplay",
     "StationMeters",
+    "StationPlugAndCharge",
     "StationProblems",
     "StationSecurityEvents",
     "StationState",
@@ -112,6 +123,7 @@ __all__ = [
     "device_model_json",
     "display_messages_json",
     "meters_json",
+    "plug_and_charge_json",
     "problems_json",
     "reservation_json",
     "security_events_json",
@@ -149,6 +161,9 @@ class Views:
         self.customer_information = CustomerInformationProjection()
         self.tariffs = TariffsProjection()
         self.metering = MeteringProjection()
+        self.charging_profiles = ChargingProfilesProjection()
+        self.sites = SitesProjection()
+        self.plug_and_charge = PlugAndChargeProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -178,6 +193,9 @@ class Views:
         self.customer_information.fold(recorded, answered)
         self.tariffs.apply(recorded)
         self.metering.fold(answered, self.transactions, self.tokens, self.tariffs)
+        self.charging_profiles.fold(recorded, answered)
+        self.sites.fold(recorded, answered)
+        self.plug_and_charge.fold(recorded, answered)
         self.position = recorded.position
         self.last_exchange = exchange
 

@@ -1,6 +1,13 @@
 """The certificate projection: per station, the certificates it holds, the CSRs it sent, the
 certificates we signed for it and the deletions it confirmed (OCPP 2.0.1 A02/A03 and M, the
-1.6 security extension).
+1.6 security extension, and 1.6 Plug & Charge over DataTransfer).
+
+Also the one definition of how 1.6 carries Plug & Charge (the OCA application note "Using ISO
+15118 Plug & Charge with OCPP 1.6"): a ``DataTransfer`` with vendor id
+:data:`PNC_VENDOR_ID`, the 2.0.1 action as ``messageId`` and the 2.0.1 payload as JSON text
+in ``data``, answered with ``status`` and the 2.0.1 answer as JSON text in ``data``.
+:func:`unwrap` turns such an exchange into the 2.0.1 exchange it carries, so that the folds
+and plugins written for 2.0.1 serve 1.6 stations too; :func:`wrap` is the way back.
 
 Also the pure certificate reading both the projection and the ``certificates`` plugin need
 (one definition each): :func:`csr_problem` (why a CSR may not be signed for a station),
@@ -26,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from chargeledger.core.events import Recorded
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
+    ErrorAnswer,
     Exchange,
     ExchangeFold,
     as_dict,
@@ -33,10 +41,12 @@ from chargeledger.projections.exchanges import (
     as_str,
     is_v16,
 )
+from chargeledger.schemas import OCPP201
 
 __all__ = [
     "MAX_HISTORY_PER_STATION",
     "MIN_RSA_BITS",
+    "PNC_VENDOR_ID",
     "CertificateHash",
     "CertificatesProjection",
     "CsrReceived",
@@ -48,7 +58,10 @@ __all__ = [
     "certificates_json",
     "common_name",
     "csr_problem",
+    "keep_latest",
     "read_chain",
+    "unwrap",
+    "wrap",
 ]
 
 MAX_HISTORY_PER_STATION = 64
@@ -167,6 +180,63 @@ def read_chain(pem: str) -> list[x509.Certificate]:
         return []
 
 
+PNC_VENDOR_ID = "org.openchargealliance.iso15118pnc"
+"""The DataTransfer vendor id of Plug & Charge over OCPP 1.6 (OCA application note)."""
+
+
+def wrap(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The 1.6 DataTransfer request carrying the 2.0.1 ``action`` request ``payload``."""
+    data = msgspec.json.encode(payload).decode()
+    return {"vendorId": PNC_VENDOR_ID, "messageId": action, "data": data}
+
+
+def _json(text: Any) -> Any:
+    """The JSON value of ``text``; ``None`` when it is not a string holding JSON."""
+    if type(text) is not str:
+        return None
+    try:
+        return msgspec.json.decode(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def unwrap(exchange: Exchange | None) -> Exchange | None:
+    """The 2.0.1 exchange a 1.6 Plug & Charge DataTransfer exchange carries: ``action`` the
+    ``messageId``, ``request`` the JSON of its ``data`` (``{}`` when unreadable), ``response``
+    the JSON of the answer's ``data`` when its ``status`` is ``Accepted`` (``{}`` when
+    unreadable); a DataTransfer refused (``Rejected``, ``UnknownVendorId``, ...) carries no
+    2.0.1 answer and is unwrapped as a CALLERROR would be (``response`` ``None``, ``error``
+    its status). ``protocol`` is ``ocpp2.0.1``; a SignCertificate without ``certificateType``
+    is the station's ``V2GCertificate`` (the only one it signs over DataTransfer). ``None``
+    for every other exchange."""
+    if exchange is None or exchange.action != "DataTransfer" or not is_v16(exchange.protocol):
+        return None
+    request = as_dict(exchange.request)
+    action = as_str(request.get("messageId"))
+    if request.get("vendorId") != PNC_VENDOR_ID or action is None:
+        return None
+    response: Any = None
+    error = exchange.error
+    if error is None:
+        answer = as_dict(exchange.response)
+        status = as_str(answer.get("status"))
+        if status == "Accepted":
+            response = as_dict(_json(answer.get("data")))
+        else:
+            error = ErrorAnswer(status, f"DataTransfer answered {status}", {})
+    inner = as_dict(_json(request.get("data")))
+    if action == "SignCertificate":  # over 1.6 it is always the V2G certificate's CSR
+        inner = {**inner, "certificateType": inner.get("certificateType", "V2GCertificate")}
+    return msgspec.structs.replace(
+        exchange,
+        protocol=OCPP201,
+        action=action,
+        request=inner,
+        response=response,
+        error=error,
+    )
+
+
 class CsrReceived(msgspec.Struct, frozen=True, kw_only=True):
     """A SignCertificate the station sent, and our answer."""
 
@@ -234,7 +304,9 @@ class StationCertificates(msgspec.Struct, kw_only=True):
     deletions: list[Deletion] = []
 
 
-def _keep(history: list[Any], item: Any) -> None:
+def keep_latest(history: list[Any], item: Any) -> None:
+    """Append ``item`` to a station's ``history``, forgetting the oldest beyond
+    ``MAX_HISTORY_PER_STATION``."""
     history.append(item)
     if len(history) > MAX_HISTORY_PER_STATION:
         del history[0]
@@ -271,7 +343,11 @@ class CertificatesProjection(ExchangeFold):
         return state
 
     def fold(self, recorded: Recorded, exchange: Exchange | None) -> None:
-        """Fold the next event, given the exchange it completes."""
+        """Fold the next event, given the exchange it completes (a 1.6 Plug & Charge
+        DataTransfer as the 2.0.1 exchange it carries; one the station refused, not at all)."""
+        inner = unwrap(exchange)
+        if inner is not None:
+            exchange = inner if inner.error is None else None
         if exchange is None or type(exchange.request) is not dict:
             return
         response = as_dict(exchange.response)
@@ -291,7 +367,7 @@ class CertificatesProjection(ExchangeFold):
             deletion = Deletion(
                 hash=hash_data, status=status, position=exchange.result_position, at=exchange.at
             )
-            _keep(state.deletions, deletion)
+            keep_latest(state.deletions, deletion)
             if hash_data is not None and status in ("Accepted", "NotFound"):
                 state.installed.pop(hash_data.key, None)
         elif action == "GetInstalledCertificateIds" and status in ("Accepted", "NotFound"):
@@ -302,7 +378,7 @@ class CertificatesProjection(ExchangeFold):
         name = None
         with contextlib.suppress(ValueError):
             name = common_name(x509.load_pem_x509_csr(csr.encode()).subject)
-        _keep(
+        keep_latest(
             self._state(exchange.station).csrs,
             CsrReceived(
                 certificate_type=as_str(exchange.request.get("certificateType")),
@@ -317,7 +393,7 @@ class CertificatesProjection(ExchangeFold):
     def _signed(self, exchange: Exchange, status: str | None) -> None:
         chain = read_chain(as_str(exchange.request.get("certificateChain")) or "")
         leaf = chain[0] if chain else None
-        _keep(
+        keep_latest(
             self._state(exchange.station).signed,
             SignedCertificate(
                 certificate_type=as_str(exchange.request.get("certificateType")),

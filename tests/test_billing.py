@@ -105,7 +105,8 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[Key, bo
     doubted = {
         (f["station"], transaction_id)
         for f in json_lines(out)
-        if f["kind"] in ("transaction_not_billable", "transaction_never_ended")
+        if f["kind"]
+        in ("transaction_not_billable", "transaction_never_ended", "transaction_cut_off")
         for transaction_id in f["transaction_ids"]
     }
     audit = {key: key not in doubted for key in cli}

@@ -28,9 +28,10 @@ from tests.harness import (
     running_server,
 )
 from tests.local_list_station import HeldList
+from tests.smart_charging_station import SmartCharging16
 
 
-class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
+class Station(SmartCharging16, CallErrorsRaise, ChargePoint):  # type: ignore[misc]
     """A 1.6 charge point that accepts whatever the CSMS asks of it; a CALLERROR answering
     one of its CALLs raises."""
 

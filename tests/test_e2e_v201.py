@@ -34,6 +34,7 @@ from tests.harness import (
 )
 from tests.local_list_station import HeldList
 from tests.polling import eventually
+from tests.smart_charging_station import SmartCharging201
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ def meter(wh: float, context: str = "Sample.Periodic") -> list[dict[str, Any]]:
     ]
 
 
-class Station(CallErrorsRaise, ChargePoint):  # type: ignore[misc]
+class Station(SmartCharging201, CallErrorsRaise, ChargePoint):  # type: ignore[misc]
     """A 2.0.1 charging station that does what the CSMS asks and reports it: its variables
     live in ``variables``, each boot answer is appended to ``boots``, a remote start runs a
     transaction ``R<remoteStartId>`` on EVSE 1 until a remote stop ends it. A CALLERROR

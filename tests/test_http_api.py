@@ -33,6 +33,7 @@ from ocpp.v201 import call_result as result201
 from chargeledger.core.events import CommandRequested
 from chargeledger.core.http.keys import hash_key, new_key
 from chargeledger.core.settings import ApiKey, ApiRole, Settings, load_settings
+from chargeledger.core.times import rfc3339
 from tests.harness import RunningServer, raw_station, running_server
 from tests.polling import eventually
 from tests.test_e2e_v16 import Station
@@ -204,6 +205,69 @@ def test_station_list_and_detail(api: Api) -> None:
     asyncio.run(scenario())
 
 
+def test_station_list_pages(api: Api) -> None:
+    """``limit`` and the ``Next-Cursor`` / ``Link`` headers walk the list in id order, every
+    station once, filters kept; a cursor survives its station's removal; bad ones are 400."""
+
+    async def scenario() -> None:
+        async with api.client("admin") as http:
+            for n in range(7):
+                response = await http.put(f"/api/stations/PAGE-{n}/registration", json={})
+                assert response.status_code == 200, response.text
+            everything = (await http.get("/api/stations", params={"registered": "true"})).json()
+            assert len(everything) >= 7
+
+            pages: list[list[str]] = []
+            params: dict[str, str | int] = {"registered": "true", "limit": 3}
+            while True:
+                page = await http.get("/api/stations", params=params)
+                assert page.status_code == 200
+                pages.append([view["state"]["station"] for view in page.json()])
+                cursor = page.headers.get("Next-Cursor")
+                if cursor is None:
+                    assert "Link" not in page.headers
+                    break
+                assert len(pages[-1]) == 3
+                link = page.headers["Link"]
+                assert link.endswith('>; rel="next"') and "registered=true" in link
+                followed = await http.get(link[1 : link.index(">")])
+                params = {**params, "after": cursor}
+                assert followed.json() == (await http.get("/api/stations", params=params)).json()
+            assert [s for page in pages for s in page] == [
+                v["state"]["station"] for v in everything
+            ]
+            assert 1 <= len(pages[-1]) <= 3
+
+            # The cursor names a place in id order, not a row: removing its station is fine.
+            params = {"registered": "true", "limit": 1}
+            page = await http.get("/api/stations", params=params)
+            while page.json()[0]["state"]["station"] != "PAGE-3":
+                params = {**params, "after": page.headers["Next-Cursor"]}
+                page = await http.get("/api/stations", params=params)
+            assert (await http.delete("/api/stations/PAGE-3/registration")).status_code == 204
+            rest = await http.get(
+                "/api/stations",
+                params={"registered": "true", "after": page.headers["Next-Cursor"]},
+            )
+            after_gone = [view["state"]["station"] for view in rest.json()]
+            assert after_gone[:3] == ["PAGE-4", "PAGE-5", "PAGE-6"]
+
+            for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "ten"}):
+                problem(await http.get("/api/stations", params=bad), 400, "bad-request")
+            for cursor in ("", "%%%", "UEFHRS0x=", "not a cursor"):
+                answer = problem(
+                    await http.get("/api/stations", params={"after": cursor}), 400, "bad-request"
+                )
+                assert "Next-Cursor" in answer["detail"]
+
+            # Leave the registry as found (the other tests count registered stations).
+            for n in (0, 1, 2, 4, 5, 6):
+                deleted = await http.delete(f"/api/stations/PAGE-{n}/registration")
+                assert deleted.status_code == 204
+
+    asyncio.run(scenario())
+
+
 def test_registration(api: Api) -> None:
     async def scenario() -> None:
         async with api.client("admin") as admin:
@@ -338,6 +402,13 @@ def test_transactions_and_charge_detail_records(api: Api) -> None:
             assert rows[1]["evse_id"] == ""
             assert rows[1]["positions"] == " ".join(map(str, cdr["positions"]))
             assert rows[3]["anomalies"] == "duplicate_stop"
+            # Our times: UNIX seconds in JSON (documented), RFC 3339 UTC in CSV.
+            for field in ("started_at", "ended_at"):
+                assert isinstance(cdr[field], float)
+                assert rows[1][field] == rfc3339(cdr[field], 6)
+                parsed = datetime.fromisoformat(rows[1][field])
+                assert parsed.tzinfo is not None and rows[1][field].endswith("Z")
+                assert abs(parsed.timestamp() - cdr[field]) < 1e-5
             late = await http.get(
                 "/api/billing/cdrs.csv", params={"station": "BILL-1", "after": cursors[-1]}
             )

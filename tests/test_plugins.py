@@ -116,6 +116,7 @@ def test_worked_example_end_to_end(tmp_path: Path, example_on_path: None) -> Non
         assert "acme_block" in plugins.enabled
         assert plugins.answerers("DataTransfer") == [
             "acme_block:chargeledger_answer_call",
+            "plug_and_charge:answer_data_transfer",  # its own vendor id only
             "data_transfer:chargeledger_answer_call",
         ]
         assert not [name for name in plugins.answerers("Heartbeat") if "acme" in name]

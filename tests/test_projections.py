@@ -4,6 +4,7 @@ scenarios and replay properties."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from chargeledger.core.events import (
     Direction,
     Event,
     FrameLogged,
+    OcspAnswered,
     Recorded,
     SessionClosed,
     SessionOpened,
@@ -27,6 +29,7 @@ from chargeledger.core.events import (
     TokenRemoved,
     TransactionIdsReserved,
     command_stream,
+    ocsp_stream,
     session_stream,
     timer_stream,
     token_stream,
@@ -50,6 +53,7 @@ from chargeledger.projections import (
     device_model_json,
     display_messages_json,
     meters_json,
+    plug_and_charge_json,
     problems_json,
     reservation_json,
     security_events_json,
@@ -61,6 +65,7 @@ from chargeledger.projections.device_model import MAX_REPORTS_PER_STATION
 from chargeledger.projections.exchanges import MAX_PENDING_PER_SESSION, Correlator
 from chargeledger.projections.logs import logs_json
 from chargeledger.projections.monitors import monitors_json
+from chargeledger.projections.plug_and_charge import wrap
 from chargeledger.projections.problems import MAX_RECENT_EVENTS
 from chargeledger.projections.reservations import reservation_timer
 from chargeledger.projections.transactions import energy_register_wh
@@ -97,6 +102,8 @@ class Log:
             stream = token_stream(event.request_id)
         elif isinstance(event, CommandRequested):
             stream = command_stream(event.request_id)
+        elif isinstance(event, OcspAnswered):
+            stream = ocsp_stream(event.request_id)
         else:
             stream = session_stream(event.session)
         version = self._versions.get(stream, 0)
@@ -1633,6 +1640,11 @@ OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
         st.sampled_from(TIMESTAMPS),
         st.integers(0, 500),
     ),
+    "pnc": st.tuples(
+        st.sampled_from(["ocsp", "status", "authorize", "contract", "install"]),
+        st.sampled_from(["good", "revoked", "failed", "Accepted", "Rejected"]),
+        answer,
+    ),
     "token": st.tuples(
         st.sampled_from(["register", "register", "remove"]),
         st.sampled_from(["A", "a", "B"]),
@@ -2023,6 +2035,80 @@ class Generated:
             by="out",
         )
 
+    def _pnc(self, index: int, what: str, status: str, answer: str) -> None:
+        """Plug & Charge: an OCSP check recorded, or a station's GetCertificateStatus,
+        certificate Authorize, Get15118EVCertificate, or our InstallCertificate, in 2.0.1 or
+        wrapped in a 1.6 DataTransfer (answered ``Accepted`` or refused with ``status``)."""
+        station = STATIONS[index]
+        hash_data = {**ROOT_HASH, "responderURL": "http://ocsp"}
+        if what == "ocsp":
+            certificate = {
+                "hash_algorithm": "SHA256",
+                "issuer_name_hash": ROOT_HASH["issuerNameHash"],
+                "issuer_key_hash": ROOT_HASH["issuerKeyHash"],
+                "serial_number": ROOT_HASH["serialNumber"],
+            }
+            verdict = status if status in ("good", "revoked") else "failed"
+            self.log.add(
+                OcspAnswered(
+                    request_id=f"o{len(self.log.records)}",
+                    station=station,
+                    at=self.log.at,
+                    url="http://ocsp",
+                    status=verdict,
+                    response="AA==",
+                    **certificate,
+                )
+            )
+            return
+        self._session(station)
+        action, payload, result, by = {
+            "status": (
+                "GetCertificateStatus",
+                {"ocspRequestData": hash_data},
+                {"status": "Accepted", "ocspResult": "AA=="},
+                "in",
+            ),
+            "authorize": (
+                "Authorize",
+                {"idToken": {"idToken": "E", "type": "eMAID"}, "certificate": ROOT_PEM},
+                {"idTokenInfo": {"status": "Invalid"}, "certificateStatus": "CertChainError"},
+                "in",
+            ),
+            "contract": (
+                "Get15118EVCertificate",
+                {"iso15118SchemaVersion": "s", "action": "Install", "exiRequest": "AA=="},
+                {"status": "Failed", "exiResponse": "", "statusInfo": {"reasonCode": "X"}},
+                "in",
+            ),
+            "install": (
+                "InstallCertificate",
+                {"certificateType": "V2GRootCertificate", "certificate": ROOT_PEM},
+                {"status": "Accepted"},
+                "out",
+            ),
+        }[what]
+        if self._v16(station):
+            refused = status == "Rejected"
+            payload = wrap(action, payload)
+            result = (
+                {"status": "Rejected"}
+                if refused
+                else {
+                    "status": "Accepted",
+                    "data": json.dumps(result),
+                }
+            )
+            action = "DataTransfer"
+        self.log.call(
+            station,
+            action,
+            payload,
+            None if answer == "none" else result,
+            error=answer == "error",
+            by="in" if by == "in" else "out",
+        )
+
     def _token(
         self, _index: int, change: str, id_token: str, type: str, status: str, group: str | None
     ) -> None:
@@ -2108,6 +2194,7 @@ def _snapshot(views: Views) -> Any:
         [problems_json(state) for state in views.problems.all()],
         [certificates_json(state) for state in views.certificates.all()],
         [security_events_json(state) for state in views.security_events.all()],
+        [plug_and_charge_json(state) for state in views.plug_and_charge.all()],
         [reservation_json(state) for state in views.reservations.all()],
         views.reservations.anomalies,
         views.timers.pending(),

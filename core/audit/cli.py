@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from chargeledger.core.audit.findings import AuditOptions, Auditor, select
+from chargeledger.core.audit.findings import FINDING_KINDS, AuditOptions, Auditor, select
 from chargeledger.core.audit.importer import FORMATS, import_log
 from chargeledger.core.audit.progress import INTERRUPTED, Interrupt, pages, scan
 from chargeledger.core.audit.replay import (
@@ -73,7 +73,14 @@ def _audit(args: argparse.Namespace) -> int:
         with Interrupt() as interrupt:
             for recorded in scan(store, "audit", args.progress, interrupt=interrupt):
                 auditor.feed(recorded)
-            findings = select(auditor, store, args.station, args.since, args.until)
+            findings = select(
+                auditor,
+                store,
+                args.station,
+                args.since,
+                args.until,
+                reached_end=not interrupt.requested,
+            )
     finally:
         store.close()
     if args.kind:
@@ -341,7 +348,13 @@ def register(commands: Any, with_store: Any) -> None:
     audit.add_argument("--station", help="only findings of this station")
     audit.add_argument("--since", type=_instant, help="only findings from this time (RFC 3339)")
     audit.add_argument("--until", type=_instant, help="only findings up to this time (RFC 3339)")
-    audit.add_argument("--kind", action="append", help="only findings of this kind (repeatable)")
+    audit.add_argument(
+        "--kind",
+        action="append",
+        choices=FINDING_KINDS,
+        metavar="KIND",
+        help="only findings of this kind (repeatable; an unknown one is refused with the list)",
+    )
     audit.add_argument(
         "--max-power-kw",
         type=float,

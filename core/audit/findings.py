@@ -23,15 +23,17 @@ from typing import Any, Literal
 
 import msgspec
 
-from chargeledger.core.events import FrameLogged, Recorded, SessionOpened
+from chargeledger.core.audit.importer import END_OF_IMPORT
+from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
 from chargeledger.core.store import Store
-from chargeledger.projections import Anomaly, TransactionState, Views
+from chargeledger.projections import ANOMALY_KINDS, Anomaly, TransactionState, Views
 from chargeledger.projections.billing import billing_doubts
 from chargeledger.projections.exchanges import as_int, is_v16
 from chargeledger.projections.security_events import read_security_event
 
 __all__ = [
     "AUDIT_KINDS",
+    "FINDING_KINDS",
     "AuditOptions",
     "Auditor",
     "Finding",
@@ -46,12 +48,16 @@ Severity = Literal["error", "warning", "info"]
 AUDIT_KINDS = (
     "energy_implausible",
     "transaction_never_ended",
+    "transaction_cut_off",
     "transaction_not_billable",
     "started_offline",
     "transaction_issued",
     "critical_security_event",
 )
 """The kinds the audit finds itself; every other kind is a projection anomaly."""
+
+FINDING_KINDS = (*ANOMALY_KINDS, *AUDIT_KINDS)
+"""Every kind of finding: the transactions' anomalies, then the audit's own."""
 
 _SEVERITY: dict[str, Severity] = {
     # Money or the meter is wrong.
@@ -65,6 +71,7 @@ _SEVERITY: dict[str, Severity] = {
     # Handled correctly, but worth knowing.
     "start_retransmitted": "info",
     "transaction_issued": "info",
+    "transaction_cut_off": "info",
 }
 """Severity by kind; any kind not named (stops for unknown or sentinel ids, double stops,
 seqNo trouble, transactions never ended, ...) is a ``warning``."""
@@ -128,6 +135,10 @@ class Auditor:
         """When each session opened."""
         self._security: list[Finding] = []
         """A finding per critical security event, in log order."""
+        self._booted: dict[str, int] = {}
+        """The position of each station's last BootNotification we answered."""
+        self._import_ended: set[str] = set()
+        """Stations whose last session was closed by the end of an imported file."""
 
     @property
     def position(self) -> int:
@@ -155,8 +166,13 @@ class Auditor:
                         f"{event.type} at {event.timestamp}{info}",
                     )
                 )
+            if exchange.action == "BootNotification":
+                self._booted[exchange.station] = exchange.result_position
         elif isinstance(recorded.event, SessionOpened):
             self._opened[recorded.event.session] = recorded.event.at
+            self._import_ended.discard(recorded.event.station)
+        elif isinstance(recorded.event, SessionClosed) and recorded.event.reason == END_OF_IMPORT:
+            self._import_ended.add(recorded.event.station)
 
     def call_of(self, result_position: int) -> int | None:
         """The position of the station CALL our CALLRESULT at ``result_position`` answered."""
@@ -165,13 +181,34 @@ class Auditor:
             return self._calls[index]
         return None
 
-    def findings(self) -> list[Finding]:
+    def findings(self, *, reached_end: bool = True) -> list[Finding]:
         """Everything found in the events fed so far, without evidence frames (see
         :func:`select`), by trigger position. ``started_offline`` needs the frames: it is
-        added by :meth:`offline_starts` once they are fetched."""
+        added by :meth:`offline_starts` once they are fetched. ``reached_end``: the events fed
+        are the whole log (false when the audit was interrupted: transactions active at the
+        last event fed are then cut off, see :meth:`_unended`)."""
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
         found += self._security
+        found += [
+            # charging-profile anomalies: what a station applies or says that the profiles
+            # installed do not explain (composite_mismatch, clear_unknown, ...)
+            Finding(
+                kind=a.kind,
+                severity=severity_of(a.kind),
+                station=a.station,
+                transaction_ids=[],
+                positions=[a.call_position, a.position],
+                trigger=a.position,
+                detail=a.detail,
+                source="projection",
+            )
+            for a in self.views.charging_profiles.anomalies
+        ]
+        starts: dict[tuple[str, int | None, int | None], list[int]] = {}
+        for transaction in transactions.all():
+            place = (transaction.station, transaction.evse_id, transaction.connector_id)
+            starts.setdefault(place, []).append(transaction.started_position)
         for transaction in transactions.all():
             start = transaction.positions[:2]
             how = (
@@ -192,7 +229,7 @@ class Auditor:
             )
             found += [self._anomaly(anomaly, transaction) for anomaly in transaction.anomalies]
             found += self._energy(transaction)
-            found += self._billing(transaction)
+            found += self._billing(transaction, starts, reached_end)
         found.sort(key=lambda finding: (finding.trigger, finding.kind))
         return found
 
@@ -267,24 +304,31 @@ class Auditor:
             source="projection",
         )
 
-    def _billing(self, transaction: TransactionState) -> list[Finding]:
+    def _billing(
+        self,
+        transaction: TransactionState,
+        starts: dict[tuple[str, int | None, int | None], list[int]],
+        reached_end: bool,
+    ) -> list[Finding]:
         """The billing rule's verdict (:func:`billing_doubts`), when it is not billable: a
-        transaction still active at the end of the log never ended; an ended one with doubts
-        is not billable as it stands (its evidence: its start and its end)."""
+        transaction still active at the end of the audited log never ended, or was cut off
+        (:meth:`_unended`); an ended one with doubts is not billable as it stands (its
+        evidence: its start and its end)."""
         doubts = billing_doubts(transaction)
         if not doubts:
             return []
         ids: list[int | str] = [transaction.transaction_id]
         if doubts == ["not_ended"]:
+            kind, why = self._unended(transaction, starts, reached_end)
             return [
                 _finding(
-                    "transaction_never_ended",
+                    kind,
                     transaction.station,
                     ids,
                     transaction.positions[:2],
                     transaction.started_position,
                     f"started {transaction.start_timestamp}; still active at position "
-                    f"{self.position}, the end of the audited log",
+                    f"{self.position}, the end of the audited log: {why}",
                 )
             ]
         return [
@@ -297,6 +341,43 @@ class Auditor:
                 f"ended, not billable as it stands: {', '.join(doubts)}",
             )
         ]
+
+    def _unended(
+        self,
+        transaction: TransactionState,
+        starts: dict[tuple[str, int | None, int | None], list[int]],
+        reached_end: bool,
+    ) -> tuple[str, str]:
+        """Whether a transaction still active at the end of the audited log never ended or
+        was cut off, and why (docs/audit.md, "Cut off or never ended").
+
+        Never ended: the audited log shows its station going on without it, after its last
+        event: the station booted again, or another transaction started on its connector
+        (EVSE and connector in 2.0.1). Otherwise it is cut off when the log stops before its
+        end could show: the audit was interrupted before the end of the log, its station is
+        still connected at the end (it may be charging now), or its station's last session
+        was closed by the end of an imported file. Anything else (the station left and
+        never came back within the log) never ended."""
+        station = transaction.station
+        last = transaction.positions[-1]
+        booted = self._booted.get(station, 0)
+        if booted > last:
+            return "transaction_never_ended", f"the station booted again at position {booted}"
+        place = (station, transaction.evse_id, transaction.connector_id)
+        later = [p for p in starts.get(place, []) if p > transaction.started_position]
+        if later:
+            return (
+                "transaction_never_ended",
+                f"another transaction started on its connector at position {min(later)}",
+            )
+        if not reached_end:
+            return "transaction_cut_off", "the audit was interrupted there, its end not read"
+        state = self.views.stations.get(station)
+        if state is not None and state.connected:
+            return "transaction_cut_off", "the station is still connected: it may be charging"
+        if station in self._import_ended:
+            return "transaction_cut_off", "the imported log ends there"
+        return "transaction_never_ended", "the station left and did not end it within the log"
 
     def _energy(self, transaction: TransactionState) -> list[Finding]:
         energy = transaction.energy_wh
@@ -331,12 +412,19 @@ def select(
     station: str | None = None,
     since: float | None = None,
     until: float | None = None,
+    *,
+    reached_end: bool = True,
 ) -> list[Finding]:
     """The findings of everything ``auditor`` was fed, with their evidence read from
     ``store``: only those of ``station`` and, by the time of their triggering frame, in
     ``[since, until]`` when given. The fold always covers the whole log (a stop in range
-    needs its start from before), only the report is filtered."""
-    found = [f for f in auditor.findings() if station is None or f.station == station]
+    needs its start from before), only the report is filtered. ``reached_end``: the
+    auditor was fed the whole log (see :meth:`Auditor.findings`)."""
+    found = [
+        f
+        for f in auditor.findings(reached_end=reached_end)
+        if station is None or f.station == station
+    ]
     starts = [
         position
         for transaction in auditor.views.transactions.all()

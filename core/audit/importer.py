@@ -41,7 +41,7 @@ from chargeledger.core.frames import Call, parse_frame, validate_request
 from chargeledger.core.store import Store
 from chargeledger.schemas import OCPP16, OCPP201, PROTOCOLS
 
-__all__ = ["FORMATS", "ImportResult", "LineError", "import_log", "parse_line"]
+__all__ = ["END_OF_IMPORT", "FORMATS", "ImportResult", "LineError", "import_log", "parse_line"]
 
 Format = Literal["jsonl", "text"]
 FORMATS: tuple[Format, ...] = ("jsonl", "text")
@@ -51,6 +51,9 @@ BATCH = 5000
 
 _DIRECTIONS: tuple[Direction, ...] = ("in", "out")
 _CLOSE_NOT_SEEN = 1006
+END_OF_IMPORT = "imported log: end of the imported frames"
+"""The reason of the ``SessionClosed`` recorded for each session open at the end of an
+imported file (or where its import was interrupted): the other system's log stops there."""
 
 
 class _JsonLine(msgspec.Struct):
@@ -314,6 +317,6 @@ def import_log(
                 result.protocols.setdefault(line.station, chosen)
                 importer.frame(line, chosen, session_gap)
     for session in list(importer.open.values()):
-        importer.close(session, "imported log: end of the imported frames")
+        importer.close(session, END_OF_IMPORT)
     importer.flush()
     return result

@@ -26,8 +26,11 @@ from chargeledger.core.http import (
     health,
     local_lists,
     log,
+    plug_and_charge,
     reservations,
     security,
+    sites,
+    smart_charging,
     stations,
     tariffs,
     tokens,
@@ -61,6 +64,9 @@ ROUTES = [
     *device.ROUTES,
     *diagnostics.ROUTES,
     *tariffs.ROUTES,
+    *smart_charging.ROUTES,
+    *sites.ROUTES,
+    *plug_and_charge.ROUTES,
 ]
 
 

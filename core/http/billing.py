@@ -18,6 +18,7 @@ from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.log import PAGE, unix_seconds
 from chargeledger.core.http.models import CdrPage, TransactionPage
 from chargeledger.core.http.problems import responses
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import TransactionState
 from chargeledger.projections.billing import (
     CDR_FIELDS,
@@ -135,10 +136,18 @@ async def cdrs(
     return CdrPage(items=items, next=items[-1].cursor if more else None)
 
 
-def _cell(value: object) -> str:
-    """A CSV cell: absent is empty, booleans as in JSON, lists space-separated."""
+_TIMES = frozenset(name for name in CDR_FIELDS if name.endswith("_at"))
+"""The fields of our own times: UNIX seconds in JSON, RFC 3339 UTC text in CSV."""
+
+
+def _cell(name: str, value: object) -> str:
+    """A CSV cell: absent is empty, booleans as in JSON, lists space-separated, our times
+    RFC 3339 UTC with microseconds."""
     if value is None:
         return ""
+    if name in _TIMES:
+        assert isinstance(value, float | int)
+        return rfc3339(value, 6)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
@@ -154,7 +163,7 @@ def _cell(value: object) -> str:
     media_type="text/csv",
     description=_CDR_DOC
     + " CSV: one header row, columns in the JSON fields' order; lists are space-separated, "
-    "absent values empty.",
+    "absent values empty, `started_at` / `ended_at` RFC 3339 UTC (UNIX seconds in JSON).",
 )
 async def cdrs_csv(
     ctx: NamedDependency[ApiContext],
@@ -169,7 +178,7 @@ async def cdrs_csv(
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CDR_FIELDS)
     for record in _records(ctx, station, complete, since, until, after):
-        writer.writerow(map(_cell, msgspec.structs.astuple(record)))
+        writer.writerow(map(_cell, CDR_FIELDS, msgspec.structs.astuple(record)))
     return Response(
         out.getvalue(),
         media_type="text/csv",

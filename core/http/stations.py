@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote
+import base64
+import bisect
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
-from litestar import Request, delete, get, post, put
+from litestar import Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from chargeledger.core.http.auth import Caller, requires
 from chargeledger.core.http.context import ApiContext
+from chargeledger.core.http.log import PAGE
 from chargeledger.core.http.models import (
     PasswordAnswer,
     PasswordRequest,
     RegistrationRequest,
     StationView,
 )
-from chargeledger.core.http.problems import not_found, responses
+from chargeledger.core.http.problems import bad_request, not_found, responses
 from chargeledger.projections import Registration, StationState, Views
 
 __all__ = ["ROUTES", "STATION_LINKS", "require_known", "station_links"]
@@ -74,23 +77,33 @@ def _view(views: Views, station: str) -> StationView | None:
 )
 async def list_stations(
     ctx: NamedDependency[ApiContext],
+    request: Request[Any, Any, Any],
     connected: FromQuery[bool | None] = None,
     status: FromQuery[str | None] = None,
     boot_status: FromQuery[str | None] = None,
     protocol: FromQuery[str | None] = None,
     registered: FromQuery[bool | None] = None,
-) -> list[StationView]:
+    limit: Annotated[int | None, QueryParameter(ge=1, le=PAGE)] = None,
+    after: FromQuery[str | None] = None,
+) -> Response[list[StationView]]:
     """Every station seen or registered, sorted by id.
 
     Filters: ``connected`` (a session is open), ``status`` (some connector has this status,
     e.g. ``Available``, ``Faulted``), ``boot_status`` (our answer to its last boot:
     ``Accepted``, ``Pending``, ``Rejected``), ``protocol`` (``ocpp1.6``, ``ocpp2.0.1``),
-    ``registered``."""
+    ``registered``. Pages: ``limit`` (1 to 1000) stations at most; when more match, the
+    ``Next-Cursor`` header holds the cursor to pass as ``after`` for the next page (and
+    ``Link`` the next page's URL); on the last page it is absent. A cursor stays valid as
+    stations come and go: the next page starts after the station it names, in id order."""
     views = ctx.csms.views
+    first_after = None if after is None else _cursor_station(after)
     ids = sorted(
         {s.station for s in views.stations.all()} | {r.station for r in views.registry.all()}
     )
-    found = []
+    if first_after is not None:
+        ids = ids[bisect.bisect_right(ids, first_after) :]
+    found: list[StationView] = []
+    more = False
     for station in ids:
         view = _view(views, station)
         assert view is not None
@@ -104,8 +117,38 @@ async def list_stations(
             and (protocol is None or state.protocol == protocol)
             and (registered is None or (view.registration is not None) == registered)
         ):
+            if limit is not None and len(found) == limit:
+                more = True
+                break
             found.append(view)
-    return found
+    headers = {}
+    if more:
+        cursor = _cursor(found[-1].state.station)
+        headers["Next-Cursor"] = cursor
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+        headers["Link"] = (
+            f'<{request.url.path}?{urlencode([*query, ("after", cursor)])}>; rel="next"'
+        )
+    return Response(found, headers=headers)
+
+
+def _cursor(station: str) -> str:
+    """The opaque cursor of a page that ends with ``station``."""
+    return base64.urlsafe_b64encode(station.encode()).decode().rstrip("=")
+
+
+def _cursor_station(cursor: str) -> str:
+    """The station a cursor of :func:`_cursor` names; 400 for any other text."""
+    try:
+        station = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        station = ""
+    if not station or _cursor(station) != cursor:
+        raise bad_request(
+            f"after: {cursor!r} is not a cursor of this list (pass the Next-Cursor header of "
+            "the previous page)"
+        )
+    return station
 
 
 @get(

@@ -118,6 +118,13 @@ def register(commands: Any) -> None:
         help="a local CSMS process: report its CPU per CALL and memory per connection",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="SECONDS",
+        help="the progress line on stderr: every SECONDS (default: 1 on a terminal, where the "
+        "line is rewritten in place; 10 elsewhere, one line each time); 0: none",
+    )
     security = parser.add_argument_group(
         "security profiles", "HTTP Basic (profiles 1, 2), wss:// (2, 3), client certificates (3)"
     )
@@ -178,8 +185,14 @@ def _simulate(args: argparse.Namespace) -> int:
         client_cert=args.client_cert,
         client_key=args.client_key,
     )
+    every = args.progress_every
+    if every is None:
+        every = 1.0 if sys.stderr.isatty() else 10.0
     try:
-        report = simulate(options)
+        if every == 0:
+            report = simulate(options)
+        else:
+            report = simulate(options, progress=sys.stderr, progress_every=every)
     except OptionError as exc:
         print(f"chargeledger simulate: {exc}", file=sys.stderr)
         return 2

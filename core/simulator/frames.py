@@ -19,6 +19,8 @@ import uuid
 from abc import ABC, abstractmethod
 from typing import Any
 
+import msgspec
+
 from chargeledger.core.times import rfc3339
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -144,10 +146,17 @@ class StationFrames(ABC):
         self.meter = Meter(rng)
         self.transaction: bytes | None = None
         """The open transaction's id as JSON text, or None."""
+        self.transaction_tag = self.id_tag
+        """The id tag (JSON-escaped) the open transaction was started with."""
 
     @staticmethod
     def call(message_id: bytes, action: bytes, payload: bytes) -> bytes:
         return b'[2,"%s","%s",%s]' % (message_id, action, payload)
+
+    def message(self, message_id: bytes, action: str, payload: dict[str, Any]) -> tuple[str, bytes]:
+        """Any CALL, its payload encoded now: for the rare ones (what the CSMS triggers,
+        reports), not worth a template."""
+        return action, self.call(message_id, action.encode(), msgspec.json.encode(payload))
 
     def boot(self, message_id: bytes) -> tuple[str, bytes]:
         return "BootNotification", self.call(message_id, b"BootNotification", self._BOOT)
@@ -167,12 +176,20 @@ class StationFrames(ABC):
         """Start a charge on connector 1 (1.6 StartTransaction, 2.0.1 TransactionEvent)."""
 
     @abstractmethod
+    def remote_start_transaction(
+        self, message_id: bytes, id_tag: str, token_type: str, remote_start_id: int | None
+    ) -> tuple[str, bytes]:
+        """Start a charge on connector 1 as the CSMS asked, for ``id_tag`` (2.0.1: of
+        ``token_type``, its ``remoteStartId`` reported)."""
+
+    @abstractmethod
     def meter_values(self, message_id: bytes) -> tuple[str, bytes]:
         """A periodic three-phase sample of the open transaction."""
 
     @abstractmethod
-    def stop_transaction(self, message_id: bytes) -> tuple[str, bytes]:
-        """End the open transaction."""
+    def stop_transaction(self, message_id: bytes, why: str = "local") -> tuple[str, bytes]:
+        """End the open transaction; ``why``: ``local`` (the driver), ``remote`` (the CSMS
+        asked), ``reset`` (the station resets)."""
 
     def check_answer(self, kind: str, payload: dict[str, Any]) -> str | None:
         """Read the CALLRESULT payload of the frame ``kind`` (a method name above); the
@@ -181,8 +198,8 @@ class StationFrames(ABC):
         if kind == "boot":
             status = payload.get("status")
             return None if status == "Accepted" else f"boot {status}"
-        if kind in ("authorize", "start_transaction"):
-            if kind == "start_transaction" and self.protocol == OCPP16:
+        if kind in ("authorize", "start_transaction", "remote_start_transaction"):
+            if kind != "authorize" and self.protocol == OCPP16:
                 transaction_id = payload.get("transactionId")
                 if type(transaction_id) is not int:
                     return "StartTransaction answered without a transactionId"
@@ -208,11 +225,21 @@ class _Frames16(StationFrames):
         + _sampled_values(OCPP16)
         + b"}]}"
     )
-    _STOP = b'{"transactionId":%s,"idTag":"%s","meterStop":%d,"timestamp":"%s","reason":"Local"}'
+    _STOP = b'{"transactionId":%s,"idTag":"%s","meterStop":%d,"timestamp":"%s","reason":"%s"}'
+    _STOP_REASONS = {"local": b"Local", "remote": b"Remote", "reset": b"SoftReset"}
 
     def start_transaction(self, message_id: bytes) -> tuple[str, bytes]:
+        self.transaction_tag = self.id_tag
         meter_start = self.meter.start_session()
         payload = self._START % (self.id_tag, meter_start, rfc3339_ms())
+        return "StartTransaction", self.call(message_id, b"StartTransaction", payload)
+
+    def remote_start_transaction(
+        self, message_id: bytes, id_tag: str, token_type: str, remote_start_id: int | None
+    ) -> tuple[str, bytes]:
+        self.transaction_tag = _escaped(id_tag)
+        meter_start = self.meter.start_session()
+        payload = self._START % (self.transaction_tag, meter_start, rfc3339_ms())
         return "StartTransaction", self.call(message_id, b"StartTransaction", payload)
 
     def meter_values(self, message_id: bytes) -> tuple[str, bytes]:
@@ -220,10 +247,17 @@ class _Frames16(StationFrames):
         payload = self._METER_VALUES % (self.transaction, rfc3339_ms(), *self.meter.read())
         return "MeterValues", self.call(message_id, b"MeterValues", payload)
 
-    def stop_transaction(self, message_id: bytes) -> tuple[str, bytes]:
+    def stop_transaction(self, message_id: bytes, why: str = "local") -> tuple[str, bytes]:
         assert self.transaction is not None, "StopTransaction outside a transaction"
         energy = int(self.meter.read()[0])
-        payload = self._STOP % (self.transaction, self.id_tag, energy, rfc3339_ms())
+        reason = self._STOP_REASONS[why]
+        payload = self._STOP % (
+            self.transaction,
+            self.transaction_tag,
+            energy,
+            rfc3339_ms(),
+            reason,
+        )
         self.transaction = None
         return "StopTransaction", self.call(message_id, b"StopTransaction", payload)
 
@@ -236,11 +270,11 @@ class _Frames201(StationFrames):
         b'"vendorName":"ChargeLedger","firmwareVersion":"1.0.0"}}'
     )
     _STATUS = b'{"connectorStatus":"%s","timestamp":"%s","evseId":1,"connectorId":1}'
-    _TOKEN = b'{"idToken":"%s","type":"ISO14443"}'
-    _AUTHORIZE = b'{"idToken":' + _TOKEN + b"}"
+    _TOKEN = b'{"idToken":"%s","type":"%s"}'
+    _AUTHORIZE = b'{"idToken":{"idToken":"%s","type":"ISO14443"}}'
     _START = (
-        b'{"eventType":"Started","timestamp":"%s","triggerReason":"Authorized","seqNo":%d,'
-        b'"transactionInfo":{"transactionId":%s,"chargingState":"Charging"},'
+        b'{"eventType":"Started","timestamp":"%s","triggerReason":"%s","seqNo":%d,'
+        b'"transactionInfo":{"transactionId":%s,"chargingState":"Charging"%s},'
         b'"evse":{"id":1,"connectorId":1},"idToken":' + _TOKEN + b","
         b'"meterValue":[{"timestamp":"%s","sampledValue":[{"value":%d,'
         b'"context":"Transaction.Begin","measurand":"Energy.Active.Import.Register",'
@@ -252,29 +286,61 @@ class _Frames201(StationFrames):
         b'"meterValue":[{"timestamp":"%s","sampledValue":' + _sampled_values(OCPP201) + b"}]}"
     )
     _ENDED = (
-        b'{"eventType":"Ended","timestamp":"%s","triggerReason":"StopAuthorized","seqNo":%d,'
+        b'{"eventType":"Ended","timestamp":"%s","triggerReason":"%s","seqNo":%d,'
         b'"transactionInfo":{"transactionId":%s,"chargingState":"EVConnected",'
-        b'"stoppedReason":"Local"},"idToken":' + _TOKEN + b","
+        b'"stoppedReason":"%s"},"idToken":' + _TOKEN + b","
         b'"meterValue":[{"timestamp":"%s","sampledValue":[{"value":%d,'
         b'"context":"Transaction.End","measurand":"Energy.Active.Import.Register",'
         b'"unitOfMeasure":{"unit":"Wh"}}]}]}'
     )
 
+    _STOP_REASONS = {
+        "local": (b"StopAuthorized", b"Local"),
+        "remote": (b"RemoteStop", b"Remote"),
+        "reset": (b"ResetCommand", b"ImmediateReset"),
+    }
+
     def __init__(self, id_tag: str, rng: random.Random) -> None:
         super().__init__(id_tag, rng)
         self.seq_no = 0
+        self.token_type = b"ISO14443"
+        """The type of the open transaction's idToken."""
 
     def _event(self, message_id: bytes, payload: bytes) -> tuple[str, bytes]:
         self.seq_no += 1
         return "TransactionEvent", self.call(message_id, b"TransactionEvent", payload)
 
     def start_transaction(self, message_id: bytes) -> tuple[str, bytes]:
+        return self._start(message_id, self.id_tag, b"ISO14443", b"Authorized", b"")
+
+    def remote_start_transaction(
+        self, message_id: bytes, id_tag: str, token_type: str, remote_start_id: int | None
+    ) -> tuple[str, bytes]:
+        extra = b"" if remote_start_id is None else b',"remoteStartId":%d' % remote_start_id
+        return self._start(
+            message_id, _escaped(id_tag), _escaped(token_type), b"RemoteStart", extra
+        )
+
+    def _start(
+        self, message_id: bytes, tag: bytes, token_type: bytes, trigger: bytes, extra: bytes
+    ) -> tuple[str, bytes]:
         # 2.0.1: the station names the transaction; seqNo counts per transaction from 0.
         self.transaction = b'"%s"' % str(uuid.uuid4()).encode()
+        self.transaction_tag, self.token_type = tag, token_type
         self.seq_no = 0
         meter_start = self.meter.start_session()
         now = rfc3339_ms()
-        payload = self._START % (now, self.seq_no, self.transaction, self.id_tag, now, meter_start)
+        payload = self._START % (
+            now,
+            trigger,
+            self.seq_no,
+            self.transaction,
+            extra,
+            tag,
+            token_type,
+            now,
+            meter_start,
+        )
         return self._event(message_id, payload)
 
     def meter_values(self, message_id: bytes) -> tuple[str, bytes]:
@@ -283,13 +349,29 @@ class _Frames201(StationFrames):
         payload = self._UPDATED % (now, self.seq_no, self.transaction, now, *self.meter.read())
         return self._event(message_id, payload)
 
-    def stop_transaction(self, message_id: bytes) -> tuple[str, bytes]:
+    def stop_transaction(self, message_id: bytes, why: str = "local") -> tuple[str, bytes]:
         assert self.transaction is not None, "TransactionEvent Ended outside a transaction"
         now = rfc3339_ms()
         energy = int(self.meter.read()[0])
-        payload = self._ENDED % (now, self.seq_no, self.transaction, self.id_tag, now, energy)
+        trigger, reason = self._STOP_REASONS[why]
+        payload = self._ENDED % (
+            now,
+            trigger,
+            self.seq_no,
+            self.transaction,
+            reason,
+            self.transaction_tag,
+            self.token_type,
+            now,
+            energy,
+        )
         self.transaction = None
         return self._event(message_id, payload)
+
+
+def _escaped(text: str) -> bytes:
+    """``text`` as the inside of a JSON string (what the templates' ``"%s"`` slots take)."""
+    return msgspec.json.encode(text)[1:-1]
 
 
 _FRAMES: dict[str, type[StationFrames]] = {OCPP16: _Frames16, OCPP201: _Frames201}

@@ -24,13 +24,14 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from multiprocessing.synchronize import Barrier
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import msgspec
 import trio
 
 from chargeledger.core.simulator.credentials import Credentials, StationKeys, read_passwords
+from chargeledger.core.simulator.progress import ProgressLine, Snapshot
 from chargeledger.core.simulator.scenarios import (
     MARKS,
     PHASES,
@@ -414,16 +415,23 @@ def _hard_limit(options: Options) -> float:
     )
 
 
-def _worker_process(plan: Plan, barrier: Barrier, results: Any) -> None:
+def _worker_process(
+    plan: Plan, barrier: Barrier, results: Any, progress: Any, progress_every: float
+) -> None:
     """The body of a worker process: run its plan, put its report (or its error) in
-    ``results``. A broken barrier means the parent gave up on the run."""
+    ``results``, and (with a ``progress`` queue) its snapshots there. A broken barrier means
+    the parent gave up on the run."""
 
     async def sync(mark: str) -> None:
         await trio.to_thread.run_sync(barrier.wait)  # every process is here
         await trio.to_thread.run_sync(barrier.wait)  # the parent has taken its readings
 
+    def report_progress(snapshot: Snapshot) -> None:
+        progress.put((plan.first_station, snapshot))
+
+    callback = report_progress if progress is not None else None
     try:
-        report = trio.run(run_worker, plan, sync, time.process_time)
+        report = trio.run(run_worker, plan, sync, time.process_time, callback, progress_every)
     except BaseException as exc:
         results.put((plan.first_station, f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
@@ -431,7 +439,11 @@ def _worker_process(plan: Plan, barrier: Barrier, results: Any) -> None:
 
 
 def _run_processes(
-    plans: list[Plan], hard_limit: float, read: Callable[[str], None]
+    plans: list[Plan],
+    hard_limit: float,
+    read: Callable[[str], None],
+    line: ProgressLine | None,
+    progress_every: float,
 ) -> tuple[list[WorkerReport], list[str]]:
     """Run one worker process per plan; their reports and the errors of those that failed.
 
@@ -441,8 +453,13 @@ def _run_processes(
     context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads
     barrier = context.Barrier(len(plans) + 1)
     results = context.Queue()
+    snapshots = context.Queue() if line is not None else None
     processes = [
-        context.Process(target=_worker_process, args=(plan, barrier, results), daemon=True)
+        context.Process(
+            target=_worker_process,
+            args=(plan, barrier, results, snapshots, progress_every),
+            daemon=True,
+        )
         for plan in plans
     ]
     for process in processes:
@@ -458,6 +475,17 @@ def _run_processes(
                 return
 
     threading.Thread(target=watchdog, daemon=True).start()
+    if line is not None and snapshots is not None:
+
+        def show_progress() -> None:
+            while not finished.is_set():
+                try:
+                    worker, snapshot = snapshots.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                line.update(worker, snapshot)
+
+        threading.Thread(target=show_progress, daemon=True).start()
     errors: list[str] = []
     try:
         for mark in MARKS:
@@ -501,12 +529,17 @@ def _latency(samples: array[float]) -> Latency | None:
     return Latency(count, rank(0.50), rank(0.90), rank(0.99), rank(1.0))
 
 
-def simulate(options: Options) -> Report:
+def simulate(
+    options: Options, *, progress: TextIO | None = None, progress_every: float = 1.0
+) -> Report:
     """Run the simulation ``options`` describe, to its end; the report.
 
-    Raises :class:`OptionError` before anything starts when the options are out of bounds or
-    the target is not allowed. Failures of the CSMS are never raised: they are counted in the
-    report (``ok`` false)."""
+    With ``progress`` (a stream, say stderr) a progress line (:class:`ProgressLine`) is
+    written there every ``progress_every`` seconds. Raises :class:`OptionError` before
+    anything starts when the options are out of bounds or the target is not allowed.
+    Failures of the CSMS are never raised: they are counted in the report (``ok`` false)."""
+    if progress is not None and not 0.1 <= progress_every <= 3600:
+        raise OptionError(f"--progress-every must be between 0.1 and 3600, not {progress_every:g}")
     options, target = _checked(options)
     credentials = _credentials(options, f"{options.id_prefix}{0:0{_id_width(options)}d}")
     probe = ServerProbe(options.server_pid) if options.server_pid is not None else None
@@ -523,17 +556,31 @@ def simulate(options: Options) -> Report:
     cpu_start = time.process_time()
     read("start")
     plans = _plans(options, target, credentials)
-    if len(plans) == 1:
+    line = None if progress is None else ProgressLine(progress, options.stations, len(plans))
+    try:
+        if len(plans) == 1:
 
-        async def sync(mark: str) -> None:
-            read(mark)
+            async def sync(mark: str) -> None:
+                read(mark)
 
-        reports = [trio.run(run_worker, plans[0], sync, time.process_time)]
-        errors: list[str] = []
-        simulator_cpu = time.process_time() - cpu_start
-    else:
-        reports, errors = _run_processes(plans, _hard_limit(options), read)
-        simulator_cpu = time.process_time() - cpu_start + sum(r.cpu_at["end"] for r in reports)
+            def report_progress(snapshot: Snapshot) -> None:
+                assert line is not None
+                line.update(0, snapshot)
+
+            callback = report_progress if line is not None else None
+            reports = [
+                trio.run(run_worker, plans[0], sync, time.process_time, callback, progress_every)
+            ]
+            errors: list[str] = []
+            simulator_cpu = time.process_time() - cpu_start
+        else:
+            hard_limit = _hard_limit(options)
+            reports, errors = _run_processes(plans, hard_limit, read, line, progress_every)
+            cpu_workers = sum(r.cpu_at["end"] for r in reports)
+            simulator_cpu = time.process_time() - cpu_start + cpu_workers
+    finally:
+        if line is not None:
+            line.close()
     return _report(options, readings, reports, errors, simulator_cpu)
 
 

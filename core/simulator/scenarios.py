@@ -35,6 +35,7 @@ import trio
 
 from chargeledger.core.simulator.credentials import Credentials, StationKeys
 from chargeledger.core.simulator.frames import frames_for
+from chargeledger.core.simulator.progress import Snapshot
 from chargeledger.core.simulator.station import (
     CONNECT_TIMEOUT,
     Station,
@@ -162,8 +163,7 @@ async def connect_then(
 
 
 async def stop_transaction(station: Station, tally: Tally) -> None:
-    if await station.call("stop_transaction", tally) is not None:
-        tally.counts["transactions"] += 1
+    await station.stop(tally)
 
 
 class Scenario(ABC):
@@ -333,11 +333,40 @@ def _collector_tuned_for_load() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
+async def _report_progress(
+    run: Run, stations: list[Station], every: float, report: Callable[[Snapshot], None]
+) -> None:
+    """Forever: every ``every`` seconds, hand ``report`` a snapshot of the stations."""
+    while True:
+        await trio.sleep(every)
+        tallies = run.tallies.values()
+        if not run.measuring.is_set():
+            phase = "setup"
+        elif not run.all_measured.is_set():
+            phase = "measure"
+        else:
+            phase = "hold" if not run.tearing_down.is_set() else "teardown"
+        report(
+            Snapshot(
+                connected=sum(station.connected for station in stations),
+                answered=sum(tally.counts["answered"] for tally in tallies),
+                failed=sum(tally.failed for tally in tallies),
+                csms_calls=sum(tally.counts["csms_calls"] for tally in tallies),
+                phase=phase,
+            )
+        )
+
+
 async def run_worker(
-    plan: Plan, sync: PhaseSync, process_time: Callable[[], float]
+    plan: Plan,
+    sync: PhaseSync,
+    process_time: Callable[[], float],
+    progress: Callable[[Snapshot], None] | None = None,
+    progress_every: float = 1.0,
 ) -> WorkerReport:
     """Run ``plan``'s stations through the scenario, passing every mark of ``MARKS`` with
-    ``sync``; ``process_time`` reads this worker's CPU seconds."""
+    ``sync``; ``process_time`` reads this worker's CPU seconds. ``progress``, when given,
+    gets a :class:`Snapshot` every ``progress_every`` seconds."""
     run = Run(plan, plan.stations)
     scenario = SCENARIOS[plan.scenario]()
     token = secrets.token_hex(4)
@@ -366,6 +395,8 @@ async def run_worker(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(expire_overdue_calls, stations, plan.call_timeout)
             nursery.start_soon(_watch_loop_lag, run, lags)
+            if progress is not None:
+                nursery.start_soon(_report_progress, run, stations, progress_every, progress)
             async with trio.open_nursery() as station_nursery:
                 for station in stations:
                     station_nursery.start_soon(_drive, station, scenario, run)

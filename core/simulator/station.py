@@ -2,9 +2,11 @@
 
 A station is driven by one task. :meth:`Station.call` sends one CALL and waits for its
 answer (OCPP-J allows one outstanding CALL per direction), answering on the way whatever the
-CSMS sends: pings (in the transport) and CSMS CALLs, which get CALLERROR NotImplemented (a
-simulated station implements none). Every outcome is counted in a :class:`Tally`; nothing a
-CSMS does wrong is swallowed:
+CSMS sends: pings (in the transport) and CSMS CALLs, answered as a real station would
+(:mod:`.responder`: remote start and stop, configuration, reset, trigger, ...). What an
+answer leads to (a remotely started transaction, a reboot, a triggered message) is done by
+the station's task once it is idle (:meth:`Station.idle_until`). Every outcome is counted in
+a :class:`Tally`; nothing a CSMS does wrong is swallowed:
 
 * a CALLERROR answer counts in ``call_errors``, a refusal (boot not Accepted, id tag not
   Accepted) in ``rejected``; the connection stays up;
@@ -31,6 +33,7 @@ import trio
 
 from chargeledger.core.simulator.credentials import StationKeys
 from chargeledger.core.simulator.frames import StationFrames
+from chargeledger.core.simulator.responder import FollowUp, Responder
 from chargeledger.core.simulator.websocket import (
     CLOSE_NORMAL,
     ConnectionClosed,
@@ -60,6 +63,10 @@ FAILURES = ("call_errors", "rejected", "timeouts", "connection_failures", "proto
 
 CONNECT_TIMEOUT = 10.0
 """Seconds for the TCP connection and the WebSocket handshake together."""
+
+REBOOT_SECONDS = 1.0
+"""How long after accepting a Reset a station goes down: its answer reaches the CSMS, and
+is recorded there, before the connection closes."""
 
 OVERDUE = "no answer in time"
 """The reason :func:`expire_overdue_calls` drops a connection with."""
@@ -128,6 +135,14 @@ class Station:
         self._calls = 0
         self.answer_due = math.inf
         """When the answer to the CALL in flight is overdue (trio clock)."""
+        self.responder = Responder(protocol, frames)
+        self._follow_ups: list[FollowUp] = []
+        """What answered CSMS CALLs lead to, in order, done when idle."""
+        self._meter_due = math.inf
+        """When a remotely started transaction's next MeterValues is due (trio clock)."""
+        self._reboot_when_idle = False
+        self._reboot_at = math.inf
+        """When an accepted Reset takes the station down (trio clock)."""
 
     @property
     def connected(self) -> bool:
@@ -242,31 +257,101 @@ class Station:
         if kind in (3, 4) and frame_id == message_id:
             return frame
         if kind == 2:
-            await self._refuse(ws, frame_id, tally)
+            await self._respond(ws, frame, tally)
         else:
             tally.fail("protocol_errors", f"answer to an id we did not send: {frame_id!r}")
         return None
 
-    async def _refuse(self, ws: WebSocketClient, frame_id: Any, tally: Tally) -> None:
+    async def _respond(self, ws: WebSocketClient, frame: Any, tally: Tally) -> None:
+        """Answer a CSMS CALL (see :mod:`.responder`); queue what it leads to."""
         tally.counts["csms_calls"] += 1
-        error = [4, str(frame_id), "NotImplemented", "a simulated station implements no CALL", {}]
+        if len(frame) == 4 and type(frame[2]) is str:
+            text, follow = self.responder.answer(str(frame[1]), frame[2], frame[3])
+            self._follow_ups += follow
+        else:
+            error = [4, str(frame[1]), "ProtocolError", "a CALL has four elements", {}]
+            text = msgspec.json.encode(error)
         with trio.CancelScope(shield=True):  # half a frame would corrupt the stream
-            await ws.send_text(msgspec.json.encode(error))
+            await ws.send_text(text)
 
     async def idle_until(self, deadline: float, tally: Tally) -> None:
-        """Stay connected and quiet until ``deadline`` (trio clock), answering pings and
-        refusing CSMS CALLs; a connection the CSMS closes meanwhile is counted."""
-        ws = self.ws
-        if ws is None:
-            await trio.sleep_until(deadline)
-            return
-        with trio.move_on_at(deadline):
-            try:
-                while True:
-                    await self._answer(ws, "", tally)
-            except ConnectionClosed as exc:
-                self._lost(exc, "idle", tally)
+        """Stay connected until ``deadline`` (trio clock), answering pings and CSMS CALLs and
+        doing what those lead to (:meth:`_follow_up`), and sending a remotely started
+        transaction's MeterValues when due; a connection the CSMS closes meanwhile is
+        counted."""
+        while trio.current_time() < deadline:
+            ws = self.ws
+            if ws is None:
                 await trio.sleep_until(deadline)
+                return
+            if self._follow_ups:
+                await self._follow_up(self._follow_ups.pop(0), tally)
+                continue
+            now = trio.current_time()
+            if self._reboot_at <= now:
+                self._reboot_at = math.inf
+                await self.reboot(tally)
+                continue
+            if self._meter_due <= now:
+                await self._remote_meter_values(tally)
+                continue
+            with trio.move_on_at(min(deadline, self._meter_due, self._reboot_at)):
+                try:
+                    while not self._follow_ups:
+                        await self._answer(ws, "", tally)
+                except ConnectionClosed as exc:
+                    self._lost(exc, "idle", tally)
+
+    async def _follow_up(self, follow: FollowUp, tally: Tally) -> None:
+        """Do what an answered CSMS CALL led to."""
+        if follow.what == "reboot":
+            self._reboot_at = trio.current_time() + REBOOT_SECONDS
+        elif follow.what == "reboot_when_idle":
+            self._reboot_when_idle = True
+        elif follow.kind == "stop":
+            await self.stop(tally, *follow.args)
+        elif follow.kind == "remote_start_transaction":
+            self.responder.starting = False
+            started = await self.call(follow.kind, tally, *follow.args) is not None
+            if self.frames.transaction is not None:
+                if not started:  # the id tag was refused: the station does not charge
+                    await self.stop(tally, "local")
+                elif self.responder.meter_interval > 0:
+                    self._meter_due = trio.current_time()
+        else:
+            await self.call(follow.kind, tally, *follow.args)
+
+    async def _remote_meter_values(self, tally: Tally) -> None:
+        if self.frames.transaction is None:
+            self._meter_due = math.inf
+            return
+        await self.call("meter_values", tally)
+        interval = self.responder.meter_interval
+        self._meter_due = trio.current_time() + interval if interval > 0 else math.inf
+
+    async def stop(self, tally: Tally, why: str = "local") -> None:
+        """End the open transaction, if any (counted in ``transactions`` when answered);
+        ``why`` as :meth:`StationFrames.stop_transaction` takes it. A reset scheduled for
+        when the station is idle follows."""
+        self.responder.stopping = False
+        self._meter_due = math.inf
+        if (
+            self.frames.transaction is not None
+            and await self.call("stop_transaction", tally, why) is not None
+        ):
+            tally.counts["transactions"] += 1
+        if self._reboot_when_idle:
+            self._reboot_when_idle = False
+            await self.reboot(tally)
+
+    async def reboot(self, tally: Tally) -> None:
+        """Reset as a station does: end the open transaction, close the connection, connect
+        again, boot (BootNotification) and report the connector Available."""
+        self._reboot_when_idle = False
+        await self.stop(tally, "reset")
+        await self.close()
+        if await self.connect(tally) and await self.call("boot", tally) is not None:
+            await self.call("status_notification", tally, "Available")
 
     async def idle_until_set(self, event: trio.Event, tally: Tally) -> None:
         """:meth:`idle_until` the ``event`` is set."""
