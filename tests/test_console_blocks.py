@@ -9,6 +9,7 @@ module-scoped fixtures, one set for this module)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ console, playwright, browser = shared.console, shared.playwright, shared.browser
 
 
 class BlockStation(Displays, Diagnostics201, test_e2e_v201.Station):
-    """The 2.0.1 e2e test station with a display, log uploads, monitors and customer data."""
+    """The 2.0.1 e2e test station (which holds charging profiles) with a display, log
+    uploads, monitors and customer data."""
 
 
 def _connect_201(console: Console, name: str) -> BlockStation:
@@ -125,6 +127,16 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
     (monitor_id,) = [m["id"] for m in monitors["values"]["monitors"]]
     console.stations.run(cp.fire(monitor_id, "21500"))
     _command(console, station, "operator", use_case="customer_information", id_token="TAG-C")
+    profile = _command(
+        console,
+        station,
+        "operator",
+        use_case="set_charging_profile",
+        purpose="TxDefaultProfile",
+        evse_id=1,
+        start_schedule=(datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        periods=[{"start": 0, "limit": 11000}, {"start": 3600, "limit": 7400}],
+    )
     wait_for(lambda: len(cp.uploads) >= 4, what="the uploads and the customer report answered")
 
     page = console.page(browser, "operator", f"/console/station?id={station}")
@@ -145,6 +157,15 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
     customer = page.locator("#customer-information tbody tr").filter(has_text="TAG-C")
     expect(customer).to_contain_text("Ada Lovelace", timeout=WAIT_MS)
     expect(customer).to_contain_text("operator (operator)")
+    charging = page.locator("#charging-profiles tbody tr").filter(has_text="TxDefaultProfile")
+    expect(charging).to_contain_text(str(profile["values"]["profile_id"]))
+    expect(charging).to_contain_text("0: 11000.0 W, 3600: 7400.0 W")
+    composite = page.locator('#composite-schedules figure[data-place="1"]')
+    expect(composite.locator("figcaption")).to_contain_text("11000")
+    assert (composite.locator("img").get_attribute("src") or "").startswith(
+        "data:image/svg+xml;base64,"
+    )
+    expect(page.locator('#composite-schedules figure[data-place="0"]')).to_be_attached()
     expect(page.locator("#station-links")).to_contain_text(f"GET /api/stations/{station}/meter")
     expect(page.locator("#station-links")).to_contain_text("customer_information")
     # A live page: a new reading shows up without a reload.
@@ -263,3 +284,36 @@ def test_tariffs_page_defines_and_assigns_and_a_transaction_shows_its_cost(
     expect(cells.nth(14)).to_have_text(cdr["cost_total"])
     screenshot(page, "cdrs", tmp_path)
     page.close()
+
+
+def test_sites_page_defines_a_site_for_admins_only(
+    console: Console, browser: Browser, tmp_path: Path
+) -> None:
+    console.stations.connect("CP-SITE-1")
+    page = console.page(browser, "admin", "/console/sites")
+    expect(page.locator("#sites")).to_contain_text("No sites defined")
+    form = page.locator("#define-site")
+    form.locator("input[name=site]").fill("DEPOT")
+    form.locator("textarea[name=definition]").fill(
+        '{"stations": ["CP-SITE-1"], "limit": 32, "unit": "A", "description": "the depot",'
+        ' "strategy": "priority", "priorities": {"CP-SITE-1": 5}}'
+    )
+    form.locator("button[type=submit]").click()
+    expect(form.locator("output")).to_contain_text("200 done", timeout=WAIT_MS)
+    row = page.locator('#sites tr[data-site="DEPOT"]')
+    expect(row).to_contain_text("the depot", timeout=WAIT_MS)
+    expect(row).to_contain_text("CP-SITE-1 (priority 5)")
+    expect(row).to_contain_text("32.0 A")
+    expect(row).to_contain_text("priority")
+    form.locator("input[name=site]").fill("LOOP")
+    form.locator("textarea[name=definition]").fill('{"parent": "NOWHERE"}')
+    form.locator("button[type=submit]").click()
+    expect(form.locator("output")).to_contain_text("400", timeout=WAIT_MS)
+    screenshot(page, "sites", tmp_path)
+    page.close()
+    assert [s["site"] for s in _get(console, "read", "/api/sites")] == ["DEPOT"]
+    for role in ("read", "operator"):
+        page = console.page(browser, role, "/console/sites")
+        expect(page.locator("#sites")).to_contain_text("DEPOT")
+        assert page.locator("#site-forms, form[data-api-method]").count() == 0
+        page.close()

@@ -9,6 +9,8 @@ a page shows exactly what the API answers. A later capability adds its page with
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +34,14 @@ from chargeledger.core.http import (
     diagnostics,
     local_lists,
     reservations,
+    sites,
+    smart_charging,
     tariffs,
     tokens,
 )
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.stations import station_links
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import problems_json, station_json, transaction_json
 from chargeledger.projections.cost import price_text
 from chargeledger.projections.device_model import device_model_json
@@ -151,7 +156,24 @@ async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
         "monitors": await diagnostics.station_monitors.fn(ctx, station_id=station),
         "customer_information": customers,
         "links": station_links(station),
+        **await _smart_charging(ctx, station),
     }
+
+
+async def _smart_charging(ctx: ApiContext, station: str) -> dict[str, Any]:
+    """The station's charging profiles and, for the station (0) and each connector/EVSE with
+    a profile, the composite schedule the CSMS computes for the next 24 hours in W, with its
+    plot (the route's SVG, as a ``data:`` address for an ``img``)."""
+    found = await smart_charging.station_charging_profiles.fn(ctx, station_id=station)
+    start = rfc3339(time.time())
+    composites = []
+    for place in sorted({0, *(profile["place"] for profile in found["profiles"])}):
+        args = {"station_id": station, "connector": place, "start": start, "duration": 86400}
+        schedule = await smart_charging.composite_schedule.fn(ctx, **args, unit="W", format="json")
+        plot = await smart_charging.composite_schedule.fn(ctx, **args, unit="W", format="svg")
+        svg = base64.b64encode(str(plot.content).encode()).decode()
+        composites.append({**schedule.content, "plot": f"data:image/svg+xml;base64,{svg}"})
+    return {"charging_profiles": found, "composites": composites}
 
 
 def _list_filters(request: PageRequest) -> dict[str, Any]:
@@ -258,6 +280,10 @@ async def _tariffs(request: PageRequest) -> dict[str, Any]:
     }
 
 
+async def _sites(request: PageRequest) -> dict[str, Any]:
+    return {"sites": await sites.list_sites.fn(request.ctx)}
+
+
 async def _cdrs(request: PageRequest) -> dict[str, Any]:
     page = await billing.cdrs.fn(request.ctx, **_list_filters(request))
     return {"items": msgspec.to_builtins(page.items), "next": page.next}
@@ -316,5 +342,6 @@ for _page in (
         name="tariffs", title="Tariffs", template="tariffs.html.j2", load=_tariffs, live="refresh"
     ),
     ConsolePage(name="cdrs", title="Billing", template="cdrs.html.j2", load=_cdrs, live="refresh"),
+    ConsolePage(name="sites", title="Sites", template="sites.html.j2", load=_sites, live="refresh"),
 ):
     register(_page)
