@@ -289,7 +289,7 @@ def test_tariffs_page_defines_and_assigns_and_a_transaction_shows_its_cost(
 def test_sites_page_defines_a_site_for_admins_only(
     console: Console, browser: Browser, tmp_path: Path
 ) -> None:
-    console.stations.connect("CP-SITE-1")
+    cp = console.stations.connect("CP-SITE-1")
     page = console.page(browser, "admin", "/console/sites")
     expect(page.locator("#sites")).to_contain_text("No sites defined")
     form = page.locator("#define-site")
@@ -305,6 +305,12 @@ def test_sites_page_defines_a_site_for_admins_only(
     expect(row).to_contain_text("CP-SITE-1 (priority 5)")
     expect(row).to_contain_text("32.0 A")
     expect(row).to_contain_text("priority")
+    # A transaction starts at one of its stations: the site_limits plugin allocates the limit.
+    _command(console, "CP-SITE-1", "operator", use_case="remote_start", id_token="04A2B3C4")
+    wait_for(lambda: cp.transactions, what="the station started a transaction")
+    allocation = page.locator("#sites table.allocations tbody tr").filter(has_text="CP-SITE-1")
+    expect(allocation).to_contain_text("32.0 A", timeout=WAIT_MS)
+    expect(allocation).to_contain_text("yes")
     form.locator("input[name=site]").fill("LOOP")
     form.locator("textarea[name=definition]").fill('{"parent": "NOWHERE"}')
     form.locator("button[type=submit]").click()
