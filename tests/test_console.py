@@ -622,7 +622,7 @@ def test_a_page_is_one_entry_and_one_template() -> None:
         assert (templates / page.template).exists(), page.template
     guide = (DOCS / "console.md").read_text()
     pictures = ("login", "stations", "station", "message-mode", "transactions", "transaction")
-    blocks = ("station-blocks", "tariffs", "transaction-cost", "cdrs", "sites")
+    blocks = ("station-blocks", "tariffs", "transaction-cost", "cdrs", "sites", "station-charging")
     for picture in (*pictures, "events", "audit", "tokens", "local-lists", "api-docs", *blocks):
         assert f"console/{picture}.png" in guide
         assert (SHOTS / f"{picture}.png").exists()

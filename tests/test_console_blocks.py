@@ -182,6 +182,10 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
         "document.getElementById('meter-readings').previousElementSibling.scrollIntoView()"
     )
     screenshot(page, "station-blocks", tmp_path, full_page=False)
+    page.evaluate(
+        "document.getElementById('charging-profiles').previousElementSibling.scrollIntoView()"
+    )
+    screenshot(page, "station-charging", tmp_path, full_page=False)
     page.close()
 
     # A read key sees the same views but the customer data (the API's operator role).
