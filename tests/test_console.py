@@ -344,7 +344,7 @@ def test_remote_start_from_the_command_panel(
     page = console.page(browser, "operator", "/console/station?id=CP-START")
     expect(page.locator("#station-state h1")).to_contain_text("connected")
     # A form per use case of the table the operator may run.
-    operator_cases = [u.name for u in USE_CASES.values() if u.role == "operator"]
+    operator_cases = [u.name for u in USE_CASES.values() if u.role in ("read", "operator")]
     assert page.locator("form.command").count() == len(operator_cases)
     _remote_start(console, page, "CP-START")
     wait_for(lambda: cp.transactions, what="the station started a transaction")
@@ -405,15 +405,19 @@ def test_message_mode_checks_the_payload_against_the_schema(
     page.close()
 
 
-def test_read_only_key_sees_no_command_buttons(
+def test_read_only_key_sees_only_the_read_use_cases(
     console: Console, browser: Browser, tmp_path: Path
 ) -> None:
     console.stations.connect("CP-READ")
     page = console.page(browser, "read", "/console/station?id=CP-READ")
     expect(page.locator("#station-state h1")).to_contain_text("CP-READ")
-    assert page.locator("#commands").count() == 0
-    assert page.locator("form.command, #message-form").count() == 0
-    assert page.get_by_role("button", name="Send").count() == 0
+    # Only the use cases of the read role (they ask and change nothing); no message mode.
+    read_cases = {u.name for u in USE_CASES.values() if u.role == "read"}
+    shown = page.locator("form.command").evaluate_all("forms => forms.map(f => f.dataset.useCase)")
+    assert set(shown) == read_cases
+    assert page.locator("#message-form, [data-tab=message]").count() == 0
+    assert page.get_by_role("button", name="Send remote_start").count() == 0
+    assert page.get_by_role("button", name="Send", exact=True).count() == 0
     page.close()
     # An admin sees the admin-only use cases as well.
     admin = console.page(browser, "admin", "/console/station?id=CP-READ")
@@ -557,8 +561,9 @@ def test_a_form_per_use_case_from_its_arguments() -> None:
     assert (profile.minimum, profile.maximum) == (1, 3)
     assert forms["remote_start"]["summary"] == USE_CASES["remote_start"].summary
     operator = {form["name"] for form in use_case_forms(Caller("x", "operator"))}
-    assert operator == {u.name for u in USE_CASES.values() if u.role == "operator"}
-    assert use_case_forms(Caller("x", "read")) == []
+    assert operator == {u.name for u in USE_CASES.values() if u.role in ("read", "operator")}
+    read = {form["name"] for form in use_case_forms(Caller("x", "read"))}
+    assert read == {u.name for u in USE_CASES.values() if u.role == "read"} != set()
 
 
 def _frame(position: int, text: str) -> Recorded:
