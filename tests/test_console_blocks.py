@@ -19,8 +19,8 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from playwright.sync_api import Browser, expect
 
+from tests import test_certificates, test_e2e_v201
 from tests import test_console as shared
-from tests import test_e2e_v201
 from tests.diagnostics_station import Diagnostics201
 from tests.polling import wait_for
 from tests.test_console import WAIT_MS, Console, screenshot
@@ -31,9 +31,9 @@ from tests.test_display_meter import Displays
 console, playwright, browser = shared.console, shared.playwright, shared.browser
 
 
-class BlockStation(Displays, Diagnostics201, test_e2e_v201.Station):
-    """The 2.0.1 e2e test station (which holds charging profiles) with a display, log
-    uploads, monitors and customer data."""
+class BlockStation(Displays, Diagnostics201, test_certificates.Station201):
+    """The 2.0.1 e2e test station (which holds charging profiles) with certificates, a
+    display, log uploads, monitors and customer data."""
 
 
 def _connect_201(console: Console, name: str) -> BlockStation:
@@ -127,6 +127,22 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
     (monitor_id,) = [m["id"] for m in monitors["values"]["monitors"]]
     console.stations.run(cp.fire(monitor_id, "21500"))
     _command(console, station, "operator", use_case="customer_information", id_token="TAG-C")
+    _command(
+        console,
+        station,
+        "admin",
+        use_case="install_certificate",
+        certificate_type="CSMSRootCertificate",
+        certificate=test_certificates.ROOT_PEM,
+    )
+    for event_type in ("TamperDetectionActivated", "InvalidMessages"):
+        console.stations.run(
+            cp.call(
+                call201.SecurityEventNotification(
+                    type=event_type, timestamp="2026-11-21T10:07:00Z", tech_info=f"{event_type}!"
+                )
+            )
+        )
     profile = _command(
         console,
         station,
@@ -157,6 +173,13 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
     customer = page.locator("#customer-information tbody tr").filter(has_text="TAG-C")
     expect(customer).to_contain_text("Ada Lovelace", timeout=WAIT_MS)
     expect(customer).to_contain_text("operator (operator)")
+    root = page.locator("#certificates tbody tr").filter(has_text="CSMSRootCertificate")
+    expect(root).to_contain_text("installed")
+    expect(root).to_contain_text(test_certificates.ROOT_HASH["serialNumber"])
+    events = page.locator("#security-events tbody tr")
+    expect(events.filter(has_text="TamperDetectionActivated")).to_contain_text("critical")
+    expect(events.filter(has_text="InvalidMessages")).not_to_contain_text("critical")
+    expect(page.locator("h2", has_text="Security events")).to_contain_text("1 critical")
     charging = page.locator("#charging-profiles tbody tr").filter(has_text="TxDefaultProfile")
     expect(charging).to_contain_text(str(profile["values"]["profile_id"]))
     expect(charging).to_contain_text("0: 11000.0 W, 3600: 7400.0 W")

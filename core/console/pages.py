@@ -34,6 +34,7 @@ from chargeledger.core.http import (
     diagnostics,
     local_lists,
     reservations,
+    security,
     sites,
     smart_charging,
     tariffs,
@@ -155,6 +156,10 @@ async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
         "logs": await diagnostics.station_logs.fn(ctx, station_id=station),
         "monitors": await diagnostics.station_monitors.fn(ctx, station_id=station),
         "customer_information": customers,
+        "certificates": await security.station_certificates.fn(ctx, station_id=station),
+        "security_events": await security.station_security_events.fn(
+            ctx, station_id=station, critical=None
+        ),
         "links": station_links(station),
         **await _smart_charging(ctx, station),
     }
