@@ -143,6 +143,18 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
                 )
             )
         )
+    # Plug & Charge: a certificate status whose responder is no HTTP address is refused.
+    hash_data = {
+        "hashAlgorithm": "SHA256",
+        "issuerNameHash": "ab" * 32,
+        "issuerKeyHash": "cd" * 32,
+        "serialNumber": "5eed",
+        "responderURL": "file:///etc/passwd",
+    }
+    status = console.stations.run(
+        cp.call(call201.GetCertificateStatus(ocsp_request_data=hash_data))
+    )
+    assert status.status == "Failed"
     profile = _command(
         console,
         station,
@@ -180,6 +192,10 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
     expect(events.filter(has_text="TamperDetectionActivated")).to_contain_text("critical")
     expect(events.filter(has_text="InvalidMessages")).not_to_contain_text("critical")
     expect(page.locator("h2", has_text="Security events")).to_contain_text("1 critical")
+    pnc = page.locator("#plug-and-charge tbody tr")
+    expect(pnc.filter(has_text="GetCertificateStatus")).to_contain_text("Failed")
+    expect(pnc.filter(has_text="OCSP check")).to_contain_text("file:///etc/passwd")
+    expect(pnc.filter(has_text="OCSP check")).to_contain_text("5eed")
     charging = page.locator("#charging-profiles tbody tr").filter(has_text="TxDefaultProfile")
     expect(charging).to_contain_text(str(profile["values"]["profile_id"]))
     expect(charging).to_contain_text("0: 11000.0 W, 3600: 7400.0 W")

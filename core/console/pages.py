@@ -33,6 +33,7 @@ from chargeledger.core.http import (
     device,
     diagnostics,
     local_lists,
+    plug_and_charge,
     reservations,
     security,
     sites,
@@ -159,6 +160,9 @@ async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
         "certificates": await security.station_certificates.fn(ctx, station_id=station),
         "security_events": await security.station_security_events.fn(
             ctx, station_id=station, critical=None
+        ),
+        "plug_and_charge": await plug_and_charge.station_plug_and_charge.fn(
+            ctx, station_id=station
         ),
         "links": station_links(station),
         **await _smart_charging(ctx, station),
