@@ -36,14 +36,17 @@ class BlockStation(Displays, Diagnostics201, test_certificates.Station201):
     display, log uploads, monitors and customer data."""
 
 
-def _connect_201(console: Console, name: str) -> BlockStation:
-    async def connect() -> BlockStation:
+def _connect(console: Console, name: str, station: Any, protocol: str) -> Any:
+    """A booted ``station`` (a charge point class with a ``boot`` coroutine) named ``name``
+    on the stations' loop, closed with the module's stations."""
+
+    async def connect() -> Any:
         ws = await websockets.connect(
-            f"{console.server.url}/{name}", subprotocols=[websockets.Subprotocol("ocpp2.0.1")]
+            f"{console.server.url}/{name}", subprotocols=[websockets.Subprotocol(protocol)]
         )
-        cp = BlockStation(name, ws)
+        cp = station(name, ws)
         task = asyncio.create_task(cp.start())
-        assert await cp.boot() == "Accepted"
+        await cp.boot()
         console.stations.connected[name] = (cp, ws, task)
         return cp
 
@@ -73,7 +76,7 @@ def test_station_page_shows_meter_display_logs_monitors_and_customer_data(
     console: Console, browser: Browser, tmp_path: Path
 ) -> None:
     station = "CP-BLOCKS"
-    cp = _connect_201(console, station)
+    cp: BlockStation = _connect(console, station, BlockStation, "ocpp2.0.1")
     # Meter values outside a transaction: a voltage per phase and the main meter's energy.
     console.stations.run(
         cp.call(
