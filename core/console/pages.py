@@ -144,9 +144,9 @@ async def _station(request: PageRequest) -> dict[str, Any]:
 
 
 async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
-    """The station's views of the device-management and diagnostics blocks, read through
-    their API routes (customer information only for the operator role, as the API asks), and
-    the ``links`` of the station view."""
+    """The station's views of the device-management, diagnostics, security, Plug & Charge and
+    smart-charging blocks, each read through its API route (customer information only for the
+    operator role, as the API asks), and the ``links`` of the station view."""
     ctx = request.ctx
     customers = None
     if request.caller.may("operator"):
