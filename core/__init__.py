@@ -22,7 +22,9 @@ a layer above:
    ``decide`` (how a station CALL is answered, retransmissions included; shared with the
    what-if replay), ``security`` (station authentication: the security profiles' handshake
    decision, password hashes, the TLS context), ``tokens`` (the ID-token registry's
-   registrations, checked, and the events and CSV import they make); the package
+   registrations, checked, and the events and CSV import they make), ``usecases_firmware``
+   (the firmware block's use cases), ``firmware`` (firmware campaigns as asked: selection,
+   checks, the event they make); the package
    ``chargeledger.projections`` (the views, folds of the events) sits here too.
 3. **Storage**: blocking code that runs off the trio thread. ``store`` (the log on memory,
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
@@ -42,7 +44,8 @@ a layer above:
    lists``: local authorization lists through the API), ``diagnostics_cli`` (``chargeledger
    logs``, ``monitors``, ``customer-information``: the diagnostics views), ``profiles_cli``
    (``chargeledger profiles``: charging profiles and composite schedules from the store),
-   ``sites_cli`` (``chargeledger sites``: site limits through the API), ``jsonlines``
+   ``sites_cli`` (``chargeledger sites``: site limits through the API), ``firmware_cli``
+   (``chargeledger firmware``: firmware updates and campaigns through the API), ``jsonlines``
    (what every ``--json`` prints), ``audit`` (audit, replay, what-if, import, verify),
    ``console`` (the operator console in the browser, served beside the API by ``serve``),
    ``simulator`` (simulated stations; it needs nothing of the core but ``jsonlines`` and
@@ -51,8 +54,9 @@ a layer above:
 Public modules, for plugins, embedding programs and auditors: ``errors``, ``events``,
 ``frames``, ``commands``, ``settings``, ``times``, ``tariff``, ``usecase_base``, ``usecases``,
 ``usecases_display``, ``usecases_diagnostics``, ``usecases_tariffs``,
-``usecases_smart_charging``, ``usecases_pnc``, ``plugin``, ``hookspec``, ``plugin_host``,
-``security``, ``tokens``, ``store``, ``api``, ``server``, ``simulator``.
+``usecases_smart_charging``, ``usecases_pnc``, ``usecases_firmware``, ``firmware``,
+``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
+``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

@@ -44,6 +44,9 @@ import trio
 
 from chargeledger.core.errors import StationOffline, UnsupportedUseCase
 from chargeledger.core.events import (
+    CampaignCancelled,
+    CampaignPaused,
+    CampaignResumed,
     CommandRequested,
     LocalListDefined,
     LocalListDeleted,
@@ -58,12 +61,14 @@ from chargeledger.core.events import (
     TariffRemoved,
     TariffUnassigned,
     command_stream,
+    firmware_campaign_stream,
     local_list_stream,
     registry_stream,
     site_stream,
     tariff_stream,
 )
 from chargeledger.core.feed import CommitFeed
+from chargeledger.core.firmware import CampaignRequest, campaign_created
 from chargeledger.core.gateway import Gateway
 from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
@@ -80,6 +85,7 @@ from chargeledger.core.usecases import (
 )
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
+from chargeledger.projections.firmware import CampaignState
 from chargeledger.projections.local_lists import ListDefinition
 from chargeledger.projections.sites import SiteState
 from chargeledger.projections.tariffs import Assignment, TariffState
@@ -616,6 +622,68 @@ class CentralSystem:
         self, event: TariffDefined | TariffRemoved | TariffAssigned | TariffUnassigned
     ) -> None:
         await self.writer.append([(tariff_stream(event.request_id), event)], new_stream=True)
+
+    # -- firmware campaigns (docs/device-management.md) --------------------------------------
+
+    async def create_campaign(
+        self, request: CampaignRequest, *, caller: Caller = PYTHON
+    ) -> CampaignState:
+        """Start a firmware campaign over the stations ``request`` selects (resolved now and
+        recorded as a list), recorded as ``CampaignCreated``; the firmware plugin then rolls
+        it out. Needs ``operator``; ``ValueError`` (nothing recorded) for a selection that
+        selects nothing or firmware arguments a selected station's version refuses."""
+        self._require(caller, "operator", "creating a firmware campaign")
+        event = campaign_created(self.views, request, caller.name, time.time())
+        await self.writer.append([(firmware_campaign_stream(event.request_id), event)])
+        campaign = self.views.firmware.campaign(event.campaign_id)
+        assert campaign is not None  # folded by the dispatcher before append returned
+        return campaign
+
+    async def cancel_campaign(
+        self, campaign_id: str, *, caller: Caller = PYTHON
+    ) -> CampaignState | None:
+        """Cancel the running or paused campaign (``CampaignCancelled``): no further station
+        is updated. ``None`` (nothing recorded) when no such campaign exists; the campaign
+        unchanged when it has ended. Needs ``operator``."""
+        return await self._campaign_event(
+            CampaignCancelled, campaign_id, ("running", "paused"), caller, "cancelling"
+        )
+
+    async def pause_campaign(
+        self, campaign_id: str, *, caller: Caller = PYTHON
+    ) -> CampaignState | None:
+        """Pause the running campaign (``CampaignPaused``): no station is updated until it
+        is resumed; as :meth:`cancel_campaign` otherwise."""
+        return await self._campaign_event(
+            CampaignPaused, campaign_id, ("running",), caller, "pausing"
+        )
+
+    async def resume_campaign(
+        self, campaign_id: str, *, caller: Caller = PYTHON
+    ) -> CampaignState | None:
+        """Resume the paused campaign (``CampaignResumed``): its next step is due at once;
+        as :meth:`cancel_campaign` otherwise."""
+        return await self._campaign_event(
+            CampaignResumed, campaign_id, ("paused",), caller, "resuming"
+        )
+
+    async def _campaign_event(
+        self,
+        kind: type[CampaignCancelled | CampaignPaused | CampaignResumed],
+        campaign_id: str,
+        statuses: tuple[str, ...],
+        caller: Caller,
+        what: str,
+    ) -> CampaignState | None:
+        self._require(caller, "operator", f"{what} a firmware campaign")
+        campaign = self.views.firmware.campaign(campaign_id)
+        if campaign is None or campaign.status not in statuses:
+            return campaign
+        event = kind(
+            request_id=str(uuid.uuid4()), at=time.time(), key=caller.name, campaign_id=campaign_id
+        )
+        await self.writer.append([(firmware_campaign_stream(event.request_id), event)])
+        return campaign
 
     @staticmethod
     def _require(caller: Caller, role: ApiRole, what: str) -> None:

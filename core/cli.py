@@ -387,6 +387,9 @@ def _parser() -> argparse.ArgumentParser:
     from chargeledger.core.tariffs_cli import register as register_tariffs
 
     register_tariffs(commands, with_store)
+    from chargeledger.core.firmware_cli import register as register_firmware
+
+    register_firmware(commands)
     from chargeledger.core.simulator import register as register_simulate
 
     register_simulate(commands)

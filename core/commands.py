@@ -58,6 +58,9 @@ class SendCall(msgspec.Struct, frozen=True):
     station: str
     action: str
     payload: Any
+    request_id: str | None = None
+    """Names the recorded ``CommandRequested`` (fresh by default): a plugin names the
+    decisions it wants to find in the log (the firmware campaigns do)."""
 
 
 class CloseSession(msgspec.Struct, frozen=True):

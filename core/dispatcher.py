@@ -109,7 +109,13 @@ class CommitDispatcher:
     @staticmethod
     async def _send_call(csms: CentralSystem, command: SendCall) -> None:
         try:
-            await csms.call(command.station, command.action, command.payload, caller=PLUGINS)
+            await csms.call(
+                command.station,
+                command.action,
+                command.payload,
+                caller=PLUGINS,
+                request_id=command.request_id,
+            )
         except COMMAND_FAILURES as exc:
             if isinstance(exc, OutboundCallFailed):  # it names the action and the station
                 log.info("%s", exc)

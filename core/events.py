@@ -16,6 +16,8 @@ Streams (the store's ``originator_id``, text):
   written once, before the command is sent: who asked for what is in the log.
 * ``local-list:<uuid>``: one per local authorization list change or push request
   (``LocalListDefined`` / ``LocalListDeleted`` / ``LocalListPushRequested``).
+* ``firmware-campaign:<uuid>``: one per firmware campaign request (``CampaignCreated``,
+  ``CampaignPaused``, ``CampaignResumed``, ``CampaignCancelled``), made through the one door.
 * ``registry:<uuid>``: one per station registration change made through the HTTP API
   (``StationRegistered`` / ``StationDeregistered`` / ``StationPasswordSet``); one stream per
   request, so several nodes never append to the same stream.
@@ -46,6 +48,10 @@ __all__ = [
     "ALLOCATOR_STREAM",
     "EVENT_TYPES",
     "CallTimedOut",
+    "CampaignCancelled",
+    "CampaignCreated",
+    "CampaignPaused",
+    "CampaignResumed",
     "CommandRequested",
     "Direction",
     "Event",
@@ -78,6 +84,7 @@ __all__ = [
     "command_stream",
     "decode_event",
     "encode_event",
+    "firmware_campaign_stream",
     "local_list_stream",
     "logged_event",
     "ocsp_stream",
@@ -118,6 +125,11 @@ def local_list_stream(request_id: str) -> str:
 def site_stream(request_id: str) -> str:
     """The stream id of the site change ``request_id`` (one stream per change)."""
     return f"site:{request_id}"
+
+
+def firmware_campaign_stream(request_id: str) -> str:
+    """The stream id of the firmware campaign request ``request_id`` (one per request)."""
+    return f"firmware-campaign:{request_id}"
 
 
 def timer_stream(name: str) -> str:
@@ -539,6 +551,69 @@ class OcspAnswered(msgspec.Struct, frozen=True, kw_only=True):
     node: str = ""
 
 
+# -- firmware campaigns (docs/device-management.md) ---------------------------------------------
+
+
+class CampaignCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator started a firmware campaign: the firmware at ``location`` for
+    ``stations`` (the selection, resolved when it was made, in rollout order), at most
+    ``max_in_flight`` of them updating at once, a rollout step every ``interval`` seconds,
+    stopped once more than ``max_failure_ratio`` of the stations failed. The firmware
+    plugin drives it; every update it sends is a recorded command."""
+
+    request_id: str
+    at: float
+    key: str
+    """Who asked (an API key's name, a Python caller's)."""
+    campaign_id: str
+    name: str = ""
+    location: str
+    retrieve_date: str | None = None
+    """RFC 3339; ``None``: each station retrieves it when the campaign updates it."""
+    install_date: str | None = None
+    retries: int | None = None
+    retry_interval: int | None = None
+    signing_certificate: str | None = None
+    signature: str | None = None
+    stations: list[str]
+    selection: dict[str, Any] = {}
+    """The selection as asked (``stations``, ``vendor``, ``model``, ``firmware_version``)."""
+    max_in_flight: int = 1
+    interval: float = 60.0
+    max_failure_ratio: float = 0.0
+    station_timeout: float = 3600.0
+    """A station still updating this long after its update was sent has failed."""
+
+
+class CampaignPaused(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator paused the running campaign: no station is updated until it is resumed
+    (those updating finish on their own)."""
+
+    request_id: str
+    at: float
+    key: str
+    campaign_id: str
+
+
+class CampaignResumed(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator resumed the paused campaign: its next rollout step is due at once."""
+
+    request_id: str
+    at: float
+    key: str
+    campaign_id: str
+
+
+class CampaignCancelled(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator cancelled the campaign: no further station is updated (those updating
+    finish on their own)."""
+
+    request_id: str
+    at: float
+    key: str
+    campaign_id: str
+
+
 Event = (
     SessionOpened
     | FrameLogged
@@ -565,6 +640,10 @@ Event = (
     | SiteDeleted
     | OcspRequested
     | OcspAnswered
+    | CampaignCreated
+    | CampaignCancelled
+    | CampaignPaused
+    | CampaignResumed
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -595,6 +674,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SiteDeleted,
         OcspRequested,
         OcspAnswered,
+        CampaignCreated,
+        CampaignCancelled,
+        CampaignPaused,
+        CampaignResumed,
     )
 }
 

@@ -12,33 +12,20 @@ done: the API's problem ``detail`` is printed.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 from urllib.parse import quote
 
-from chargeledger.core.remote import add_api_arguments, api_request
+from chargeledger.core.remote import add_api_arguments, call_api, print_answer
 
 __all__ = ["register"]
 
 
 def _answer(args: argparse.Namespace, status: int, body: Any, ok: int) -> int:
-    if status != ok:
-        detail = body.get("detail") or body.get("title") or ""
-        shown = f"{status} {detail}" if status else detail
-        print(f"chargeledger lists: {shown}".rstrip(), file=sys.stderr)
-        return 2
-    if status != 204:
-        print(json.dumps(body, indent=None if args.json else 2))
-    return 0
+    return print_answer(args, "chargeledger lists", status, body, ok)
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    try:
-        return api_request(args.api, args.api_key, method, path, data)
-    except OSError as exc:
-        return 0, {"detail": f"cannot reach the API at {args.api}: {exc}"}
+    return call_api(args, method, path, body)
 
 
 def _define(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ BUILTIN_PLUGINS = (
     "smart_charging",
     "site_limits",
     "plug_and_charge",
+    "firmware",
 )
 """The functional blocks shipped with ChargeLedger, in :mod:`chargeledger.plugins`."""
 

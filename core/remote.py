@@ -23,7 +23,15 @@ import msgspec
 
 from chargeledger.core.usecases import USE_CASES, UseCaseArgs
 
-__all__ = ["DEFAULT_API", "add_api_arguments", "api_request", "parse_arguments", "register"]
+__all__ = [
+    "DEFAULT_API",
+    "add_api_arguments",
+    "api_request",
+    "call_api",
+    "parse_arguments",
+    "print_answer",
+    "register",
+]
 
 DEFAULT_API = "http://127.0.0.1:8080"
 
@@ -68,6 +76,30 @@ def api_request(
             return error.code, json.loads(error.read() or b"{}")
         except json.JSONDecodeError:
             return error.code, {"detail": error.reason}
+
+
+def call_api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """:func:`api_request` to ``args.api`` with ``args.api_key`` and ``body`` as JSON; status
+    0 and the reason as ``detail`` when the API cannot be reached."""
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        return api_request(args.api, args.api_key, method, path, data)
+    except OSError as exc:
+        return 0, {"detail": f"cannot reach the API at {args.api}: {exc}"}
+
+
+def print_answer(args: argparse.Namespace, program: str, status: int, body: Any, ok: int) -> int:
+    """Print an API answer as a CLI does: the JSON body (on one line with ``args.json``;
+    nothing for 204) and 0 when ``status`` is ``ok``, else ``program: STATUS detail`` on
+    stderr and 2."""
+    if status != ok:
+        detail = body.get("detail") or body.get("title") or ""
+        shown = f"{status} {detail}" if status else detail
+        print(f"{program}: {shown}".rstrip(), file=sys.stderr)
+        return 2
+    if status != 204:
+        print(json.dumps(body, indent=None if args.json else 2))
+    return 0
 
 
 def _post(api: str, key: str | None, station: str, body: bytes) -> tuple[int, dict[str, Any]]:

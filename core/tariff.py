@@ -35,10 +35,10 @@ Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 """Monday first, as ``datetime.weekday()`` counts them."""
 
-TARGET_KINDS = ("station", "default")
-"""Where a tariff may be assigned: ``station:<id>`` or ``default`` (every station). A new
-kind (``site:<id>``) is one entry here and one place in
-:func:`chargeledger.projections.tariffs.targets_for`."""
+TARGET_KINDS = ("station", "site", "default")
+"""Where a tariff may be assigned: ``station:<id>``, ``site:<id>`` (every station of the site
+and of its sub-sites, see docs/smart-charging.md) or ``default`` (every station). A new kind
+is one entry here and one place in :func:`chargeledger.projections.tariffs.targets_for`."""
 
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -190,6 +190,6 @@ def check_target(target: str) -> None:
         return
     if kind not in TARGET_KINDS or kind == "default" or not name:
         raise ValueError(
-            f"assignment target {target!r}: expected 'default' or 'station:<id>'"
+            f"assignment target {target!r}: expected 'default', 'station:<id>' or 'site:<id>'"
             f" (kinds: {', '.join(TARGET_KINDS)})"
         )

@@ -33,6 +33,7 @@ __all__ = [
     "evse_201",
     "only_201",
     "present",
+    "status_reader",
 ]
 
 
@@ -92,6 +93,29 @@ class Request(msgspec.Struct, frozen=True):
             accepted=status in ACCEPTED_STATUSES,
             response=response,
         )
+
+
+def status_reader(
+    protocol: str,
+    action: str,
+    values: dict[str, Any] | None = None,
+    accepted: frozenset[str] = ACCEPTED_STATUSES,
+) -> Callable[[dict[str, Any]], UseCaseResult]:
+    """A reader of an answer's ``status`` that counts ``accepted`` statuses as accepted and
+    returns ``values`` (what the CSMS chose for the request, e.g. the id it allocated)."""
+
+    def read(response: dict[str, Any]) -> UseCaseResult:
+        status = str(response.get("status", ""))
+        return UseCaseResult(
+            protocol=protocol,
+            action=action,
+            status=status,
+            accepted=status in accepted,
+            response=response,
+            values=values or {},
+        )
+
+    return read
 
 
 def present(**fields: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import msgspec
 from chargeledger.core import (
     usecases_diagnostics,
     usecases_display,
+    usecases_firmware,
     usecases_pnc,
     usecases_smart_charging,
     usecases_tariffs,
@@ -50,6 +51,7 @@ from chargeledger.core.usecase_base import (
     evse_201,
     only_201,
     present,
+    status_reader,
 )
 from chargeledger.projections import Views
 from chargeledger.projections.certificates import CertificateHash
@@ -521,17 +523,7 @@ def reserve_now(
             else {"idToken": group_id_token, "type": id_token_type},
         )
 
-    def read(response: dict[str, Any]) -> UseCaseResult:
-        status = str(response.get("status", ""))
-        return UseCaseResult(
-            protocol=protocol,
-            action="ReserveNow",
-            status=status,
-            accepted=status in ACCEPTED_STATUSES,
-            response=response,
-            values={"reservation_id": reservation_id},
-        )
-
+    read = status_reader(protocol, "ReserveNow", {"reservation_id": reservation_id})
     return Request(protocol, "ReserveNow", payload, read)
 
 
@@ -1115,6 +1107,7 @@ USE_CASES: dict[str, UseCase[Any]] = _table(
     *usecases_tariffs.USE_CASES,
     *usecases_smart_charging.USE_CASES,
     *usecases_pnc.USE_CASES,
+    *usecases_firmware.USE_CASES,
 )
 """Every use case, by name."""
 

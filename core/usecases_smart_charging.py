@@ -493,13 +493,11 @@ USE_CASES: tuple[UseCase[Any], ...] = (
         "get_composite_schedule",
         GetCompositeScheduleArgs,
         lambda protocol, a, _: get_composite_schedule(protocol, a),
-        role="read",
     ),
     UseCase[GetChargingProfilesArgs](
         "get_charging_profiles",
         GetChargingProfilesArgs,
         get_charging_profiles,
-        role="read",
     ),
 )
 """The smart-charging use cases (gathered by ``chargeledger.core.usecases.USE_CASES``)."""

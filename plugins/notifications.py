@@ -1,6 +1,7 @@
-"""Station notifications that need only an acknowledgement (firmware, diagnostics, log and
-security events; 1.6 with its security extension, and 2.0.1): the frames themselves are the
-record. An action the station's version does not define never gets here (NotImplemented)."""
+"""Station notifications that need only an acknowledgement (diagnostics, log and security
+events; 1.6 with its security extension, and 2.0.1): the frames themselves are the record
+(the firmware notifications are the ``firmware`` block's). An action the station's version
+does not define never gets here (NotImplemented)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,8 @@ __all__ = ["ACKNOWLEDGED", "chargeledger_answer_call"]
 ACKNOWLEDGED = frozenset(
     {
         "DiagnosticsStatusNotification",
-        "FirmwareStatusNotification",
         "LogStatusNotification",
-        "PublishFirmwareStatusNotification",
         "SecurityEventNotification",
-        "SignedFirmwareStatusNotification",
     }
 )
 

@@ -26,6 +26,7 @@ from chargeledger.projections.display_messages import (
     display_messages_json,
 )
 from chargeledger.projections.exchanges import Correlator, Exchange, result_only
+from chargeledger.projections.firmware import FirmwareProjection
 from chargeledger.projections.local_lists import LocalListsProjection
 from chargeledger.projections.logs import LogsProjection
 from chargeledger.projections.metering import MeteringProjection
@@ -88,6 +89,7 @@ __all__ = [
     "DeviceModelState",
     "DisplayMessagesProjection",
     "Exchange",
+    "FirmwareProjection",
     "LocalListsProjection",
     "MeteringProjection",
     "MetersProjection",
@@ -159,11 +161,12 @@ class Views:
         self.logs = LogsProjection()
         self.monitors = MonitorsProjection()
         self.customer_information = CustomerInformationProjection()
-        self.tariffs = TariffsProjection()
+        self.sites = SitesProjection()
+        self.tariffs = TariffsProjection(self.sites)
         self.metering = MeteringProjection()
         self.charging_profiles = ChargingProfilesProjection()
-        self.sites = SitesProjection()
         self.plug_and_charge = PlugAndChargeProjection()
+        self.firmware = FirmwareProjection()
         self.position = 0
         """Position of the event folded last (0 before the first)."""
         self.last_exchange: Exchange | None = None
@@ -196,6 +199,7 @@ class Views:
         self.charging_profiles.fold(recorded, answered)
         self.sites.fold(recorded, answered)
         self.plug_and_charge.fold(recorded, answered)
+        self.firmware.fold(recorded, exchange)
         self.position = recorded.position
         self.last_exchange = exchange
 

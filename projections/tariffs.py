@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -17,6 +18,7 @@ from chargeledger.core.events import (
     TariffUnassigned,
 )
 from chargeledger.core.tariff import Tariff, parse_instant
+from chargeledger.projections.sites import SitesProjection
 
 __all__ = [
     "Assignment",
@@ -50,10 +52,11 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True):
     position: int
 
 
-def targets_for(station: str) -> list[str]:
-    """The assignment targets that apply to ``station``, most specific first (a site, once
-    sites exist, goes between the station and ``default``)."""
-    return [f"station:{station}", "default"]
+def targets_for(station: str, sites: Sequence[str] = ()) -> list[str]:
+    """The assignment targets that apply to ``station``, most specific first: the station,
+    then the ``sites`` it is in (innermost first, as ``SitesProjection.sites_of`` gives
+    them), then ``default``."""
+    return [f"station:{station}", *(f"site:{site}" for site in sites), "default"]
 
 
 def valid_at(tariff: Tariff, moment: datetime) -> bool:
@@ -68,7 +71,9 @@ class TariffsProjection:
     assignments (one per target, group and tariff; unassigning one that is not there
     changes nothing). Every other event is ignored."""
 
-    def __init__(self) -> None:
+    def __init__(self, sites: SitesProjection | None = None) -> None:
+        self._sites = sites
+        """Where a station's sites are read from (``site:<id>`` targets); none: no sites."""
         self._tariffs: dict[str, TariffState] = {}
         self._assignments: dict[tuple[str, str | None, str], Assignment] = {}
         self.position = 0
@@ -97,10 +102,12 @@ class TariffsProjection:
     def resolve(self, station: str, group: str | None, moment: datetime) -> Tariff | None:
         """The tariff a transaction of a token of ``group`` starting at ``moment`` on
         ``station`` gets: among the assignments to the station's targets (the station
-        first, then ``default``), those for ``group`` before those for every token; the first
-        of these whose tariff is defined and valid at ``moment``, the newest assignment
-        when several are. ``None``: no tariff applies (nothing is priced)."""
-        for target in targets_for(station):
+        first, then its sites, innermost first, then ``default``), those for ``group``
+        before those for every token; the first of these whose tariff is defined and valid
+        at ``moment``, the newest assignment when several are. ``None``: no tariff applies
+        (nothing is priced)."""
+        sites = () if self._sites is None else self._sites.sites_of(station)
+        for target in targets_for(station, sites):
             for wanted in ([group] if group is not None else []) + [None]:
                 candidates = [
                     (assignment.position, state.tariff)

@@ -130,6 +130,10 @@ class Station16(Diagnostics16, test_e2e_v16.Station):
         super().__init__(*args)
         self.holder = Holder()
 
+    @on(Action16.update_firmware)
+    def on_update_firmware(self, **_: Any) -> Any:
+        return result16.UpdateFirmware()
+
     @on(Action16.certificate_signed)
     def on_certificate_signed(self, certificate_chain: str) -> Any:
         self.holder.chains.append(certificate_chain)

@@ -22,6 +22,7 @@ from chargeledger.core.errors import InvalidUseCaseArguments
 from chargeledger.core.events import (
     Event,
     Recorded,
+    SiteDefined,
     TariffAssigned,
     TariffDefined,
     TariffRemoved,
@@ -367,6 +368,35 @@ def test_the_cost_does_not_depend_on_how_the_readings_are_sent(
 
 
 # -- the registry, and which tariff a transaction gets ---------------------------------------
+
+
+def test_a_site_tariff_applies_to_its_stations_and_sub_sites_between_station_and_default() -> None:
+    log = Log()
+    base = tariff(energy_per_kwh="0.30")
+    depot = msgspec.structs.replace(tariff(energy_per_kwh="0.25"), id="DEPOT")
+    bay = msgspec.structs.replace(tariff(energy_per_kwh="0.22"), id="BAY")
+    own = msgspec.structs.replace(tariff(energy_per_kwh="0.40"), id="OWN")
+    add(log, SiteDefined(request_id="s1", at=log.at, key="k", site="DEPOT", stations=["CP-1"]))
+    add(
+        log,
+        SiteDefined(
+            request_id="s2", at=log.at, key="k", site="BAY", parent="DEPOT", stations=["CP-2"]
+        ),
+    )
+    defined(log, base)
+    defined(log, depot, target="site:DEPOT")
+    defined(log, own, target="station:CP-3")
+    moment = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    views = log.views()
+    assert views.tariffs.resolve("CP-1", None, moment) == depot  # in the site
+    assert views.tariffs.resolve("CP-2", None, moment) == depot  # in its sub-site
+    assert views.tariffs.resolve("CP-3", None, moment) == own  # in no site
+    assert views.tariffs.resolve("CP-9", None, moment) == base
+    defined(log, bay, target="site:BAY")  # the innermost site before its parent
+    views = log.views()
+    assert views.tariffs.resolve("CP-2", None, moment) == bay
+    assert views.tariffs.resolve("CP-1", None, moment) == depot
+    check_target("site:DEPOT")
 
 
 def test_the_most_specific_valid_assignment_wins_and_a_transaction_keeps_its_tariff() -> None:

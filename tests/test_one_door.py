@@ -50,6 +50,8 @@ ONLY_201 = {
     "set_monitoring_level",
     "customer_information",
     "get_charging_profiles",
+    "publish_firmware",
+    "unpublish_firmware",
 }
 
 SAMPLES: dict[str, dict[str, Any]] = {
@@ -123,6 +125,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "serial_number": test_certificates.ROOT_HASH["serialNumber"],
     },
     "pnc_trigger_sign_certificate": {},
+    "update_firmware": {
+        "location": "https://fw.example/f.bin",
+        "retrieve_date": "2026-12-01T00:00:00Z",
+    },
+    "publish_firmware": {
+        "location": "https://fw.example/f.bin",
+        "checksum": "0123456789abcdef0123456789abcdef",
+    },
+    "unpublish_firmware": {"checksum": "0123456789abcdef0123456789abcdef"},
 }
 """Arguments for each use case; a use case added to the table without a sample fails here."""
 
@@ -132,6 +143,7 @@ STATUS: dict[str | tuple[str, str], str] = {
     "get_transaction_status": "NoMessagesInQueue",
     ("cost_updated", OCPP16): "Rejected",  # DataTransfer: the test charge point refuses all
     "clear_charging_profile": "Unknown",
+    "unpublish_firmware": "Unpublished",
 }
 """The status the test stations answer with, where it is not ``Accepted``."""
 
@@ -151,6 +163,18 @@ class Station201(test_display_meter.Displays, Diagnostics201, test_certificates.
     @on(Action.cost_updated)
     def on_cost_updated(self, total_cost: float, transaction_id: str) -> Any:
         return call_result.CostUpdated()
+
+    @on(Action.update_firmware)
+    def on_update_firmware(self, **_: Any) -> Any:
+        return call_result.UpdateFirmware(status="Accepted")
+
+    @on(Action.publish_firmware)
+    def on_publish_firmware(self, **_: Any) -> Any:
+        return call_result.PublishFirmware(status="Accepted")
+
+    @on(Action.unpublish_firmware)
+    def on_unpublish_firmware(self, **_: Any) -> Any:
+        return call_result.UnpublishFirmware(status="Unpublished")
 
     @on(Action.get_report)
     def on_get_report(self, request_id: int, **_: Any) -> Any:

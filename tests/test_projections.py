@@ -24,6 +24,8 @@ from chargeledger.core.events import (
     Recorded,
     SessionClosed,
     SessionOpened,
+    SiteDefined,
+    SiteDeleted,
     TimerFired,
     TokenRegistered,
     TokenRemoved,
@@ -31,6 +33,7 @@ from chargeledger.core.events import (
     command_stream,
     ocsp_stream,
     session_stream,
+    site_stream,
     timer_stream,
     token_stream,
 )
@@ -104,6 +107,8 @@ class Log:
             stream = command_stream(event.request_id)
         elif isinstance(event, OcspAnswered):
             stream = ocsp_stream(event.request_id)
+        elif isinstance(event, SiteDefined | SiteDeleted):
+            stream = site_stream(event.request_id)
         else:
             stream = session_stream(event.session)
         version = self._versions.get(stream, 0)

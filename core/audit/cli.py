@@ -222,10 +222,18 @@ def _what_if(args: argparse.Namespace) -> int:
     else:
         for difference in differences:
             print(_redecision_text(difference))
+    decided, today = what_if.campaign_decisions()
+    campaigns_differ = decided != today
+    if decided or today:
+        _say(
+            args,
+            f"firmware campaigns: {len(decided)} decisions recorded, {len(today)} taken again "
+            f"today: {'they differ' if campaigns_differ else 'the same'}",
+        )
     if interrupt.requested:
         _say(args, f"interrupted: re-decided up to position {what_if.position} only")
         return INTERRUPTED
-    return 1 if differences else 0
+    return 1 if differences or campaigns_differ else 0
 
 
 def _redecision_text(difference: Redecision) -> str:

@@ -8,7 +8,9 @@ the time, transactions never ended, ended transactions that the one billing rule
 (:mod:`chargeledger.projections.billing`) does not find billable, transactions started while
 the station was offline, for every transaction id the exchange that issued it, and every
 critical security event a station reported (the Security events list's critical flag,
-:data:`~chargeledger.projections.security_events.CRITICAL_SECURITY_EVENTS`). A second,
+:data:`~chargeledger.projections.security_events.CRITICAL_SECURITY_EVENTS`), and every
+firmware update a station reported installed and then booted into its old version
+(``version_unchanged``, from the firmware projection). A second,
 targeted read fetches the verbatim frames of the evidence.
 """
 
@@ -28,7 +30,9 @@ from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, Sessi
 from chargeledger.core.store import Store
 from chargeledger.projections import ANOMALY_KINDS, Anomaly, TransactionState, Views
 from chargeledger.projections.billing import billing_doubts
+from chargeledger.projections.charging_profiles import CHARGING_ANOMALY_KINDS
 from chargeledger.projections.exchanges import as_int, is_v16
+from chargeledger.projections.firmware import FIRMWARE_ANOMALY_KINDS
 from chargeledger.projections.security_events import read_security_event
 
 __all__ = [
@@ -56,8 +60,14 @@ AUDIT_KINDS = (
 )
 """The kinds the audit finds itself; every other kind is a projection anomaly."""
 
-FINDING_KINDS = (*ANOMALY_KINDS, *AUDIT_KINDS)
-"""Every kind of finding: the transactions' anomalies, then the audit's own."""
+FINDING_KINDS = (
+    *ANOMALY_KINDS,
+    *CHARGING_ANOMALY_KINDS,
+    *FIRMWARE_ANOMALY_KINDS,
+    *AUDIT_KINDS,
+)
+"""Every kind of finding: the transactions', charging profiles' and firmware's anomalies,
+then the audit's own."""
 
 _SEVERITY: dict[str, Severity] = {
     # Money or the meter is wrong.
@@ -190,20 +200,17 @@ class Auditor:
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
         found += self._security
+        # what the charging profiles installed do not explain (composite_mismatch,
+        # clear_unknown, ...), and what a firmware update did not do (version_unchanged)
         found += [
-            # charging-profile anomalies: what a station applies or says that the profiles
-            # installed do not explain (composite_mismatch, clear_unknown, ...)
-            Finding(
-                kind=a.kind,
-                severity=severity_of(a.kind),
-                station=a.station,
-                transaction_ids=[],
-                positions=[a.call_position, a.position],
-                trigger=a.position,
-                detail=a.detail,
-                source="projection",
+            _projection_finding(
+                a.kind, a.station, [a.call_position, a.position], a.position, a.detail
             )
             for a in self.views.charging_profiles.anomalies
+        ]
+        found += [
+            _projection_finding(a.kind, a.station, list(a.positions), a.position, a.detail)
+            for a in self.views.firmware.anomalies
         ]
         starts: dict[tuple[str, int | None, int | None], list[int]] = {}
         for transaction in transactions.all():
@@ -488,3 +495,19 @@ def fetch(store: Store, positions: Iterable[int]) -> dict[int, Recorded]:
         for recorded in store.read(first - 1, last - first + 1, stop=last):
             found[recorded.position] = recorded
     return {position: found[position] for position in wanted if position in found}
+
+
+def _projection_finding(
+    kind: str, station: str, positions: list[int], trigger: int, detail: str
+) -> Finding:
+    """A finding a projection's anomaly makes (it names no transaction)."""
+    return Finding(
+        kind=kind,
+        severity=severity_of(kind),
+        station=station,
+        transaction_ids=[],
+        positions=positions,
+        trigger=trigger,
+        detail=detail,
+        source="projection",
+    )

@@ -8,7 +8,9 @@ would have said about the same history.
 
 What-if: the recorded station CALLs go through today's codec and plugins, with the views
 folded up to just before each of them, and today's answers are compared with the recorded
-ones. Nothing is sent and nothing is written.
+ones; and the firmware campaigns' rollout decisions (:mod:`chargeledger.core.firmware`) are
+taken again by today's plugins and compared with the recorded ones (``campaign_decisions``).
+Nothing is sent and nothing is written.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ import msgspec
 from chargeledger.core.decide import Answered, Retransmission, answer_wire, decide_call, error_text
 from chargeledger.core.errors import FrameError, error_code
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
+from chargeledger.core.firmware import (
+    Decision,
+    decides,
+    decisions_in,
+    recorded_decision,
+    sort_decisions,
+)
 from chargeledger.core.frames import Call, CallErrorFrame, CallResult, encode_result, parse_frame
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.times import rfc3339
@@ -233,6 +242,8 @@ class WhatIf:
         self._protocols: dict[str, str] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._answered: dict[str, Answered] = {}
+        self._decisions_recorded: list[Decision] = []
+        self._decisions_today: list[Decision] = []
 
     @property
     def position(self) -> int:
@@ -255,6 +266,16 @@ class WhatIf:
                 self._outbound(recorded.position, event)
         self.views.apply(recorded)
         self.events += 1
+        decision = recorded_decision(event)
+        if decision is not None:
+            self._decisions_recorded.append(decision)
+        elif decides(event):
+            self._decisions_today += decisions_in(self.plugins.react(recorded, self.views))
+
+    def campaign_decisions(self) -> tuple[list[Decision], list[Decision]]:
+        """The firmware campaigns' decisions fed so far: those recorded and those today's
+        plugins take again, each sorted (equal when the rollout replays)."""
+        return sort_decisions(self._decisions_recorded), sort_decisions(self._decisions_today)
 
     def _inbound(self, position: int, event: FrameLogged) -> None:
         protocol = self._protocols.get(event.session, OCPP16)

@@ -23,6 +23,7 @@ from chargeledger.core.http import (
     commands,
     device,
     diagnostics,
+    firmware,
     health,
     local_lists,
     log,
@@ -67,6 +68,7 @@ ROUTES = [
     *smart_charging.ROUTES,
     *sites.ROUTES,
     *plug_and_charge.ROUTES,
+    *firmware.ROUTES,
 ]
 
 
