@@ -344,7 +344,7 @@ def test_remote_start_from_the_command_panel(
     page = console.page(browser, "operator", "/console/station?id=CP-START")
     expect(page.locator("#station-state h1")).to_contain_text("connected")
     # A form per use case of the table the operator may run.
-    operator_cases = [u.name for u in USE_CASES.values() if u.role in ("read", "operator")]
+    operator_cases = [u.name for u in USE_CASES.values() if u.role == "operator"]
     assert page.locator("form.command").count() == len(operator_cases)
     _remote_start(console, page, "CP-START")
     wait_for(lambda: cp.transactions, what="the station started a transaction")
@@ -405,19 +405,15 @@ def test_message_mode_checks_the_payload_against_the_schema(
     page.close()
 
 
-def test_read_only_key_sees_only_the_read_use_cases(
+def test_read_only_key_sees_no_command_buttons(
     console: Console, browser: Browser, tmp_path: Path
 ) -> None:
     console.stations.connect("CP-READ")
     page = console.page(browser, "read", "/console/station?id=CP-READ")
     expect(page.locator("#station-state h1")).to_contain_text("CP-READ")
-    # Only the use cases of the read role (they ask and change nothing); no message mode.
-    read_cases = {u.name for u in USE_CASES.values() if u.role == "read"}
-    shown = page.locator("form.command").evaluate_all("forms => forms.map(f => f.dataset.useCase)")
-    assert set(shown) == read_cases
-    assert page.locator("#message-form, [data-tab=message]").count() == 0
-    assert page.get_by_role("button", name="Send remote_start").count() == 0
-    assert page.get_by_role("button", name="Send", exact=True).count() == 0
+    assert page.locator("#commands").count() == 0
+    assert page.locator("form.command, #message-form").count() == 0
+    assert page.get_by_role("button", name="Send").count() == 0
     page.close()
     # An admin sees the admin-only use cases as well.
     admin = console.page(browser, "admin", "/console/station?id=CP-READ")
@@ -561,9 +557,8 @@ def test_a_form_per_use_case_from_its_arguments() -> None:
     assert (profile.minimum, profile.maximum) == (1, 3)
     assert forms["remote_start"]["summary"] == USE_CASES["remote_start"].summary
     operator = {form["name"] for form in use_case_forms(Caller("x", "operator"))}
-    assert operator == {u.name for u in USE_CASES.values() if u.role in ("read", "operator")}
-    read = {form["name"] for form in use_case_forms(Caller("x", "read"))}
-    assert read == {u.name for u in USE_CASES.values() if u.role == "read"} != set()
+    assert operator == {u.name for u in USE_CASES.values() if u.role == "operator"}
+    assert use_case_forms(Caller("x", "read")) == []
 
 
 def _frame(position: int, text: str) -> Recorded:
@@ -621,13 +616,15 @@ def test_a_page_is_one_entry_and_one_template() -> None:
         "tariffs",
         "cdrs",
         "sites",
+        "firmware-campaigns",
     ]
     templates = DOCS.parent / "core" / "console" / "templates"
     for page in PAGES.values():
         assert (templates / page.template).exists(), page.template
     guide = (DOCS / "console.md").read_text()
     pictures = ("login", "stations", "station", "message-mode", "transactions", "transaction")
-    blocks = ("station-blocks", "tariffs", "transaction-cost", "cdrs", "sites", "station-charging")
+    blocks = ("station-blocks", "station-charging", "transaction-cost", "tariffs", "cdrs")
+    blocks += ("sites", "firmware-campaigns")
     for picture in (*pictures, "events", "audit", "tokens", "local-lists", "api-docs", *blocks):
         assert f"console/{picture}.png" in guide
         assert (SHOTS / f"{picture}.png").exists()

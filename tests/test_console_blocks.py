@@ -19,7 +19,7 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from playwright.sync_api import Browser, expect
 
-from tests import test_certificates, test_e2e_v201
+from tests import test_certificates, test_e2e_v201, test_firmware
 from tests import test_console as shared
 from tests.diagnostics_station import Diagnostics201
 from tests.polling import wait_for
@@ -369,3 +369,41 @@ def test_sites_page_defines_a_site_for_admins_only(
         expect(page.locator("#sites")).to_contain_text("DEPOT")
         assert page.locator("#site-forms, form[data-api-method]").count() == 0
         page.close()
+
+
+def test_firmware_campaign_page_and_a_station_s_firmware(
+    console: Console, browser: Browser, tmp_path: Path
+) -> None:
+    cp = _connect(console, "CP-FW1", test_firmware.Station16, "ocpp1.6")
+    page = console.page(browser, "operator", "/console/firmware-campaigns")
+    expect(page.locator("#campaign-list")).to_contain_text("No firmware campaigns")
+    form = page.locator("#create-campaign")
+    form.locator("textarea[name=campaign]").fill(
+        '{"name": "acme 2.0", "location": "' + test_firmware.LOCATION + '",'
+        ' "stations": ["CP-FW1"], "interval": 1}'
+    )
+    form.locator("button[type=submit]").click()
+    expect(form.locator("output")).to_contain_text("201 done", timeout=WAIT_MS)
+    campaign = page.locator("article.campaign").filter(has_text="acme 2.0")
+    expect(campaign.locator("h2")).to_contain_text("completed", timeout=WAIT_MS)
+    row = campaign.locator("table.campaign-stations tbody tr").filter(has_text="CP-FW1")
+    expect(row).to_contain_text("installed")
+    expect(campaign).to_contain_text(test_firmware.LOCATION)
+    screenshot(page, "firmware-campaigns", tmp_path)
+    # A bad campaign (it selects nothing) shows the API's problem.
+    form.locator("textarea[name=campaign]").fill('{"location": "x", "stations": ["NOPE"]}')
+    form.locator("button[type=submit]").click()
+    expect(form.locator("output")).to_contain_text("400", timeout=WAIT_MS)
+    page.close()
+    assert cp.version == "2.0"
+
+    page = console.page(browser, "read", "/console/station?id=CP-FW1")
+    expect(page.locator("#firmware")).to_contain_text("2.0")
+    update = page.locator("#firmware-updates tbody tr").first
+    expect(update).to_contain_text("Downloading → Downloaded → Installing → Installed")
+    expect(update).to_contain_text("1.0 → 2.0")
+    page.close()
+    page = console.page(browser, "read", "/console/firmware-campaigns")
+    expect(page.locator("#campaign-list")).to_contain_text("acme 2.0")
+    assert page.locator("#campaign-forms, form[data-api-method]").count() == 0
+    page.close()

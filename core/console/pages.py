@@ -32,6 +32,7 @@ from chargeledger.core.http import (
     billing,
     device,
     diagnostics,
+    firmware,
     local_lists,
     plug_and_charge,
     reservations,
@@ -144,9 +145,10 @@ async def _station(request: PageRequest) -> dict[str, Any]:
 
 
 async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
-    """The station's views of the device-management, diagnostics, security, Plug & Charge and
-    smart-charging blocks, each read through its API route (customer information only for the
-    operator role, as the API asks), and the ``links`` of the station view."""
+    """The station's views of the device-management (firmware too), diagnostics, security,
+    Plug & Charge and smart-charging blocks, each read through its API route (customer
+    information only for the operator role, as the API asks), and the ``links`` of the
+    station view."""
     ctx = request.ctx
     customers = None
     if request.caller.may("operator"):
@@ -164,6 +166,7 @@ async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
         "plug_and_charge": await plug_and_charge.station_plug_and_charge.fn(
             ctx, station_id=station
         ),
+        "firmware": await firmware.station_firmware.fn(ctx, station_id=station),
         "links": station_links(station),
         **await _smart_charging(ctx, station),
     }
@@ -293,6 +296,11 @@ async def _sites(request: PageRequest) -> dict[str, Any]:
     return {"sites": await sites.list_sites.fn(request.ctx)}
 
 
+async def _campaigns(request: PageRequest) -> dict[str, Any]:
+    status = request.arg("status")
+    return {"campaigns": await firmware.list_campaigns.fn(request.ctx, status=status)}  # type: ignore[arg-type]
+
+
 async def _cdrs(request: PageRequest) -> dict[str, Any]:
     page = await billing.cdrs.fn(request.ctx, **_list_filters(request))
     return {"items": msgspec.to_builtins(page.items), "next": page.next}
@@ -352,5 +360,12 @@ for _page in (
     ),
     ConsolePage(name="cdrs", title="Billing", template="cdrs.html.j2", load=_cdrs, live="refresh"),
     ConsolePage(name="sites", title="Sites", template="sites.html.j2", load=_sites, live="refresh"),
+    ConsolePage(
+        name="firmware-campaigns",
+        title="Campaigns",
+        template="firmware_campaigns.html.j2",
+        load=_campaigns,
+        live="refresh",
+    ),
 ):
     register(_page)
