@@ -298,7 +298,7 @@ async def _sites(request: PageRequest) -> dict[str, Any]:
 
 async def _campaigns(request: PageRequest) -> dict[str, Any]:
     status = request.arg("status")
-    return {"campaigns": await firmware.list_campaigns.fn(request.ctx, status=status)}  # type: ignore[arg-type]
+    return {"campaigns": await firmware.list_campaigns.fn(request.ctx, status=status)}
 
 
 async def _cdrs(request: PageRequest) -> dict[str, Any]:
