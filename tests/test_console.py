@@ -613,13 +613,19 @@ def test_a_page_is_one_entry_and_one_template() -> None:
         "tokens",
         "local-lists",
         "reservations",
+        "tariffs",
+        "cdrs",
+        "sites",
+        "firmware-campaigns",
     ]
     templates = DOCS.parent / "core" / "console" / "templates"
     for page in PAGES.values():
         assert (templates / page.template).exists(), page.template
     guide = (DOCS / "console.md").read_text()
     pictures = ("login", "stations", "station", "message-mode", "transactions", "transaction")
-    for picture in (*pictures, "events", "audit", "tokens", "local-lists", "api-docs"):
+    blocks = ("station-blocks", "station-charging", "transaction-cost", "tariffs", "cdrs")
+    blocks += ("sites", "firmware-campaigns")
+    for picture in (*pictures, "events", "audit", "tokens", "local-lists", "api-docs", *blocks):
         assert f"console/{picture}.png" in guide
         assert (SHOTS / f"{picture}.png").exists()
 

@@ -9,6 +9,8 @@ a page shows exactly what the API answers. A later capability adds its page with
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +28,25 @@ from chargeledger.core.console.views import (
     use_case_forms,
 )
 from chargeledger.core.events import EVENT_TYPES
-from chargeledger.core.http import billing, local_lists, reservations, tokens
+from chargeledger.core.http import (
+    billing,
+    device,
+    diagnostics,
+    firmware,
+    local_lists,
+    plug_and_charge,
+    reservations,
+    security,
+    sites,
+    smart_charging,
+    tariffs,
+    tokens,
+)
 from chargeledger.core.http.context import ApiContext
+from chargeledger.core.http.stations import station_links
+from chargeledger.core.times import rfc3339
 from chargeledger.projections import problems_json, station_json, transaction_json
+from chargeledger.projections.cost import price_text
 from chargeledger.projections.device_model import device_model_json
 from chargeledger.projections.transactions import TransactionState
 from chargeledger.schemas import actions
@@ -110,6 +128,7 @@ async def _station(request: PageRequest) -> dict[str, Any]:
     frames = await request.ctx.read_store(recent_frames, request.csms.store, station)
     protocol = state.protocol if state is not None else ""
     return {
+        **await _station_blocks(request, station),
         "station": station,
         "state": None if state is None else station_json(state),
         "registration": None if registration is None else msgspec.to_builtins(registration),
@@ -125,17 +144,66 @@ async def _station(request: PageRequest) -> dict[str, Any]:
     }
 
 
-async def _transactions(request: PageRequest) -> dict[str, Any]:
+async def _station_blocks(request: PageRequest, station: str) -> dict[str, Any]:
+    """The station's views of the device-management (firmware too), diagnostics, security,
+    Plug & Charge and smart-charging blocks, each read through its API route (customer
+    information only for the operator role, as the API asks), and the ``links`` of the
+    station view."""
+    ctx = request.ctx
+    customers = None
+    if request.caller.may("operator"):
+        customers = await diagnostics.station_customer_information.fn(ctx, station_id=station)
+    return {
+        "meter": await device.station_meter.fn(ctx, station_id=station, connector=None),
+        "display": await device.station_display_messages.fn(ctx, station_id=station),
+        "logs": await diagnostics.station_logs.fn(ctx, station_id=station),
+        "monitors": await diagnostics.station_monitors.fn(ctx, station_id=station),
+        "customer_information": customers,
+        "certificates": await security.station_certificates.fn(ctx, station_id=station),
+        "security_events": await security.station_security_events.fn(
+            ctx, station_id=station, critical=None
+        ),
+        "plug_and_charge": await plug_and_charge.station_plug_and_charge.fn(
+            ctx, station_id=station
+        ),
+        "firmware": await firmware.station_firmware.fn(ctx, station_id=station),
+        "links": station_links(station),
+        **await _smart_charging(ctx, station),
+    }
+
+
+async def _smart_charging(ctx: ApiContext, station: str) -> dict[str, Any]:
+    """The station's charging profiles and, for the station (0) and each connector/EVSE with
+    a profile, the composite schedule the CSMS computes for the next 24 hours in W, with its
+    plot (the route's SVG, as a ``data:`` address for an ``img``)."""
+    found = await smart_charging.station_charging_profiles.fn(ctx, station_id=station)
+    start = rfc3339(time.time())
+    composites = []
+    for place in sorted({0, *(profile["place"] for profile in found["profiles"])}):
+        args = {"station_id": station, "connector": place, "start": start, "duration": 86400}
+        schedule = await smart_charging.composite_schedule.fn(ctx, **args, unit="W", format="json")
+        plot = await smart_charging.composite_schedule.fn(ctx, **args, unit="W", format="svg")
+        svg = base64.b64encode(str(plot.content).encode()).decode()
+        composites.append({**schedule.content, "plot": f"data:image/svg+xml;base64,{svg}"})
+    return {"charging_profiles": found, "composites": composites}
+
+
+def _list_filters(request: PageRequest) -> dict[str, Any]:
+    """The filters and cursor the transaction and CDR routes share, from the query."""
     complete = request.arg("complete")
+    return {
+        "station": request.arg("station"),
+        "complete": None if complete is None else complete == "true",
+        "since": instant(request.arg("since")),
+        "until": instant(request.arg("until")),
+        "after": int(request.arg("after") or 0),
+        "limit": int(request.arg("limit") or 100),
+    }
+
+
+async def _transactions(request: PageRequest) -> dict[str, Any]:
     page = await billing.transactions.fn(
-        request.ctx,
-        station=request.arg("station"),
-        status=request.arg("status"),
-        complete=None if complete is None else complete == "true",
-        since=instant(request.arg("since")),
-        until=instant(request.arg("until")),
-        after=int(request.arg("after") or 0),
-        limit=int(request.arg("limit") or 100),
+        request.ctx, status=request.arg("status"), **_list_filters(request)
     )
     return {"items": [transaction_json(t) for t in page.items], "next": page.next}
 
@@ -151,9 +219,15 @@ def _find_transaction(request: PageRequest) -> TransactionState:
 async def _transaction(request: PageRequest) -> dict[str, Any]:
     transaction = _find_transaction(request)
     frames = await request.ctx.read_store(fetch, request.csms.store, transaction.positions)
+    views = request.csms.views
+    metered = views.metering.get(transaction)
+    tariff = None if metered is None else metered.tariff
+    cost = views.metering.cost(transaction)
     return {
         "transaction": transaction_json(transaction),
         "station": transaction.station,
+        "tariff": None if tariff is None else {"id": tariff.id, "prices": price_text(tariff)},
+        "cost": None if cost is None else msgspec.to_builtins(cost),
         "chart": meter_curve(transaction, list(frames.values())),
         "frames": [event_row(recorded) for recorded in frames.values()],
     }
@@ -204,6 +278,34 @@ async def _reservations(request: PageRequest) -> dict[str, Any]:
     return found
 
 
+async def _tariffs(request: PageRequest) -> dict[str, Any]:
+    return {
+        "tariffs": msgspec.to_builtins(
+            [
+                {**msgspec.structs.asdict(state), "prices": price_text(state.tariff)}
+                for state in await tariffs.list_tariffs.fn(request.ctx)
+            ]
+        ),
+        "assignments": msgspec.to_builtins(
+            await tariffs.list_assignments.fn(request.ctx, tariff_id=request.arg("tariff"))
+        ),
+    }
+
+
+async def _sites(request: PageRequest) -> dict[str, Any]:
+    return {"sites": await sites.list_sites.fn(request.ctx)}
+
+
+async def _campaigns(request: PageRequest) -> dict[str, Any]:
+    status = request.arg("status")
+    return {"campaigns": await firmware.list_campaigns.fn(request.ctx, status=status)}
+
+
+async def _cdrs(request: PageRequest) -> dict[str, Any]:
+    page = await billing.cdrs.fn(request.ctx, **_list_filters(request))
+    return {"items": msgspec.to_builtins(page.items), "next": page.next}
+
+
 for _page in (
     ConsolePage(
         name="stations",
@@ -251,6 +353,18 @@ for _page in (
         title="Reservations",
         template="reservations.html.j2",
         load=_reservations,
+        live="refresh",
+    ),
+    ConsolePage(
+        name="tariffs", title="Tariffs", template="tariffs.html.j2", load=_tariffs, live="refresh"
+    ),
+    ConsolePage(name="cdrs", title="Billing", template="cdrs.html.j2", load=_cdrs, live="refresh"),
+    ConsolePage(name="sites", title="Sites", template="sites.html.j2", load=_sites, live="refresh"),
+    ConsolePage(
+        name="firmware-campaigns",
+        title="Campaigns",
+        template="firmware_campaigns.html.j2",
+        load=_campaigns,
         live="refresh",
     ),
 ):

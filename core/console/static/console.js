@@ -101,6 +101,7 @@ async function load() {
   else if (live === "events") eventsPage();
   else if (live === "refresh") refreshPage();
   if (page === "station") commandPanel();
+  content.querySelectorAll("form[data-api-method]").forEach(apiForm);
   body.dataset.ready = "true";
 }
 
@@ -572,6 +573,38 @@ function commandPanel() {
     await send(form.querySelector("output"), base + "/calls/" + encodeURIComponent(action.value), JSON.parse(editor.value));
   });
   loadSchema();
+}
+
+// A form that writes through an API route (an admin's tariff, say): data-api-method and
+// data-api-path ({name} is the field's value), its fields read as the command panel reads
+// them; a [data-body] field is the whole body, else the other fields make it. The page's
+// live parts show the change when its event arrives.
+function apiForm(form) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const output = form.querySelector("output");
+    let path = form.dataset.apiPath;
+    let payload = {};
+    try {
+      for (const input of form.querySelectorAll("[data-kind]")) {
+        const value = readField(input);
+        if (input.hasAttribute("data-in-path")) path = path.replace("{" + input.name + "}", encodeURIComponent(value || ""));
+        else if (input.hasAttribute("data-body")) payload = value;
+        else if (value !== undefined) payload[input.name] = value;
+      }
+    } catch (error) {
+      showAnswer(output, false, "Not sent: " + error.message, {});
+      return;
+    }
+    const response = await api(path, {
+      method: form.dataset.apiMethod,
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (response.ok) showAnswer(output, true, response.status + " done", answer);
+    else showAnswer(output, false, response.status + " " + (answer.title || "") + ": " + (answer.detail || ""), answer);
+  });
 }
 
 // -- start ------------------------------------------------------------------------------------------
