@@ -383,6 +383,40 @@ def test_remote_start_from_the_command_panel(
     page.close()
 
 
+def test_remote_start_from_the_command_panel_reaches_a_simulated_station(
+    console: Console, browser: Browser
+) -> None:
+    """The shipped tools alone: a station of ``chargeledger simulate`` accepts the remote
+    start the console sends and starts a transaction, which the station page shows."""
+    simulator = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "chargeledger.core.cli", "simulate", console.server.url),
+            *("--stations", "1", "--hold", "120", "--id-prefix", "SIMC-", "--progress-every", "0"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def booted() -> bool:
+            answer = httpx.get(
+                f"{console.base}/api/stations/SIMC-00000", headers=console.auth("read")
+            )
+            return answer.status_code == 200 and answer.json()["state"]["connected"]
+
+        wait_for(booted, what="the simulated station connected")
+        page = console.page(browser, "operator", "/console/station?id=SIMC-00000")
+        expect(page.locator("#station-state h1")).to_contain_text("connected", timeout=WAIT_MS)
+        _remote_start(console, page, "SIMC-00000")
+        transactions = page.locator("#station-state table.transactions")
+        expect(transactions).to_contain_text("active", timeout=WAIT_MS)
+        expect(page.locator("#station-frames")).to_contain_text("StartTransaction")
+        page.close()
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+
+
 def test_message_mode_checks_the_payload_against_the_schema(
     console: Console, browser: Browser, tmp_path: Path
 ) -> None:
