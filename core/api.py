@@ -37,17 +37,21 @@ import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Literal, get_args
 
 import msgspec
 import trio
 
-from chargeledger.core.errors import StationOffline, UnsupportedUseCase
+from chargeledger.core.cluster import Cluster, answer_of
+from chargeledger.core.errors import StationOffline, StreamConflict, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCancelled,
     CampaignPaused,
     CampaignResumed,
+    CommandAnswered,
     CommandRequested,
+    CommandRouted,
     LocalListDefined,
     LocalListDeleted,
     LocalListPushRequested,
@@ -95,6 +99,13 @@ __all__ = ["PLUGINS", "PYTHON", "Caller", "CentralSystem", "UseCaseResult"]
 
 _RANK = {role: rank for rank, role in enumerate(get_args(ApiRole))}
 
+_ROUTED: ContextVar[CommandRouted | None] = ContextVar("routed", default=None)
+"""The routed command this task sends for another node (docs/cluster.md), if any."""
+
+
+class _NotTaken(Exception):
+    """The asking node gave up on the routed command before this node took it."""
+
 
 class Caller(msgspec.Struct, frozen=True):
     """Who asks: a name (an API key's name, a program's, ``plugins``) and a role, which
@@ -128,8 +139,11 @@ class CentralSystem:
         feed: CommitFeed,
         settings: Settings,
         port: int,
+        cluster: Cluster | None = None,
     ) -> None:
         self.gateway = gateway
+        self.cluster = cluster
+        """This node's part in a cluster (a PostgreSQL store), ``None`` alone."""
         self.writer = writer
         self.store = store
         self.feed = feed
@@ -179,8 +193,61 @@ class CentralSystem:
         recorded): only ``change_station_password`` may do that (see ``sets_password``)."""
         if isinstance(payload, dict) and sets_password(action, payload):
             raise PermissionError(_PASSWORD_BY_USE_CASE)
+        if self._elsewhere(station):
+            assert self.cluster is not None
+            return await self.cluster.ask(
+                station,
+                key=caller.name,
+                role=caller.role,
+                mode="message",
+                command=action,
+                payload=msgspec.to_builtins(payload),
+                request_id=request_id,
+            )
         await self._record(caller, station, "message", action, payload, request_id)
         return await self.gateway.call(station, action, payload)
+
+    def _elsewhere(self, station: str) -> bool:
+        """Whether a command for ``station`` goes to another node: a cluster, the station
+        not connected here, and not a command routed here already."""
+        return (
+            self.cluster is not None
+            and station not in self.gateway.sessions
+            and _ROUTED.get() is None
+        )
+
+    async def serve_routed(self, routed: CommandRouted) -> CommandAnswered | None:
+        """Send a command another node routed here through this one door, as asked there
+        (same caller, same request id), and say how it went; ``None`` when the asking node
+        gave up first (nothing sent). Its ``CommandRequested`` is version 2 of the command's
+        stream: the take, written with optimistic concurrency against the asker's giving
+        up."""
+        caller = Caller(routed.key, routed.role)  # type: ignore[arg-type]
+        token = _ROUTED.set(routed)
+        result: dict[str, Any] | None = None
+        try:
+            if routed.mode == "message":
+                result = await self.call(
+                    routed.station,
+                    routed.command,
+                    routed.payload,
+                    caller=caller,
+                    request_id=routed.request_id,
+                )
+            else:
+                use_case = USE_CASES[routed.command]
+                args = msgspec.convert(routed.payload, use_case.args)
+                done = await self.run(
+                    routed.station, args, caller=caller, request_id=routed.request_id
+                )
+                result = msgspec.to_builtins(done)
+        except _NotTaken:
+            return None
+        except Exception as exc:  # every failure goes back to the asker, raised there
+            return answer_of(routed, self.node, None, exc)
+        finally:
+            _ROUTED.reset(token)
+        return answer_of(routed, self.node, result, None)
 
     async def run(
         self,
@@ -205,6 +272,25 @@ class CentralSystem:
         self._require(caller, use_case.role, use_case.name)
         if use_case.secret is None and _sets_password(use_case, args):
             raise PermissionError(_PASSWORD_BY_USE_CASE)
+        if self._elsewhere(station):
+            assert self.cluster is not None
+            if use_case.secret is not None:  # the secret would be recorded on its way
+                raise StationOffline(
+                    station=station,
+                    action=None,
+                    reason="not connected to this node (a password change is asked on the "
+                    "node the station is connected to)",
+                )
+            answered = await self.cluster.ask(
+                station,
+                key=caller.name,
+                role=caller.role,
+                mode="use_case",
+                command=use_case.name,
+                payload=msgspec.to_builtins(args),
+                request_id=request_id,
+            )
+            return msgspec.convert(answered, UseCaseResult)
         if use_case.check is not None:
             use_case.check(self.views, station, self.protocol(station), args, time.time())
         recorded: dict[str, Any] = msgspec.to_builtins(args)
@@ -252,7 +338,14 @@ class CentralSystem:
             payload=msgspec.to_builtins(payload),
             node=self.node,
         )
-        await self.writer.append([(command_stream(event.request_id), event)])
+        stream = command_stream(event.request_id)
+        if _ROUTED.get() is None:
+            await self.writer.append([(stream, event)])
+            return
+        try:  # the take of a routed command: after its CommandRouted, unless given up
+            await self.writer.append([(stream, event)], versions={stream: 2})
+        except StreamConflict:
+            raise _NotTaken from None
 
     def _request_id(self) -> int:
         """A fresh 2.0.1 ``requestId`` / ``remoteStartId``: above every id this process handed

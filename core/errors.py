@@ -16,6 +16,7 @@ Our exceptions::
      ├── InvalidUseCaseArguments   use case arguments wrong as things stand (also ValueError)
      ├── StoreError                the event store did not do what was asked
      │    ├── StoreUnavailable
+     │    │    └── SessionFenced    the session was closed by another node: never appended to
      │    └── StreamConflict
      └── AllocatorExhausted        every 1.6 transaction id (up to 2**31-1) is used up
 
@@ -60,6 +61,7 @@ __all__ = [
     "OcppError",
     "OutboundCallFailed",
     "OutboundValidationError",
+    "SessionFenced",
     "StationBusy",
     "StationOffline",
     "StoreError",
@@ -258,6 +260,13 @@ class StoreUnavailable(StoreError):
 
 class StreamConflict(StoreError):
     """An append used a stream version that is already taken; nothing of it was written."""
+
+
+class SessionFenced(StoreUnavailable):
+    """The append was refused because a session stream it appends to was closed by someone
+    else (another node took the station over, or released the session of a node presumed
+    dead): nothing of it was written, and nothing more ever will be for that session
+    (docs/cluster.md, "Fenced sessions")."""
 
 
 class AllocatorExhausted(ChargeLedgerError):

@@ -29,6 +29,9 @@ Streams (the store's ``originator_id``, text):
   was answered (``OcspRequested``, then ``OcspAnswered``; docs/plug-and-charge.md).
 * ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
   made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
+* ``holder:<station>``: which session (of which node) holds the station, with a PostgreSQL
+  store (several nodes): one ``SessionHeld`` per accepted connection, written with
+  optimistic concurrency by the node that accepted it (docs/cluster.md).
 * ``tariff:<uuid>``: one per tariff change (``TariffDefined`` / ``TariffRemoved`` /
   ``TariffAssigned`` / ``TariffUnassigned``, docs/tariffs.md).
 
@@ -52,7 +55,9 @@ __all__ = [
     "CampaignCreated",
     "CampaignPaused",
     "CampaignResumed",
+    "CommandAnswered",
     "CommandRequested",
+    "CommandRouted",
     "Direction",
     "Event",
     "FrameLogged",
@@ -66,6 +71,7 @@ __all__ = [
     "OcspStatus",
     "Recorded",
     "SessionClosed",
+    "SessionHeld",
     "SessionOpened",
     "SiteDefined",
     "SiteDeleted",
@@ -85,6 +91,7 @@ __all__ = [
     "decode_event",
     "encode_event",
     "firmware_campaign_stream",
+    "holder_stream",
     "local_list_stream",
     "logged_event",
     "ocsp_stream",
@@ -105,6 +112,11 @@ ALLOCATOR_STREAM = "allocator:transaction-ids"
 def session_stream(session: str) -> str:
     """The stream id of the session with id ``session``."""
     return f"session:{session}"
+
+
+def holder_stream(station: str) -> str:
+    """The stream saying which session holds ``station`` (several nodes, docs/cluster.md)."""
+    return f"holder:{station}"
 
 
 def command_stream(request_id: str) -> str:
@@ -274,6 +286,59 @@ class CommandRequested(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
     """The request as the client sent it (use case arguments, or the raw OCPP payload)."""
     node: str = ""
+
+
+class SessionHeld(msgspec.Struct, frozen=True, kw_only=True):
+    """Node ``node`` holds ``station``'s live session ``session`` from now on: written in the
+    station's holder stream with optimistic concurrency, in the transaction that records the
+    session opened (and, when another node's session still held it, that session closed)."""
+
+    station: str
+    session: str
+    node: str
+    at: float
+    replaces: str | None = None
+    """The session that held the station before (closed by now), if any."""
+    replaces_node: str = ""
+    """The node that held it."""
+
+
+class CommandRouted(msgspec.Struct, frozen=True, kw_only=True):
+    """A command asked on node ``by`` for a station whose session node ``to`` holds: the
+    request, for ``to`` to send through its one door (docs/cluster.md). Version 1 of the
+    command's stream; version 2 is ``to``'s ``CommandRequested`` (it took the command) or a
+    ``CommandAnswered`` from ``by`` (nobody took it in time), whichever commits first."""
+
+    request_id: str
+    station: str
+    at: float
+    by: str
+    to: str
+    session: str
+    """The holding session when the command was routed."""
+    key: str
+    role: str
+    mode: Literal["use_case", "message"]
+    command: str
+    payload: dict[str, Any]
+    """The request as asked (use case arguments with a secret in the clear never: refused
+    before routing), or the raw OCPP payload."""
+
+
+class CommandAnswered(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of a routed command, written by the node that sent it (or by the asking
+    node when nobody took it): a result, or an error to raise on the asking node."""
+
+    request_id: str
+    station: str
+    at: float
+    node: str
+    result: dict[str, Any] | None = None
+    """The station's CALLRESULT payload (message mode) or the use case's result."""
+    error: str | None = None
+    """The error's class name (``StationOffline``, ``CallError``, ``CallTimeout``, ...)."""
+    details: dict[str, Any] = {}
+    """The error's fields (``reason``, ``code``, ``description``, ``timeout``, ...)."""
 
 
 class StationRegistered(msgspec.Struct, frozen=True, kw_only=True):
@@ -644,6 +709,9 @@ Event = (
     | CampaignCancelled
     | CampaignPaused
     | CampaignResumed
+    | SessionHeld
+    | CommandRouted
+    | CommandAnswered
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -678,6 +746,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CampaignCancelled,
         CampaignPaused,
         CampaignResumed,
+        SessionHeld,
+        CommandRouted,
+        CommandAnswered,
     )
 }
 

@@ -56,6 +56,7 @@ from wsproto.frame_protocol import MessageDecoder
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from chargeledger.core.allocator import TransactionIdAllocator
+from chargeledger.core.cluster import Cluster
 from chargeledger.core.commands import Command
 from chargeledger.core.decide import (
     Answered,
@@ -70,6 +71,7 @@ from chargeledger.core.errors import (
     CallTimeout,
     CallTooLarge,
     FrameError,
+    SessionFenced,
     StationBusy,
     StationOffline,
     StoreUnavailable,
@@ -420,6 +422,9 @@ class Session:
         self.cancel_scope = trio.CancelScope()
         # Why the session ended, when we ended it: (close code, reason, replaced_by).
         self.close_cause: tuple[int, str, str | None] | None = None
+        self.fenced = False
+        """Another node closed this session in the log (took the station over, or released
+        it): nothing more is recorded for it, its close included (docs/cluster.md)."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -438,6 +443,9 @@ class Session:
                     nursery.start_soon(self._keepalive)
                     await self._read_frames()
                     nursery.cancel_scope.cancel()
+        except* SessionFenced:
+            log.warning("session of %s was closed by another node: closing", self.station)
+            self.fence("taken over by another node")
         except* StoreUnavailable:
             log.error("store failed; closing session of %s", self.station)
             self.close_cause = (CLOSE_INTERNAL_ERROR, "event store unavailable", None)
@@ -453,6 +461,12 @@ class Session:
         if self.close_cause is None:
             self.close_cause = (code, reason, replaced_by)
         self.cancel_scope.cancel()
+
+    def fence(self, reason: str) -> None:
+        """Close the session that another node closed in the log (its close is recorded
+        there already: nothing is recorded here)."""
+        self.fenced = True
+        self.end(CLOSE_POLICY, reason)
 
     async def _finish(self) -> None:
         self.outbound_send.close()
@@ -486,6 +500,14 @@ class Session:
             with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
                 await self.ws.aclose()
         self.gateway.forget(self)
+        if self.fenced:
+            log.info(
+                "session %s of %s closed (%s): recorded by another node",
+                self.id,
+                self.station,
+                reason,
+            )
+            return
         event = SessionClosed(
             station=self.station,
             session=self.id,
@@ -498,6 +520,10 @@ class Session:
         try:
             with trio.move_on_after(10):
                 await self.gateway.writer.append([(self.stream, event)])
+        except SessionFenced:
+            log.info(
+                "the close of %s's session %s was recorded by another node", self.station, self.id
+            )
         except StoreUnavailable:
             log.error("could not record the close of %s's session", self.station)
 
@@ -689,6 +715,10 @@ class Session:
             text = call.text
             try:
                 await self._log(self._frame("out", text))
+            except SessionFenced:
+                # Nothing was sent; another node holds the station now.
+                call.resolve(None, self._gone(call, "taken over by another node"))
+                raise
             except StoreUnavailable as exc:
                 call.resolve(None, exc)  # nothing was sent; the session ends with 1011
                 raise
@@ -715,11 +745,11 @@ class Session:
                     None, CallTimeout(station=self.station, action=call.action, timeout=timeout)
                 )
 
-    def _gone(self, call: OutboundCall) -> StationOffline:
+    def _gone(
+        self, call: OutboundCall, reason: str = "disconnected before answering"
+    ) -> StationOffline:
         """The error of ``call`` when the connection ended before it was answered."""
-        return StationOffline(
-            station=self.station, action=call.action, reason="disconnected before answering"
-        )
+        return StationOffline(station=self.station, action=call.action, reason=reason)
 
 
 class Gateway:
@@ -737,8 +767,14 @@ class Gateway:
         plugins: PluginHost,
         views: Views,
         execute: Callable[[Sequence[Command]], None],
+        cluster: Cluster | None = None,
     ) -> None:
         self.settings = settings
+        self.cluster = cluster
+        """With a PostgreSQL store: records which node holds each station, fences the
+        sessions other nodes take over (docs/cluster.md); ``None`` alone."""
+        if cluster is not None:
+            cluster.on_fenced = self._fenced
         self.writer = writer
         self.allocator = allocator
         self.plugins = plugins
@@ -1096,29 +1132,32 @@ class Gateway:
         fingerprint: str | None,
     ) -> None:
         ws, station, protocol = session.ws, session.station, session.protocol
-        await self.writer.append(
-            [
-                (
-                    session.stream,
-                    SessionOpened(
-                        station=station,
-                        session=session.id,
-                        at=time.time(),
-                        protocol=protocol,
-                        offered=offered,
-                        path=ws.path or "",
-                        remote=_address(ws.remote),
-                        node=self.node,
-                        replaces=old.id if old is not None else None,
-                        auth=admitted.auth,
-                        profile=admitted.profile,
-                        credential=admitted.credential,
-                        tls_fingerprint=fingerprint,
-                    ),
-                )
-            ],
-            new_stream=True,
+        opened = SessionOpened(
+            station=station,
+            session=session.id,
+            at=time.time(),
+            protocol=protocol,
+            offered=offered,
+            path=ws.path or "",
+            remote=_address(ws.remote),
+            node=self.node,
+            replaces=old.id if old is not None else None,
+            auth=admitted.auth,
+            profile=admitted.profile,
+            credential=admitted.credential,
+            tls_fingerprint=fingerprint,
         )
+        if self.cluster is not None:
+            # Recorded with the station's holder, fencing another node's session of it.
+            await self.cluster.hold(opened, old.id if old is not None else None)
+            return
+        await self.writer.append([(session.stream, opened)], new_stream=True)
+
+    def _fenced(self, session_id: str, reason: str) -> None:
+        """Another node closed this node's session ``session_id`` in the log: close it."""
+        for session in list(self.sessions.values()):
+            if session.id == session_id:
+                session.fence(reason)
 
     def forget(self, session: Session) -> None:
         """Drop ``session`` from the routing table if it is still the station's current one."""

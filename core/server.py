@@ -12,6 +12,7 @@ start with ``await nursery.start(run_server, settings)``; it hands back a
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -22,7 +23,9 @@ import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
+from chargeledger.core.cluster import Cluster
 from chargeledger.core.dispatcher import CommitDispatcher
+from chargeledger.core.errors import SessionFenced
 from chargeledger.core.events import SessionClosed, session_stream
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
@@ -65,11 +68,17 @@ async def run_server(
         feed = CommitFeed()
         dispatcher = CommitDispatcher(views, plugins, feed)
         async with GroupCommitWriter(store, on_commit=dispatcher.on_commit) as writer:
-            await _close_dangling_sessions(
-                writer, views, settings.node, settings.node_timeout, time.time()
-            )
+            # Several nodes share a PostgreSQL store: docs/cluster.md. Their heartbeats say
+            # which are dead (the cluster releases those), not their stations' silence.
+            cluster = Cluster(store, writer, settings) if store.remote else None
+            timeout = settings.node_timeout if cluster is None else float("inf")
+            await _close_dangling_sessions(writer, views, settings.node, timeout, time.time())
             allocator = TransactionIdAllocator(store, node=settings.node)
-            gateway = Gateway(settings, writer, allocator, plugins, views, dispatcher.execute)
+            if cluster is not None:
+                await cluster.start()
+            gateway = Gateway(
+                settings, writer, allocator, plugins, views, dispatcher.execute, cluster
+            )
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(gateway.serve)
                 log.info(
@@ -87,7 +96,10 @@ async def run_server(
                     feed=feed,
                     settings=settings,
                     port=port,
+                    cluster=cluster,
                 )
+                if cluster is not None:
+                    await nursery.start(cluster.run, csms.serve_routed)
                 nursery.start_soon(dispatcher.run, csms)
                 if settings.api_port is not None:
                     # Imported here: the web framework is loaded only when the API is served.
@@ -164,4 +176,9 @@ async def _close_dangling_sessions(
         closes.append((session_stream(station.session), closed))
     if closes:
         log.info("closing %d session(s) left open by stopped nodes", len(closes))
-        await writer.append(closes)
+        try:
+            await writer.append(closes)
+        except SessionFenced:  # another node closed some of them meanwhile (docs/cluster.md)
+            for close in closes:
+                with contextlib.suppress(SessionFenced):
+                    await writer.append([close])

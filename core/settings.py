@@ -152,7 +152,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     node_timeout: float = 900.0
     """At startup, sessions another node left open are closed when none of that node's open
     sessions recorded anything (an inbound frame, its opening) for this long; keep it above
-    the heartbeat interval (``[boot] interval``)."""
+    the heartbeat interval (``[boot] interval``). With a PostgreSQL store (several nodes,
+    docs/cluster.md) a running node also releases the sessions of a node whose heartbeat
+    (``heartbeat_interval``) stopped this long ago."""
+    heartbeat_interval: float = 5.0
+    """With a PostgreSQL store: seconds between this node's heartbeats (a row of
+    ``chargeledger_nodes``), and between its looks for dead nodes. A command routed to a node
+    silent for three intervals fails at once with ``StationOffline`` (docs/cluster.md)."""
     no_subprotocol: Literal["reject", "ocpp1.6", "ocpp2.0.1"] = "ocpp1.6"
     """What a station that offers no Sec-WebSocket-Protocol gets: refused, or treated as
     speaking the named version (the default: many 1.6 stations in the field send none)."""

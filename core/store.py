@@ -58,6 +58,7 @@ from chargeledger.core.events import Event, Recorded, decode_event, encode_event
 
 __all__ = [
     "BACKENDS",
+    "EVENTS_TABLE",
     "GENESIS",
     "OpenedRecorder",
     "Store",
@@ -66,6 +67,8 @@ __all__ = [
     "backend_for",
     "chain_hash",
     "open_store",
+    "postgres_connect",
+    "postgres_schema",
     "probe_store",
     "unpack_state",
 ]
@@ -325,6 +328,18 @@ class Store:
             return 0, GENESIS
         return last.originator_version, unpack_state(last.state)[1] or GENESIS
 
+    def stream_tail(self, stream: str) -> tuple[int, bytes, str]:
+        """:meth:`stream_head` and the topic of the newest event (empty when the stream is
+        empty): what the writer looks up for a stream it meets, to refuse appending to a
+        closed session (``SessionClosed``).
+
+        Raises :class:`StoreUnavailable` when the store cannot be read.
+        """
+        last = self._last_stored(stream)
+        if last is None:
+            return 0, GENESIS, ""
+        return last.originator_version, unpack_state(last.state)[1] or GENESIS, last.topic
+
     def max_position(self) -> int:
         """The position of the newest event; 0 for an empty store.
 
@@ -560,7 +575,7 @@ class _PostgresBackend(StoreBackend):
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(target.schema))
                 )
-                recorder = PostgresApplicationRecorder(datastore)
+                recorder = PostgresApplicationRecorder(datastore, events_table_name=EVENTS_TABLE)
                 recorder.create_table()
         except BaseException:
             datastore.close()
@@ -583,6 +598,23 @@ class _PostgresBackend(StoreBackend):
                 return cast(list[_Row], cursor.fetchall())
 
         return OpenedRecorder(recorder, select, datastore.close)
+
+
+EVENTS_TABLE = "stored_events"
+"""The events table of a PostgreSQL store (the eventsourcing recorder's default)."""
+
+
+def postgres_schema(url: str) -> str:
+    """The schema of the PostgreSQL store URL ``url`` (``public`` when it names none)."""
+    return _parse_postgres(url).schema
+
+
+def postgres_connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A new autocommit connection to the database of the PostgreSQL store URL ``url``
+    (LISTEN/NOTIFY and the node table of docs/cluster.md need one of their own).
+
+    Raises ``psycopg.Error`` when the server cannot be reached."""
+    return _connect(_parse_postgres(url))
 
 
 def _ddl_lock_key(schema: str) -> int:

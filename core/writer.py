@@ -21,15 +21,15 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
 import trio
 
-from chargeledger.core.errors import StoreUnavailable, StreamConflict
-from chargeledger.core.events import Event, Recorded
+from chargeledger.core.errors import SessionFenced, StoreUnavailable, StreamConflict
+from chargeledger.core.events import Event, Recorded, SessionClosed
 from chargeledger.core.store import GENESIS, Store
 
 __all__ = ["GroupCommitWriter", "WriterStatistics"]
@@ -66,6 +66,8 @@ class _Request:
 
     events: list[tuple[str, Event]]
     new_stream: bool = False
+    versions: dict[str, int] | None = None
+    """Streams written with optimistic concurrency: the version of their first event here."""
     done: trio.Event = field(default_factory=trio.Event)
     recorded: list[Recorded] | None = None
     error: Exception | None = None
@@ -78,6 +80,10 @@ class _Head:
     next_version: int
     hash: bytes
 
+
+_CONFLICT_ROUNDS = 8
+"""Attempts of one batch while conflicts keep failing some of its requests (each round
+fails at least one request; more rounds mean many writers are racing for the same streams)."""
 
 _STOP = None  # the queue item that tells the thread to finish
 
@@ -150,7 +156,11 @@ class GroupCommitWriter:
         await self.aclose()
 
     async def append(
-        self, events: Sequence[tuple[str, Event]], *, new_stream: bool = False
+        self,
+        events: Sequence[tuple[str, Event]],
+        *,
+        new_stream: bool = False,
+        versions: Mapping[str, int] | None = None,
     ) -> list[Recorded]:
         """Commit ``(stream, event)`` pairs atomically; return them as recorded, in order.
 
@@ -158,9 +168,18 @@ class GroupCommitWriter:
         the writer starts them at version 1 without asking the store for their head; a broken
         promise is caught by the store (``StreamConflict``, reported as ``StoreUnavailable``).
 
+        ``versions`` names streams several nodes write (a station's holder stream, another
+        node's session stream being fenced): the first event of such a stream here gets the
+        version given (the caller read the head), not one the writer assigns, and a version
+        already taken fails this call with :class:`StreamConflict` (the caller re-reads and
+        decides again); the other calls of its batch are committed without it.
+
         Returns only once they are committed (durable). Raises :class:`StoreUnavailable`
         when their batch could not be committed (nothing of it is written, but see
-        ``docs/write-path.md`` on lost acknowledgements), ``trio.ClosedResourceError`` once
+        ``docs/write-path.md`` on lost acknowledgements), :class:`SessionFenced` when a
+        stream it appends to was closed by someone else meanwhile (another node took the
+        station over, or released a presumed-dead node's session: nothing of this call is
+        written, ever), ``trio.ClosedResourceError`` once
         the writer is closing or closed, ``RuntimeError`` before it is started.
 
         Cancelling the caller does not withdraw the events: they stay in their batch, are
@@ -172,11 +191,16 @@ class GroupCommitWriter:
             raise trio.ClosedResourceError("the writer is closed")
         if not events:
             return []
-        request = _Request(list(events), new_stream)
+        request = _Request(list(events), new_stream, dict(versions) if versions else None)
         self._queue.put(request)
         await request.done.wait()
-        if request.error is not None:
-            raise StoreUnavailable(str(request.error)) from request.error
+        error = request.error
+        if error is not None:
+            if isinstance(error, SessionFenced) or (
+                isinstance(error, StreamConflict) and request.versions
+            ):
+                raise error
+            raise StoreUnavailable(str(error)) from error
         assert request.recorded is not None
         return request.recorded
 
@@ -258,56 +282,145 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Request]) -> Exception | None:
         """Commit ``batch`` and deliver the result; when it fails, return the error without
-        delivering it (``_run`` does)."""
+        delivering it (``_run`` does).
+
+        A request appending to a session stream someone else closed (looked up closed, or
+        found closed after a conflict) is failed alone with :class:`SessionFenced`; a
+        ``StreamConflict`` fails only the requests whose streams moved, and the rest of the
+        batch is committed again (``_split_conflicts``)."""
         started = time.perf_counter()
-        try:
-            items, heads = self._assign_versions(batch)
-            hook = self.before_commit
-            if hook is not None:
-                hook(items)
-            recorded = self._store.append(items, heads)
-        except Exception as exc:
-            # Forget rather than roll back the versions: a re-read is right even when the
-            # batch was in fact committed and only its acknowledgement was lost.
-            for request in batch:
-                for stream, _ in request.events:
-                    self._heads.pop(stream, None)
-            log.error("group commit of %d request(s) failed: %s", len(batch), exc)
+        for _ in range(_CONFLICT_ROUNDS):
+            items: list[tuple[str, int, Event]] = []
+            try:
+                items, heads, refused = self._assign_versions(batch)
+                if refused:
+                    self._deliver_soon(self._fail_each, refused)
+                    batch = [request for request in batch if request not in dict(refused)]
+                    if not batch:
+                        return None
+                hook = self.before_commit
+                if hook is not None:
+                    hook(items)
+                recorded = self._store.append(items, heads)
+            except StreamConflict as exc:
+                self._forget(batch)
+                with self._stats_lock:
+                    self._failed += 1
+                try:
+                    failed, batch = self._split_conflicts(batch, items, exc)
+                except Exception as lookup:  # the store failed while we looked: fail them all
+                    log.error("group commit conflicted and the store failed: %s", lookup)
+                    return exc
+                if not failed:  # no stream moved: nothing to tell them apart by
+                    log.error("group commit of %d request(s) conflicted: %s", len(batch), exc)
+                    return exc
+                log.info(
+                    "%d request(s) conflicted; committing the other %d", len(failed), len(batch)
+                )
+                self._deliver_soon(self._fail_each, failed)
+                if not batch:
+                    return None
+                continue
+            except Exception as exc:
+                # Forget rather than roll back the versions: a re-read is right even when the
+                # batch was in fact committed and only its acknowledgement was lost.
+                self._forget(batch)
+                log.error("group commit of %d request(s) failed: %s", len(batch), exc)
+                with self._stats_lock:
+                    self._failed += 1
+                return exc
+            for committed in recorded:
+                head = self._heads.get(committed.stream)
+                if head is not None and committed.hash is not None:
+                    head.hash = committed.hash
+            seconds = time.perf_counter() - started
             with self._stats_lock:
-                self._failed += 1
-            return exc
-        for committed in recorded:
-            head = self._heads.get(committed.stream)
-            if head is not None and committed.hash is not None:
-                head.hash = committed.hash
-        seconds = time.perf_counter() - started
-        with self._stats_lock:
-            self._batches += 1
-            self._events += len(recorded)
-            self._last_size = len(recorded)
-            self._last_seconds = seconds
-            self._total_seconds += seconds
-        self._deliver_soon(self._succeed, batch, recorded)
-        return None
+                self._batches += 1
+                self._events += len(recorded)
+                self._last_size = len(recorded)
+                self._last_seconds = seconds
+                self._total_seconds += seconds
+            self._deliver_soon(self._succeed, batch, recorded)
+            return None
+        return StreamConflict(f"still conflicting after {_CONFLICT_ROUNDS} rounds")
+
+    def _forget(self, batch: list[_Request]) -> None:
+        for request in batch:
+            for stream, _ in request.events:
+                self._heads.pop(stream, None)
+
+    def _split_conflicts(
+        self, batch: list[_Request], items: list[tuple[str, int, Event]], conflict: Exception
+    ) -> tuple[list[tuple[_Request, Exception]], list[_Request]]:
+        """After ``conflict``: the requests whose streams moved (another writer took the
+        versions assigned to them: a fence, an optimistic write that lost, or this very batch
+        committed with its acknowledgement lost), each with its error, and the others, to be
+        committed again. One head read per stream of the batch: conflicts are rare."""
+        expected: dict[str, int] = {}
+        ours: dict[str, list[Event]] = {}
+        for stream, version, event in items:
+            expected.setdefault(stream, version - 1)
+            ours.setdefault(stream, []).append(event)
+        moved: dict[str, bool] = {}  # stream -> closed by someone else
+        for stream, before in expected.items():
+            last = self._store.last_event(stream)
+            if last is not None and last[0] > before:
+                newest = last[1]
+                moved[stream] = isinstance(newest, SessionClosed) and newest not in ours[stream]
+        failed: list[tuple[_Request, Exception]] = []
+        rest: list[_Request] = []
+        for request in batch:
+            streams = {stream for stream, _ in request.events}
+            hit = streams & moved.keys()
+            if not hit:
+                rest.append(request)
+                continue
+            closed = sorted(stream for stream in hit if moved[stream])
+            error: Exception
+            if closed:
+                error = SessionFenced(f"{closed[0]} was closed by another writer: {conflict}")
+            else:
+                error = StreamConflict(f"{sorted(hit)[0]} moved: {conflict}")
+            failed.append((request, error))
+        return failed, rest
 
     def _assign_versions(
         self, batch: list[_Request]
-    ) -> tuple[list[tuple[str, int, Event]], dict[str, bytes]]:
-        """The batch's ``(stream, version, event)`` items, and the hash each stream's first
-        item chains to (``_commit`` updates the hashes once the store has computed them)."""
+    ) -> tuple[list[tuple[str, int, Event]], dict[str, bytes], list[tuple[_Request, Exception]]]:
+        """The batch's ``(stream, version, event)`` items, the hash each stream's first
+        item chains to (``_commit`` updates the hashes once the store has computed them),
+        and the requests refused because a stream they append to is closed (fenced).
+
+        A stream met for the first time is looked up (its head, and whether its newest event
+        is a ``SessionClosed``); a stream the request gives a version for (``versions``) is
+        not remembered: the store chains it to its stored head."""
         items: list[tuple[str, int, Event]] = []
         heads: dict[str, bytes] = {}
+        refused: list[tuple[_Request, Exception]] = []
         cache = self._heads
         for request in batch:
+            explicit = request.versions or {}
+            closed = self._closed_stream(request, explicit)
+            if closed is not None:
+                refused.append(
+                    (request, SessionFenced(f"{closed} is closed: nothing more is appended"))
+                )
+                continue
+            given: dict[str, int] = {}
             for stream, event in request.events:
+                if stream in explicit:
+                    cache.pop(stream, None)
+                    version = given[stream] = given.get(stream, explicit[stream] - 1) + 1
+                    items.append((stream, version, event))
+                    continue
                 head = cache.pop(stream, None)
                 if head is None:
                     # A new session stream has no head: skip the query (one per connection).
                     if request.new_stream:
-                        last, newest = 0, GENESIS
+                        head = _Head(1, GENESIS)
                     else:
-                        last, newest = self._store.stream_head(stream)
-                    head = _Head(last + 1, newest)
+                        last, newest, _ = self._store.stream_tail(stream)
+                        head = _Head(last + 1, newest)
                     if len(cache) >= self._max_streams:
                         cache.popitem(last=False)
                 heads.setdefault(stream, head.hash)
@@ -315,7 +428,27 @@ class GroupCommitWriter:
                 head.next_version += 1
                 # Re-inserting marks the stream as most recently used.
                 cache[stream] = head
-        return items, heads
+        return items, heads, refused
+
+    def _closed_stream(self, request: _Request, explicit: Mapping[str, int]) -> str | None:
+        """A stream of ``request`` whose newest stored event is a ``SessionClosed`` (looked
+        up for streams not remembered: a remembered stream was open when last seen, and a
+        close by someone else since shows up as a conflict)."""
+        if request.new_stream:
+            return None
+        for stream, _ in request.events:
+            if stream in explicit or stream in self._heads:
+                continue
+            last, newest, topic = self._store.stream_tail(stream)
+            if topic == "SessionClosed":
+                return stream
+            self._remember(stream, _Head(last + 1, newest))
+        return None
+
+    def _remember(self, stream: str, head: _Head) -> None:
+        if len(self._heads) >= self._max_streams:
+            self._heads.popitem(last=False)
+        self._heads[stream] = head
 
     def _deliver_soon(self, func: Callable[..., object], *args: object) -> None:
         assert self._token is not None
@@ -338,6 +471,11 @@ class GroupCommitWriter:
             end = offset + len(request.events)
             request.recorded = recorded[offset:end]
             offset = end
+            request.done.set()
+
+    def _fail_each(self, failed: list[tuple[_Request, Exception]]) -> None:
+        for request, error in failed:
+            request.error = error
             request.done.set()
 
     def _fail(self, batch: list[_Request], error: Exception) -> None:
