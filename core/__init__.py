@@ -31,7 +31,8 @@ a layer above:
    its bridge to trio), ``allocator`` (1.6 transaction ids).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
    connection), ``cluster`` (several nodes on one PostgreSQL store: which node holds each
-   station, fenced sessions, heartbeats, commands routed to the holding node), ``feed`` (the newest committed position, a wake-up for readers),
+   station, fenced sessions, heartbeats, commands routed to the holding node), ``feed``
+   (the newest committed position, a wake-up for readers),
    ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks
    a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
    the one door towards stations), ``server`` (wires it all together), ``http`` (the

@@ -46,7 +46,6 @@ from chargeledger.core.events import (
 )
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import Settings
-from chargeledger.core.store import open_store
 from chargeledger.projections import Views
 from tests.harness import running_server
 from tests.polling import eventually
@@ -60,9 +59,7 @@ BEAT = 0.3
 
 
 def node_settings(url: str, node: str, **more: Any) -> Settings:
-    return Settings(
-        port=0, store=url, node=node, ping_interval=0, heartbeat_interval=BEAT, **more
-    )
+    return Settings(port=0, store=url, node=node, ping_interval=0, heartbeat_interval=BEAT, **more)
 
 
 @asynccontextmanager
@@ -93,7 +90,9 @@ def opened_session(events: list[Recorded], station: str, node: str) -> str:
     (session,) = [
         r.event.session
         for r in events
-        if isinstance(r.event, SessionOpened) and r.event.station == station and r.event.node == node
+        if isinstance(r.event, SessionOpened)
+        and r.event.station == station
+        and r.event.node == node
     ]
     return session
 
@@ -193,11 +192,17 @@ def test_a_remote_start_asked_on_b_starts_a_transaction_on_a(postgres_url: str) 
             try:
                 from ocpp.v16 import call
 
-                await station.call(call.BootNotification(charge_point_vendor="V", charge_point_model="M"))
-                started = await b.arun(partial(csms_b.remote_start, "CP-R", "TAG-1", connector_id=1))
+                await station.call(
+                    call.BootNotification(charge_point_vendor="V", charge_point_model="M")
+                )
+                started = await b.arun(
+                    partial(csms_b.remote_start, "CP-R", "TAG-1", connector_id=1)
+                )
                 answer = await station.call(call.StartTransaction(**START))
                 try:
-                    await b.arun(partial(csms_b.call, "CP-R", "GetDiagnostics", {"location": "ftp://x/"}))
+                    await b.arun(
+                        partial(csms_b.call, "CP-R", "GetDiagnostics", {"location": "ftp://x/"})
+                    )
                 except CallError as exc:
                     error = exc
                 else:
@@ -209,7 +214,11 @@ def test_a_remote_start_asked_on_b_starts_a_transaction_on_a(postgres_url: str) 
 
         started, transaction_id, error = asyncio.run(scenario())
         assert started.accepted and started.action == "RemoteStartTransaction"
-        assert (error.code, error.station, error.action) == ("NotImplemented", "CP-R", "GetDiagnostics")
+        assert (error.code, error.station, error.action) == (
+            "NotImplemented",
+            "CP-R",
+            "GetDiagnostics",
+        )
         events = list(a.csms.store.iter_all())
         transactions = Views.replay(events).transactions
         assert [t.transaction_id for t in transactions.all()] == [transaction_id]
@@ -256,7 +265,7 @@ async def test_one_outstanding_call_per_station_across_nodes(postgres_url: str) 
             first = await station.receive()
             assert isinstance(first, str)
             await station.assert_silent()
-            kind, message_id, action, _ = json.loads(first)
+            _, message_id, action, _ = json.loads(first)
             answer = {"status": "Accepted"} if action == "ClearCache" else {"listVersion": 1}
             await station.send(json.dumps([3, message_id, answer]))
             second = await station.receive()

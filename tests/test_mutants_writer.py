@@ -22,13 +22,13 @@ from tests.test_writer import Gate, frame, memory_store, wrap_append
 def count_head_queries(monkeypatch: pytest.MonkeyPatch, store: Store) -> Counter[str]:
     """How often the writer asks ``store`` for each stream's head, from now on."""
     asked: Counter[str] = Counter()
-    real = store.stream_head
+    real = store.stream_tail
 
-    def stream_head(stream: str) -> tuple[int, bytes]:
+    def stream_tail(stream: str) -> tuple[int, bytes, str]:
         asked[stream] += 1
         return real(stream)
 
-    monkeypatch.setattr(store, "stream_head", stream_head)
+    monkeypatch.setattr(store, "stream_tail", stream_tail)
     return asked
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from chargeledger.core.errors import StoreUnavailable
-from chargeledger.core.events import Event, FrameLogged, Recorded
+from chargeledger.core.errors import SessionFenced, StoreUnavailable, StreamConflict
+from chargeledger.core.events import Event, FrameLogged, Recorded, SessionClosed
 from chargeledger.core.store import Store, open_store
 from chargeledger.core.writer import GroupCommitWriter
 from tests.polling import eventually
@@ -285,3 +287,114 @@ async def test_append_before_start_raises() -> None:
     writer = GroupCommitWriter(memory_store())
     with pytest.raises(RuntimeError):
         await writer.append([("a", frame(1))])
+
+
+def closed(session: str) -> SessionClosed:
+    return SessionClosed(station="CP", session=session, at=0.0, code=1008, by="csms")
+
+
+async def batched_together(
+    writer: GroupCommitWriter,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    *appends: Callable[[], Any],
+) -> None:
+    """Run ``appends`` so that they land in one batch: the writer is held on a commit of its
+    own stream until all of them are queued."""
+    gate = Gate()
+    held = False
+
+    def hold_first() -> None:
+        nonlocal held
+        if not held:
+            held = True
+            gate.hold()
+
+    wrap_append(monkeypatch, store, before=hold_first)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.append, [("holder-of-the-writer", frame(0))])
+        await gate.wait_entered()
+        for append in appends:
+            nursery.start_soon(append)
+        await trio.testing.wait_all_tasks_blocked()
+        gate.opened.set()
+
+
+async def test_a_fenced_session_fails_alone_and_its_batch_mates_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer closes stream ``a`` at the version this writer assigned (another node
+    taking the station over): the batch conflicts, ``a``'s append is refused with
+    ``SessionFenced``, ``b``'s in the same batch is committed, and ``a`` stays refused."""
+    store = memory_store()
+    outcomes: dict[str, object] = {}
+
+    def fence(items: Sequence[tuple[str, int, Event]]) -> None:
+        for stream, version, _ in items:
+            if stream == "a" and version == 2 and not store.read_stream("a")[1:]:
+                store.append([("a", 2, closed("a"))])  # B, at the same version
+
+    async with GroupCommitWriter(store) as writer:
+        await writer.append([("a", frame(1))])
+        await writer.append([("b", frame(1))])
+
+        async def append(stream: str) -> None:
+            try:
+                outcomes[stream] = await writer.append([(stream, frame(2))])
+            except StoreUnavailable as exc:
+                outcomes[stream] = exc
+
+        writer.before_commit = fence
+        await batched_together(
+            writer, store, monkeypatch, partial(append, "a"), partial(append, "b")
+        )
+        assert isinstance(outcomes["a"], SessionFenced)
+        assert [r.version for r in outcomes["b"]] == [2]  # type: ignore[attr-defined]
+        with pytest.raises(SessionFenced):  # looked up again: closed, refused before commit
+            await writer.append([("a", frame(3))])
+        assert writer.statistics().failed_batches == 1
+    assert [type(e) for _, e in store.read_stream("a")] == [FrameLogged, SessionClosed]
+    assert [v for v, _ in store.read_stream("b")] == [1, 2]
+
+
+async def test_a_conflict_of_a_batch_committed_with_its_acknowledgement_lost_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commit succeeded, the database's answer was lost and the recorder's own retry
+    conflicted with it: every request of the batch moved its streams, so none is committed
+    again (nothing twice) and each waiter gets ``StoreUnavailable``, none ``SessionFenced``:
+    its own close is not someone else's."""
+    store = memory_store()
+    real = store.append
+    lost = False
+
+    def commit_then_conflict(
+        items: Sequence[tuple[str, int, Event]], heads: Mapping[str, bytes] | None = None
+    ) -> list[Recorded]:
+        nonlocal lost
+        recorded = real(items, heads)
+        if not lost and any(stream == "a" for stream, _, _ in items):
+            lost = True
+            raise StreamConflict("the retry of a committed insert")
+        return recorded
+
+    monkeypatch.setattr(store, "append", commit_then_conflict)
+    async with GroupCommitWriter(store) as writer:
+        errors = []
+        for events in ([("a", closed("a")), ("b", frame(1))],):
+            try:
+                await writer.append(events)
+            except StoreUnavailable as exc:
+                errors.append(exc)
+        assert len(errors) == 1 and not isinstance(errors[0], SessionFenced)
+    assert [v for v, _ in store.read_stream("a")] == [1]
+    assert [v for v, _ in store.read_stream("b")] == [1]
+
+
+async def test_optimistic_versions_fail_only_their_own_append() -> None:
+    async with GroupCommitWriter(memory_store()) as writer:
+        await writer.append([("holder", frame(1))], versions={"holder": 1})
+        with pytest.raises(StreamConflict):
+            await writer.append([("holder", frame(2))], versions={"holder": 1})
+        [second] = await writer.append([("holder", frame(2))], versions={"holder": 2})
+        assert (second.version, second.prev_hash is not None) == (2, True)
