@@ -195,8 +195,15 @@ class CentralSystem:
             raise PermissionError(_PASSWORD_BY_USE_CASE)
         if self._elsewhere(station):
             assert self.cluster is not None
+            try:
+                held = await self.cluster.locate(station)
+            except StationOffline:
+                # Connected nowhere: recorded and refused, as for a station not connected
+                # to a node alone.
+                await self._record(caller, station, "message", action, payload, request_id)
+                raise
             return await self.cluster.ask(
-                station,
+                held,
                 key=caller.name,
                 role=caller.role,
                 mode="message",
@@ -222,6 +229,10 @@ class CentralSystem:
         gave up first (nothing sent). Its ``CommandRequested`` is version 2 of the command's
         stream: the take, written with optimistic concurrency against the asker's giving
         up."""
+        if routed.station not in self.gateway.sessions:  # it left meanwhile
+            reason = f"not connected to any node (it left node {self.node!r})"
+            offline = StationOffline(station=routed.station, action=None, reason=reason)
+            return answer_of(routed, self.node, None, offline)
         caller = Caller(routed.key, routed.role)  # type: ignore[arg-type]
         token = _ROUTED.set(routed)
         result: dict[str, Any] | None = None
@@ -282,7 +293,7 @@ class CentralSystem:
                     "node the station is connected to)",
                 )
             answered = await self.cluster.ask(
-                station,
+                await self.cluster.locate(station),
                 key=caller.name,
                 role=caller.role,
                 mode="use_case",

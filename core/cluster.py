@@ -39,6 +39,7 @@ import msgspec
 import psycopg
 import trio
 from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from chargeledger.core.errors import (
     CallError,
@@ -57,6 +58,7 @@ from chargeledger.core.events import (
     CommandAnswered,
     CommandRequested,
     CommandRouted,
+    Event,
     SessionClosed,
     SessionHeld,
     SessionOpened,
@@ -70,6 +72,7 @@ from chargeledger.core.store import (
     EVENTS_TABLE,
     Store,
     postgres_connect,
+    postgres_pool,
     postgres_schema,
     unpack_state,
 )
@@ -88,6 +91,9 @@ CLOSE_RELEASED = 1006
 
 HOLD_ATTEMPTS = 10
 """Tries of one takeover while other writers keep moving the streams it writes."""
+
+POOL_SIZE = 4
+"""Connections of a node's cluster pool (reads of holders, heartbeats, notifications)."""
 
 STALE_BEATS = 3
 """A node whose heartbeat is older than this many intervals is not sent commands."""
@@ -118,50 +124,67 @@ class Cluster:
         """Called with a session id of this node another node fenced, and why (the gateway
         closes that connection)."""
         self._answers: dict[str, trio.Event] = {}
-        self._lock = threading.Lock()
-        self._connection: psycopg.Connection[tuple[object, ...]] | None = None
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._listening = threading.Event()
         self._stop = threading.Event()
 
     # -- the database, off the trio thread ---------------------------------------------------
 
     def _execute(self, query: sql.SQL | sql.Composed, params: tuple[Any, ...] = ()) -> list[Any]:
-        """Run ``query`` on this node's own connection (made again after a failure);
-        ``StoreUnavailable`` when the database fails."""
-        with self._lock:
-            try:
-                if self._connection is None or self._connection.closed:
-                    self._connection = postgres_connect(self.store.url)
-                cursor = self._connection.execute(query, params)
+        """Run ``query`` on a connection of this node's pool (a lock is waited for at most
+        the store's lock timeout); ``StoreUnavailable`` when the database fails."""
+        try:
+            if self._pool is None:
+                self._pool = postgres_pool(self.store.url, POOL_SIZE)
+            with self._pool.connection() as connection:
+                cursor = connection.execute(query, params)
                 return cursor.fetchall() if cursor.description is not None else []
-            except psycopg.Error as exc:
-                if self._connection is not None:
-                    self._connection.close()
-                self._connection = None
-                raise StoreUnavailable(f"cluster query failed: {exc}") from exc
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreUnavailable(f"cluster query failed: {exc}") from exc
+
+    def last_event(self, stream: str) -> tuple[int, Event] | None:
+        """The newest ``(version, event)`` of ``stream`` (``Store.last_event``, but waiting at
+        most the lock timeout: a station connecting while the tables are locked is refused
+        in bounded time). Blocking; ``StoreUnavailable``."""
+        rows = self._execute(
+            sql.SQL(
+                "SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s "
+                "ORDER BY originator_version DESC LIMIT 1"
+            ).format(sql.Identifier(self.schema), sql.Identifier(EVENTS_TABLE)),
+            (stream,),
+        )
+        if not rows:
+            return None
+        version, topic, state = rows[0]
+        return int(version), decode_event(topic, unpack_state(bytes(state))[2])
 
     def _setup(self) -> None:
+        """Create the node table and the holders' index when missing: in one transaction
+        under an advisory lock, since nodes starting together race on ``IF NOT EXISTS``."""
         key = zlib.crc32(f"chargeledger-cluster:{self.schema}".encode())
         schema = sql.Identifier(self.schema)
-        self._execute(sql.SQL("SELECT pg_advisory_lock(%s)"), (key,))
-        try:
-            self._execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {}.{} (node text PRIMARY KEY, "
-                    "beat double precision NOT NULL, started double precision NOT NULL, "
-                    "released double precision)"
-                ).format(schema, sql.Identifier(_NODES))
-            )
+        statements: list[sql.Composed] = [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} (node text PRIMARY KEY, "
+                "beat double precision NOT NULL, started double precision NOT NULL, "
+                "released double precision)"
+            ).format(schema, sql.Identifier(_NODES)),
             # The newest holder of every station is read when a node dies: a partial index
             # keeps that off the frames.
-            self._execute(
-                sql.SQL(
-                    "CREATE INDEX IF NOT EXISTS {} ON {}.{} (originator_id, originator_version) "
-                    "WHERE originator_id LIKE 'holder:%%'"
-                ).format(sql.Identifier(_HOLDERS_INDEX), schema, sql.Identifier(EVENTS_TABLE))
-            )
-        finally:
-            self._execute(sql.SQL("SELECT pg_advisory_unlock(%s)"), (key,))
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {}.{} (originator_id, originator_version) "
+                "WHERE originator_id LIKE 'holder:%%'"
+            ).format(sql.Identifier(_HOLDERS_INDEX), schema, sql.Identifier(EVENTS_TABLE)),
+        ]
+        try:
+            if self._pool is None:
+                self._pool = postgres_pool(self.store.url, POOL_SIZE)
+            with self._pool.connection() as connection, connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                for statement in statements:
+                    connection.execute(statement)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreUnavailable(f"cluster setup failed: {exc}") from exc
 
     def _beat(self, starting: bool = False) -> None:
         now = "extract(epoch from clock_timestamp())"
@@ -257,9 +280,9 @@ class Cluster:
                 task_status.started()
         finally:
             self._stop.set()
-            with self._lock:
-                if self._connection is not None:
-                    self._connection.close()
+            if self._pool is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._pool.close)
 
     async def _keep_beating(self) -> None:
         while True:
@@ -316,7 +339,7 @@ class Cluster:
         transaction: the fence. Raises ``StoreUnavailable`` when it cannot be recorded."""
         station, holders = opened.station, holder_stream(opened.station)
         for _ in range(HOLD_ATTEMPTS):
-            tail = await trio.to_thread.run_sync(self.store.last_event, holders)
+            tail = await trio.to_thread.run_sync(self.last_event, holders)
             version, previous = 0, None
             if tail is not None:
                 version, event = tail
@@ -326,7 +349,7 @@ class Cluster:
             fenced = None
             if previous is not None and previous.session != local:
                 old = session_stream(previous.session)
-                last = await trio.to_thread.run_sync(self.store.last_event, old)
+                last = await trio.to_thread.run_sync(self.last_event, old)
                 if last is not None and not isinstance(last[1], SessionClosed):
                     fenced = previous
                     reason = f"taken over by node {self.node!r} (session {opened.session})"
@@ -349,7 +372,10 @@ class Cluster:
                 replaces=previous.session if previous is not None else None,
                 replaces_node=previous.node if previous is not None else "",
             )
-            events += [(holders, held), (opened_stream(opened), opened)]
+            # Opened first: a reader of the station's events meets its session's opening
+            # before anything about it (the old session's close comes last, as a replaced
+            # session's close does on one node).
+            events[:0] = [(opened_stream(opened), opened), (holders, held)]
             try:
                 await self.writer.append(events, versions=versions)
             except StreamConflict:
@@ -391,7 +417,7 @@ class Cluster:
 
     async def _release(self, held: SessionHeld, reason: str) -> bool:
         stream = session_stream(held.session)
-        last = await trio.to_thread.run_sync(self.store.last_event, stream)
+        last = await trio.to_thread.run_sync(self.last_event, stream)
         if last is None or isinstance(last[1], SessionClosed):
             return False
         close = SessionClosed(
@@ -413,11 +439,11 @@ class Cluster:
     def _holder(self, station: str) -> SessionHeld:
         """The session of another node holding ``station``; ``StationOffline`` saying why
         when none does or its node is not alive. Blocking."""
-        tail = self.store.last_event(holder_stream(station))
+        tail = self.last_event(holder_stream(station))
         held = tail[1] if tail is not None else None
         if not isinstance(held, SessionHeld) or held.node == self.node:
             raise StationOffline(station=station, action=None, reason="not connected to any node")
-        last = self.store.last_event(session_stream(held.session))
+        last = self.last_event(session_stream(held.session))
         if last is None or isinstance(last[1], SessionClosed):
             raise StationOffline(station=station, action=None, reason="not connected to any node")
         age = self.heartbeat_age(held.node)
@@ -431,9 +457,14 @@ class Cluster:
             )
         return held
 
+    async def locate(self, station: str) -> SessionHeld:
+        """The live session of another node holding ``station``; ``StationOffline`` saying
+        why, at once, when no live node holds it (nothing recorded)."""
+        return await trio.to_thread.run_sync(self._holder, station)
+
     async def ask(
         self,
-        station: str,
+        held: SessionHeld,
         *,
         key: str,
         role: str,
@@ -442,14 +473,13 @@ class Cluster:
         payload: dict[str, Any],
         request_id: str | None,
     ) -> dict[str, Any]:
-        """Have the node holding ``station`` send the command and return its result (the
-        CALLRESULT payload, or the use case result as builtins), or raise its error as the
-        holder raised it (``StationOffline``, ``CallError``, ``CallTimeout``, ...).
+        """Have the node of ``held`` (:meth:`locate`) send the command and return its result
+        (the CALLRESULT payload, or the use case result as builtins), or raise its error as
+        the holder raised it (``StationOffline``, ``CallError``, ``CallTimeout``, ...).
 
-        ``StationOffline`` at once, nothing recorded, when no live node holds the station;
-        when the holder does not take the command within ``2 * heartbeat_interval``, that is
-        recorded as its answer (so it will never be sent) and raised."""
-        held = await trio.to_thread.run_sync(self._holder, station)
+        When the holder does not take the command within ``2 * heartbeat_interval``, that is
+        recorded as its answer (so it will never be sent) and ``StationOffline`` raised."""
+        station = held.station
         routed = CommandRouted(
             request_id=request_id or str(uuid.uuid4()),
             station=station,
@@ -526,7 +556,7 @@ class Cluster:
                 return  # the asker gave up first: nothing was sent
             # After the take (version 2), or at version 2 when it failed before sending
             # (then against the asker's giving up: whichever commits first is the answer).
-            tail = await trio.to_thread.run_sync(self.store.last_event, stream)
+            tail = await trio.to_thread.run_sync(self.last_event, stream)
             if tail is None or isinstance(tail[1], CommandAnswered):
                 return
             await self.writer.append([(stream, answer)], versions={stream: tail[0] + 1})

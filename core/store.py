@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import psycopg
@@ -52,6 +52,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from eventsourcing.utils import retry
 from psycopg import sql
 from psycopg.rows import tuple_row
+from psycopg_pool import ConnectionPool
 
 from chargeledger.core.errors import StoreUnavailable, StreamConflict
 from chargeledger.core.events import Event, Recorded, decode_event, encode_event
@@ -68,6 +69,7 @@ __all__ = [
     "chain_hash",
     "open_store",
     "postgres_connect",
+    "postgres_pool",
     "postgres_schema",
     "probe_store",
     "unpack_state",
@@ -615,6 +617,34 @@ def postgres_connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
 
     Raises ``psycopg.Error`` when the server cannot be reached."""
     return _connect(_parse_postgres(url))
+
+
+def postgres_pool(url: str, max_size: int) -> ConnectionPool[psycopg.Connection[Any]]:
+    """A pool of up to ``max_size`` autocommit connections to the database of the PostgreSQL
+    store URL ``url`` whose statements wait at most the store's lock timeout for a lock (the
+    recorder's reads wait forever while a table is locked). Opened; close it when done."""
+    target = _parse_postgres(url)
+
+    def configure(connection: psycopg.Connection[Any]) -> None:
+        connection.execute(sql.SQL("SET lock_timeout = {}").format(f"{_TIMEOUT}s"))
+
+    return ConnectionPool(
+        kwargs={
+            "dbname": target.dbname,
+            "host": target.host,
+            "port": target.port,
+            "user": target.user,
+            "password": target.password,
+            "connect_timeout": _TIMEOUT,
+            "autocommit": True,
+        },
+        min_size=1,
+        max_size=max_size,
+        timeout=_POOL_WAIT,
+        reconnect_timeout=_RECONNECT_WINDOW,
+        configure=configure,
+        open=True,
+    )
 
 
 def _ddl_lock_key(schema: str) -> int:
