@@ -92,6 +92,9 @@ CLOSE_RELEASED = 1006
 HOLD_ATTEMPTS = 10
 """Tries of one takeover while other writers keep moving the streams it writes."""
 
+LISTEN_WAIT = 10.0
+"""Seconds a node starting waits to be listening before it goes on without (retrying)."""
+
 POOL_SIZE = 4
 """Connections of a node's cluster pool (reads of holders, heartbeats, notifications)."""
 
@@ -275,8 +278,9 @@ class Cluster:
                 nursery.start_soon(self._keep_beating)
                 nursery.start_soon(self._release_dead_nodes)
                 nursery.start_soon(self._listen_forever, serve, nursery)
-                with trio.move_on_after(10):
-                    await trio.to_thread.run_sync(self._listening.wait)
+                # Commands routed here before LISTEN would wait for their askers' timeout.
+                if not await trio.to_thread.run_sync(self._listening.wait, LISTEN_WAIT):
+                    log.error("not listening on %s after %g s", self.channel, LISTEN_WAIT)
                 task_status.started()
         finally:
             self._stop.set()
@@ -496,7 +500,10 @@ class Cluster:
         stream = command_stream(routed.request_id)
         waiter = self._answers[routed.request_id] = trio.Event()
         try:
-            await self.writer.append([(stream, routed)], versions={stream: 1})
+            try:
+                await self.writer.append([(stream, routed)], versions={stream: 1})
+            except StreamConflict:
+                raise ValueError(f"request id {routed.request_id!r} is taken") from None
             await self.notify("command", held.node, routed.request_id)
             return raise_answer(await self._await_answer(routed, waiter))
         finally:

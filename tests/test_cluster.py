@@ -134,6 +134,43 @@ async def test_a_station_moving_to_b_fences_a_late_write_of_a(postgres_url: str)
         assert a.connected == [] and b.connected == ["CP-F"]
 
 
+START_TX = (
+    '[2,"st","StartTransaction",{"connectorId":1,"idTag":"TAG-1","meterStart":0,'
+    '"timestamp":"2026-12-01T10:00:00Z"}]'
+)
+
+
+async def test_a_start_repeated_on_b_while_a_commit_is_held_makes_one_transaction(
+    postgres_url: str,
+) -> None:
+    """A holds the commit of a StartTransaction (and the id it allocated); the station
+    gives up on A and repeats it on B, which answers it. A's late commit is refused: the
+    log holds one transaction, the one whose id the station was given, and the station
+    never heard of A's."""
+    async with two_nodes(postgres_url) as (a, b):
+        on_a = await booted(a, "CP-T")
+        a.cluster.on_fenced = lambda session, reason: None  # type: ignore[union-attr]
+        with gate(a, frame("in", 2)) as commit:
+            await on_a.send(START_TX)
+            with trio.fail_after(STEP):
+                await commit.reached.wait()
+            on_b = await booted(b, "CP-T")
+            answer = await on_b.call(START_TX)
+            commit.release()
+            closed = await on_a.receive()
+        assert isinstance(closed, CloseConnection) and closed.code == 1008
+        given = answer[2]["transactionId"]
+        assert answer[2]["idTagInfo"]["status"] == "Accepted"
+        transactions = Views.replay(await log_of(a)).transactions
+        assert [t.transaction_id for t in transactions.all()] == [given]
+        starts = [
+            r.event
+            for r in await log_of(a)
+            if isinstance(r.event, FrameLogged) and "StartTransaction" in r.event.text
+        ]
+        assert len(starts) == 1, "only B's StartTransaction is in the log"
+
+
 async def test_a_learns_of_the_takeover_at_once_and_closes(postgres_url: str) -> None:
     """Without any write of its own, A is told (NOTIFY) and closes its connection 1008."""
     async with two_nodes(postgres_url) as (a, b):
@@ -322,6 +359,10 @@ def _serve_node(tmp_path: Path, url: str, node: str) -> tuple[subprocess.Popen[s
     raise AssertionError(f"node {node} did not start")
 
 
+KILLED_TIMEOUT = 5.0
+"""``node_timeout`` of the nodes outliving a killed one."""
+
+
 async def test_a_killed_node_has_its_sessions_released_by_b(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -331,10 +372,12 @@ async def test_a_killed_node_has_its_sessions_released_by_b(
         assert (await station.call(BOOT))[2]["status"] == "Accepted"
         async with trio.open_nursery() as nursery:
             b: CentralSystem = await nursery.start(
-                run_server, node_settings(postgres_url, "B", node_timeout=1.0)
+                run_server, node_settings(postgres_url, "B", node_timeout=KILLED_TIMEOUT)
             )
             # A second releaser, racing B: the session's version makes one of them record it.
-            await nursery.start(run_server, node_settings(postgres_url, "C", node_timeout=1.0))
+            await nursery.start(
+                run_server, node_settings(postgres_url, "C", node_timeout=KILLED_TIMEOUT)
+            )
             # A is alive: a command from B reaches the station through A.
             async with trio.open_nursery() as asking:
                 asking.start_soon(b.call, "CP-K", "ClearCache", {})
@@ -343,8 +386,25 @@ async def test_a_killed_node_has_its_sessions_released_by_b(
                 await station.send(json.dumps([3, json.loads(sent)[1], {"status": "Accepted"}]))
             process.send_signal(signal.SIGKILL)
             await trio.to_thread.run_sync(process.wait)
+            killed = time.monotonic()
             events = await log_of(b)
             session = opened_session(events, "CP-K", "A")
+            # Silent for three beats, not yet released: a command fails at once all the same.
+            assert b.cluster is not None
+            cluster = b.cluster
+
+            async def silent() -> bool:
+                age = await trio.to_thread.run_sync(cluster.heartbeat_age, "A")
+                return age is not None and age > 3 * BEAT
+
+            await eventually(silent, what="A's heartbeat to go stale")
+            asked = time.monotonic()
+            with pytest.raises(
+                StationOffline, match="connected to node 'A', which sent a heartbeat not"
+            ):
+                await b.call("CP-K", "ClearCache", {})
+            assert time.monotonic() - asked < 1
+            assert time.monotonic() - killed < KILLED_TIMEOUT, "asked before the release"
 
             async def released() -> SessionClosed | None:
                 last = (await stream(b, session_stream(session)))[-1]
@@ -356,8 +416,7 @@ async def test_a_killed_node_has_its_sessions_released_by_b(
             with pytest.raises(StationOffline):
                 await b.call("CP-K", "ClearCache", {})
             assert time.monotonic() - started < 1
-            assert b.cluster is not None
-            assert await b.cluster.release_dead_nodes() == 0, "released once"
+            assert await cluster.release_dead_nodes() == 0, "released once"
             history = await stream(b, session_stream(session))
             assert sum(isinstance(e, SessionClosed) for e in history) == 1
             nursery.cancel_scope.cancel()
