@@ -294,6 +294,34 @@ async def test_an_unknown_or_gone_station_is_offline_at_once(postgres_url: str) 
         assert not sent
 
 
+async def test_a_command_nobody_takes_is_answered_offline_and_never_sent(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A does not take B's command (its notification lost): after two heartbeat intervals B
+    records the command answered ``StationOffline`` at the version A's take would have; A
+    taking it later conflicts there and sends nothing."""
+    async with two_nodes(postgres_url) as (a, b):
+        station = await booted(a, "CP-L")
+        assert a.cluster is not None
+        late: list[str] = []
+
+        async def lost(request_id: str, serve: object) -> None:
+            late.append(request_id)
+
+        monkeypatch.setattr(a.cluster, "_take", lost)
+        started = time.monotonic()
+        with pytest.raises(StationOffline, match="did not take the command within"):
+            await b.call("CP-L", "ClearCache", {})
+        assert time.monotonic() - started < 2 * BEAT + 2
+        (request_id,) = late
+        (routed, answered) = await stream(a, command_stream(request_id))
+        assert isinstance(routed, CommandRouted) and isinstance(answered, CommandAnswered)
+        assert (answered.node, answered.error) == ("B", "StationOffline")
+        assert await a.serve_routed(routed) is None, "taken too late: not sent"
+        await station.assert_silent()
+        assert len(await stream(a, command_stream(request_id))) == 2
+
+
 async def test_one_outstanding_call_per_station_across_nodes(postgres_url: str) -> None:
     """A CALL asked on A and one asked on B for a station on A: the station gets the second
     only once it answered the first (only the holder sends, one at a time)."""
