@@ -445,7 +445,7 @@ class Session:
                     nursery.cancel_scope.cancel()
         except* SessionFenced:
             log.warning("session of %s was closed by another node: closing", self.station)
-            self.fence("taken over by another node")
+            self.fence("session closed by another node")
         except* StoreUnavailable:
             log.error("store failed; closing session of %s", self.station)
             self.close_cause = (CLOSE_INTERNAL_ERROR, "event store unavailable", None)
@@ -717,7 +717,7 @@ class Session:
                 await self._log(self._frame("out", text))
             except SessionFenced:
                 # Nothing was sent; another node holds the station now.
-                call.resolve(None, self._gone(call, "taken over by another node"))
+                call.resolve(None, self._gone(call, "session closed by another node"))
                 raise
             except StoreUnavailable as exc:
                 call.resolve(None, exc)  # nothing was sent; the session ends with 1011
