@@ -22,6 +22,9 @@ feed, until their request's probe (``Request.report``) says it is complete. They
 
 * ``OutboundValidationError``: the payload violates the official schema; nothing was sent.
 * ``StationOffline``: the station is not connected to this node, or left before answering.
+  With a PostgreSQL store (several nodes), a command for a station connected to another
+  node is sent there and answered here (docs/cluster.md): ``StationOffline`` then means
+  connected to no live node.
 * ``CallError``: the station answered with a CALLERROR (``code``, ``description``).
 * ``CallTimeout``: no answer within ``Settings.call_timeout``; the timeout is recorded and a
   late answer is recorded and ignored.

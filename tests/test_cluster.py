@@ -337,6 +337,11 @@ async def test_one_outstanding_call_per_station_across_nodes(postgres_url: str) 
             nursery.start_soon(ask, b, "GetLocalListVersion")
             first = await station.receive()
             assert isinstance(first, str)
+            session = a.gateway.sessions["CP-1C"]
+            await eventually(
+                lambda: session.outbound_receive.statistics().current_buffer_used == 1,
+                what="the other CALL (local or routed) to be queued behind the first",
+            )
             await station.assert_silent()
             _, message_id, action, _ = json.loads(first)
             answer = {"status": "Accepted"} if action == "ClearCache" else {"listVersion": 1}
