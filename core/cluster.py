@@ -514,6 +514,11 @@ class Cluster:
         interval = self.settings.heartbeat_interval
         taken = False
         deadline = trio.current_time() + 2 * interval
+        # The longest a command waits on its holder: behind a full queue of CALLs, each
+        # waiting its call_timeout, then a report's parts as long again.
+        settings = self.settings
+        longest = (settings.outbound_queue + 2) * settings.call_timeout + 2 * interval
+        give_up = trio.current_time() + longest
         while True:
             with trio.move_on_after(min(interval, 1.0)):
                 await waiter.wait()
@@ -547,6 +552,12 @@ class Cluster:
                         station=routed.station,
                         action=None,
                         reason=f"node {routed.to!r} stopped before answering",
+                    )
+                if trio.current_time() >= give_up:
+                    raise StationOffline(
+                        station=routed.station,
+                        action=None,
+                        reason=f"node {routed.to!r} did not answer within {longest:g} s",
                     )
 
     async def _take(self, request_id: str, serve: Serve) -> None:
