@@ -7,13 +7,18 @@ stored: it is folded from these events by ``chargeledger.projections``.
 Streams (the store's ``originator_id``, text):
 
 * ``session:<uuid>``: one per WebSocket connection. Only that connection's session task
-  appends to it, so appends never conflict. Holds ``SessionOpened``, ``FrameLogged``,
-  ``CallTimedOut`` and ``SessionClosed`` (or only ``HandshakeRejected``).
+  appends to it, so appends never conflict, with one exception: with several nodes, another
+  node may close it (``SessionClosed`` at the head's next version: it took the station over,
+  or released a node presumed dead), and the session's later appends are refused
+  (docs/cluster.md). Holds ``SessionOpened``, ``FrameLogged``, ``CallTimedOut`` and
+  ``SessionClosed`` (or only ``HandshakeRejected``).
 * ``allocator:transaction-ids``: the 1.6 transaction-id allocator's block reservations
   (``TransactionIdsReserved``), written with optimistic concurrency so that several server
   processes sharing one PostgreSQL never hand out the same id.
 * ``command:<uuid>``: one per command asked through the HTTP API (``CommandRequested``),
-  written once, before the command is sent: who asked for what is in the log.
+  written once, before the command is sent: who asked for what is in the log. A command
+  routed to another node holds ``CommandRouted``, then the holder's ``CommandRequested``,
+  then ``CommandAnswered`` (docs/cluster.md).
 * ``local-list:<uuid>``: one per local authorization list change or push request
   (``LocalListDefined`` / ``LocalListDeleted`` / ``LocalListPushRequested``).
 * ``firmware-campaign:<uuid>``: one per firmware campaign request (``CampaignCreated``,
