@@ -95,7 +95,9 @@ class GroupCommitWriter:
     their versions itself, and hands the store the hash of each stream's newest event to
     chain the next one to, both from ``store.stream_head(stream)`` the first time it meets a
     stream and from memory afterwards (at most ``max_streams`` streams are remembered; a
-    forgotten one is looked up again, so the bound costs a query, never correctness).
+    forgotten one is looked up again, so the bound costs a query, never correctness). The one
+    other writer it expects is another node closing one of its sessions (docs/cluster.md):
+    that append is refused with ``SessionFenced``, and so is every later one to that session.
 
     ``on_commit(batch)`` runs on the trio thread with each committed batch, in position order,
     before any waiter of that batch resumes; it must not block and should not raise (an
