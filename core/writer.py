@@ -93,7 +93,7 @@ class GroupCommitWriter:
 
     It must be the only appender of the streams it is given (session streams): it assigns
     their versions itself, and hands the store the hash of each stream's newest event to
-    chain the next one to, both from ``store.stream_head(stream)`` the first time it meets a
+    chain the next one to, both from ``store.stream_tail(stream)`` the first time it meets a
     stream and from memory afterwards (at most ``max_streams`` streams are remembered; a
     forgotten one is looked up again, so the bound costs a query, never correctness). The one
     other writer it expects is another node closing one of its sessions (docs/cluster.md):
