@@ -23,9 +23,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 import websockets
+from ocpp.v16 import call
 from wsproto.events import CloseConnection
 
 from chargeledger.core.api import CentralSystem
@@ -217,7 +219,7 @@ async def test_two_nodes_taking_one_station_at_once_leave_one_holder(postgres_ur
 def test_a_remote_start_asked_on_b_starts_a_transaction_on_a(postgres_url: str) -> None:
     with (
         running_server(node_settings(postgres_url, "A")) as a,
-        running_server(node_settings(postgres_url, "B")) as b,
+        running_server(node_settings(postgres_url, "B", api_port=0)) as b,
     ):
         assert a.csms is not None and b.csms is not None
         csms_b = b.csms
@@ -227,8 +229,6 @@ def test_a_remote_start_asked_on_b_starts_a_transaction_on_a(postgres_url: str) 
             station = Station("CP-R", ws)
             task = asyncio.create_task(station.start())
             try:
-                from ocpp.v16 import call
-
                 await station.call(
                     call.BootNotification(charge_point_vendor="V", charge_point_model="M")
                 )
@@ -244,11 +244,19 @@ def test_a_remote_start_asked_on_b_starts_a_transaction_on_a(postgres_url: str) 
                     error = exc
                 else:
                     raise AssertionError("the station's CALLERROR did not reach B's caller")
+                # B's HTTP API: the same door, the same answer.
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{csms_b.api_port}"
+                ) as http:
+                    cleared = await http.post("/api/stations/CP-R/calls/ClearCache", json={})
+                assert cleared.status_code == 200 and cleared.json() == {"status": "Accepted"}
+                http_ids.append(cleared.headers["X-Request-Id"])
                 return started, answer.transaction_id, error
             finally:
                 task.cancel()
                 await ws.close()
 
+        http_ids: list[str] = []
         started, transaction_id, error = asyncio.run(scenario())
         assert started.accepted and started.action == "RemoteStartTransaction"
         assert (error.code, error.station, error.action) == (
@@ -264,7 +272,9 @@ def test_a_remote_start_asked_on_b_starts_a_transaction_on_a(postgres_url: str) 
         assert [(r.by, r.to, r.command) for r in routed] == [
             ("B", "A", "remote_start"),
             ("B", "A", "GetDiagnostics"),
+            ("B", "A", "ClearCache"),
         ]
+        assert routed[-1].request_id == http_ids[0]
         for r in routed:
             kinds = [type(e) for _, e in a.csms.store.read_stream(command_stream(r.request_id))]
             assert kinds == [CommandRouted, CommandRequested, CommandAnswered]
