@@ -30,7 +30,7 @@ a layer above:
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
    its bridge to trio), ``allocator`` (1.6 transaction ids).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
-   connection), ``cluster`` (several nodes on one PostgreSQL store: which node holds each
+   connection), ``nodes`` (several nodes on one PostgreSQL store: which node holds each
    station, fenced sessions, heartbeats, commands routed to the holding node), ``feed``
    (the newest committed position, a wake-up for readers),
    ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks

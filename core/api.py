@@ -46,7 +46,6 @@ from typing import Any, Literal, get_args
 import msgspec
 import trio
 
-from chargeledger.core.cluster import Cluster, answer_of
 from chargeledger.core.errors import StationOffline, StreamConflict, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCancelled,
@@ -77,6 +76,7 @@ from chargeledger.core.events import (
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.firmware import CampaignRequest, campaign_created
 from chargeledger.core.gateway import Gateway
+from chargeledger.core.nodes import Nodes, answer_of
 from chargeledger.core.security import generate_password, hash_password
 from chargeledger.core.settings import ApiRole, Settings
 from chargeledger.core.store import Store
@@ -142,11 +142,12 @@ class CentralSystem:
         feed: CommitFeed,
         settings: Settings,
         port: int,
-        cluster: Cluster | None = None,
+        nodes: Nodes | None = None,
     ) -> None:
         self.gateway = gateway
-        self.cluster = cluster
-        """This node's part in a cluster (a PostgreSQL store), ``None`` alone."""
+        self.nodes = nodes
+        """This node among the nodes sharing a PostgreSQL store (which holds each station,
+        commands routed to it: docs/cluster.md); ``None`` alone."""
         self.writer = writer
         self.store = store
         self.feed = feed
@@ -197,15 +198,15 @@ class CentralSystem:
         if isinstance(payload, dict) and sets_password(action, payload):
             raise PermissionError(_PASSWORD_BY_USE_CASE)
         if self._elsewhere(station):
-            assert self.cluster is not None
+            assert self.nodes is not None
             try:
-                held = await self.cluster.locate(station)
+                held = await self.nodes.locate(station)
             except StationOffline:
                 # Connected nowhere: recorded and refused, as for a station not connected
                 # to a node alone.
                 await self._record(caller, station, "message", action, payload, request_id)
                 raise
-            return await self.cluster.ask(
+            return await self.nodes.ask(
                 held,
                 key=caller.name,
                 role=caller.role,
@@ -221,7 +222,7 @@ class CentralSystem:
         """Whether a command for ``station`` goes to another node: a cluster, the station
         not connected here, and not a command routed here already."""
         return (
-            self.cluster is not None
+            self.nodes is not None
             and station not in self.gateway.sessions
             and _ROUTED.get() is None
         )
@@ -287,7 +288,7 @@ class CentralSystem:
         if use_case.secret is None and _sets_password(use_case, args):
             raise PermissionError(_PASSWORD_BY_USE_CASE)
         if self._elsewhere(station):
-            assert self.cluster is not None
+            assert self.nodes is not None
             if use_case.secret is not None:  # the secret would be recorded on its way
                 raise StationOffline(
                     station=station,
@@ -295,8 +296,8 @@ class CentralSystem:
                     reason="not connected to this node (a password change is asked on the "
                     "node the station is connected to)",
                 )
-            answered = await self.cluster.ask(
-                await self.cluster.locate(station),
+            answered = await self.nodes.ask(
+                await self.nodes.locate(station),
                 key=caller.name,
                 role=caller.role,
                 mode="use_case",

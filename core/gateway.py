@@ -56,7 +56,6 @@ from wsproto.frame_protocol import MessageDecoder
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from chargeledger.core.allocator import TransactionIdAllocator
-from chargeledger.core.cluster import Cluster
 from chargeledger.core.commands import Command
 from chargeledger.core.decide import (
     Answered,
@@ -92,6 +91,7 @@ from chargeledger.core.frames import (
     parse_frame,
     to_wire,
 )
+from chargeledger.core.nodes import Nodes
 from chargeledger.core.ocsp import check_certificates
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.security import Admitted, Refused, admit, server_ssl_context, transport_of
@@ -767,14 +767,14 @@ class Gateway:
         plugins: PluginHost,
         views: Views,
         execute: Callable[[Sequence[Command]], None],
-        cluster: Cluster | None = None,
+        nodes: Nodes | None = None,
     ) -> None:
         self.settings = settings
-        self.cluster = cluster
+        self.nodes = nodes
         """With a PostgreSQL store: records which node holds each station, fences the
         sessions other nodes take over (docs/cluster.md); ``None`` alone."""
-        if cluster is not None:
-            cluster.on_fenced = self._fenced
+        if nodes is not None:
+            nodes.on_fenced = self._fenced
         self.writer = writer
         self.allocator = allocator
         self.plugins = plugins
@@ -1147,9 +1147,9 @@ class Gateway:
             credential=admitted.credential,
             tls_fingerprint=fingerprint,
         )
-        if self.cluster is not None:
+        if self.nodes is not None:
             # Recorded with the station's holder, fencing another node's session of it.
-            await self.cluster.hold(opened, old.id if old is not None else None)
+            await self.nodes.hold(opened, old.id if old is not None else None)
             return
         await self.writer.append([(session.stream, opened)], new_stream=True)
 

@@ -23,12 +23,12 @@ import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
-from chargeledger.core.cluster import Cluster
 from chargeledger.core.dispatcher import CommitDispatcher
 from chargeledger.core.errors import SessionFenced
 from chargeledger.core.events import SessionClosed, session_stream
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
+from chargeledger.core.nodes import Nodes
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
 from chargeledger.core.store import Store, open_store
@@ -69,15 +69,15 @@ async def run_server(
         dispatcher = CommitDispatcher(views, plugins, feed)
         async with GroupCommitWriter(store, on_commit=dispatcher.on_commit) as writer:
             # Several nodes share a PostgreSQL store: docs/cluster.md. Their heartbeats say
-            # which are dead (the cluster releases those), not their stations' silence.
-            cluster = Cluster(store, writer, settings) if store.remote else None
-            timeout = settings.node_timeout if cluster is None else float("inf")
+            # which are dead (the nodes release those), not their stations' silence.
+            nodes = Nodes(store, writer, settings) if store.remote else None
+            timeout = settings.node_timeout if nodes is None else float("inf")
             await _close_dangling_sessions(writer, views, settings.node, timeout, time.time())
             allocator = TransactionIdAllocator(store, node=settings.node)
-            if cluster is not None:
-                await cluster.start()
+            if nodes is not None:
+                await nodes.start()
             gateway = Gateway(
-                settings, writer, allocator, plugins, views, dispatcher.execute, cluster
+                settings, writer, allocator, plugins, views, dispatcher.execute, nodes
             )
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(gateway.serve)
@@ -96,10 +96,10 @@ async def run_server(
                     feed=feed,
                     settings=settings,
                     port=port,
-                    cluster=cluster,
+                    nodes=nodes,
                 )
-                if cluster is not None:
-                    await nursery.start(cluster.run, csms.serve_routed)
+                if nodes is not None:
+                    await nursery.start(nodes.run, csms.serve_routed)
                 nursery.start_soon(dispatcher.run, csms)
                 if settings.api_port is not None:
                     # Imported here: the web framework is loaded only when the API is served.

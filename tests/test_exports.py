@@ -47,7 +47,7 @@ LAYERS = {
     "writer": 3,
     "allocator": 3,
     "gateway": 4,
-    "cluster": 4,
+    "nodes": 4,
     "feed": 4,
     "dispatcher": 4,
     "ocsp": 4,

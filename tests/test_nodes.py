@@ -108,7 +108,7 @@ async def test_a_station_moving_to_b_fences_a_late_write_of_a(postgres_url: str)
     A never answers, closes the connection, and nothing of the Heartbeat is in the log."""
     async with two_nodes(postgres_url) as (a, b):
         on_a = await booted(a, "CP-F")
-        a.cluster.on_fenced = lambda session, reason: None  # type: ignore[union-attr]
+        a.nodes.on_fenced = lambda session, reason: None  # type: ignore[union-attr]
         with gate(a, frame("in", 2)) as commit:
             await on_a.send(HEARTBEAT)
             with trio.fail_after(STEP):
@@ -151,7 +151,7 @@ async def test_a_start_repeated_on_b_while_a_commit_is_held_makes_one_transactio
     never heard of A's."""
     async with two_nodes(postgres_url) as (a, b):
         on_a = await booted(a, "CP-T")
-        a.cluster.on_fenced = lambda session, reason: None  # type: ignore[union-attr]
+        a.nodes.on_fenced = lambda session, reason: None  # type: ignore[union-attr]
         with gate(a, frame("in", 2)) as commit:
             await on_a.send(START_TX)
             with trio.fail_after(STEP):
@@ -312,13 +312,13 @@ async def test_a_command_nobody_takes_is_answered_offline_and_never_sent(
     taking it later conflicts there and sends nothing."""
     async with two_nodes(postgres_url) as (a, b):
         station = await booted(a, "CP-L")
-        assert a.cluster is not None
+        assert a.nodes is not None
         late: list[str] = []
 
         async def lost(request_id: str, serve: object) -> None:
             late.append(request_id)
 
-        monkeypatch.setattr(a.cluster, "_take", lost)
+        monkeypatch.setattr(a.nodes, "_take", lost)
         started = time.monotonic()
         with pytest.raises(StationOffline, match="did not take the command within"):
             await b.call("CP-L", "ClearCache", {})
@@ -433,8 +433,8 @@ async def test_a_killed_node_has_its_sessions_released_by_b(
             events = await log_of(b)
             session = opened_session(events, "CP-K", "A")
             # Silent for three beats, not yet released: a command fails at once all the same.
-            assert b.cluster is not None
-            cluster = b.cluster
+            assert b.nodes is not None
+            cluster = b.nodes
 
             async def silent() -> bool:
                 age = await trio.to_thread.run_sync(cluster.heartbeat_age, "A")

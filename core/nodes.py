@@ -1,7 +1,7 @@
-"""Several nodes on one PostgreSQL store: fenced sessions, heartbeats, commands routed through
-the database (docs/cluster.md).
+"""The nodes sharing one PostgreSQL store: which holds each station (fenced sessions),
+heartbeats, commands routed through the database (docs/cluster.md).
 
-A :class:`Cluster` runs beside the gateway of every node whose store is PostgreSQL:
+A :class:`Nodes` runs beside the gateway of every node whose store is PostgreSQL:
 
 * **Holding a station.** A node that accepts a station's connection records
   ``SessionHeld`` in the station's ``holder:<station>`` stream at the version after the one it
@@ -78,9 +78,9 @@ from chargeledger.core.store import (
 )
 from chargeledger.core.writer import GroupCommitWriter
 
-__all__ = ["Cluster", "answer_of", "raise_answer"]
+__all__ = ["Nodes", "answer_of", "raise_answer"]
 
-log = logging.getLogger("chargeledger.cluster")
+log = logging.getLogger("chargeledger.nodes")
 
 CLOSE_TAKEN_OVER = 1008
 """The close code recorded for a session another node took over (the gateway's code for a
@@ -96,7 +96,7 @@ LISTEN_WAIT = 10.0
 """Seconds a node starting waits to be listening before it goes on without (retrying)."""
 
 POOL_SIZE = 4
-"""Connections of a node's cluster pool (reads of holders, heartbeats, notifications)."""
+"""Connections of a node's pool (reads of holders, heartbeats, notifications)."""
 
 STALE_BEATS = 3
 """A node whose heartbeat is older than this many intervals is not sent commands."""
@@ -108,7 +108,7 @@ Serve = Callable[[CommandRouted], Awaitable[CommandAnswered | None]]
 """What sends a routed command through this node's one door and says how it went."""
 
 
-class Cluster:
+class Nodes:
     """This node's part in a cluster on one PostgreSQL schema (see the module docstring).
 
     :meth:`start` (before the gateway accepts connections) creates the node table and
@@ -122,7 +122,7 @@ class Cluster:
         self.settings = settings
         self.node = settings.node
         self.schema = postgres_schema(store.url)
-        self.channel = f"chargeledger_{zlib.crc32(self.schema.encode()):08x}"
+        self.channel = f"chargeledger_nodes_{zlib.crc32(self.schema.encode()):08x}"
         self.on_fenced: Callable[[str, str], None] = lambda session, reason: None
         """Called with a session id of this node another node fenced, and why (the gateway
         closes that connection)."""
@@ -143,7 +143,7 @@ class Cluster:
                 cursor = connection.execute(query, params)
                 return cursor.fetchall() if cursor.description is not None else []
         except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreUnavailable(f"cluster query failed: {exc}") from exc
+            raise StoreUnavailable(f"nodes query failed: {exc}") from exc
 
     def last_event(self, stream: str) -> tuple[int, Event] | None:
         """The newest ``(version, event)`` of ``stream`` (``Store.last_event``, but waiting at
@@ -187,7 +187,7 @@ class Cluster:
                 for statement in statements:
                     connection.execute(statement)
         except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreUnavailable(f"cluster setup failed: {exc}") from exc
+            raise StoreUnavailable(f"nodes setup failed: {exc}") from exc
 
     def _beat(self, starting: bool = False) -> None:
         now = "extract(epoch from clock_timestamp())"
