@@ -38,6 +38,7 @@ from ocpp.v201 import call as call201
 from ocpp.v201.enums import Action as Action201
 
 from chargeledger.core.audit.replay import WhatIf
+from chargeledger.core.console.routes import ROUTES as CONSOLE_ROUTES
 from chargeledger.core.events import (
     ContractCertificateAnswered,
     ContractCertificateRequested,
@@ -710,6 +711,12 @@ def test_a_remote_contract_provider_is_called_by_the_core_and_recorded(
         finally:
             task.cancel()
             await ws.close()
+        assert server.csms is not None
+        fragment = f"http://127.0.0.1:{server.csms.api_port}/console/fragment/station"
+        async with httpx.AsyncClient(timeout=30) as client:
+            page = await client.get(fragment, params={"id": station})
+        assert page.status_code == 200, page.text
+        pages.append(page.text)
         return answers
 
     options = {
@@ -717,13 +724,14 @@ def test_a_remote_contract_provider_is_called_by_the_core_and_recorded(
         "contract_provider_timeout": 0.5,
         "contract_provider_headers": {"Authorization": "Bearer test-token"},
     }
+    pages: list[str] = []
     with contract_provider(pki.pki, pki.responder.url) as provider:
         options["contract_provider_url"] = provider.url
         settings = msgspec.structs.replace(
             pki.settings(f"sqlite:///{tmp_path / 'contracts.db'}"),
             plugins={"plug_and_charge": options},
         )
-        with running_server(settings) as server:
+        with running_server(settings, web=CONSOLE_ROUTES) as server:
             answers = asyncio.run(scenario(server))
             log = log_of(server)
             replay_decides_the_same(server, settings)  # the provider is down by now
@@ -778,6 +786,10 @@ def test_a_remote_contract_provider_is_called_by_the_core_and_recorded(
         ("Failed", "ProviderBadAnswer"),
         *[("Failed", "ProviderUnavailable")] * 3,
     ]
+    # The console's station page lists the provider calls (its fragment, as the browser gets it).
+    [page] = pages
+    assert page.count("Contract provider call") == len(PROVIDER_MODES)
+    assert "(HTTP 503)" in page and "ProviderBadAnswer" in page and "NoContract" in page
     via = "DataTransfer" if protocol == OCPP16 else OCPP201
     assert [(c["status"], c["via"]) for c in row["contracts"]] == [
         ("Accepted", via),
