@@ -41,7 +41,6 @@ and ``contract_validity_days`` (730).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import itertools
 from typing import Any
@@ -614,6 +613,6 @@ def chargeledger_contract_answer(response: HttpResponse) -> ContractCertificateA
         return bad(f"exiResponse of {len(exi)} characters (1 to {_EXI_MAX})")
     try:
         base64.b64decode(exi, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters outside ASCII
         return bad("exiResponse is not base64")
     return ContractCertificateAnswer(status="Accepted", exi_response=exi)
