@@ -560,11 +560,15 @@ def chargeledger_contract_request(
 ) -> HttpRequest | None:
     """The JSON POST to ``contract_provider_url`` (docs/plug-and-charge.md has the contract):
     the station, the CALL's message id, ``action``, ``iso15118SchemaVersion`` and the
-    ``exiRequest`` as received; ``None`` when the option is unset or not an ``http(s)`` URL."""
+    ``exiRequest`` as received; ``None`` when the option is unset. ``ValueError`` when it is
+    not an ``http(s)`` URL: the core records the call failed with that error, and the station
+    gets ``Failed``, rather than an in-process provider answering in silence."""
     options = _options(settings)
     url = options.get("contract_provider_url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+    if url is None:
         return None
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"contract_provider_url {url!r} is not an http(s) URL")
     body = {
         "station": request.station,
         "messageId": request.message_id,

@@ -797,6 +797,38 @@ def test_a_remote_contract_provider_is_called_by_the_core_and_recorded(
     ]
 
 
+def test_a_misconfigured_provider_url_fails_the_request_and_is_recorded(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """``contract_provider_url`` with a typo: nothing leaves, the call is recorded failed with
+    the error, and the EV's request is ``Failed`` with it, not answered by the in-process test
+    provider that is configured too."""
+    station = "CP-CONTRACT-TYPO"
+    options = {**pki.options, "contract_provider_url": "htps://emsp.example/contracts"}
+    settings = msgspec.structs.replace(
+        pki.settings(f"sqlite:///{tmp_path / 'typo.db'}"), plugins={"plug_and_charge": options}
+    )
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        cp, ws, task = await test_e2e_v201.connect(server, station, PncStation201)
+        try:
+            await cp.boot()
+            return await _ask_certificate(cp, OCPP201, EXI_REQUEST)
+        finally:
+            task.cancel()
+            await ws.close()
+
+    with running_server(settings) as server:
+        answer = asyncio.run(scenario(server))
+        log = log_of(server)
+    assert answer["status"] == "Failed" and answer["exiResponse"] == ""
+    assert answer["statusInfo"]["reasonCode"] == "ProviderUnavailable"
+    assert "is not an http(s) URL" in answer["statusInfo"]["additionalInfo"]
+    assert provider_calls_before_answers(log, station) == [("Failed", "Get15118EVCertificate")]
+    [asked] = [r.event for r in log if isinstance(r.event, ContractCertificateRequested)]
+    assert (asked.url, asked.request) == ("", "")
+
+
 # -- the pure parts ------------------------------------------------------------------------------
 
 
@@ -1041,13 +1073,16 @@ def test_the_provider_contract_accepts_exactly_the_documented_answers() -> None:
     ("url", "asked"),
     [
         (None, False),
-        ("file:///etc/passwd", False),
+        ("file:///etc/passwd", "is not an http(s) URL"),
+        ("htps://emsp.example/contracts", "is not an http(s) URL"),
         ("https://emsp.example/contracts", True),
     ],
 )
 def test_the_builtin_provider_request_is_made_only_to_an_http_url(
-    url: str | None, asked: bool
+    url: str | None, asked: bool | str
 ) -> None:
+    """No URL: no remote provider (the in-process ones answer). A URL that is not http(s): an
+    error, which the core records as the call's failure (``Failed`` for the station)."""
     options: dict[str, Any] = {"contract_provider_timeout": 2}
     if url is not None:
         options["contract_provider_url"] = url
@@ -1061,6 +1096,10 @@ def test_the_builtin_provider_request_is_made_only_to_an_http_url(
         message_id="m1",
         at=1.0,
     )
+    if isinstance(asked, str):
+        with pytest.raises(ValueError, match=r"is not an http\(s\) URL"):
+            plug_and_charge.chargeledger_contract_request(request, settings)
+        return
     http = plug_and_charge.chargeledger_contract_request(request, settings)
     assert (http is not None) == asked
     if http is not None:
