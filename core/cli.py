@@ -167,7 +167,9 @@ def _plug_and_charge(args: argparse.Namespace) -> int:
             )
             print(
                 f"{row['station']:<24} contracts={len(row['contracts'])} "
-                f"ocsp_checks={len(row['ocsp_checks'])} answers={len(row['answers'])} {answers}"
+                f"ocsp_checks={len(row['ocsp_checks'])} "
+                f"provider_calls={len(row['provider_calls'])} "
+                f"answers={len(row['answers'])} {answers}"
             )
     return 0
 

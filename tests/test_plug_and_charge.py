@@ -491,7 +491,8 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki, server_store: str) -> Non
     assert len(ran) == len(walkthrough_commands()) == 6
     assert [code for _, code, _ in ran] == [0] * 6, ran
     assert json.loads(ran[2][2]) == shown  # curl shows what the API showed
-    assert ran[3][2].startswith(f"{station} ") and "contracts=1 ocsp_checks=6" in ran[3][2]
+    assert ran[3][2].startswith(f"{station} ")
+    assert "contracts=1 ocsp_checks=6 provider_calls=0" in ran[3][2]
     assert "installed=1" in ran[4][2]
     assert ": 0 answered differently today" in ran[5][2], ran[5][2]
     assert not ran[5][2].startswith("re-decided 0 ")
