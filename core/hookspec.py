@@ -21,9 +21,11 @@ hook implementation that raises is a bug: for a CALL the station gets ``Internal
 frames are still recorded); for a reaction it is logged and its commands are lost.
 
 The order for one station CALL: the core parses and schema-checks it and answers a verbatim
-retransmission from memory; then ``chargeledger_admit_call`` may refuse it; then
-``chargeledger_answer_call`` answers it. Once the CALL and its answer are committed, every
-``chargeledger_react`` sees each of the two frames.
+retransmission from memory; then ``chargeledger_admit_call`` may refuse it; then, for the
+actions ``chargeledger_certificate_checks`` declares, the core makes and records the OCSP
+checks and contract-provider calls it names; then ``chargeledger_answer_call`` answers it.
+Once the CALL and its answer are committed, every ``chargeledger_react`` sees each of the two
+frames.
 """
 
 # Hook specifications have docstrings for bodies, like pytest's.
