@@ -361,10 +361,7 @@ class ClusterDispatcher(CommitDispatcher):
         folded = self.views.position
         self._reacted = folded
         self.leading = True
-        for name, due in self.views.timers.pending().items():
-            version = self.views.timers.started_version(name)
-            if version is not None:
-                self._arm_timer(name, due, version)
+        self._arm_pending()
         if not catch_up or saved is None or saved >= folded:
             return
         self._floor = saved
@@ -382,6 +379,13 @@ class ClusterDispatcher(CommitDispatcher):
             log.warning("reacting to the events after position %d: %s", saved, exc)
         finally:
             self._floor = None
+
+    def _arm_pending(self) -> None:
+        """Arm every timer the views hold pending (once :meth:`run` runs)."""
+        for name, due in self.views.timers.pending().items():
+            version = self.views.timers.started_version(name)
+            if version is not None:
+                self._arm_timer(name, due, version)
 
     async def step_down(self) -> None:
         """Stop leading: disarm the timers, save the reactions' position."""
@@ -411,6 +415,8 @@ class ClusterDispatcher(CommitDispatcher):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.leading:  # led before running: the timers wait to be armed
+                    self._arm_pending()
                 nursery.start_soon(self._save_while_leading)
                 async for command, position, index in self._incoming:
                     if isinstance(command, StartTimer):  # in order: the newest start wins
