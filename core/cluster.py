@@ -337,6 +337,16 @@ class ClusterDispatcher(CommitDispatcher):
                 self._outstanding[position] = self._outstanding.get(position, 0) + 1
             self._commands.send_nowait((command, position, index))
 
+    def _react_late(self, recorded: Recorded) -> None:
+        """React to ``recorded``, folded earlier, with today's views: without the exchange
+        the views' newest event completed (an event no session owns completes none)."""
+        exchange = self.views.last_exchange
+        self.views.last_exchange = None
+        try:
+            self._react(recorded, recorded.position)
+        finally:
+            self.views.last_exchange = exchange
+
     def execute(self, commands: Sequence[Command]) -> None:
         """Queue ``commands`` (those a plugin returned with an answer to a CALL of a station
         connected here) for :meth:`run`."""
@@ -373,7 +383,7 @@ class ClusterDispatcher(CommitDispatcher):
                     break
                 for recorded in events:
                     if self.leading and not recorded.stream.startswith(_SESSION):
-                        self._react(recorded, recorded.position)
+                        self._react_late(recorded)
                 after = events[-1].position
         except StoreUnavailable as exc:
             log.warning("reacting to the events after position %d: %s", saved, exc)
@@ -412,20 +422,17 @@ class ClusterDispatcher(CommitDispatcher):
         """Carry out queued commands until cancelled; save the reactions' position while
         leading, every half second."""
         self._csms = csms
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                if self.leading:  # led before running: the timers wait to be armed
-                    self._arm_pending()
-                nursery.start_soon(self._save_while_leading)
-                async for command, position, index in self._incoming:
-                    if isinstance(command, StartTimer):  # in order: the newest start wins
-                        await self._start_timer(command, position)
-                        self._done(position)
-                    else:
-                        nursery.start_soon(self._carry_out, csms, command, position, index)
-        finally:
-            self.positions.close()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self.leading:  # led before running: the timers wait to be armed
+                self._arm_pending()
+            nursery.start_soon(self._save_while_leading)
+            async for command, position, index in self._incoming:
+                if isinstance(command, StartTimer):  # in order: the newest start wins
+                    await self._start_timer(command, position)
+                    self._done(position)
+                else:
+                    nursery.start_soon(self._carry_out, csms, command, position, index)
 
     async def _save_while_leading(self) -> None:
         saved = -1

@@ -62,6 +62,7 @@ async def run_server(
     store URL or plugin setting, ``OSError`` when the port cannot be bound.
     """
     store = await trio.to_thread.run_sync(open_store, settings.store)
+    cluster = None
     try:
         views = await trio.to_thread.run_sync(_fold, store)
         _tune_garbage_collector()
@@ -114,6 +115,8 @@ async def run_server(
     finally:
         # Shielded: we are usually here because of cancellation, and the store must close.
         with trio.CancelScope(shield=True):
+            if cluster is not None:
+                await trio.to_thread.run_sync(cluster[0].positions.close)
             await trio.to_thread.run_sync(store.close)
         log.info("stopped; store closed")
 

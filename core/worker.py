@@ -30,7 +30,7 @@ from chargeledger.core.follower import FollowingWriter, LogFollower, prepare_clu
 from chargeledger.core.gateway import Gateway
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
-from chargeledger.core.store import Store, open_store
+from chargeledger.core.store import Store, backend_for, open_store
 from chargeledger.projections import Views
 
 __all__ = ["run_worker"]
@@ -50,13 +50,13 @@ async def run_worker(
     Raises ``ValueError`` for a store several nodes cannot share (SQLite, memory: one node
     does everything there), ``StoreUnavailable`` when the store cannot be opened.
     """
+    if not backend_for(settings.store).shared:
+        raise ValueError(
+            f"the worker needs a store several nodes share (PostgreSQL), not {settings.store}"
+        )
     store = await trio.to_thread.run_sync(open_store, settings.store)
+    dispatcher: ClusterDispatcher | None = None
     try:
-        if not store.backend.shared:
-            raise ValueError(
-                f"chargeledger worker needs a store several nodes share (PostgreSQL), "
-                f"not {store.safe_url}"
-            )
         await trio.to_thread.run_sync(prepare_cluster_tables, store.url)
         plugins = PluginHost(settings)
         feed = CommitFeed()
@@ -111,6 +111,8 @@ async def run_worker(
                     task_status.started(csms)
     finally:
         with trio.CancelScope(shield=True):
+            if dispatcher is not None:
+                await trio.to_thread.run_sync(dispatcher.positions.close)
             await trio.to_thread.run_sync(store.close)
         log.info("stopped; store closed")
 

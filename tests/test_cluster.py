@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -134,8 +135,10 @@ def test_node_b_sees_and_streams_a_station_of_node_a(postgres_url: str) -> None:
                 )
                 state = await until(
                     b,
-                    lambda: (s := b.csms.views.stations.get("CP-A1")) and s.connected and s,  # type: ignore[union-attr]
-                    "node B's views show CP-A1 connected",
+                    lambda: (
+                        (s := b.csms.views.stations.get("CP-A1")) and s.connected and s.boot and s
+                    ),  # type: ignore[union-attr]
+                    "node B's views show CP-A1 connected and booted",
                 )
                 assert state.node == "node-a" and state.boot is not None
                 assert "CP-A1" not in b.csms.connected  # type: ignore[union-attr]
@@ -362,3 +365,19 @@ def steps_fired(store: str, campaign_id: str) -> int:
     while campaign_timer(campaign_id, step) in fired:
         step += 1
     return step
+
+
+def test_worker_refuses_a_store_of_one_node(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'one.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", "worker", "--store", store],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "chargeledger worker: the worker needs a store several nodes share (PostgreSQL), "
+        f"not {store}"
+    )
+    assert not (tmp_path / "one.db").exists()
