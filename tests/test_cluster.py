@@ -24,6 +24,7 @@ from ocpp.v16 import call as call16
 
 from chargeledger.core.errors import StreamConflict
 from chargeledger.core.events import (
+    CommandRequested,
     Recorded,
     TimerFired,
     TimerStarted,
@@ -381,3 +382,54 @@ def test_worker_refuses_a_store_of_one_node(tmp_path: Path) -> None:
         f"not {store}"
     )
     assert not (tmp_path / "one.db").exists()
+
+
+def test_site_allocation_once_with_two_nodes(postgres_url: str) -> None:
+    """A site defined on node B for a station charging on node A: the leader (node A, no
+    worker running) reacts to the ``SiteDefined`` and sends the allocation once; node B,
+    which recorded the change, does not react to it; both nodes show the allocation."""
+    with running_server(node(postgres_url, "node-a")) as a:
+        leads(postgres_url, "node-a")
+        with running_server(node(postgres_url, "node-b")) as b:
+            assert a.csms is not None and b.csms is not None
+
+            async def scenario() -> None:
+                cp, ws, task = await test_e2e_v16.connect(a, "CP-S")
+                try:
+                    await cp.call(
+                        call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                    )
+                    await cp.call(
+                        call16.StartTransaction(
+                            connector_id=1,
+                            id_tag="TAG-S",
+                            meter_start=0,
+                            timestamp=rfc3339(time.time()),
+                        )
+                    )
+                    await until(
+                        b,
+                        lambda: b.csms.views.charging_profiles.running("CP-S"),  # type: ignore[union-attr]
+                        "node B folds the transaction",
+                    )
+                    await b.arun(partial(b.csms.define_site, "s", stations=["CP-S"], limit=16.0))  # type: ignore[union-attr]
+                    for server in (a, b):
+                        await until(
+                            server,
+                            lambda s=server: (
+                                (got := s.csms.views.sites.allocations.get(("CP-S", 1)))  # type: ignore[union-attr]
+                                and got.accepted
+                            ),
+                            "the allocation accepted",
+                        )
+                finally:
+                    await ws.close()
+                    task.cancel()
+
+            asyncio.run(scenario())
+    asked = [
+        r.event
+        for r in log_of(postgres_url)
+        if isinstance(r.event, CommandRequested) and r.event.command == "SetChargingProfile"
+    ]
+    assert [(e.station, e.key, e.node) for e in asked] == [("CP-S", "plugins", "node-a")]
