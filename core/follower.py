@@ -160,6 +160,8 @@ class LogFollower:
         """Return once everything up to ``position`` is folded; ``StoreUnavailable`` after
         ``timeout`` seconds. Returns at once when the follower has stopped (a server shutting
         down: its last appends are committed, nobody reads the projections any more)."""
+        if self.position >= position or self._stopped:
+            return  # folded already, as nearly always: no cancel scope to set up
         with trio.move_on_after(timeout):
             while self.position < position and not self._stopped:
                 await self._folded.wait()
