@@ -96,10 +96,20 @@ def prepare_cluster_tables(url: str) -> None:
             "PERFORM pg_notify(TG_ARGV[0], (SELECT max(notification_id) FROM inserted)::text); "
             "RETURN NULL; END $$"
         ).format(function),
+        # Created once (a trigger's creation locks the table against inserts, briefly).
         sql.SQL(
-            "CREATE OR REPLACE TRIGGER chargeledger_notify AFTER INSERT ON {} "
-            "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION {}({})"
-        ).format(table, function, sql.Literal(notify_channel(schema))),
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = "
+            "'chargeledger_notify' AND tgrelid = to_regclass(format('%I.%I', {}, {}))) THEN "
+            "CREATE TRIGGER chargeledger_notify AFTER INSERT ON {} "
+            "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION {}({}); "
+            "END IF; END $$"
+        ).format(
+            sql.Literal(schema),
+            sql.Literal(_EVENTS_TABLE),
+            table,
+            function,
+            sql.Literal(notify_channel(schema)),
+        ),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL, "
             "node text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
