@@ -39,7 +39,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.firmware import campaign_timer
 from chargeledger.projections.reservations import reservation_timer
 from tests import test_e2e_v16
-from tests.harness import running_server
+from tests.harness import RunningServer, running_server
 from tests.polling import wait_for
 from tests.test_e2e_v201 import until
 from tests.test_reservations import reserve
@@ -435,3 +435,53 @@ def test_site_allocation_once_with_two_nodes(postgres_url: str) -> None:
         if isinstance(r.event, CommandRequested) and r.event.command == "SetChargingProfile"
     ]
     assert [(e.station, e.key, e.node) for e in asked] == [("CP-S", "plugins", "node-a")]
+
+
+def test_a_second_worker_stands_by(postgres_url: str) -> None:
+    with worker(postgres_url, "w1") as first:
+        leads(postgres_url, "w1")
+        with worker(postgres_url, "w2"):
+            leads(postgres_url, "w1")  # the second one waits
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            leads(postgres_url, "w2")
+
+
+def test_a_timer_outlives_the_node_that_started_it(postgres_url: str) -> None:
+    """Node A records a reservation's expiry timer and stops before it is due; node B, the
+    leader, fires it once."""
+    with running_server(node(postgres_url, "node-b")) as b:
+        leads(postgres_url, "node-b")
+        with running_server(node(postgres_url, "node-a")) as a:
+
+            async def scenario() -> int:
+                cp, ws, task = await test_e2e_v16.connect(a, "CP-T")
+                try:
+                    await cp.call(
+                        call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                    )
+                    made = await reserve(
+                        a, "CP-T", id_token="TAG", expiry=rfc3339(time.time() + 3), connector_id=1
+                    )
+                    assert made.accepted
+                    reservation_id: int = made.values["reservation_id"]
+                    return reservation_id
+                finally:
+                    await ws.close()
+                    task.cancel()
+
+            reservation_id = asyncio.run(scenario())
+            name = reservation_timer("CP-T", reservation_id)
+            wait_for(lambda: timer_events(postgres_url, name), what="the timer started")
+        wait_for(lambda: b.run(_expired, b, reservation_id), what="node B expired the reservation")
+    events = timer_events(postgres_url, name)
+    assert [(type(r.event).__name__, r.event.node) for r in events] == [  # type: ignore[union-attr]
+        ("TimerStarted", "node-a"),
+        ("TimerFired", "node-b"),
+    ]
+
+
+async def _expired(server: RunningServer, reservation_id: int) -> bool:
+    assert server.csms is not None
+    state = server.csms.views.reservations.get("CP-T", reservation_id)
+    return state is not None and state.status == "expired"
