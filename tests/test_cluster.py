@@ -485,3 +485,42 @@ async def _expired(server: RunningServer, reservation_id: int) -> bool:
     assert server.csms is not None
     state = server.csms.views.reservations.get("CP-T", reservation_id)
     return state is not None and state.status == "expired"
+
+
+def test_a_commit_the_follower_cannot_fold_fails_its_append_in_bounded_time(
+    postgres_url: str,
+) -> None:
+    """The store cannot be read (closed here): an own batch after a gap cannot be folded, so
+    its waiter gets ``StoreUnavailable`` after the timeout instead of waiting for ever; the
+    follower keeps running and logs."""
+    import trio
+
+    from chargeledger.core.errors import StoreUnavailable
+
+    store = open_store(postgres_url)
+    writer_store = open_store(postgres_url)
+    try:
+
+        async def main() -> None:
+            follower = LogFollower(store, lambda events: None, 0, poll_interval=0.1)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(follower.run)
+                await trio.to_thread.run_sync(store.close)
+                other = await trio.to_thread.run_sync(
+                    writer_store.append, [("s:1", 1, TimerStarted(name="a", due=0.0, at=0.0))]
+                )
+                own = await trio.to_thread.run_sync(
+                    writer_store.append, [("s:2", 1, TimerStarted(name="b", due=0.0, at=0.0))]
+                )
+                assert follower.position < other[0].position
+                follower.offer(own)
+                started = trio.current_time()
+                with pytest.raises(StoreUnavailable, match="committed but was not folded"):
+                    await follower.wait_folded(own[-1].position, timeout=0.5)
+                assert trio.current_time() - started < 5
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+    finally:
+        store.close()
+        writer_store.close()
