@@ -22,6 +22,7 @@ import httpx
 import pytest
 from ocpp.v16 import call as call16
 
+from chargeledger.core.audit.verify import ChainVerifier
 from chargeledger.core.errors import StreamConflict
 from chargeledger.core.events import (
     CommandRequested,
@@ -359,6 +360,14 @@ def test_worker_killed_and_restarted_loses_and_doubles_nothing(postgres_url: str
         assert kinds == ["TimerStarted", "TimerFired"], f"step {step}: {kinds}"
         firers.add(events[1].event.node)  # type: ignore[union-attr]
     assert {"worker", "node-a"} <= firers
+    # Every stream's hash chain holds, the timers' streams written by several processes too.
+    opened = open_store(postgres_url)
+    try:
+        verifier = ChainVerifier()
+        verifier.check(opened.read_rows(limit=100_000))
+    finally:
+        opened.close()
+    assert verifier.breaks == [] and verifier.events > 10
 
 
 def steps_fired(store: str, campaign_id: str) -> int:
