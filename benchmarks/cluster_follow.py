@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 
 import trio
+from psycopg import sql
 
 from chargeledger.core.cluster import ClusterDispatcher
 from chargeledger.core.dispatcher import CommitDispatcher
@@ -35,12 +36,16 @@ from chargeledger.core.feed import CommitFeed
 from chargeledger.core.follower import FollowingWriter, LogFollower
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
-from chargeledger.core.store import Store, open_store
+from chargeledger.core.store import Store, open_store, postgres_connection, postgres_schema
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Views
-from tests.postgres import drop_postgres_schema
 
 SERVER = os.environ.get("CHARGELEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def drop_postgres_schema(url: str) -> None:
+    with postgres_connection(url) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(postgres_schema(url))))
 
 
 def _schema() -> str:
