@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -71,7 +70,8 @@ from chargeledger.core.settings import Settings
 from chargeledger.core.store import (
     EVENTS_TABLE,
     Store,
-    postgres_connect,
+    postgres_connection,
+    postgres_lock_key,
     postgres_pool,
     postgres_schema,
     unpack_state,
@@ -122,7 +122,7 @@ class Nodes:
         self.settings = settings
         self.node = settings.node
         self.schema = postgres_schema(store.url)
-        self.channel = f"chargeledger_nodes_{zlib.crc32(self.schema.encode()):08x}"
+        self.channel = f"chargeledger_nodes_{postgres_lock_key('nodes', self.schema):08x}"
         self.on_fenced: Callable[[str, str], None] = lambda session, reason: None
         """Called with a session id of this node another node fenced, and why (the gateway
         closes that connection)."""
@@ -164,7 +164,7 @@ class Nodes:
     def _setup(self) -> None:
         """Create the node table and the holders' index when missing: in one transaction
         under an advisory lock, since nodes starting together race on ``IF NOT EXISTS``."""
-        key = zlib.crc32(f"chargeledger-cluster:{self.schema}".encode())
+        key = postgres_lock_key("nodes", self.schema)
         schema = sql.Identifier(self.schema)
         statements: list[sql.Composed] = [
             sql.SQL(
@@ -324,7 +324,7 @@ class Nodes:
                 await trio.sleep(1)
 
     def _listen(self, delivered: Callable[[str], None], token: trio.lowlevel.TrioToken) -> None:
-        with postgres_connect(self.store.url) as connection:
+        with postgres_connection(self.store.url) as connection:
             connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             self._listening.set()
             while not self._stop.is_set():
