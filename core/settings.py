@@ -153,8 +153,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """At startup, sessions another node left open are closed when none of that node's open
     sessions recorded anything (an inbound frame, its opening) for this long; keep it above
     the heartbeat interval (``[boot] interval``). With a PostgreSQL store (several nodes,
-    docs/cluster.md) a running node also releases the sessions of a node whose heartbeat
-    (``heartbeat_interval``) stopped this long ago."""
+    docs/cluster.md) nodes have heartbeats instead: a running node releases the sessions of a
+    node whose heartbeat (``heartbeat_interval``) stopped this long ago, and a node starting
+    closes only its own."""
     heartbeat_interval: float = 5.0
     """With a PostgreSQL store: seconds between this node's heartbeats (a row of
     ``chargeledger_nodes``), and between its looks for dead nodes. A command routed to a node
