@@ -13,18 +13,21 @@ import logging
 import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
-from functools import partial
 from importlib.metadata import version
 from typing import Any
 
 import msgspec
 import trio
 
+from chargeledger.core.api import CentralSystem
+from chargeledger.core.drain import DRAIN_CODES
 from chargeledger.core.errors import ChargeLedgerError
 from chargeledger.core.events import EVENT_TYPES, LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.jsonlines import print_json_lines
+from chargeledger.core.remote import add_api_arguments, call_api, print_answer
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
 from chargeledger.core.startup import failure_lines, one_line, startup_problems
@@ -242,13 +245,25 @@ def _serve(args: argparse.Namespace) -> int:
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(partial(run_server, settings, web=web))
+
+                async def run_then_stop(
+                    task_status: trio.TaskStatus[CentralSystem] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+                    await run_server(settings, web=web, task_status=task_status)
+                    nursery.cancel_scope.cancel()  # a drain ended the server
+
+                csms: CentralSystem = await nursery.start(run_then_stop)
 
                 async def stop_on_signal() -> None:
+                    # SIGTERM drains (a rolling restart: docs/operations.md); SIGINT, or a
+                    # second SIGTERM, stops at once (sessions closed with 1001).
+                    log = logging.getLogger("chargeledger")
                     async for signum in signals:
-                        logging.getLogger("chargeledger").info(
-                            "%s: shutting down", signal.Signals(signum).name
-                        )
+                        name = signal.Signals(signum).name
+                        if signum == signal.SIGTERM and csms.drain.request():
+                            log.info("%s: draining", name)
+                            continue
+                        log.info("%s: shutting down", name)
                         nursery.cancel_scope.cancel()
                         return
 
@@ -264,6 +279,26 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"chargeledger serve: {line}", file=sys.stderr)
         return 2
     return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    """``chargeledger drain``: ask a running node to drain; with ``--wait``, until it stopped."""
+    status, body = call_api(args, "POST", "/api/node/drain", {"code": args.code})
+    code = print_answer(args, "chargeledger drain", status, body, 202)
+    if code or not args.wait:
+        return code
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status, _ = call_api(args, "GET", "/health/live")
+        if status == 0:  # the API no longer answers: the node stopped
+            print(f"node {body['node']} stopped", file=sys.stderr)
+            return 0
+        time.sleep(0.2)
+    print(
+        f"chargeledger drain: node {body['node']} still runs after {args.timeout:g} s",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _api_key(args: argparse.Namespace) -> int:
@@ -333,6 +368,28 @@ def _parser() -> argparse.ArgumentParser:
         help="allow open registration on a non-loopback host (test benches only)",
     )
     serve.set_defaults(run=_serve)
+
+    drain = commands.add_parser(
+        "drain",
+        help="drain a running node (rolling restart): stop taking stations, close, stop",
+        description="Ask the node behind --api to drain: its readiness turns 503, it stops "
+        "listening, closes every station's session with --code once idle (stations reconnect "
+        "to other nodes), then stops. Needs an admin key. See docs/operations.md.",
+    )
+    add_api_arguments(drain, "an admin API key")
+    drain.add_argument(
+        "--code",
+        type=int,
+        choices=DRAIN_CODES,
+        default=DRAIN_CODES[0],
+        help="close code: 1012 service restart (default) or 1001 going away",
+    )
+    drain.add_argument("--wait", action="store_true", help="wait until the node stopped")
+    drain.add_argument(
+        "--timeout", type=float, default=120.0, help="--wait: give up after this (default 120 s)"
+    )
+    drain.add_argument("--json", action="store_true", help="print the answer on one line")
+    drain.set_defaults(run=_drain)
 
     api_key = commands.add_parser("api-key", help="make an HTTP API key and its settings entry")
     api_key.add_argument("--name", required=True, help="who holds the key (recorded as author)")

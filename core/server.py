@@ -16,13 +16,16 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
+from chargeledger.core.archive import merged_events
 from chargeledger.core.dispatcher import CommitDispatcher
+from chargeledger.core.drain import run_drain
 from chargeledger.core.events import SessionClosed, session_stream
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
@@ -59,7 +62,7 @@ async def run_server(
     """
     store = await trio.to_thread.run_sync(open_store, settings.store)
     try:
-        views = await trio.to_thread.run_sync(_fold, store)
+        views = await trio.to_thread.run_sync(_fold, store, settings.archives)
         _tune_garbage_collector()
         plugins = PluginHost(settings)
         feed = CommitFeed()
@@ -89,6 +92,7 @@ async def run_server(
                     port=port,
                 )
                 nursery.start_soon(dispatcher.run, csms)
+                nursery.start_soon(_drain_then_stop, csms, nursery.cancel_scope)
                 if settings.api_port is not None:
                     # Imported here: the web framework is loaded only when the API is served.
                     from chargeledger.core.http.server import serve_api
@@ -116,8 +120,17 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _fold(store: Store) -> Views:
-    return Views.replay(store.iter_all())
+def _fold(store: Store, archives: Sequence[str]) -> Views:
+    """The views of the whole log: the archives (``chargeledger archive``) and the store."""
+    return Views.replay(merged_events([Path(a) for a in archives], store.iter_all()))
+
+
+async def _drain_then_stop(csms: CentralSystem, server: trio.CancelScope) -> None:
+    """When a drain is asked (``csms.drain``), run it, then stop the server: the writer is
+    flushed on the way out, as at any stop."""
+    await csms.drain.requested.wait()
+    csms.drain.report = await run_drain(csms.gateway, csms.settings.drain_timeout, csms.drain.code)
+    server.cancel()
 
 
 async def _close_dangling_sessions(
