@@ -111,8 +111,8 @@ _decode_line = msgspec.json.Decoder(ArchiveLine).decode
 _decode_header = msgspec.json.Decoder(ArchiveHeader).decode
 
 
-def _open(path: Path, mode: str) -> IO[bytes]:
-    if path.suffix == ".gz":
+def _open(path: Path, mode: str, gz: bool | None = None) -> IO[bytes]:
+    if path.suffix == ".gz" if gz is None else gz:
         return gzip.open(path, mode + "b")  # type: ignore[return-value]
     return open(path, mode + "b")
 
@@ -206,13 +206,10 @@ def archive_before(store: Store, before: float, path: Path) -> ArchiveResult:
         last_position=rows[-1].position,
     )
     partial = path.with_name(path.name + ".partial")
-    with _open(partial, "x") as file:
+    with _open(partial, "x", gz=path.suffix == ".gz") as file:
         file.write(_encode(header) + b"\n")
         for row in rows:
             file.write(_encode(_line(row)) + b"\n")
-        file.flush()
-        if isinstance(file, gzip.GzipFile):
-            file.close()
     _fsync(partial)
     partial.rename(path)
     try:
