@@ -34,8 +34,8 @@ a layer above:
    connection), ``feed`` (the newest committed position, a wake-up for readers),
    ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks
    a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
-   the one door towards stations), ``drain`` (a node's drain for a rolling restart: stop accepting, close every
-   session, stop), ``server`` (wires it all together), ``http`` (the
+   the one door towards stations), ``drain`` (a node's drain for a rolling restart: stop
+   accepting, close every session, stop), ``server`` (wires it all together), ``http`` (the
    operator and billing HTTP API), ``startup`` (what ``serve`` checks before it creates
    anything, and its one-line failures).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
