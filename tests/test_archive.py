@@ -16,6 +16,7 @@ import websockets
 
 from chargeledger.core.archive import archive_before, merged_events, read_archive
 from chargeledger.core.settings import Settings
+from chargeledger.core.startup import startup_problems
 from chargeledger.core.store import open_store
 from chargeledger.projections import Views
 from tests.conftest import on_sqlite_and_postgres
@@ -190,3 +191,19 @@ def test_an_archive_is_checked_when_read(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="memory:// keeps nothing"):
         memory = open_store("memory://")
         archive_before(memory, time.time(), tmp_path / "m.jsonl")
+
+
+def test_serve_refuses_archives_it_cannot_read(tmp_path: Path) -> None:
+    not_archive = tmp_path / "notes.jsonl"
+    not_archive.write_text('{"hello": 1}\n')
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'e.db'}",
+        port=0,
+        archives=[str(tmp_path / "missing.jsonl"), str(not_archive)],
+    )
+    assert startup_problems(settings) == [
+        f"archives[0] {tmp_path / 'missing.jsonl'}: No such file or directory"
+    ]
+    settings = Settings(store=settings.store, port=0, archives=[str(not_archive)])
+    (problem,) = startup_problems(settings)
+    assert problem.startswith(f"archives: {not_archive}: not a ChargeLedger archive")

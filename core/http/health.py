@@ -9,6 +9,7 @@ from typing import Any
 import trio
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -68,7 +69,9 @@ async def ready(ctx: NamedDependency[ApiContext]) -> Readiness:
     responses=responses(401, 403),
     tags=["health"],
 )
-async def drain(ctx: NamedDependency[ApiContext], data: DrainRequest | None = None) -> DrainStarted:
+async def drain(
+    ctx: NamedDependency[ApiContext], data: JSONBody[DrainRequest | None] = None
+) -> DrainStarted:
     """Drain this node for a rolling restart (``admin``): readiness turns 503 at once, the
     gateway stops listening, every station's session is closed with ``code`` (1012 "service
     restart" by default, or 1001) once it is idle, at the latest after ``drain_timeout``
