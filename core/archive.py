@@ -187,8 +187,8 @@ def archive_before(store: Store, before: float, path: Path) -> ArchiveResult:
         raise FileExistsError(f"{path} exists: an archive is never overwritten")
     if before > time.time():
         raise ValueError(f"the cut {rfc3339(before)} is in the future")
-    if store.backend.prefixes == ("memory://",):
-        raise ValueError(f"{store.safe_url} keeps nothing to archive")
+    if not store.deletes:
+        raise ValueError(f"{store.safe_url} cannot delete what it would archive")
     stop = store.max_position()
     chosen, kept = archivable(store, before, stop)
     if not chosen:

@@ -13,7 +13,8 @@ A drain is asked once (``POST /api/node/drain``, ``chargeledger drain``, SIGTERM
    ``drain_timeout`` seconds is closed all the same (its caller gets ``StationOffline``).
    Every close is recorded (``SessionClosed``, ``by: csms``, the code and reason);
 3. once no connection is left (or ``CLOSE_WAIT`` more seconds passed), :func:`run_drain`
-   returns; the server then stops, flushing the writer, and ``serve`` exits with status 0.
+   returns; the server then stops after ``LINGER`` (its API still answering, readiness 503),
+   flushing the writer, and ``serve`` exits with status 0.
 
 What goes wrong: a station that does not answer our close frame is let go after the
 gateway's close handshake timeout; a store failure while recording a close is logged, as at
@@ -30,13 +31,17 @@ import trio
 
 from chargeledger.core.gateway import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, Gateway, Session
 
-__all__ = ["CLOSE_WAIT", "DRAIN_CODES", "DrainReport", "NodeDrain", "run_drain"]
+__all__ = ["CLOSE_WAIT", "DRAIN_CODES", "LINGER", "DrainReport", "NodeDrain", "run_drain"]
 
 log = logging.getLogger("chargeledger.drain")
 
 DRAIN_CODES = (CLOSE_SERVICE_RESTART, CLOSE_GOING_AWAY)
 """The close codes a drain may use: 1012 "service restart" (the default) or 1001 "going away"
 (for station firmware that mishandles 1012; both ask for a reconnect, docs/operations.md)."""
+
+LINGER = 1.0
+"""Seconds the server goes on after the last session closed, before it stops: the answer to
+the drain request and the readiness probes' 503s reach their callers instead of a reset."""
 
 CLOSE_WAIT = 15.0
 """Seconds a drain waits, after closing every session, for the connections to end and their

@@ -25,7 +25,7 @@ from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
 from chargeledger.core.archive import merged_events
 from chargeledger.core.dispatcher import CommitDispatcher
-from chargeledger.core.drain import run_drain
+from chargeledger.core.drain import LINGER, run_drain
 from chargeledger.core.events import SessionClosed, session_stream
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
@@ -133,6 +133,7 @@ async def _drain_then_stop(csms: CentralSystem, server: trio.CancelScope) -> Non
     flushed on the way out, as at any stop."""
     await csms.drain.requested.wait()
     csms.drain.report = await run_drain(csms.gateway, csms.settings.drain_timeout, csms.drain.code)
+    await trio.sleep(LINGER)
     server.cancel()
 
 

@@ -335,6 +335,11 @@ class Store:
         """
         return self._call("max_position", self._recorder.max_notification_id) or 0
 
+    @property
+    def deletes(self) -> bool:
+        """Whether :meth:`delete_streams` works on this store (not on ``memory://``)."""
+        return self._delete is not None
+
     def delete_streams(self, streams: Sequence[str], last: int, expected: int) -> None:
         """Delete, in one transaction, the events of ``streams`` at positions up to ``last``:
         what ``chargeledger archive`` does once they are safely in an archive file

@@ -188,7 +188,7 @@ def test_an_archive_is_checked_when_read(tmp_path: Path) -> None:
     assert [r.position for r in read_archive(gz)[1]] == [
         r.position for r in read_archive(archive)[1]
     ]
-    with pytest.raises(ValueError, match="memory:// keeps nothing"):
+    with pytest.raises(ValueError, match="memory:// cannot delete"):
         memory = open_store("memory://")
         archive_before(memory, time.time(), tmp_path / "m.jsonl")
 
