@@ -40,12 +40,7 @@ from typing import IO, TypeVar
 
 import msgspec
 
-from chargeledger.core.events import (
-    HandshakeRejected,
-    Recorded,
-    SessionClosed,
-    SessionOpened,
-)
+from chargeledger.core.events import HandshakeRejected, Recorded, SessionClosed
 from chargeledger.core.store import Store, StoredRow, decode_row, unpack_state
 from chargeledger.core.times import rfc3339
 
@@ -136,9 +131,7 @@ def archivable(store: Store, before: float, stop: int) -> tuple[set[str], int]:
                 continue
             if getattr(event, "at", before) >= before:
                 late.add(stream)
-            if isinstance(event, SessionOpened):
-                over.setdefault(stream, False)
-            elif isinstance(event, SessionClosed | HandshakeRejected):
+            if isinstance(event, SessionClosed | HandshakeRejected):
                 over[stream] = True
             else:
                 over.setdefault(stream, False)
@@ -294,12 +287,16 @@ def merged_rows(archives: Sequence[Path], store_rows: Iterable[StoredRow]) -> It
     log in position order. Raises ``ValueError`` when an archive is malformed (see
     :func:`read_archive`) or holds a position the store or another archive holds too (the
     same archive given twice, or a copy restored into the store)."""
+    if not archives:  # the common case: the store alone, nothing to merge or check
+        return iter(store_rows)
     return _merge([*(read_archive(path)[1] for path in archives), store_rows])
 
 
 def merged_events(archives: Sequence[Path], store_events: Iterable[Recorded]) -> Iterator[Recorded]:
     """:func:`merged_rows` decoded: the events of ``archives`` and ``store_events`` in
     position order (what replay, audit and a starting server fold)."""
+    if not archives:
+        return iter(store_events)
     archived = [map(decode_row, read_archive(path)[1]) for path in archives]
     return _merge([*archived, store_events])
 

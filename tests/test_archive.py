@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from chargeledger.core.archive import archive_before, merged_events, read_archive
+from chargeledger.core.events import SessionClosed, SessionOpened
 from chargeledger.core.settings import Settings
 from chargeledger.core.startup import startup_problems
 from chargeledger.core.store import open_store
@@ -64,6 +65,11 @@ async def _history(url: str) -> websockets.ClientConnection:
     await spanning.close()
     again = await raw_station(url, "CP-SPAN", ["ocpp1.6"])
     await _ask(again, _stop(2, started[2]["transactionId"]))
+    # Another station's session after it, so that the open one does not hold the newest event
+    # (which is never archived either).
+    last = await raw_station(url, "CP-LAST", ["ocpp1.6"])
+    await _ask(last, BOOT)
+    await last.close()
     return again  # still connected: its session stays open
 
 
@@ -79,6 +85,13 @@ def test_archive_then_replay_audit_verify_read_the_same_log(
         still_open = loop.run_until_complete(_history(server.url))
         store = open_store(server_store, create=False)
         try:
+            wait_for(
+                lambda: any(
+                    isinstance(r.event, SessionClosed) and r.event.station == "CP-LAST"
+                    for r in store.read(limit=100_000)
+                ),
+                what="CP-LAST's close recorded",
+            )
             before = store.read(limit=100_000)
             wait_for(
                 lambda: (
@@ -99,13 +112,19 @@ def test_archive_then_replay_audit_verify_read_the_same_log(
         loop.run_until_complete(still_open.close())
         loop.close()
 
-    open_session = before[-1].stream  # CP-SPAN's second session, connected while archiving
+    (open_session,) = {  # CP-SPAN's second session, connected while archiving
+        r.stream
+        for r in before
+        if isinstance(r.event, SessionOpened) and r.event.station == "CP-SPAN"
+    } - {r.stream for r in before if isinstance(r.event, SessionClosed)}
+    assert before[-1].stream != open_session, "the open session does not hold the newest event"
     archived_streams = {r.stream for r in before} - {r.stream for r in after}
     assert open_session not in archived_streams, "an open session is never archived"
     assert [r for r in before if r.stream == open_session] == [
         r for r in after if r.stream == open_session
     ], "kept whole"
     assert result.streams == 3, "CP-DONE's session, CP-SPAN's first one, the refusal"
+    assert result.kept_open == 2, "CP-SPAN's open session, CP-LAST's (the newest event)"
     assert result.events == len(before) - len(
         [r for r in after if r.position <= before[-1].position]
     )
