@@ -186,6 +186,15 @@ def test_an_archive_is_checked_when_read(tmp_path: Path) -> None:
             archive_before(store, time.time(), archive)
     finally:
         store.close()
+    code, _, err = chargeledger(
+        "archive", "--store", store_url, "--before", "2026-01-01", "--to", str(archive)
+    )
+    assert (code, err.strip()) == (
+        2,
+        f"chargeledger archive: {archive} exists: an archive is never overwritten",
+    )
+    code, _, err = chargeledger("verify", "--store", store_url, "--archive", str(tmp_path / "no"))
+    assert code == 2 and "No such file or directory" in err and "Traceback" not in err
 
     code, _, err = chargeledger(
         "verify", "--store", store_url, "--archive", str(archive), "--archive", str(archive)

@@ -18,7 +18,13 @@ from typing import Any
 
 import msgspec
 
-from chargeledger.core.archive import ArchivedLog, archive_before, merged_events, merged_rows
+from chargeledger.core.archive import (
+    ArchivedLog,
+    archive_before,
+    merged_events,
+    merged_rows,
+    read_archive,
+)
 from chargeledger.core.audit.findings import FINDING_KINDS, AuditOptions, Auditor, select
 from chargeledger.core.audit.importer import FORMATS, import_log
 from chargeledger.core.audit.progress import INTERRUPTED, Interrupt, pages, scan
@@ -355,6 +361,9 @@ def _archive(args: argparse.Namespace) -> int:
     store = open_store(args.store, create=False)
     try:
         result = archive_before(store, args.before, Path(args.to))
+    except OSError as exc:  # the file exists, or cannot be written: nothing deleted
+        print(f"chargeledger archive: {exc}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     if not result.events:
@@ -368,11 +377,20 @@ def _archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _archive_file(text: str) -> Path:
+    """``--archive``: a readable archive (its header is checked here; its events when read)."""
+    try:
+        read_archive(Path(text))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return Path(text)
+
+
 def _archive_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--archive",
         action="append",
-        type=Path,
+        type=_archive_file,
         default=[],
         metavar="FILE",
         help="an archive of chargeledger archive, read with the store (repeatable)",
