@@ -190,6 +190,7 @@ def test_a_drained_node_hands_its_stations_to_the_other_through_haproxy(
         )
         stack.callback(_stop, proxy)
         fleet = Fleet()
+        on_a = 0
 
         async def scenario() -> None:
             url = f"ws://127.0.0.1:{front}/ocpp"
@@ -202,6 +203,7 @@ def test_a_drained_node_hands_its_stations_to_the_other_through_haproxy(
                 )
                 spread = [node.ready()[1]["stations"] for node in nodes]
                 assert sum(spread) == STATIONS and min(spread) > 0, spread
+                nonlocal on_a
                 on_a = spread[0]
                 drained = await asyncio.to_thread(chargeledger_drain, a.api)
                 assert drained["started"] is True and drained["code"] == 1012
@@ -221,7 +223,10 @@ def test_a_drained_node_hands_its_stations_to_the_other_through_haproxy(
 
         asyncio.run(scenario())
         assert a.process.returncode == 0, "a drained node exits with status 0"
-        assert any("drained:" in line for line in a.lines), "".join(a.lines)
+        (drained_line,) = [line for line in a.lines if "drained:" in line]
+        found = re.search(r"(\d+) sessions closed when idle, 0 busy, in ([\d.]+) s", drained_line)
+        assert found and int(found.group(1)) == on_a, drained_line
+        assert float(found.group(2)) < 5, "idle stations are closed at once"
         b.process.send_signal(signal.SIGTERM)  # drains too
         assert b.process.wait(timeout=30) == 0
 
