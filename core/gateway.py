@@ -694,12 +694,14 @@ class Session:
             if call.done:  # the caller gave up while it was queued
                 continue
             text = call.text
+            # In flight from here: a session that ends while the frame is being recorded
+            # resolves it (``_finish``), and a drain sees it outstanding.
+            self.in_flight = call
             try:
                 await self._log(self._frame("out", text))
             except StoreUnavailable as exc:
                 call.resolve(None, exc)  # nothing was sent; the session ends with 1011
                 raise
-            self.in_flight = call
             try:
                 await self.ws.send_message(text)
             except ConnectionClosed:

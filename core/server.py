@@ -48,15 +48,14 @@ async def run_server(
 ) -> None:
     """Run the CSMS until cancelled.
 
-    Startup folds the whole log (``settings.archives``, then the store) into the projections
-    (off the trio thread), then records as
-    closed the sessions this node left open when it last stopped without closing them (a
-    crash, a kill -9), and those of other nodes presumed dead (``_close_dangling_sessions``).
+    Startup folds the whole log (``settings.archives`` and the store, merged by position)
+    into the projections (off the trio thread), then records as closed the sessions this
+    node left open when it last stopped without closing them (a crash, a kill -9), and
+    those of other nodes presumed dead (``_close_dangling_sessions``).
     On cancellation every session is closed and recorded, and the writer is flushed before
     this returns: everything that was acknowledged is committed. A drain asked through
     ``CentralSystem.drain`` (``chargeledger.core.drain``) closes every session first, then
-    returns the same way. With
-    ``settings.api_port`` set the HTTP API is served too; its port is
+    returns the same way. With ``settings.api_port`` set the HTTP API is served too; its port is
     ``CentralSystem.api_port``; ``web`` are more Litestar route handlers it serves (the tools
     built on the API: ``chargeledger serve`` passes the operator console's).
 

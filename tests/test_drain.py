@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,48 @@ def test_a_session_still_busy_after_the_drain_timeout_is_closed_anyway(tmp_path:
     (closed,) = [e for e in _log(tmp_path / "d.db") if isinstance(e, SessionClosed)]
     assert (closed.code, closed.by) == (1001, "csms")
     assert closed.reason == "node draining: reconnect (still busy after 0.5 s)"
+
+
+def test_a_call_being_recorded_when_the_drain_starts_is_waited_for(tmp_path: Path) -> None:
+    """Our CALL taken from the queue while its frame waits for the store (here: another
+    connection holds SQLite's write lock) is outstanding: the drain waits for it, the station
+    answers once the frame is committed and sent, and only then is the session closed."""
+    path = tmp_path / "d.db"
+    server = RunningServer(_settings(path, drain_timeout=20)).start()
+    lock = sqlite3.connect(path, isolation_level=None)
+    try:
+        csms = server.csms
+        assert csms is not None
+
+        async def scenario() -> Any:
+            station, reader = await _connect(server, "DR-LOCKED")
+            station.release.set()  # answers at once
+            lock.execute("BEGIN EXCLUSIVE")
+            # The gateway's call: the one door would record the request first, and wait.
+            asking = asyncio.create_task(
+                server.arun(csms.gateway.call, "DR-LOCKED", "GetConfiguration", {})
+            )
+            await eventually(
+                lambda: csms.gateway.sessions["DR-LOCKED"].in_flight is not None,
+                what="our CALL taken from the queue, its frame waiting for the store",
+            )
+
+            async def drain() -> bool:
+                return csms.drain.request()
+
+            assert await server.arun(drain) is True
+            await eventually(lambda: csms.gateway.draining, what="the drain started")
+            assert not reader.done(), "not closed while our CALL is outstanding"
+            lock.execute("ROLLBACK")
+            answer = await asking
+            await station._connection.wait_closed()
+            assert station._connection.close_code == 1012
+            reader.cancel()
+            return answer
+
+        assert asyncio.run(scenario()) == {"configurationKey": []}
+        server._thread.join(30)
+        assert csms.drain.report is not None and csms.drain.report.closed_idle == 1
+    finally:
+        lock.close()
+        server.stop()
