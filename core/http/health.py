@@ -3,6 +3,7 @@ node's drain (docs/operations.md)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,8 @@ from chargeledger.core.http.problems import not_ready_problem, responses, store_
 from chargeledger.projections import StationMeters
 
 __all__ = ["READY_TIMEOUT", "ROUTES", "ServerCollector", "metrics_registry"]
+
+log = logging.getLogger("chargeledger.drain")
 
 READY_TIMEOUT = 5.0
 """Seconds the store may take to answer the readiness probe."""
@@ -70,7 +73,9 @@ async def ready(ctx: NamedDependency[ApiContext]) -> Readiness:
     tags=["health"],
 )
 async def drain(
-    ctx: NamedDependency[ApiContext], data: JSONBody[DrainRequest | None] = None
+    ctx: NamedDependency[ApiContext],
+    request: Request[Any, Any, Any],
+    data: JSONBody[DrainRequest | None] = None,
 ) -> DrainStarted:
     """Drain this node for a rolling restart (``admin``): readiness turns 503 at once, the
     gateway stops listening, every station's session is closed with ``code`` (1012 "service
@@ -80,6 +85,9 @@ async def drain(
     csms = ctx.csms
     code = (data or DrainRequest()).code
     started = csms.drain.request(code)
+    if started:
+        caller = request.user
+        log.info("drain asked by %s (%s), close code %d", caller.name, caller.role, code)
     return DrainStarted(
         started=started,
         node=csms.node,
