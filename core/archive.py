@@ -36,10 +36,11 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, NamedTuple, TypeVar
 
 import msgspec
 
+from chargeledger.core.errors import StoreUnavailable
 from chargeledger.core.events import HandshakeRejected, Recorded, SessionClosed
 from chargeledger.core.store import Store, StoredRow, decode_row, unpack_state
 from chargeledger.core.times import rfc3339
@@ -50,6 +51,7 @@ __all__ = [
     "ArchiveLine",
     "ArchiveResult",
     "ArchivedLog",
+    "Selection",
     "archivable",
     "archive_before",
     "merged_events",
@@ -112,12 +114,28 @@ def _open(path: Path, mode: str, gz: bool | None = None) -> IO[bytes]:
     return open(path, mode + "b")
 
 
-def archivable(store: Store, before: float, stop: int) -> tuple[set[str], int]:
+class Selection(NamedTuple):
+    """What :func:`archivable` chose: the streams, how many events they hold and where the
+    first and last of them are, and how many session streams it kept."""
+
+    streams: frozenset[str]
+    events: int
+    first_position: int
+    last_position: int
+    kept: int
+    """Session streams left in the store: open, reaching past the cut, or holding the
+    newest event."""
+
+
+def archivable(store: Store, before: float, stop: int) -> Selection:
     """The session streams of ``store`` (positions up to ``stop``) that are over before
     ``before`` (UNIX seconds): opened and closed, or a refused handshake, every event earlier
-    than the cut; and how many session streams were kept (open, or reaching past the cut).
-    The stream holding position ``stop`` is kept too (see the module docstring)."""
+    than the cut. The stream holding position ``stop`` is kept too (see the module
+    docstring). One pass over the log; what it keeps per session stream is a few numbers."""
     over: dict[str, bool] = {}
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
     late: set[str] = set()
     newest = ""
     after = 0
@@ -135,12 +153,22 @@ def archivable(store: Store, before: float, stop: int) -> tuple[set[str], int]:
                 over[stream] = True
             else:
                 over.setdefault(stream, False)
+            counts[stream] = counts.get(stream, 0) + 1
+            first.setdefault(stream, recorded.position)
+            last[stream] = recorded.position
         after = page[-1].position
         if after == stop:
             newest = page[-1].stream
-    chosen = {stream for stream, done in over.items() if done and stream not in late}
-    chosen.discard(newest)
-    return chosen, len(over) - len(chosen)
+    chosen = frozenset(
+        stream for stream, done in over.items() if done and stream not in late and stream != newest
+    )
+    return Selection(
+        streams=chosen,
+        events=sum(counts[stream] for stream in chosen),
+        first_position=min((first[stream] for stream in chosen), default=0),
+        last_position=max((last[stream] for stream in chosen), default=0),
+        kept=len(over) - len(chosen),
+    )
 
 
 def _line(row: StoredRow) -> ArchiveLine:
@@ -174,7 +202,10 @@ def archive_before(store: Store, before: float, path: Path) -> ArchiveResult:
     nothing is deleted and the archive is removed again, so the events are in exactly one
     place. Raises ``FileExistsError`` when ``path`` exists, ``ValueError`` for a store that
     cannot delete (``memory://``) or a cut in the future, :class:`StoreUnavailable` when the
-    store fails. With nothing to archive, no file is written.
+    store fails or the chosen streams changed between its two reads of the log (no file is
+    left, nothing deleted). With nothing to archive, no file is written. The log is read
+    twice (choose, then copy), a page at a time: memory holds a few numbers per session
+    stream, never the events.
     """
     if path.exists():
         raise FileExistsError(f"{path} exists: an archive is never overwritten")
@@ -183,34 +214,48 @@ def archive_before(store: Store, before: float, path: Path) -> ArchiveResult:
     if not store.deletes:
         raise ValueError(f"{store.safe_url} cannot delete what it would archive")
     stop = store.max_position()
-    chosen, kept = archivable(store, before, stop)
-    if not chosen:
-        return ArchiveResult(path=str(path), streams=0, events=0, kept_open=kept)
-    rows = [row for page in _row_pages(store, stop) for row in page if row.stream in chosen]
+    chosen = archivable(store, before, stop)
+    if not chosen.streams:
+        return ArchiveResult(path=str(path), streams=0, events=0, kept_open=chosen.kept)
     header = ArchiveHeader(
         format=ARCHIVE_FORMAT,
         version=_VERSION,
         before=rfc3339(before),
         created_at=rfc3339(time.time()),
         store=store.safe_url,
-        streams=len(chosen),
-        events=len(rows),
-        first_position=rows[0].position,
-        last_position=rows[-1].position,
+        streams=len(chosen.streams),
+        events=chosen.events,
+        first_position=chosen.first_position,
+        last_position=chosen.last_position,
     )
     partial = path.with_name(path.name + ".partial")
-    with _open(partial, "x", gz=path.suffix == ".gz") as file:
-        file.write(_encode(header) + b"\n")
-        for row in rows:
-            file.write(_encode(_line(row)) + b"\n")
-    _fsync(partial)
-    partial.rename(path)
     try:
-        store.delete_streams(sorted(chosen), stop, len(rows))
+        written = 0
+        with _open(partial, "x", gz=path.suffix == ".gz") as file:
+            file.write(_encode(header) + b"\n")
+            for page in _row_pages(store, stop):  # streamed: an archive may be large
+                for row in page:
+                    if row.stream in chosen.streams:
+                        file.write(_encode(_line(row)) + b"\n")
+                        written += 1
+        if written != chosen.events:  # a stream changed between the two reads
+            raise StoreUnavailable(
+                f"{store.safe_url} changed while archiving ({written} events read, "
+                f"{chosen.events} counted): nothing deleted; run it again"
+            )
+        _fsync(partial)
+        partial.rename(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    try:
+        store.delete_streams(sorted(chosen.streams), stop, chosen.events)
     except BaseException:
         path.unlink()
         raise
-    return ArchiveResult(path=str(path), streams=len(chosen), events=len(rows), kept_open=kept)
+    return ArchiveResult(
+        path=str(path), streams=len(chosen.streams), events=chosen.events, kept_open=chosen.kept
+    )
 
 
 def _fsync(path: Path) -> None:
