@@ -28,7 +28,8 @@ a layer above:
    ``chargeledger.projections`` (the views, folds of the events) sits here too.
 3. **Storage**: blocking code that runs off the trio thread. ``store`` (the log on memory,
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
-   its bridge to trio), ``allocator`` (1.6 transaction ids).
+   its bridge to trio), ``allocator`` (1.6 transaction ids), ``archive`` (retention: closed
+   session streams moved to archive files, and the log read back as archives plus store).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
    connection), ``feed`` (the newest committed position, a wake-up for readers),
    ``dispatcher`` (what follows a commit: fold, react, execute), ``follower`` (on a
@@ -37,7 +38,8 @@ a layer above:
    leader lock, the timers, the reactions' position), ``worker`` (``chargeledger worker``:
    the leader that holds no station), ``ocsp`` (the OCSP checks
    a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
-   the one door towards stations), ``server`` (wires it all together), ``http`` (the
+   the one door towards stations), ``drain`` (a node's drain for a rolling restart: stop
+   accepting, close every session, stop), ``server`` (wires it all together), ``http`` (the
    operator and billing HTTP API), ``startup`` (what ``serve`` checks before it creates
    anything, and its one-line failures).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),

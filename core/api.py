@@ -42,6 +42,7 @@ from typing import Any, Literal, get_args
 import msgspec
 import trio
 
+from chargeledger.core.drain import NodeDrain
 from chargeledger.core.errors import StationOffline, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCancelled,
@@ -138,6 +139,8 @@ class CentralSystem:
         self.port = port
         self.api_port: int | None = None
         """The HTTP API's bound port; ``None`` when the API is not served."""
+        self.drain = NodeDrain()
+        """Ask it to drain this node: the server stops once every session is closed."""
         self._last_request_id = 0
 
     @property
