@@ -103,7 +103,13 @@ from chargeledger.projections.reservations import (
     ReservationState,
     reservation_timer,
 )
-from chargeledger.projections.sites import allocate, site_profile_id
+from chargeledger.projections.sites import (
+    SITE_LIMITS_PREFIX,
+    allocate,
+    allocation_request_id,
+    next_change,
+    site_profile_id,
+)
 from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -112,6 +118,7 @@ __all__ = [
     "OCPP16",
     "OCPP201",
     "PROJECT",
+    "SITE_LIMITS_PREFIX",
     "Anomaly",
     "BootInfo",
     "CallTimedOut",
@@ -167,6 +174,7 @@ __all__ = [
     "TransactionState",
     "Views",
     "allocate",
+    "allocation_request_id",
     "answered_actions",
     "answers",
     "as_bool",
@@ -183,6 +191,7 @@ __all__ = [
     "expiry_instant",
     "hookimpl",
     "is_v16",
+    "next_change",
     "plugin_options",
     "read_chain",
     "reservation_timer",

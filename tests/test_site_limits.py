@@ -70,10 +70,11 @@ def test_allocation_rule_nested_minimums_and_held() -> None:
         ("C", 1): 10.0,
         ("D", 1): 10.0,
     }
-    # Minimums: 14 A for three transactions at least 6 A each: two get 6, the last none.
+    # Minimums: 14 A for three transactions at least 6 A each: the last started gets none,
+    # the other two share (7 A each).
     _defined(sites, 4, site="small", stations=["A", "B", "C"], limit=14.0, min_allocation=6.0)
     shares = allocate(sites, {k: v for k, v in running.items() if k != "D"}, ["A", "B", "C"])
-    assert [shares[(s, 1)][0] for s in "ABC"] == [6.0, 6.0, 0.0]
+    assert [shares[(s, 1)][0] for s in "ABC"] == [7.0, 7.0, 0.0]
     # ... unless C has priority: then C and A (the earlier start of the rest) are served.
     _defined(
         sites,
@@ -85,7 +86,7 @@ def test_allocation_rule_nested_minimums_and_held() -> None:
         priorities={"C": 1},
     )
     shares = allocate(sites, {k: v for k, v in running.items() if k != "D"}, ["A", "B", "C"])
-    assert [shares[(s, 1)][0] for s in "ABC"] == [6.0, 0.0, 6.0]
+    assert [shares[(s, 1)][0] for s in "ABC"] == [7.0, 0.0, 7.0]
     # By priority: B first up to 16, then A with what remains (4 A, below the minimum: 0),
     # C nothing.
     sites = SitesProjection()  # a site of its own: no garage around it
