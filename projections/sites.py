@@ -60,6 +60,7 @@ __all__ = [
     "SitesProjection",
     "allocate",
     "allocation_request_id",
+    "check_site_phases",
     "limits_at",
     "limits_within",
     "next_change",
@@ -294,6 +295,27 @@ def parse_time_of_day(text: str) -> float:
     if hours > 23 or minutes > 59 or seconds > 59:
         raise ValueError(f"{text!r} is not a time of day HH:MM or HH:MM:SS")
     return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def check_site_phases(
+    phase_limits: dict[str, float],
+    station_phases: dict[str, list[str]],
+    periods: Iterable[SitePeriod],
+) -> None:
+    """``ValueError`` naming the first thing wrong: a phase other than L1, L2, L3, a station
+    on no phase or on one twice, a period's time that is not ``HH:MM[:SS]`` or a period of no
+    length."""
+    named = [*phase_limits, *(p for period in periods for p in period.phase_limits)]
+    for station, wired in station_phases.items():
+        if not wired or len(set(wired)) != len(wired):
+            raise ValueError(f"station {station!r}: name each of its phases once")
+        named += wired
+    unknown = sorted(set(named) - set(PHASES))
+    if unknown:
+        raise ValueError(f"phases are L1, L2, L3, not {', '.join(map(repr, unknown))}")
+    for period in periods:
+        if parse_time_of_day(period.start) == parse_time_of_day(period.end):
+            raise ValueError(f"the period {period.start}-{period.end} has no length")
 
 
 def _covers(period: SitePeriod, t: float) -> bool:
