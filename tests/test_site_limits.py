@@ -297,8 +297,12 @@ def test_three_stations_share_the_site_limit(tmp_path: Path) -> None:
         peak = max(peak, total)
         assert total <= LIMIT + 1e-9, (recorded.position, total)
     assert peak == pytest.approx(32.0)
-    # Replay folds the same decisions.
+    # Replay folds the same decisions, and today's plugins take them again (B offline, the
+    # raise's timer included).
     assert [site_json(views.sites, s) for s in views.sites.all()] == live
+    decided = recorded_site_decisions(records)
+    assert {d.kind for d in decided} == {"allocation", "timer"}
+    assert replayed_site_decisions(records, PluginHost(settings)) == decided
 
 
 def test_a_v201_station_gets_its_allocation_as_a_txprofile(tmp_path: Path) -> None:
@@ -687,3 +691,55 @@ def test_a_lower_evening_limit_is_met_before_it_begins(tmp_path: Path) -> None:
     assert changed.returncode == 1
     assert "site allocations:" in changed.stdout and "they differ" in changed.stdout
     assert '"stackLevel":9' in changed.stdout and '"stackLevel":8' in changed.stdout
+
+
+def test_phases_and_periods_over_the_api_and_the_cli(tmp_path: Path) -> None:
+    """Per-phase limits, one-phase stations and daily periods set with ``chargeledger sites
+    set`` and ``PUT /api/sites/{site}``, shown back; bad ones refused with the reason and
+    nothing recorded."""
+    settings = Settings(port=0, store=f"sqlite:///{tmp_path / 'api.db'}", api_port=0)
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        assert server.csms is not None
+        base = f"http://127.0.0.1:{server.csms.api_port}"
+        seen: dict[str, Any] = {}
+        shown = await asyncio.to_thread(
+            _cli,
+            *("sites", "set", "yard", "--station", "CP-1", "--station", "CP-2"),
+            *("--limit", "63", "--phase-limit", "L1=40", "--phase-limit", "L2=63"),
+            *("--station-phases", "CP-2=L1", "--period", "17:00-20:00=32,L1=20"),
+            *("--api", base, "--json"),
+        )
+        assert shown.returncode == 0, shown.stderr
+        seen["cli"] = json.loads(shown.stdout)
+        bad_cli = await asyncio.to_thread(
+            _cli, "sites", "set", "yard", "--period", "17:00=32", "--api", base
+        )
+        seen["bad_cli"] = (bad_cli.returncode, bad_cli.stderr)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            for body in (
+                {"phase_limits": {"L4": 16}},
+                {"station_phases": {"CP-1": []}},
+                {"periods": [{"start": "25:00", "end": "06:00", "limit": 10}]},
+                {"periods": [{"start": "17:00", "end": "20:00", "limt": 10}]},
+                {"phase_limits": {"L1": -1}},
+            ):
+                answer = await client.put("/api/sites/other", json=body)
+                seen.setdefault("refused", []).append((answer.status_code, answer.text))
+            seen["other"] = (await client.get("/api/sites/other")).status_code
+        return seen
+
+    with running_server(settings) as server:
+        seen = asyncio.run(scenario(server))
+    assert seen["cli"]["phase_limits"] == {"L1": 40.0, "L2": 63.0}
+    assert seen["cli"]["station_phases"] == {"CP-2": ["L1"]}
+    assert seen["cli"]["periods"] == [
+        {"start": "17:00", "end": "20:00", "limit": 32.0, "phase_limits": {"L1": 20.0}}
+    ]
+    assert seen["bad_cli"][0] == 2 and "expected START-END=LIMIT" in seen["bad_cli"][1]
+    refused = seen["refused"]
+    assert [status for status, _ in refused] == [400] * 5
+    assert "not 'L4'" in refused[0][1] and "name each of its phases once" in refused[1][1]
+    assert "not a time of day" in refused[2][1] and "limt" in refused[3][1]
+    assert "phase_limits L1 must not be negative" in refused[4][1]
+    assert seen["other"] == 404

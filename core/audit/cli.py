@@ -231,15 +231,15 @@ def _what_if(args: argparse.Namespace) -> int:
             f"firmware campaigns: {len(decided)} decisions recorded, {len(today)} taken again "
             f"today: {'they differ' if campaigns_differ else 'the same'}",
         )
-    recorded, again = what_if.site_decisions()
-    sites_differ = recorded != again
-    if recorded or again:
+    decided_then, again = what_if.site_decisions()
+    sites_differ = decided_then != again
+    if decided_then or again:
         _say(
             args,
-            f"site allocations: {len(recorded)} decisions recorded, {len(again)} taken again "
+            f"site allocations: {len(decided_then)} decisions recorded, {len(again)} taken again "
             f"today: {'they differ' if sites_differ else 'the same'}",
         )
-        for line in _decision_differences(recorded, again):
+        for line in _decision_differences(decided_then, again):
             _say(args, line)
     if interrupt.requested:
         _say(args, f"interrupted: re-decided up to position {what_if.position} only")
