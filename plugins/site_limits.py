@@ -12,7 +12,11 @@ the site's unit. Each send is a recorded command named ``allocation_request_id(p
 station, place)`` (the event it reacts to), and its allocation is folded in ``views.sites``.
 
 Never above the limit: while some allocation must go down, only the decreases are sent;
-the raises and new allocations follow once they are recorded. A site's daily periods
+the raises and new allocations follow once they are recorded and answered. An allocation is
+in flight from the moment it is decided (the plugin host notes it in ``views.sites`` before
+the dispatcher records it) until its answer, a timeout or the station's reconnection: its
+place gets nothing new meanwhile, and nothing is raised anywhere, so two allocations of one
+place reaching the station in either order never add up above a limit. A site's daily periods
 (a lower limit from 17:00 to 20:00, ...) bring a timer (``site-limits:period``): the
 allocations go down ``[plugins.site_limits] lead`` seconds (60 by default) before a lower
 limit begins, and up once a lower one ended. Not flooding the stations: a decrease is sent
@@ -28,6 +32,7 @@ from typing import Any
 from chargeledger.core.plugin import (
     OCPP16,
     SITE_LIMITS_PREFIX,
+    CallTimedOut,
     Command,
     Exchange,
     Recorded,
@@ -61,6 +66,8 @@ def _triggered(recorded: Recorded, exchange: Exchange | None) -> bool:
     event = recorded.event
     if isinstance(event, SiteDefined | SiteDeleted | SessionOpened | SessionClosed):
         return True
+    if isinstance(event, CallTimedOut):
+        return event.action == "SetChargingProfile"  # no answer: in flight no more
     if isinstance(event, TimerFired):
         return event.name.startswith(TIMER_PREFIX)
     if exchange is not None and exchange.origin == "out":
@@ -69,15 +76,25 @@ def _triggered(recorded: Recorded, exchange: Exchange | None) -> bool:
 
 
 def decide(
-    views: Views, now: float, stack_level: int = 8, lead: float = 60.0, position: int = 0
+    views: Views,
+    now: float,
+    stack_level: int = 8,
+    lead: float = 60.0,
+    position: int = 0,
+    in_flight_timeout: float = 120.0,
 ) -> list[Command]:
     """The SetChargingProfile commands and timers that bring every site transaction to its
     allocation at ``now`` (the lowest limits of the next ``lead`` seconds) in reaction to the
     event at log ``position``: the decreases alone while there are any (the raises follow
     once they are recorded: the answer to a site SetChargingProfile triggers this again), so
     the allocations in the log never sum above a limit; and the timer of the next period
-    boundary."""
+    boundary. A place with an allocation in flight (decided, not answered yet; at most
+    ``in_flight_timeout`` seconds) gets nothing new until its answer brings the next
+    decision, and while any is in flight only decreases are sent: two allocations of one
+    place may reach the station in either order, and a raise elsewhere must not count on
+    one that may not have arrived."""
     sites = views.sites
+    busy = sites.in_flight(now, in_flight_timeout)
     running = {
         station: views.charging_profiles.running(station)
         for site in sites.all()
@@ -92,7 +109,7 @@ def decide(
     decreases: list[Command] = []
     increases: list[Command] = []
     for (station, place), (limit, unit) in sorted(targets.items()):
-        if station not in connected:
+        if station not in connected or (station, place) in busy:
             continue
         last = sites.allocations.get((station, place))
         tx = running[station][place]
@@ -133,8 +150,9 @@ def decide(
         command = SendCall(station, "SetChargingProfile", payload, request_id)
         going_down = last is not None and same_tx and limit < last.limit
         (decreases if going_down else increases).append(command)
-    # Raises only once every decrease is in the log: the sum never exceeds a limit.
-    return timers + (decreases or increases)
+    # Raises only once every decrease is in the log and answered: the sum never exceeds a
+    # limit.
+    return timers + (decreases or ([] if busy else increases))
 
 
 @hookimpl
@@ -154,4 +172,5 @@ def chargeledger_react(
     options = plugin_options(settings, "site_limits")
     stack_level = int(options.get("stack_level", 8))
     lead = float(options.get("lead", 60.0))
-    return decide(views, now, stack_level, lead, recorded.position)
+    timeout = float(options.get("in_flight_timeout", 120.0))
+    return decide(views, now, stack_level, lead, recorded.position, timeout)

@@ -29,13 +29,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
+from chargeledger.core.commands import Command, SendCall
 from chargeledger.core.events import (
+    CallTimedOut,
+    CommandRequested,
     FrameLogged,
     Recorded,
+    SessionClosed,
+    SessionOpened,
     SiteDefined,
     SiteDeleted,
     SitePeriod,
@@ -78,6 +83,9 @@ SITE_PROFILE_BASE = 2_000_000_000
 replacing the previous allocation there, above the ids the CSMS allocates from log
 positions."""
 
+
+PLUGINS_CALLER = "plugins"
+"""Who the one door records plugins' commands as asked by."""
 
 SITE_LIMITS_PREFIX = "site-limits:"
 """Names the site_limits plugin's decisions: its timers (``site-limits:period``,
@@ -142,6 +150,12 @@ class SitesProjection:
         """(station, place) -> the newest allocation decided there."""
         self._pending: dict[int, tuple[str, int]] = {}
         """Log position of a site SetChargingProfile CALL -> its (station, place)."""
+        self._in_flight: dict[tuple[str, int], dict[str, _InFlight]] = {}
+        """(station, place) -> request id -> an allocation decided and not answered yet."""
+        self._calls: dict[tuple[str, str], int] = {}
+        """(session, message id) of a site SetChargingProfile CALL -> its log position."""
+        self._sent: dict[int, float] = {}
+        """Log position of a site SetChargingProfile CALL not answered yet -> its limit."""
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -231,45 +245,126 @@ class SitesProjection:
             and '"SetChargingProfile"' in event.text
         ):
             self._decided(recorded.position, event)
+        elif (
+            isinstance(event, CommandRequested)
+            and event.key == PLUGINS_CALLER
+            and event.request_id.startswith(SITE_LIMITS_PREFIX)
+        ):
+            self._track(event.request_id, event.station, event.payload, event.at, recorded=True)
+        elif isinstance(event, CallTimedOut):
+            position = self._calls.pop((event.session, event.message_id), None)
+            if position is not None:
+                self._answered(position)
+        elif isinstance(event, SessionOpened | SessionClosed):
+            # What was recorded for the old connection is answered on it or never.
+            for (station, _), flying in self._in_flight.items():
+                if station == event.station:
+                    for request_id in [r for r, f in flying.items() if f.recorded]:
+                        del flying[request_id]
         if (
             exchange is not None
             and exchange.origin == "out"
             and exchange.action == "SetChargingProfile"
         ):
-            key = self._pending.pop(exchange.call_position, None)
+            key = self._answered(exchange.call_position)
             held = None if key is None else self.allocations.get(key)
             if key is not None and held is not None and held.position == exchange.call_position:
                 status = as_dict(exchange.response).get("status")
-                self.allocations[key] = msgspec.structs.replace(held, accepted=status == "Accepted")
+                accepted = exchange.error is None and status == "Accepted"
+                self.allocations[key] = msgspec.structs.replace(held, accepted=accepted)
+
+    def note(self, commands: Iterable[Command], at: float) -> None:
+        """Take note of the site allocations plugins just decided at ``at`` (the plugin host
+        calls it with every reaction): in flight from now, although the log holds them only
+        once the dispatcher has recorded them, so a decision on the next event already sees
+        them."""
+        for command in commands:
+            if (
+                isinstance(command, SendCall)
+                and command.action == "SetChargingProfile"
+                and (command.request_id or "").startswith(SITE_LIMITS_PREFIX)
+            ):
+                payload = msgspec.to_builtins(command.payload)
+                self._track(command.request_id or "", command.station, payload, at, recorded=False)
+
+    def in_flight(self, now: float, timeout: float) -> dict[tuple[str, int], float]:
+        """(station, place) -> the highest allocation decided there and not answered yet
+        (decided less than ``timeout`` seconds before ``now``: an older one was lost)."""
+        found: dict[tuple[str, int], float] = {}
+        for key, flying in self._in_flight.items():
+            for entry in flying.values():
+                if now - entry.at < timeout:
+                    found[key] = max(found.get(key, 0.0), entry.limit)
+        return found
+
+    def _track(
+        self, request_id: str, station: str, request: Any, at: float, *, recorded: bool
+    ) -> None:
+        parsed = _site_allocation(request)
+        if parsed is not None:
+            place, limit, _, _ = parsed
+            flying = self._in_flight.setdefault((station, place), {})
+            flying[request_id] = _InFlight(limit, at, recorded)
+
+    def _answered(self, position: int) -> tuple[str, int] | None:
+        """The CALL at ``position`` was answered (or timed out): one allocation decided at
+        its place (the one of its limit, else the oldest) is no longer in flight."""
+        key = self._pending.pop(position, None)
+        sent = self._sent.pop(position, None)
+        flying = self._in_flight.get(key) if key is not None else None
+        if flying:
+            same = [r for r, entry in flying.items() if entry.limit == sent]
+            del flying[(same or list(flying))[0]]
+        return key
 
     def _decided(self, position: int, event: FrameLogged) -> None:
         frame = decode_frame(event.text)
         if frame is None or frame[0] != 2 or len(frame) < 4:
             return
-        request = as_dict(frame[3])
-        v16 = "csChargingProfiles" in request
-        place = as_int(request.get("connectorId" if v16 else "evseId"))
-        profile = as_dict(request.get("csChargingProfiles" if v16 else "chargingProfile"))
-        profile_id = as_int(profile.get("chargingProfileId", profile.get("id")))
-        if place is None or profile_id != site_profile_id(place):
+        parsed = _site_allocation(frame[3])
+        if parsed is None:
             return
-        schedule = profile.get("chargingSchedule")
-        schedule = as_dict(schedule[0] if type(schedule) is list and schedule else schedule)
-        periods = as_list(schedule.get("chargingSchedulePeriod"))
-        limit = as_dict(periods[0]).get("limit") if periods else None
-        if not isinstance(limit, int | float) or isinstance(limit, bool):
-            return
+        place, limit, unit, transaction_id = parsed
         key = (event.station, place)
         self.allocations[key] = Allocation(
             station=event.station,
             place=place,
-            limit=float(limit),
-            unit=str(schedule.get("chargingRateUnit", "A")),
-            transaction_id=profile.get("transactionId"),
+            limit=limit,
+            unit=unit,
+            transaction_id=transaction_id,
             at=event.at,
             position=position,
         )
         self._pending[position] = key
+        self._sent[position] = limit
+        self._calls[(event.session, str(frame[1]))] = position
+
+
+class _InFlight(NamedTuple):
+    limit: float
+    at: float
+    recorded: bool
+    """Whether its ``CommandRequested`` is in the log (else only noted)."""
+
+
+def _site_allocation(request: Any) -> tuple[int, float, str, Any] | None:
+    """A site SetChargingProfile request (1.6 or 2.0.1) as (place, limit, unit, transaction
+    id); ``None`` for any other request."""
+    request = as_dict(request)
+    v16 = "csChargingProfiles" in request
+    place = as_int(request.get("connectorId" if v16 else "evseId"))
+    profile = as_dict(request.get("csChargingProfiles" if v16 else "chargingProfile"))
+    profile_id = as_int(profile.get("chargingProfileId", profile.get("id")))
+    if place is None or profile_id != site_profile_id(place):
+        return None
+    schedule = profile.get("chargingSchedule")
+    schedule = as_dict(schedule[0] if type(schedule) is list and schedule else schedule)
+    periods = as_list(schedule.get("chargingSchedulePeriod"))
+    limit = as_dict(periods[0]).get("limit") if periods else None
+    if not isinstance(limit, int | float) or isinstance(limit, bool):
+        return None
+    unit = str(schedule.get("chargingRateUnit", "A"))
+    return place, float(limit), unit, profile.get("transactionId")
 
 
 class Limits(msgspec.Struct, frozen=True):

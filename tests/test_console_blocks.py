@@ -354,7 +354,7 @@ def test_sites_page_defines_a_site_for_admins_only(
     expect(row).to_contain_text("32.0 A")
     expect(row).to_contain_text("priority")
     expect(row).to_contain_text("L1 40.0 A")
-    expect(row).to_contain_text("17:00–20:00 UTC: 32.0 A")
+    expect(row).to_contain_text("17:00-20:00 UTC: 32.0 A")
     expect(row).to_contain_text("CP-SITE-1 on L1")
     # A transaction starts at one of its stations: the site_limits plugin allocates the limit.
     _command(console, "CP-SITE-1", "operator", use_case="remote_start", id_token="04A2B3C4")

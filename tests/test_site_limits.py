@@ -24,8 +24,13 @@ from hypothesis import strategies as st
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
+from chargeledger.core.commands import SendCall
 from chargeledger.core.events import (
+    CommandRequested,
+    FrameLogged,
     Recorded,
+    SessionClosed,
+    SessionOpened,
     SiteDefined,
     SitePeriod,
     TimerStarted,
@@ -33,7 +38,11 @@ from chargeledger.core.events import (
 )
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
-from chargeledger.core.site_decisions import recorded_site_decisions, replayed_site_decisions
+from chargeledger.core.site_decisions import (
+    recorded_site_decisions,
+    replayed_site_decisions,
+    site_decisions_in,
+)
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
 from chargeledger.projections.composite import TransactionContext
@@ -633,11 +642,9 @@ def test_a_lower_evening_limit_is_met_before_it_begins(tmp_path: Path) -> None:
                     periods=[SitePeriod(start=clock(begin), end=clock(end), limit=10.0)],
                 )
             )
-            # One after the other: decisions taken on events of one commit batch may reach
-            # a station out of order (the dispatcher sends each command in a task of its own).
-            await _start(points["CP-SA"][0])
-            await settle(server, {"CP-SA": 32.0}, "A alone")
-            await _start(points["CP-SB"][0])
+            # Back to back: B's start may be reacted to before A's first allocation is
+            # recorded; it waits for it (in flight), so the two never add up above 32 A.
+            await asyncio.gather(*(_start(cp) for cp, _, _ in points.values()))
             await settle(server, {"CP-SA": 16.0, "CP-SB": 16.0}, "two share 32 A")
             await settle(server, {"CP-SA": 5.0, "CP-SB": 5.0}, "lowered for the period")
             await settle(server, {"CP-SA": 16.0, "CP-SB": 16.0}, "raised after it")
@@ -743,3 +750,94 @@ def test_phases_and_periods_over_the_api_and_the_cli(tmp_path: Path) -> None:
     assert "not a time of day" in refused[2][1] and "limt" in refused[3][1]
     assert "phase_limits L1 must not be negative" in refused[4][1]
     assert seen["other"] == 404
+
+
+class _Log:
+    """A log written by hand, folded as it grows, reacted to by today's plugins as the
+    dispatcher does: for the orderings a live run produces only by chance."""
+
+    def __init__(self) -> None:
+        self.views = Views()
+        self.plugins = PluginHost(Settings())
+        self.position = 0
+        self.at = 1_000_000.0
+
+    def add(self, event: Any) -> list[Any]:
+        self.position += 1
+        self.at += 1
+        recorded = Recorded(self.position, f"s:{self.position}", 1, event)
+        self.views.apply(recorded)
+        return site_decisions_in(self.plugins.react(recorded, self.views))
+
+    def frame(self, station: str, direction: str, frame: list[Any]) -> list[Any]:
+        text = json.dumps(frame)
+        event = FrameLogged(
+            station=station, session=station, at=self.at, direction=direction, text=text
+        )  # type: ignore[arg-type]
+        return self.add(event)
+
+    def start(self, station: str, transaction_id: int) -> list[Any]:
+        request = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": rfc3339(self.at)}
+        self.frame(station, "in", [2, f"s{transaction_id}", "StartTransaction", request])
+        answer = {"transactionId": transaction_id, "idTagInfo": {"status": "Accepted"}}
+        return self.frame(station, "out", [3, f"s{transaction_id}", answer])
+
+    def send(self, decision: Any) -> list[Any]:
+        """The dispatcher records the decision, sends it, and the station accepts it."""
+        requested = CommandRequested(
+            request_id=decision.name,
+            station=decision.station,
+            at=self.at,
+            key="plugins",
+            role="operator",
+            mode="message",
+            command=decision.action,
+            payload=decision.payload,
+        )
+        self.add(requested)
+        message = f"m{self.position}"
+        self.frame(decision.station, "out", [2, message, decision.action, decision.payload])
+        return self.frame(decision.station, "in", [3, message, {"status": "Accepted"}])
+
+
+def _limits(decisions: list[Any]) -> dict[str, float]:
+    return {
+        d.station: d.payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+            "limit"
+        ]
+        for d in decisions
+        if d.kind == "allocation"
+    }
+
+
+def test_a_decision_not_yet_recorded_holds_back_the_next() -> None:
+    """B starts right after A, before the dispatcher has recorded A's first allocation (one
+    commit batch): B's decision already sees A's in flight and sends nothing (A's 32 A and
+    a 16 A for B could otherwise both be in force). A's answer brings the decrease to 16 A,
+    its answer B's 16 A: at no point could the sum exceed 32 A, in whatever order the
+    station receives them."""
+    log = _Log()
+    for station in ("A", "B"):
+        log.add(SessionOpened(station=station, session=station, at=log.at, protocol="ocpp1.6"))
+    log.add(
+        SiteDefined(request_id="d", at=log.at, key="k", site="s", stations=["A", "B"], limit=32.0)
+    )
+    first = log.start("A", 1)
+    assert _limits(first) == {"A": 32.0}
+    assert log.start("B", 2) == []  # A's 32 A is in flight, noted but not recorded yet
+    down = log.send(first[0])
+    assert _limits(down) == {"A": 16.0}  # answered: now the decrease, alone
+    up = log.send(down[0])
+    assert _limits(up) == {"B": 16.0}
+    assert log.send(up[0]) == []
+    assert {k: a.limit for k, a in log.views.sites.allocations.items()} == {
+        ("A", 1): 16.0,
+        ("B", 1): 16.0,
+    }
+    # A decision lost before it was recorded holds its place only so long.
+    log.add(SessionClosed(station="B", session="B", at=log.at, code=1000))
+    log.views.sites.note(
+        [SendCall("A", "SetChargingProfile", first[0].payload, "site-limits:lost:A:1")], log.at
+    )
+    assert log.views.sites.in_flight(log.at, 120) == {("A", 1): 32.0}
+    assert log.views.sites.in_flight(log.at + 121, 120) == {}
