@@ -311,6 +311,7 @@ class SitesProjection:
         its place (the one of its limit, else the oldest) is no longer in flight."""
         key = self._pending.pop(position, None)
         sent = self._sent.pop(position, None)
+        self._calls = {call: at for call, at in self._calls.items() if at != position}
         flying = self._in_flight.get(key) if key is not None else None
         if flying:
             same = [r for r, entry in flying.items() if entry.limit == sent]
