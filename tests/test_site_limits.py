@@ -846,3 +846,37 @@ def test_a_decision_not_yet_recorded_holds_back_the_next() -> None:
     )
     assert log.views.sites.in_flight(log.at, 120) == {("A", 1): 32.0}
     assert log.views.sites.in_flight(log.at + 121, 120) == {}
+
+
+def test_a_one_phase_station_is_told_its_phases() -> None:
+    """The allocation of a one-phase station says ``numberPhases`` 1, and it shares only its
+    phase: with L1 at 16 A, A (three phases) and B (on L1) get 8 A each, not 16 each."""
+    log = _Log()
+    for station in ("A", "B"):
+        log.add(SessionOpened(station=station, session=station, at=log.at, protocol="ocpp1.6"))
+    log.add(
+        SiteDefined(
+            request_id="d",
+            at=log.at,
+            key="k",
+            site="s",
+            stations=["A", "B"],
+            phase_limits={"L1": 16.0},
+            station_phases={"B": ["L1"]},
+        )
+    )
+    first = log.start("A", 1)
+    assert _limits(first) == {"A": 16.0}
+    assert log.start("B", 2) == []  # A's allocation is in flight
+    down = log.send(first[0])
+    assert _limits(down) == {"A": 8.0}
+    (up,) = log.send(down[0])
+    assert _limits([up]) == {"B": 8.0}
+    period = up.payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]
+    assert period == {"startPeriod": 0, "limit": 8.0, "numberPhases": 1}
+    assert (
+        "numberPhases"
+        not in down[0].payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][
+            0
+        ]
+    )
