@@ -33,7 +33,11 @@ a layer above:
    its bridge to trio), ``allocator`` (1.6 transaction ids).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
    connection), ``feed`` (the newest committed position, a wake-up for readers),
-   ``dispatcher`` (what follows a commit: fold, react, execute), ``ocsp`` (the OCSP checks
+   ``dispatcher`` (what follows a commit: fold, react, execute), ``follower`` (on a
+   PostgreSQL store several nodes share: every node's events folded in order, woken by
+   ``LISTEN/NOTIFY``), ``cluster`` (reactions once across the nodes: who reacts to what, the
+   leader lock, the timers, the reactions' position), ``worker`` (``chargeledger worker``:
+   the leader that holds no station), ``ocsp`` (the OCSP checks
    a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
    the one door towards stations), ``server`` (wires it all together), ``http`` (the
    operator and billing HTTP API), ``startup`` (what ``serve`` checks before it creates

@@ -13,7 +13,7 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from importlib.metadata import version
 from typing import Any
@@ -167,7 +167,9 @@ def _plug_and_charge(args: argparse.Namespace) -> int:
             )
             print(
                 f"{row['station']:<24} contracts={len(row['contracts'])} "
-                f"ocsp_checks={len(row['ocsp_checks'])} answers={len(row['answers'])} {answers}"
+                f"ocsp_checks={len(row['ocsp_checks'])} "
+                f"provider_calls={len(row['provider_calls'])} "
+                f"answers={len(row['answers'])} {answers}"
             )
     return 0
 
@@ -239,10 +241,17 @@ def _serve(args: argparse.Namespace) -> int:
         # Imported here, as the web framework: only when the API is served.
         from chargeledger.core.console.routes import ROUTES as web
 
-    async def serve() -> None:
+    return _run_until_signal("serve", partial(run_server, settings, web=web))
+
+
+def _run_until_signal(command: str, run: Callable[..., Awaitable[Any]]) -> int:
+    """Run ``await nursery.start(run)`` until SIGINT or SIGTERM; its exit status (2, with one
+    line per failure, when it failed)."""
+
+    async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(partial(run_server, settings, web=web))
+                await nursery.start(run)
 
                 async def stop_on_signal() -> None:
                     async for signum in signals:
@@ -255,15 +264,32 @@ def _serve(args: argparse.Namespace) -> int:
                 nursery.start_soon(stop_on_signal)
 
     try:
-        trio.run(serve)
+        trio.run(main)
     except BaseException as exc:  # a group from trio's nurseries, usually
         lines = failure_lines(exc)
         if lines is None:
             raise
         for line in lines:
-            print(f"chargeledger serve: {line}", file=sys.stderr)
+            print(f"chargeledger {command}: {line}", file=sys.stderr)
         return 2
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(args.config, store=args.store, node=args.node)
+    except (ValueError, OSError) as exc:
+        print(f"chargeledger worker: {one_line(exc)}", file=sys.stderr)
+        return 2
+    if args.node is None:  # not the node name of the serving processes sharing the config
+        settings = msgspec.structs.replace(settings, node=f"{settings.node}-worker")
+    from chargeledger.core.worker import run_worker
+
+    return _run_until_signal("worker", partial(run_worker, settings))
 
 
 def _api_key(args: argparse.Namespace) -> int:
@@ -333,6 +359,16 @@ def _parser() -> argparse.ArgumentParser:
         help="allow open registration on a non-loopback host (test benches only)",
     )
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="follow a shared PostgreSQL store and run its reactions and timers (no stations)",
+    )
+    with_store(worker, None)
+    worker.add_argument("--config", help="TOML settings file (see docs/operations.md)")
+    worker.add_argument("--node", help="this process's node name (default HOSTNAME-worker)")
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(run=_worker)
 
     api_key = commands.add_parser("api-key", help="make an HTTP API key and its settings entry")
     api_key.add_argument("--name", required=True, help="who holds the key (recorded as author)")
@@ -411,7 +447,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chargeledger`` console script."""
     args = _parser().parse_args(argv)
-    if getattr(args, "store", None) is None and args.command != "serve":
+    if getattr(args, "store", None) is None and args.command not in ("serve", "worker"):
         args.store = load_settings().store
     try:
         code: int = args.run(args)

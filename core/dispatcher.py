@@ -14,10 +14,9 @@ by ``plugins``), a ``CloseSession`` closes the station's session, a ``StartTimer
 react hooks like any event. The wait is on the wall clock (``time.time()`` when the timer is
 armed, not trio's clock), so a due time in an event means the same after a restart; timers
 pending when the server stopped (``views.timers``) are re-armed when ``run`` starts, and one
-already due fires at once. Several nodes: a node arms the timers its own plugins started and
-re-arms every pending one at its start; the ``timer:<name>`` stream makes a second firing of
-one timer a version conflict (logged, not recorded twice), which fails the rest of that
-commit batch too, so run timers on one node until reactions run once cluster-wide.
+already due fires at once. On a PostgreSQL store several nodes share,
+:class:`~chargeledger.core.cluster.ClusterDispatcher` does this instead: each event is reacted
+to on one node, and the leader keeps every node's timers (``docs/cluster.md``).
 
 What goes wrong stays contained: a react hook that raises is logged and its event's other
 reactions are lost, never the later events' (one plugin's bug must not stop the others); a

@@ -27,6 +27,9 @@ Streams (the store's ``originator_id``, text):
   firing the same timer conflict on the stream's version, so it is recorded fired once.
 * ``ocsp:<uuid>``: one per OCSP check the core carried out for a station's CALL before it
   was answered (``OcspRequested``, then ``OcspAnswered``; docs/plug-and-charge.md).
+* ``contract:<uuid>``: one per call the core made to a remote contract-certificate provider
+  for a station's Get15118EVCertificate before it was answered
+  (``ContractCertificateRequested``, then ``ContractCertificateAnswered``).
 * ``token:<uuid>``: one per ID-token registry change (``TokenRegistered`` / ``TokenRemoved``),
   made through the one door (the HTTP API, the CLI, a CSV import: one stream per change).
 * ``tariff:<uuid>``: one per tariff change (``TariffDefined`` / ``TariffRemoved`` /
@@ -53,6 +56,9 @@ __all__ = [
     "CampaignPaused",
     "CampaignResumed",
     "CommandRequested",
+    "ContractCertificateAnswered",
+    "ContractCertificateRequested",
+    "ContractStatus",
     "Direction",
     "Event",
     "FrameLogged",
@@ -83,6 +89,7 @@ __all__ = [
     "TokenRemoved",
     "TransactionIdsReserved",
     "command_stream",
+    "contract_stream",
     "decode_event",
     "encode_event",
     "firmware_campaign_stream",
@@ -151,6 +158,12 @@ def tariff_stream(request_id: str) -> str:
 def ocsp_stream(request_id: str) -> str:
     """The stream id of the OCSP check ``request_id`` (its request, then its answer)."""
     return f"ocsp:{request_id}"
+
+
+def contract_stream(request_id: str) -> str:
+    """The stream id of the contract-provider call ``request_id`` (its request, then its
+    answer)."""
+    return f"contract:{request_id}"
 
 
 class SessionOpened(msgspec.Struct, frozen=True, kw_only=True):
@@ -573,6 +586,57 @@ class OcspAnswered(msgspec.Struct, frozen=True, kw_only=True):
     node: str = ""
 
 
+class ContractCertificateRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """The core is about to POST an EV's contract-certificate request (a station's
+    Get15118EVCertificate, ``message_id``, received at ``call_at``) to a remote
+    contract-certificate provider (docs/plug-and-charge.md). Recorded before the request is
+    made."""
+
+    request_id: str
+    station: str
+    message_id: str
+    call_at: float
+    """When the CALL arrived: with ``station`` and ``message_id`` it names the CALL."""
+    at: float
+    action: str
+    """``Install`` or ``Update``."""
+    schema_version: str
+    url: str
+    request: str
+    """The request body, base64 (JSON carrying the ``exiRequest`` for the built-in one)."""
+    node: str = ""
+
+
+ContractStatus = Literal["Accepted", "Failed"]
+"""A contract provider's answer; ``Failed`` too when there is no usable answer."""
+
+
+class ContractCertificateAnswered(msgspec.Struct, frozen=True, kw_only=True):
+    """What came of a :class:`ContractCertificateRequested` (same ``request_id``): the
+    provider's answer as received and what it says (the ``exiResponse`` for the EV), or why
+    there is none. The Get15118EVCertificate is answered from this record, never from the
+    network: a replay decides the same."""
+
+    request_id: str
+    station: str
+    message_id: str
+    call_at: float
+    at: float
+    url: str
+    http_status: int | None = None
+    """The HTTP status; ``None`` when no answer arrived (timeout, connection refused)."""
+    response: str | None = None
+    """The response body, base64, as received."""
+    status: ContractStatus = "Failed"
+    exi_response: str = ""
+    """The ``CertificateInstallationRes`` / ``CertificateUpdateRes`` for the EV, EXI, base64."""
+    reason: str | None = None
+    """``statusInfo.reasonCode`` the station gets when ``Failed``."""
+    error: str | None = None
+    """Why there is no usable answer (a timeout, an HTTP error, an unreadable answer)."""
+    node: str = ""
+
+
 # -- firmware campaigns (docs/device-management.md) ---------------------------------------------
 
 
@@ -662,6 +726,8 @@ Event = (
     | SiteDeleted
     | OcspRequested
     | OcspAnswered
+    | ContractCertificateRequested
+    | ContractCertificateAnswered
     | CampaignCreated
     | CampaignCancelled
     | CampaignPaused
@@ -696,6 +762,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SiteDeleted,
         OcspRequested,
         OcspAnswered,
+        ContractCertificateRequested,
+        ContractCertificateAnswered,
         CampaignCreated,
         CampaignCancelled,
         CampaignPaused,

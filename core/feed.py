@@ -23,7 +23,8 @@ class CommitFeed:
 
     def __init__(self) -> None:
         self.position = 0
-        """Position of the newest event committed by this process (0 before the first)."""
+        """Position of the newest event committed by this process, or folded from the log
+        by its follower (0 before the first)."""
         self.frames_in = 0
         self.frames_out = 0
         self.timeouts = 0
@@ -33,9 +34,16 @@ class CommitFeed:
         self._changed = trio.Event()
 
     def publish(self, batch: Sequence[Recorded]) -> None:
-        """Take a committed batch (positions ascending) and wake every waiter; never raises."""
+        """Take a batch this process committed (positions ascending): count it, and wake
+        every waiter; never raises."""
         if not batch:
             return
+        self.count(batch)
+        self.advance(batch[-1].position)
+
+    def count(self, batch: Sequence[Recorded]) -> None:
+        """Count the frames, timeouts and refusals of ``batch``, events this process
+        committed (a node following the log counts only its own); never raises."""
         for recorded in batch:
             event = recorded.event
             if isinstance(event, FrameLogged):
@@ -47,14 +55,21 @@ class CommitFeed:
                 self.timeouts += 1
             elif isinstance(event, HandshakeRejected):
                 self.refusals[event.cause or "malformed"] += 1
-        self.position = batch[-1].position
+
+    def advance(self, position: int) -> None:
+        """Everything up to ``position`` is folded: wake every waiter (a node following the
+        log calls this for every node's events, see :mod:`chargeledger.core.follower`)."""
+        if position <= self.position:
+            return
+        self.position = position
         self._changed.set()
         self._changed = trio.Event()
 
     async def wait_beyond(self, position: int, timeout: float) -> bool:
         """Wait until an event after ``position`` is committed here, at most ``timeout``
-        seconds; whether one was. Events committed by other nodes wake nobody: a reader that
-        times out reads again to pick them up."""
+        seconds; whether one was. On a node following the log (PostgreSQL) every node's
+        events wake it once folded; elsewhere another process's events wake nobody, and a
+        reader that times out reads again to pick them up."""
         with trio.move_on_after(timeout):
             while self.position <= position:
                 await self._changed.wait()

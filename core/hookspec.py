@@ -21,9 +21,11 @@ hook implementation that raises is a bug: for a CALL the station gets ``Internal
 frames are still recorded); for a reaction it is logged and its commands are lost.
 
 The order for one station CALL: the core parses and schema-checks it and answers a verbatim
-retransmission from memory; then ``chargeledger_admit_call`` may refuse it; then
-``chargeledger_answer_call`` answers it. Once the CALL and its answer are committed, every
-``chargeledger_react`` sees each of the two frames.
+retransmission from memory; then ``chargeledger_admit_call`` may refuse it; then, for the
+actions ``chargeledger_certificate_checks`` declares, the core makes and records the OCSP
+checks and contract-provider calls it names; then ``chargeledger_answer_call`` answers it.
+Once the CALL and its answer are committed, every ``chargeledger_react`` sees each of the two
+frames.
 """
 
 # Hook specifications have docstrings for bodies, like pytest's.
@@ -36,6 +38,7 @@ import pluggy
 
 from chargeledger.core.plugin import (
     PROJECT,
+    CertificateCheck,
     CertificateRequest,
     CertificateSigner,
     Command,
@@ -62,7 +65,9 @@ __all__ = [
     "chargeledger_admit_call",
     "chargeledger_answer_call",
     "chargeledger_certificate_checks",
+    "chargeledger_contract_answer",
     "chargeledger_contract_certificate",
+    "chargeledger_contract_request",
     "chargeledger_ocsp_request",
     "chargeledger_ocsp_verdict",
     "chargeledger_propose_charging_schedule",
@@ -236,20 +241,26 @@ def chargeledger_propose_charging_schedule(
 @hookspec
 def chargeledger_certificate_checks(
     call: InboundCall, views: Views, settings: Settings
-) -> list[OcspQuery]:
-    """The OCSP checks a station's CALL needs before it can be answered.
+) -> list[CertificateCheck]:
+    """The exchanges with certificate services a station's CALL needs before it can be
+    answered: OCSP checks (an :class:`~chargeledger.core.plugin.OcspQuery`) and calls to a
+    remote contract-certificate provider (a
+    :class:`~chargeledger.core.plugin.ContractCertificateRequest`).
 
     Called by the core for each new, valid, admitted CALL, before ``chargeledger_answer_call``
-    is asked. For each query returned, the core builds the request
+    is asked. For each OCSP query returned, the core builds the request
     (``chargeledger_ocsp_request``), records ``OcspRequested``, POSTs it (with the request's
-    timeout), reads the answer (``chargeledger_ocsp_verdict``) and records ``OcspAnswered``;
-    only once those are committed and folded into ``views`` is the CALL answered, from them.
-    Return only the checks ``views`` holds no usable result for (a replay asks no one: it
-    decides from what was recorded). Declare the actions with
-    :func:`~chargeledger.core.plugin.answers`: CALLs of other actions skip this step
-    altogether (no second validation of their payload).
+    timeout), reads the answer (``chargeledger_ocsp_verdict``) and records ``OcspAnswered``.
+    For each contract request, it asks ``chargeledger_contract_request`` for the HTTP request
+    (none: no remote provider, nothing is recorded and the in-process providers answer), records
+    ``ContractCertificateRequested``, POSTs it, reads the answer
+    (``chargeledger_contract_answer``) and records ``ContractCertificateAnswered``. Only once
+    those are committed and folded into ``views`` is the CALL answered, from them. Return only
+    what ``views`` holds no usable result for (a replay asks no one: it decides from what was
+    recorded). Declare the actions with :func:`~chargeledger.core.plugin.answers`: CALLs of
+    other actions skip this step altogether (no second validation of their payload).
 
-    :return: the queries, possibly none. The results of all plugins are concatenated.
+    :return: the checks, possibly none. The results of all plugins are concatenated.
     """
 
 
@@ -282,17 +293,47 @@ def chargeledger_ocsp_verdict(
 def chargeledger_contract_certificate(
     request: ContractCertificateRequest, settings: Settings
 ) -> ContractCertificateAnswer | None:
-    """The contract-certificate provider (the eMSP / PKI integration): answer an EV's
-    certificate installation or update (2.0.1 Get15118EVCertificate, or the same over 1.6
-    DataTransfer) with the EXI response the station hands the EV.
+    """An in-process contract-certificate provider (the eMSP / PKI integration): answer an
+    EV's certificate installation or update (2.0.1 Get15118EVCertificate, or the same over 1.6
+    DataTransfer) with the EXI response the station hands the EV, from data at hand.
 
-    Pure like every hook: a provider that needs a network round trip must not make it here
-    (docs/plug-and-charge.md says what that leaves open). The built-in test provider
+    Asked (through ``provide``) only when the log holds no answer of a remote provider for the
+    CALL: a provider that needs a network round trip implements
+    ``chargeledger_contract_request`` / ``chargeledger_contract_answer`` instead (or sets
+    ``contract_provider_url``), and the core makes the call. The built-in test provider
     (``trylast``, only when ``[plugins.plug_and_charge]`` names a contract CA) issues a
     contract certificate itself, deterministically from the request.
 
     :return: the answer, or ``None`` to let another provider answer; when none does, the
         station gets ``Failed``.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_contract_request(
+    request: ContractCertificateRequest, settings: Settings
+) -> HttpRequest | None:
+    """How to ask a remote contract-certificate provider for ``request``: the HTTP POST the
+    core makes (and records, ``ContractCertificateRequested``) before the Get15118EVCertificate
+    is answered. The built-in one (``trylast``) POSTs the JSON of docs/plug-and-charge.md to
+    ``contract_provider_url`` when that option is set. ``None`` when there is no remote
+    provider: nothing is asked or recorded, and ``chargeledger_contract_certificate`` answers.
+
+    Stops at the first non-``None`` result (``firstresult``).
+    """
+
+
+@hookspec(firstresult=True)
+def chargeledger_contract_answer(
+    request: ContractCertificateRequest, response: HttpResponse, settings: Settings
+) -> ContractCertificateAnswer | None:
+    """What the remote provider's answer (HTTP 200) says: the ``exiResponse`` for the EV, or a
+    ``Failed`` answer with the reason when it is unusable. The built-in one (``trylast``)
+    reads the JSON of docs/plug-and-charge.md. Recorded with the raw answer
+    (``ContractCertificateAnswered``), so the decision and a replay read it from the log.
+    ``None`` to let another plugin read it.
 
     Stops at the first non-``None`` result (``firstresult``).
     """

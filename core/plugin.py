@@ -45,6 +45,8 @@ from chargeledger.core.commands import (
 from chargeledger.core.events import (
     CallTimedOut,
     CommandRequested,
+    ContractCertificateAnswered,
+    ContractCertificateRequested,
     Event,
     FrameLogged,
     HandshakeRejected,
@@ -122,6 +124,7 @@ __all__ = [
     "Anomaly",
     "BootInfo",
     "CallTimedOut",
+    "CertificateCheck",
     "CertificateHash",
     "CertificateRequest",
     "CertificateSigner",
@@ -131,7 +134,9 @@ __all__ = [
     "ConfigurationKey",
     "ConnectorState",
     "ContractCertificateAnswer",
+    "ContractCertificateAnswered",
     "ContractCertificateRequest",
+    "ContractCertificateRequested",
     "ContractProvider",
     "DeviceModelState",
     "EVChargingNeeds",
@@ -260,6 +265,8 @@ class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
     content_type: str
     timeout: float = 5.0
     """Seconds for the whole exchange; past it the check is recorded failed."""
+    headers: dict[str, str] = {}
+    """Further headers (a provider's ``Authorization``); not recorded, unlike the body."""
 
 
 class HttpResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -309,7 +316,15 @@ class ContractCertificateAnswer(msgspec.Struct, frozen=True, kw_only=True):
     exi_response: str = ""
     """The ``CertificateInstallationRes`` / ``CertificateUpdateRes``, EXI, base64."""
     reason: str | None = None
-    """Why it failed (sent in ``statusInfo``)."""
+    """Why it failed (``statusInfo.reasonCode``, at most 20 characters)."""
+    error: str | None = None
+    """What went wrong, in words (``statusInfo.additionalInfo``)."""
+
+
+CertificateCheck = OcspQuery | ContractCertificateRequest
+"""What ``chargeledger_certificate_checks`` names: an exchange with a certificate service
+(an OCSP responder, a remote contract-certificate provider) that the core makes and records
+before the CALL is answered."""
 
 
 ContractProvider = Callable[[ContractCertificateRequest], ContractCertificateAnswer | None]

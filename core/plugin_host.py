@@ -20,6 +20,7 @@ import pluggy
 from chargeledger.core import hookspec
 from chargeledger.core.plugin import (
     PROJECT,
+    CertificateCheck,
     CertificateRequest,
     Command,
     ContractCertificateAnswer,
@@ -195,8 +196,8 @@ class PluginHost:
         answers): the others skip the checking step at no cost."""
         return bool(self._route(action, "chargeledger_certificate_checks"))
 
-    def certificate_checks(self, call: InboundCall, views: Views) -> list[OcspQuery]:
-        """The OCSP checks ``call`` needs before it is answered
+    def certificate_checks(self, call: InboundCall, views: Views) -> list[CertificateCheck]:
+        """The OCSP checks and contract-provider calls ``call`` needs before it is answered
         (``chargeledger_certificate_checks``, the implementations routed ``call.action``);
         none for a CALL the gate refuses. Exceptions of a plugin propagate."""
         hook = self.manager.hook
@@ -209,7 +210,9 @@ class PluginHost:
             {"call": call, "views": views, "settings": self.settings},
             False,
         )
-        return [query for queries in cast("list[list[OcspQuery]]", results) for query in queries]
+        return [
+            check for checks in cast("list[list[CertificateCheck]]", results) for check in checks
+        ]
 
     def ocsp_request(self, query: OcspQuery) -> HttpRequest | None:
         """The HTTP request asking about ``query`` (``chargeledger_ocsp_request``)."""
@@ -234,5 +237,22 @@ class PluginHost:
             self.manager.hook.chargeledger_contract_certificate(
                 request=request, settings=self.settings
             )
+        )
+        return answer
+
+    def contract_request(self, request: ContractCertificateRequest) -> HttpRequest | None:
+        """The HTTP request to a remote contract-certificate provider for ``request``
+        (``chargeledger_contract_request``); ``None`` when there is no remote provider."""
+        http: HttpRequest | None = self.manager.hook.chargeledger_contract_request(
+            request=request, settings=self.settings
+        )
+        return http
+
+    def contract_answer(
+        self, request: ContractCertificateRequest, response: HttpResponse
+    ) -> ContractCertificateAnswer | None:
+        """What the remote provider's ``response`` says (``chargeledger_contract_answer``)."""
+        answer: ContractCertificateAnswer | None = self.manager.hook.chargeledger_contract_answer(
+            request=request, response=response, settings=self.settings
         )
         return answer

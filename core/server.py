@@ -1,9 +1,11 @@
 """The server: wires store, writer, dispatcher, allocator, plugins and gateway together, once.
 
 A commit flows writer -> :class:`~chargeledger.core.dispatcher.CommitDispatcher` (fold, react,
-feed); the gateway is handed the dispatcher's ``execute`` for the commands plugins return with
-their answers, and :class:`~chargeledger.core.api.CentralSystem` is the one door for requests
-to stations.
+feed); on a PostgreSQL store several nodes share, writer -> the log follower, which folds
+every node's events in order -> :class:`~chargeledger.core.cluster.ClusterDispatcher`
+(react to the events this node owns, feed; see ``docs/cluster.md``). The gateway is handed
+the dispatcher's ``execute`` for the commands plugins return with their answers, and
+:class:`~chargeledger.core.api.CentralSystem` is the one door for requests to stations.
 
 :func:`run_server` is what ``chargeledger serve`` runs, and what tests and embedding programs
 start with ``await nursery.start(run_server, settings)``; it hands back a
@@ -22,9 +24,11 @@ import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
+from chargeledger.core.cluster import ClusterDispatcher, Leadership
 from chargeledger.core.dispatcher import CommitDispatcher
 from chargeledger.core.events import SessionClosed, session_stream
 from chargeledger.core.feed import CommitFeed
+from chargeledger.core.follower import FollowingWriter, LogFollower
 from chargeledger.core.gateway import CLOSE_NO_STATUS, Gateway
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import Settings
@@ -32,7 +36,7 @@ from chargeledger.core.store import Store, open_store
 from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Views
 
-__all__ = ["run_server"]
+__all__ = ["following", "run_server"]
 
 log = logging.getLogger("chargeledger.server")
 
@@ -58,46 +62,61 @@ async def run_server(
     store URL or plugin setting, ``OSError`` when the port cannot be bound.
     """
     store = await trio.to_thread.run_sync(open_store, settings.store)
+    cluster = None
     try:
         views = await trio.to_thread.run_sync(_fold, store)
         _tune_garbage_collector()
         plugins = PluginHost(settings)
         feed = CommitFeed()
-        dispatcher = CommitDispatcher(views, plugins, feed)
-        async with GroupCommitWriter(store, on_commit=dispatcher.on_commit) as writer:
-            await _close_dangling_sessions(
-                writer, views, settings.node, settings.node_timeout, time.time()
-            )
-            allocator = TransactionIdAllocator(store, node=settings.node)
-            gateway = Gateway(settings, writer, allocator, plugins, views, dispatcher.execute)
-            async with trio.open_nursery() as nursery:
-                port = await nursery.start(gateway.serve)
-                log.info(
-                    "listening on ws://%s:%d/ (store %s, node %s, plugins %s)",
-                    settings.host,
-                    port,
-                    settings.store,
-                    settings.node,
-                    ",".join(plugins.enabled),
+        cluster = following(store, views, plugins, feed, settings.node)
+        dispatcher = CommitDispatcher(views, plugins, feed) if cluster is None else cluster[0]
+        async with trio.open_nursery() as following_nursery:
+            if cluster is None:
+                writer = GroupCommitWriter(store, on_commit=dispatcher.on_commit)
+            else:
+                writer = cluster[2]
+                await following_nursery.start(cluster[1].run)
+            async with writer:
+                await _close_dangling_sessions(
+                    writer, views, settings.node, settings.node_timeout, time.time()
                 )
-                csms = CentralSystem(
-                    gateway=gateway,
-                    writer=writer,
-                    store=store,
-                    feed=feed,
-                    settings=settings,
-                    port=port,
-                )
-                nursery.start_soon(dispatcher.run, csms)
-                if settings.api_port is not None:
-                    # Imported here: the web framework is loaded only when the API is served.
-                    from chargeledger.core.http.server import serve_api
+                allocator = TransactionIdAllocator(store, node=settings.node)
+                gateway = Gateway(settings, writer, allocator, plugins, views, dispatcher.execute)
+                async with trio.open_nursery() as nursery:
+                    port = await nursery.start(gateway.serve)
+                    log.info(
+                        "listening on ws://%s:%d/ (store %s, node %s, plugins %s)",
+                        settings.host,
+                        port,
+                        settings.store,
+                        settings.node,
+                        ",".join(plugins.enabled),
+                    )
+                    csms = CentralSystem(
+                        gateway=gateway,
+                        writer=writer,
+                        store=store,
+                        feed=feed,
+                        settings=settings,
+                        port=port,
+                    )
+                    nursery.start_soon(dispatcher.run, csms)
+                    if cluster is not None:
+                        leadership = Leadership(store.url, worker=False)
+                        nursery.start_soon(leadership.run, cluster[0].lead, cluster[0].step_down)
+                    if settings.api_port is not None:
+                        # Imported here: the web framework is loaded only when the API is
+                        # served.
+                        from chargeledger.core.http.server import serve_api
 
-                    csms.api_port = await nursery.start(serve_api, csms, settings, web)
-                task_status.started(csms)
+                        csms.api_port = await nursery.start(serve_api, csms, settings, web)
+                    task_status.started(csms)
+            following_nursery.cancel_scope.cancel()
     finally:
         # Shielded: we are usually here because of cancellation, and the store must close.
         with trio.CancelScope(shield=True):
+            if cluster is not None:
+                await trio.to_thread.run_sync(cluster[0].positions.close)
             await trio.to_thread.run_sync(store.close)
         log.info("stopped; store closed")
 
@@ -118,6 +137,26 @@ def _tune_garbage_collector() -> None:
 
 def _fold(store: Store) -> Views:
     return Views.replay(store.iter_all())
+
+
+def following(
+    store: Store,
+    views: Views,
+    plugins: PluginHost,
+    feed: CommitFeed,
+    node: str,
+    *,
+    stations: bool = True,
+) -> tuple[ClusterDispatcher, LogFollower, FollowingWriter] | None:
+    """On a store several nodes share (PostgreSQL): the dispatcher, log follower and writer
+    of a node following the log (:mod:`chargeledger.core.follower`,
+    :mod:`chargeledger.core.cluster`), ``views`` folded up to where the follower starts;
+    ``None`` on the others (one node: the writer hands its batches to the dispatcher)."""
+    if not store.backend.shared:
+        return None
+    dispatcher = ClusterDispatcher(views, plugins, feed, store=store, node=node, stations=stations)
+    follower = LogFollower(store, dispatcher.fold, views.position)
+    return dispatcher, follower, FollowingWriter(store, follower, feed.count)
 
 
 async def _close_dangling_sessions(

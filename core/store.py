@@ -66,6 +66,9 @@ __all__ = [
     "backend_for",
     "chain_hash",
     "open_store",
+    "postgres_connection",
+    "postgres_lock_key",
+    "postgres_schema",
     "probe_store",
     "unpack_state",
 ]
@@ -394,6 +397,9 @@ class StoreBackend(ABC):
     remote: bool = False
     """Whether reads wait on a database server, so that reading the next page while the
     current one is processed pays."""
+    shared: bool = False
+    """Whether several server processes (nodes) may share one store of this kind: each then
+    follows the log (:mod:`chargeledger.core.follower`)."""
 
     @abstractmethod
     def open(self, url: str) -> OpenedRecorder:
@@ -514,6 +520,7 @@ class _PostgresBackend(StoreBackend):
     prefixes = ("postgresql://", "postgres://")
     form = "postgresql://user@host:port/dbname"
     remote = True
+    shared = True
 
     def probe(self, url: str) -> None:
         """Connect and ask the server one thing (``SELECT 1``); the schema is not made."""
@@ -586,7 +593,27 @@ class _PostgresBackend(StoreBackend):
 
 
 def _ddl_lock_key(schema: str) -> int:
-    return zlib.crc32(f"chargeledger-ddl:{schema}".encode())
+    return postgres_lock_key("ddl", schema)
+
+
+def postgres_lock_key(purpose: str, schema: str) -> int:
+    """The advisory-lock key of ``purpose`` (``ddl``, ``leader``, ...) for ``schema``: a
+    32-bit number, so ``pg_locks.objid`` shows it as is."""
+    return zlib.crc32(f"chargeledger-{purpose}:{schema}".encode())
+
+
+def postgres_schema(url: str) -> str:
+    """The schema the PostgreSQL store URL ``url`` names (``public`` by default); raises
+    ``ValueError`` for a URL :func:`open_store` would refuse."""
+    return _parse_postgres(url).schema
+
+
+def postgres_connection(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A new autocommit connection to the database of the PostgreSQL store URL ``url``, of
+    its own (not the store's pool): for sessions that must outlive a query (``LISTEN``, a
+    session advisory lock). Raises ``ValueError`` for a bad URL, ``psycopg.Error`` when the
+    server cannot be reached."""
+    return _connect(_parse_postgres(url))
 
 
 BACKENDS: tuple[StoreBackend, ...] = (_MemoryBackend(), _SQLiteBackend(), _PostgresBackend())

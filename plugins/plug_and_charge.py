@@ -5,9 +5,12 @@ whole story.
 Station CALLs answered (2.0.1, or a 1.6 ``DataTransfer`` of vendor id
 ``org.openchargealliance.iso15118pnc`` carrying the 2.0.1 message as JSON in ``data``):
 
-* ``Get15118EVCertificate``: forwarded to the contract-certificate providers
-  (``chargeledger_contract_certificate``, through ``provide``), answered with the first
-  one's ``exiResponse``; ``Failed`` when none answers.
+* ``Get15118EVCertificate``: forwarded to the remote contract-certificate provider at
+  ``contract_provider_url`` (the core POSTs it before the CALL is answered and records
+  ``ContractCertificateAnswered``; this block answers from that record), or, without one, to
+  the in-process providers (``chargeledger_contract_certificate``, through ``provide``);
+  answered with the ``exiResponse``, opaque EXI the CSMS never decodes; ``Failed`` when none
+  answers or the provider is down, too slow, or answers something unusable.
 * ``GetCertificateStatus``: ``Accepted`` with the OCSP responder's answer (``ocspResult``)
   when the log holds a usable one for the certificate, else ``Failed``.
 * ``Authorize`` with ``iso15118CertificateHashData`` or a ``certificate``: the token's
@@ -26,8 +29,11 @@ records ``OcspAnswered`` before the CALL is answered. A result is usable while i
 (``cryptography``'s OCSP builder and parser) and the test contract-certificate provider.
 
 Options (``[plugins.plug_and_charge]``): ``ocsp_timeout`` (seconds, 5), ``ocsp_cache_seconds``
-(300), ``ocsp_allowed_hosts`` (the responder hosts the CSMS may ask; any when unset), and for
-the test provider ``contract_ca_certificate``, ``contract_ca_key`` (PEM files of the MO
+(300), ``ocsp_allowed_hosts`` (the responder hosts the CSMS may ask; any when unset);
+``contract_provider_url`` (the remote contract-certificate provider, ``http``/``https``),
+``contract_provider_timeout`` (seconds, 4) and ``contract_provider_headers`` (a table of
+headers sent with each request, such as ``Authorization``; not recorded); and for the test
+provider ``contract_ca_certificate``, ``contract_ca_key`` (PEM files of the MO
 sub-CA that issues contract certificates), ``contract_ca_chain`` (PEM of the CAs above it)
 and ``contract_validity_days`` (730).
 """
@@ -52,6 +58,7 @@ from chargeledger.core.errors import FrameError
 from chargeledger.core.frames import validate_request
 from chargeledger.core.plugin import (
     OCPP201,
+    CertificateCheck,
     CertificateHash,
     CertificateSigner,
     Command,
@@ -80,15 +87,19 @@ from chargeledger.plugins.authorization import token_answer
 from chargeledger.projections.plug_and_charge import PNC_VENDOR_ID, OcspResult, unwrap, wrap
 
 __all__ = [
+    "EXI_HEADER",
     "OPTIONS",
     "STATION_MESSAGES",
     "answer_data_transfer",
     "chargeledger_answer_call",
     "chargeledger_certificate_checks",
+    "chargeledger_contract_answer",
     "chargeledger_contract_certificate",
+    "chargeledger_contract_request",
     "chargeledger_ocsp_request",
     "chargeledger_ocsp_verdict",
     "chargeledger_react",
+    "exi_shaped_response",
     "usable",
 ]
 
@@ -103,6 +114,14 @@ _OCSP_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA384": hashes.SHA384,
     "SHA512": hashes.SHA512,
 }
+
+EXI_HEADER = b"\x80"
+"""The EXI header every ISO 15118 message starts with (distinguishing bits ``10``, no
+options, format version 1). The test provider's ``exiResponse`` starts with it too; the CSMS
+itself never reads EXI (docs/plug-and-charge.md)."""
+
+_EXI_MAX = 5600
+"""``exiRequest`` / ``exiResponse``: at most 5600 characters of base64 (the 2.0.1 schemas)."""
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -199,13 +218,19 @@ def usable(result: OcspResult | None, at: float, settings: Settings) -> bool:
 
 
 @hookimpl
-@answers("GetCertificateStatus", "Authorize", "DataTransfer")
+@answers("GetCertificateStatus", "Authorize", "Get15118EVCertificate", "DataTransfer")
 def chargeledger_certificate_checks(
     call: InboundCall, views: Views, settings: Settings
-) -> list[OcspQuery]:
+) -> list[CertificateCheck]:
+    """The OCSP checks without a usable recorded result, and a Get15118EVCertificate's call
+    to the remote provider unless its answer is recorded (the core makes that call only when
+    ``chargeledger_contract_request`` builds one: ``contract_provider_url``)."""
     inner = _inner(call)
     if not isinstance(inner, InboundCall):
         return []
+    if inner.action == "Get15118EVCertificate":
+        recorded = views.plug_and_charge.contract_answer(inner.station, inner.message_id, inner.at)
+        return [_contract_request(inner)] if recorded is None else []
     queries = _queries(inner)
     if isinstance(queries, str):
         return []
@@ -250,7 +275,7 @@ def _answer(
         [answer] = certificates.chargeledger_answer_call(inner)
         payload: dict[str, Any] | None = answer.payload if isinstance(answer, Reply) else None
     elif inner.action == "Get15118EVCertificate":
-        payload = _contract(inner, provide)
+        payload = _contract(inner, views, provide)
     elif inner.action == "GetCertificateStatus":
         payload = _certificate_status(inner, views, settings)
     else:
@@ -263,8 +288,8 @@ def _answer(
     return [Reply({"status": "Accepted", "data": data})]
 
 
-def _contract(call: InboundCall, provide: ContractProvider) -> dict[str, Any]:
-    request = ContractCertificateRequest(
+def _contract_request(call: InboundCall) -> ContractCertificateRequest:
+    return ContractCertificateRequest(
         station=call.station,
         protocol=call.protocol,
         action=call.payload.action,
@@ -273,12 +298,33 @@ def _contract(call: InboundCall, provide: ContractProvider) -> dict[str, Any]:
         message_id=call.message_id,
         at=call.at,
     )
-    answer = provide(request)
+
+
+def _contract(call: InboundCall, views: Views, provide: ContractProvider) -> dict[str, Any]:
+    """The remote provider's recorded answer for this very CALL, else the in-process
+    providers' (``provide``), else ``Failed`` (``NoProvider``)."""
+    recorded = views.plug_and_charge.contract_answer(call.station, call.message_id, call.at)
+    if recorded is not None:
+        answer: ContractCertificateAnswer | None = ContractCertificateAnswer(
+            status=recorded.status,
+            exi_response=recorded.exi_response,
+            reason=recorded.reason,
+            error=recorded.error,
+        )
+    else:
+        answer = provide(_contract_request(call))
     if answer is None:
         answer = ContractCertificateAnswer(status="Failed", reason="NoProvider")
-    payload: dict[str, Any] = {"status": answer.status, "exiResponse": answer.exi_response}
-    if answer.status != "Accepted":
-        payload["statusInfo"] = {"reasonCode": (answer.reason or "Failed")[:20]}
+    accepted = answer.status == "Accepted"
+    payload: dict[str, Any] = {
+        "status": "Accepted" if accepted else "Failed",
+        "exiResponse": answer.exi_response if accepted else "",
+    }
+    if not accepted:
+        info = {"reasonCode": (answer.reason or "Failed")[:20]}
+        if answer.error:
+            info["additionalInfo"] = answer.error[:512]
+        payload["statusInfo"] = info
     return payload
 
 
@@ -468,9 +514,10 @@ def chargeledger_contract_certificate(
 ) -> ContractCertificateAnswer | None:
     """The test provider: with ``contract_ca_certificate`` and ``contract_ca_key``, issue a
     contract certificate for an eMAID derived from the EXI request, with a P-256 key derived
-    from it too, valid from the CALL's time; its ``exiResponse`` is that certificate, DER,
-    base64: NOT an EXI ``CertificateInstallationRes`` (no EXI codec here), but something a
-    test can read and check. ``None`` when unconfigured."""
+    from it too, valid from the CALL's time. Its ``exiResponse`` is EXI-shaped but NOT an EXI
+    ``CertificateInstallationRes`` (no EXI codec here, docs/plug-and-charge.md): the EXI
+    header byte, then the certificate's DER (:func:`exi_shaped_response`), something a test
+    can read and check. ``None`` when unconfigured."""
     options = _options(settings)
     certificate, key = options.get("contract_ca_certificate"), options.get("contract_ca_key")
     if certificate is None or key is None:
@@ -494,4 +541,82 @@ def chargeledger_contract_certificate(
         [ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     der = leaf.public_bytes(serialization.Encoding.DER)
-    return ContractCertificateAnswer(status="Accepted", exi_response=base64.b64encode(der).decode())
+    return ContractCertificateAnswer(status="Accepted", exi_response=exi_shaped_response(der))
+
+
+def exi_shaped_response(der: bytes) -> str:
+    """The test providers' ``exiResponse`` for a contract certificate (``der``): base64 of
+    :data:`EXI_HEADER` then the DER. Opaque to the CSMS like a real one; a test finds the
+    certificate after the header."""
+    return base64.b64encode(EXI_HEADER + der).decode()
+
+
+# -- the built-in remote contract-certificate provider client ----------------------------------
+
+
+@hookimpl(trylast=True)
+def chargeledger_contract_request(
+    request: ContractCertificateRequest, settings: Settings
+) -> HttpRequest | None:
+    """The JSON POST to ``contract_provider_url`` (docs/plug-and-charge.md has the contract):
+    the station, the CALL's message id, ``action``, ``iso15118SchemaVersion`` and the
+    ``exiRequest`` as received; ``None`` when the option is unset. ``ValueError`` when it is
+    not an ``http(s)`` URL: the core records the call failed with that error, and the station
+    gets ``Failed``, rather than an in-process provider answering in silence."""
+    options = _options(settings)
+    url = options.get("contract_provider_url")
+    if url is None:
+        return None
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"contract_provider_url {url!r} is not an http(s) URL")
+    body = {
+        "station": request.station,
+        "messageId": request.message_id,
+        "action": request.action,
+        "iso15118SchemaVersion": request.schema_version,
+        "exiRequest": request.exi_request,
+    }
+    headers = options.get("contract_provider_headers") or {}
+    return HttpRequest(
+        url=url,
+        body=msgspec.json.encode(body),
+        content_type="application/json",
+        timeout=float(options.get("contract_provider_timeout", 4)),
+        headers={str(name): str(value) for name, value in headers.items()},
+    )
+
+
+class _ProviderAnswer(msgspec.Struct, frozen=True, rename="camel"):
+    """What a remote provider answers (HTTP 200, JSON)."""
+
+    status: str
+    exi_response: str = ""
+    reason_code: str | None = None
+
+
+@hookimpl(trylast=True)
+def chargeledger_contract_answer(response: HttpResponse) -> ContractCertificateAnswer:
+    """Read the provider's JSON answer: ``Accepted`` with a non-empty base64 ``exiResponse``
+    of at most 5600 characters, or ``Failed`` with its ``reasonCode``; anything else is a
+    ``Failed`` answer of reason ``ProviderBadAnswer`` saying what is wrong."""
+
+    def bad(error: str) -> ContractCertificateAnswer:
+        return ContractCertificateAnswer(status="Failed", reason="ProviderBadAnswer", error=error)
+
+    try:
+        answer = msgspec.json.decode(response.body, type=_ProviderAnswer)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        return bad(f"not the provider's JSON answer: {exc}")
+    if answer.status == "Failed":
+        reason = (answer.reason_code or "ProviderFailed")[:20]
+        return ContractCertificateAnswer(status="Failed", reason=reason)
+    if answer.status != "Accepted":
+        return bad(f"unknown status {answer.status[:40]!r}")
+    exi = answer.exi_response
+    if not exi or len(exi) > _EXI_MAX:
+        return bad(f"exiResponse of {len(exi)} characters (1 to {_EXI_MAX})")
+    try:
+        base64.b64decode(exi, validate=True)
+    except ValueError:  # binascii.Error, or characters outside ASCII
+        return bad("exiResponse is not base64")
+    return ContractCertificateAnswer(status="Accepted", exi_response=exi)

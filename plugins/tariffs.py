@@ -3,7 +3,12 @@ cost while charging and the final cost after (docs/tariffs.md).
 
 * **Before.** A 2.0.1 ``Authorize`` / ``TransactionEvent`` answer whose ``idTokenInfo`` says
   ``Accepted`` carries ``personalMessage``: the price text of the tariff the token gets on
-  this station (:func:`~chargeledger.projections.cost.price_text`).
+  this station (:func:`~chargeledger.projections.cost.price_text`). With
+  ``[plugins.tariffs] display_message_id`` set (off by default), a 2.0.1 station also shows
+  the price text of its tariff for every token while idle: ``SetDisplayMessage`` of that
+  message id (state ``Idle``) once its BootNotification is accepted, and again, to every
+  2.0.1 station connected here, after each tariff change (``ClearDisplayMessage`` when no
+  tariff applies to it any more).
 * **During.** Every 2.0.1 ``TransactionEvent`` answer of a priced transaction carries
   ``totalCost``: its cost once this event is applied, to the event's timestamp; the
   ``Ended`` event's is the final cost. And while it runs, every
@@ -28,8 +33,10 @@ from typing import Any
 
 import msgspec
 
+from chargeledger.core.events import TariffAssigned, TariffDefined, TariffRemoved, TariffUnassigned
 from chargeledger.core.plugin import (
     OCPP16,
+    OCPP201,
     Command,
     Exchange,
     InboundCall,
@@ -47,6 +54,7 @@ from chargeledger.core.plugin import (
     plugin_options,
     rfc3339,
 )
+from chargeledger.core.usecases_display import clear_display_message, set_display_message
 from chargeledger.core.usecases_tariffs import CostUpdatedArgs, cost_updated, final_cost
 from chargeledger.plugins import authorization, transactions
 from chargeledger.projections.cost import Cost, price_text, prices_at
@@ -72,6 +80,27 @@ def _interval(settings: Settings) -> float:
     return float(
         plugin_options(settings, "tariffs").get("cost_updated_interval", _DEFAULT_INTERVAL)
     )
+
+
+def _display_id(settings: Settings) -> int | None:
+    value = plugin_options(settings, "tariffs").get("display_message_id")
+    return None if value is None else int(value)
+
+
+def _show_tariff(
+    views: Views, station: str, at: float, message_id: int, *, clear: bool
+) -> list[Command]:
+    """The station's tariff for every token at ``at`` on its display while idle; when none
+    applies, ``ClearDisplayMessage`` if ``clear`` (a tariff change), else nothing."""
+    tariff = views.tariffs.resolve(station, None, datetime.fromtimestamp(at, UTC))
+    if tariff is None:
+        if not clear:
+            return []
+        request = clear_display_message(OCPP201, message_id)
+    else:
+        text = price_text(tariff)[:512]
+        request = set_display_message(OCPP201, message_id, text, state="Idle", end=tariff.valid_to)
+    return [SendCall(station, request.action, request.payload)]
 
 
 def _costmsg(settings: Settings, station: str) -> bool:
@@ -241,9 +270,30 @@ def chargeledger_react(
     recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:
     """Arm the running-cost timer of a priced transaction, send the running cost when it
-    fires, and the 1.6 final cost when a costmsg station's transaction ends."""
+    fires, and the 1.6 final cost when a costmsg station's transaction ends; show the tariff
+    on 2.0.1 displays (``display_message_id``) after a boot or a tariff change."""
     event = recorded.event
     interval = _interval(settings)
+    display = _display_id(settings)
+    if display is not None and isinstance(
+        event, TariffDefined | TariffRemoved | TariffAssigned | TariffUnassigned
+    ):
+        return [
+            command
+            for state in views.stations.all()
+            if state.protocol == OCPP201 and _connected_here(views, state.station, settings)
+            for command in _show_tariff(views, state.station, event.at, display, clear=True)
+        ]
+    if (
+        display is not None
+        and exchange is not None
+        and exchange.action == "BootNotification"
+        and exchange.origin == "in"
+        and exchange.protocol == OCPP201
+        and type(exchange.response) is dict
+        and exchange.response.get("status") == "Accepted"
+    ):
+        return _show_tariff(views, exchange.station, exchange.at, display, clear=False)
     if isinstance(event, TimerFired):
         if not event.name.startswith(_TIMER) or interval <= 0:
             return []

@@ -1,6 +1,7 @@
 """The Plug & Charge projection (ISO 15118 certificates, OCPP 2.0.1 M and C, and the same over
-1.6 DataTransfer): the OCSP checks the core made and what we answered from them, and the
-contract certificates we were asked for.
+1.6 DataTransfer): the OCSP checks the core made and what we answered from them, the
+contract certificates we were asked for, and the calls the core made to a remote
+contract-certificate provider for them.
 
 A 1.6 station's messages arrive wrapped in DataTransfer; :func:`unwrap` (defined with the
 certificate projection, which folds them too) gives the 2.0.1 exchange they carry, so one
@@ -15,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from chargeledger.core.events import OcspAnswered, Recorded
+from chargeledger.core.events import ContractCertificateAnswered, OcspAnswered, Recorded
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.certificates import (
     PNC_VENDOR_ID,
@@ -36,6 +37,7 @@ from chargeledger.schemas import OCPP201
 __all__ = [
     "PNC_VENDOR_ID",
     "CertificateAnswer",
+    "ContractAnswer",
     "ContractRequest",
     "OcspResult",
     "PlugAndChargeProjection",
@@ -130,6 +132,27 @@ class ContractRequest(msgspec.Struct, frozen=True, kw_only=True):
     at: float
 
 
+class ContractAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """A remote contract-certificate provider's answer, as recorded
+    (``ContractCertificateAnswered``): what the Get15118EVCertificate it was asked for is
+    answered from."""
+
+    request_id: str
+    station: str
+    message_id: str
+    call_at: float
+    """When the CALL it was asked for arrived."""
+    url: str
+    http_status: int | None
+    status: str
+    """``Accepted`` or ``Failed``."""
+    exi_response: str
+    reason: str | None
+    error: str | None
+    position: int
+    at: float
+
+
 class StationPlugAndCharge(msgspec.Struct, kw_only=True):
     """One station's Plug & Charge history. Read-only for everyone but the projection."""
 
@@ -138,6 +161,8 @@ class StationPlugAndCharge(msgspec.Struct, kw_only=True):
     contracts: list[ContractRequest] = []
     checks: list[OcspResult] = []
     """The OCSP checks made for its CALLs, oldest first."""
+    provider_calls: list[ContractAnswer] = []
+    """The calls made to a remote contract-certificate provider for it, oldest first."""
 
 
 def _serials(items: list[Any]) -> list[str]:
@@ -146,12 +171,14 @@ def _serials(items: list[Any]) -> list[str]:
 
 
 class PlugAndChargeProjection:
-    """Plug & Charge folded from ``OcspAnswered`` events and the exchanges closed by a
-    CALLRESULT, of 2.0.1 stations and 1.6 ones (their DataTransfer unwrapped)."""
+    """Plug & Charge folded from ``OcspAnswered`` and ``ContractCertificateAnswered`` events
+    and the exchanges closed by a CALLRESULT, of 2.0.1 stations and 1.6 ones (their
+    DataTransfer unwrapped)."""
 
     def __init__(self) -> None:
         self._stations: dict[str, StationPlugAndCharge] = {}
         self._results: dict[str, OcspResult] = {}
+        self._contracts: dict[str, ContractAnswer] = {}
 
     def get(self, station: str) -> StationPlugAndCharge | None:
         """The station's history, ``None`` when it has none."""
@@ -164,6 +191,15 @@ class PlugAndChargeProjection:
     def result(self, hash_data: CertificateHash) -> OcspResult | None:
         """The newest recorded OCSP answer about the certificate ``hash_data`` names."""
         return self._results.get(hash_data.key)
+
+    def contract_answer(self, station: str, message_id: str, at: float) -> ContractAnswer | None:
+        """The remote provider's recorded answer for the station's CALL ``message_id`` that
+        arrived at ``at``; ``None`` when none was recorded for that CALL (a session handles
+        one CALL at a time, so the station's newest answer is the only candidate)."""
+        answer = self._contracts.get(station)
+        if answer is None or answer.message_id != message_id or answer.call_at != at:
+            return None
+        return answer
 
     def _state(self, station: str) -> StationPlugAndCharge:
         state = self._stations.get(station)
@@ -178,6 +214,24 @@ class PlugAndChargeProjection:
             result = ocsp_result(recorded, event)
             self._results[result.hash.key] = result
             keep_latest(self._state(event.station).checks, result)
+            return
+        if isinstance(event, ContractCertificateAnswered):
+            answer = ContractAnswer(
+                request_id=event.request_id,
+                station=event.station,
+                message_id=event.message_id,
+                call_at=event.call_at,
+                url=event.url,
+                http_status=event.http_status,
+                status=event.status,
+                exi_response=event.exi_response,
+                reason=event.reason,
+                error=event.error,
+                position=recorded.position,
+                at=event.at,
+            )
+            self._contracts[event.station] = answer
+            keep_latest(self._state(event.station).provider_calls, answer)
             return
         inner = unwrap(exchange)
         if inner is not None:
@@ -293,4 +347,19 @@ def plug_and_charge_json(state: StationPlugAndCharge) -> dict[str, Any]:
             for contract in state.contracts
         ],
         "ocsp_checks": [_result_json(result) for result in state.checks],
+        "provider_calls": [
+            {
+                "message_id": call.message_id,
+                "url": call.url,
+                "http_status": call.http_status,
+                "status": call.status,
+                "reason": call.reason,
+                "error": call.error,
+                "exi_response_length": len(call.exi_response),
+                "request_id": call.request_id,
+                "position": call.position,
+                "at": rfc3339(call.at),
+            }
+            for call in state.provider_calls
+        ],
     }

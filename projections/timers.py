@@ -13,15 +13,23 @@ class TimersProjection:
 
     def __init__(self) -> None:
         self._pending: dict[str, float] = {}
+        self._versions: dict[str, int] = {}
 
     def apply(self, recorded: Recorded) -> None:
         """Fold the next event of the log."""
         event = recorded.event
         if isinstance(event, TimerStarted):
             self._pending[event.name] = event.due
+            self._versions[event.name] = recorded.version
         elif isinstance(event, TimerFired):
             self._pending.pop(event.name, None)
+            self._versions.pop(event.name, None)
 
     def pending(self) -> dict[str, float]:
         """Each pending timer's name and due time (a copy)."""
         return dict(self._pending)
+
+    def started_version(self, name: str) -> int | None:
+        """The stream version of the pending timer ``name``'s latest ``TimerStarted``: its
+        ``TimerFired`` is the next version (``None`` when it is not pending)."""
+        return self._versions.get(name)

@@ -1,13 +1,18 @@
 """The test PKI of Plug & Charge (docs/plug-and-charge.md): a V2G root and its sub-CA (the
 station's ISO 15118 TLS certificates), a mobility-operator (MO) root and its sub-CA (contract
-certificates, which it also answers OCSP for), contract certificates good and revoked, and an
-OCSP responder on loopback answering RFC 6960 requests with ``cryptography``'s OCSP builder.
+certificates, which it also answers OCSP for), contract certificates good and revoked, an
+OCSP responder on loopback answering RFC 6960 requests with ``cryptography``'s OCSP builder,
+and a remote contract-certificate provider on loopback speaking the JSON contract of
+docs/plug-and-charge.md (and misbehaving on demand: slow, HTTP errors, garbage, down).
 
 Everything is made here, at import or per test, with fresh keys: nothing is read from disk.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +27,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-__all__ = ["Authority", "OcspResponder", "TestPki", "ocsp_responder", "pem", "write_key"]
+from chargeledger.plugins.plug_and_charge import EXI_HEADER, exi_shaped_response
+
+__all__ = [
+    "Authority",
+    "ContractProvider",
+    "OcspResponder",
+    "TestPki",
+    "contract_provider",
+    "exi_request",
+    "ocsp_responder",
+    "pem",
+    "write_key",
+]
 
 
 def _name(common_name: str) -> x509.Name:
@@ -219,3 +236,94 @@ def ocsp_responder(pki: TestPki) -> Iterator[OcspResponder]:
         responder.server.shutdown()
         responder.server.server_close()
         thread.join(10)
+
+
+def exi_request(seed: str, size: int = 700) -> str:
+    """An EV's ``exiRequest`` as a station relays it: base64 of bytes shaped like an ISO 15118
+    EXI stream (the EXI header byte, then ``size`` opaque bytes, about what a
+    CertificateInstallationReq with its OEM provisioning certificate weighs). Not decodable
+    EXI: the CSMS never decodes it, it only relays it (docs/plug-and-charge.md)."""
+    body = bytearray()
+    counter = 0
+    while len(body) < size:
+        body += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return base64.b64encode(EXI_HEADER + bytes(body[:size])).decode()
+
+
+class ContractProvider:
+    """A remote contract-certificate provider (an eMSP's) on loopback, for a :class:`TestPki`:
+    POST the JSON of docs/plug-and-charge.md, get a contract certificate issued by the MO
+    sub-CA in an EXI-shaped ``exiResponse``. ``mode`` makes it misbehave: ``accept`` (the
+    default), ``fail`` (a ``Failed`` answer), ``error`` (HTTP 503), ``garbage`` (200, not
+    JSON), ``slow`` (answers only after :meth:`stop` or 10 s). Every request is kept in
+    ``received`` (the JSON body, the ``Authorization`` header)."""
+
+    def __init__(self, pki: TestPki, ocsp_url: str) -> None:
+        self.pki = pki
+        self.ocsp_url = ocsp_url
+        self.mode = "accept"
+        self.received: list[tuple[dict[str, Any], str | None]] = []
+        self.issued: list[x509.Certificate] = []
+        self.release = threading.Event()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                request = json.loads(body)
+                provider.received.append((request, self.headers.get("Authorization")))
+                status, answer = provider.answer(request)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the CSMS gave up waiting (the ``slow`` mode's point)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/contracts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def answer(self, request: dict[str, Any]) -> tuple[int, bytes]:
+        """The HTTP status and body for ``request``, by ``mode``."""
+        if self.mode == "slow":
+            self.release.wait(10)
+        if self.mode == "error":
+            return 503, b'{"error": "maintenance"}'
+        if self.mode == "garbage":
+            return 200, b"<html>Service temporarily unavailable</html>"
+        if self.mode == "fail":
+            return 200, json.dumps({"status": "Failed", "reasonCode": "NoContract"}).encode()
+        exi = base64.b64decode(request["exiRequest"], validate=True)
+        assert exi.startswith(EXI_HEADER) and request["action"] in ("Install", "Update")
+        emaid = "DECLP" + hashlib.sha256(exi).digest()[:4].hex().upper()
+        certificate = self.pki.contract(emaid, self.ocsp_url)
+        self.issued.append(certificate)
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        answer = {"status": "Accepted", "exiResponse": exi_shaped_response(der)}
+        return 200, json.dumps(answer).encode()
+
+    def stop(self) -> None:
+        """Go down: later requests find nobody listening (connection refused)."""
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@contextmanager
+def contract_provider(pki: TestPki, ocsp_url: str) -> Iterator[ContractProvider]:
+    """A running :class:`ContractProvider`, stopped on exit (if the test has not)."""
+    provider = ContractProvider(pki, ocsp_url)
+    provider.thread.start()
+    try:
+        yield provider
+    finally:
+        if provider.thread.is_alive():
+            provider.stop()

@@ -4,7 +4,9 @@ DataTransfer) against a real server, the test PKI and an OCSP responder on loopb
 Get15118EVCertificate through the test provider, GetCertificateStatus good, revoked and with
 an unreachable responder, Authorize with certificate hash data and with a certificate chain,
 the V2G certificate and root-certificate use cases; every OCSP exchange recorded before the
-answer it decided, shown over HTTP and the CLI, and a replay decides the same."""
+answer it decided, shown over HTTP and the CLI, and a replay decides the same; and a remote
+contract-certificate provider on loopback, called by the core and recorded, for both versions,
+with its failure modes (down, too slow, HTTP error, garbage, a refusal)."""
 
 from __future__ import annotations
 
@@ -36,7 +38,15 @@ from ocpp.v201 import call as call201
 from ocpp.v201.enums import Action as Action201
 
 from chargeledger.core.audit.replay import WhatIf
-from chargeledger.core.events import FrameLogged, OcspAnswered, OcspRequested, Recorded
+from chargeledger.core.console.routes import ROUTES as CONSOLE_ROUTES
+from chargeledger.core.events import (
+    ContractCertificateAnswered,
+    ContractCertificateRequested,
+    FrameLogged,
+    OcspAnswered,
+    OcspRequested,
+    Recorded,
+)
 from chargeledger.core.frames import validate_request
 from chargeledger.core.ocsp import post
 from chargeledger.core.plugin import (
@@ -59,10 +69,18 @@ from chargeledger.schemas import OCPP16, OCPP201
 from tests import test_certificates, test_e2e_v201
 from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, chargeledger_cli, running_server
-from tests.pki import OcspResponder, TestPki, ocsp_responder, pem, write_key
+from tests.pki import (
+    OcspResponder,
+    TestPki,
+    contract_provider,
+    exi_request,
+    ocsp_responder,
+    pem,
+    write_key,
+)
 
 SCHEMA = "urn:iso:15118:2:2013:MsgDef"
-EXI_REQUEST = base64.b64encode(b"CertificateInstallationReq from the EV").decode()
+EXI_REQUEST = exi_request("the EV's CertificateInstallationReq")
 
 
 class PncStation201(test_certificates.Station201):
@@ -190,8 +208,10 @@ def ocsp_status(result: str) -> tuple[ocsp.OCSPCertStatus, int]:
 
 
 def contract_of(exi_response: str) -> x509.Certificate:
-    """The contract certificate the test provider put in ``exiResponse``."""
-    return x509.load_der_x509_certificate(base64.b64decode(exi_response))
+    """The contract certificate a test provider put in its EXI-shaped ``exiResponse``."""
+    exi = base64.b64decode(exi_response, validate=True)
+    assert exi.startswith(plug_and_charge.EXI_HEADER)
+    return x509.load_der_x509_certificate(exi[len(plug_and_charge.EXI_HEADER) :])
 
 
 def emaid(certificate: x509.Certificate) -> dict[str, str]:
@@ -471,7 +491,8 @@ def test_plug_and_charge_201(tmp_path: Path, pki: Pki, server_store: str) -> Non
     assert len(ran) == len(walkthrough_commands()) == 6
     assert [code for _, code, _ in ran] == [0] * 6, ran
     assert json.loads(ran[2][2]) == shown  # curl shows what the API showed
-    assert ran[3][2].startswith(f"{station} ") and "contracts=1 ocsp_checks=6" in ran[3][2]
+    assert ran[3][2].startswith(f"{station} ")
+    assert "contracts=1 ocsp_checks=6 provider_calls=0" in ran[3][2]
     assert "installed=1" in ran[4][2]
     assert ": 0 answered differently today" in ran[5][2], ran[5][2]
     assert not ran[5][2].startswith("re-decided 0 ")
@@ -599,6 +620,214 @@ def test_plug_and_charge_16_over_data_transfer(tmp_path: Path, pki: Pki) -> None
         ("Accepted", "V2GCertificate"),
     ]
     assert [s["status"] for s in certificates["signed"]] == ["Accepted"]
+
+
+# -- a remote contract-certificate provider, called by the core ----------------------------------
+
+PROVIDER_MODES = ["accept", "fail", "error", "garbage", "slow", "down", "accept"]
+"""What the provider does for each Get15118EVCertificate in turn; the last finds it stopped
+(``down``) and the CSMS restarted the test's order: it never comes back, so the final
+``accept`` is answered ``Failed`` too."""
+
+
+async def _ask_certificate(cp: Any, protocol: str, exi: str) -> dict[str, Any]:
+    """A Get15118EVCertificate from ``cp`` (2.0.1, or 1.6 over DataTransfer) and the answer
+    as 2.0.1 JSON (``status``, ``exiResponse``, ``statusInfo``)."""
+    request = {"iso15118SchemaVersion": SCHEMA, "action": "Install", "exiRequest": exi}
+    if protocol == OCPP16:
+        status, answer = await cp.pnc("Get15118EVCertificate", request)
+        assert status == "Accepted"
+        return dict(answer)
+    result = await cp.call(
+        call201.Get15118EVCertificate(
+            iso15118_schema_version=SCHEMA, action="Install", exi_request=exi
+        )
+    )
+    answer = {"status": result.status, "exiResponse": result.exi_response}
+    if result.status_info:
+        info = result.status_info
+        answer["statusInfo"] = {"reasonCode": info["reason_code"]}
+        if "additional_info" in info:
+            answer["statusInfo"]["additionalInfo"] = info["additional_info"]
+    return answer
+
+
+def provider_calls_before_answers(log: list[Recorded], station: str) -> list[tuple[str, str]]:
+    """Per ContractCertificateAnswered of ``station``: its status and the action of the CALL
+    answered next, checking the order request, answer, that very CALL (message id and time),
+    our answer."""
+    found = []
+    for index, recorded in enumerate(log):
+        event = recorded.event
+        if isinstance(event, ContractCertificateAnswered) and event.station == station:
+            [asked] = [
+                r.event
+                for r in log[:index]
+                if isinstance(r.event, ContractCertificateRequested)
+                and r.event.request_id == event.request_id
+            ]
+            frames = [
+                r.event
+                for r in log[index + 1 :]
+                if isinstance(r.event, FrameLogged) and r.event.station == station
+            ]
+            call = json.loads(frames[0].text)
+            assert frames[0].direction == "in" and call[0] == 2
+            assert call[1] == asked.message_id == event.message_id
+            assert frames[0].at == asked.call_at == event.call_at
+            found.append((event.status, call[2]))
+    return found
+
+
+@pytest.mark.parametrize("protocol", [OCPP201, OCPP16])
+def test_a_remote_contract_provider_is_called_by_the_core_and_recorded(
+    tmp_path: Path, pki: Pki, protocol: str
+) -> None:
+    """With ``contract_provider_url``, the core POSTs each Get15118EVCertificate to the
+    provider and records request and answer before the station is answered from the record:
+    the EXI-shaped ``exiResponse`` relayed as is; a refusal, an HTTP error, garbage, a provider
+    too slow or down are ``Failed`` with the reason, recorded, never the in-process test
+    provider's certificate instead. A replay decides the same without any network."""
+    station = f"CP-CONTRACT-{protocol[-3:].replace('.', '')}"
+
+    async def scenario(server: RunningServer) -> list[dict[str, Any]]:
+        answers = []
+        if protocol == OCPP16:
+            ws = await websockets.connect(f"{server.url}/{station}", subprotocols=[OCPP16])
+            cp: Any = PncStation16(station, ws)
+            task = asyncio.create_task(cp.start())
+            boot: Any = call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+        else:
+            cp, ws, task = await test_e2e_v201.connect(server, station, PncStation201)
+            boot = None
+        try:
+            await (cp.call(boot) if boot is not None else cp.boot())
+            for index, mode in enumerate(PROVIDER_MODES):
+                if mode == "down":
+                    provider.stop()
+                else:
+                    provider.mode = mode
+                exi = exi_request(f"{station} EV {index}")
+                answers.append(await _ask_certificate(cp, protocol, exi))
+        finally:
+            task.cancel()
+            await ws.close()
+        assert server.csms is not None
+        fragment = f"http://127.0.0.1:{server.csms.api_port}/console/fragment/station"
+        async with httpx.AsyncClient(timeout=30) as client:
+            page = await client.get(fragment, params={"id": station})
+        assert page.status_code == 200, page.text
+        pages.append(page.text)
+        return answers
+
+    options = {
+        **pki.options,
+        "contract_provider_timeout": 0.5,
+        "contract_provider_headers": {"Authorization": "Bearer test-token"},
+    }
+    pages: list[str] = []
+    with contract_provider(pki.pki, pki.responder.url) as provider:
+        options["contract_provider_url"] = provider.url
+        settings = msgspec.structs.replace(
+            pki.settings(f"sqlite:///{tmp_path / 'contracts.db'}"),
+            plugins={"plug_and_charge": options},
+        )
+        with running_server(settings, web=CONSOLE_ROUTES) as server:
+            answers = asyncio.run(scenario(server))
+            log = log_of(server)
+            replay_decides_the_same(server, settings)  # the provider is down by now
+
+    accepted, refused, error, garbage, slow, down, after = answers
+    assert accepted["status"] == "Accepted"
+    [issued, *_] = provider.issued
+    assert contract_of(accepted["exiResponse"]) == issued  # relayed byte for byte
+    [first, *_] = provider.received
+    assert first[0] == {
+        "station": station,
+        "messageId": first[0]["messageId"],
+        "action": "Install",
+        "iso15118SchemaVersion": SCHEMA,
+        "exiRequest": exi_request(f"{station} EV 0"),
+    }
+    assert first[1] == "Bearer test-token"
+    assert len(provider.received) == 5  # accept, fail, error, garbage, slow: then down
+
+    def failed(answer: dict[str, Any]) -> tuple[str, str, str | None]:
+        assert answer["exiResponse"] == ""
+        info = answer["statusInfo"]
+        return answer["status"], info["reasonCode"], info.get("additionalInfo")
+
+    assert failed(refused) == ("Failed", "NoContract", None)
+    assert failed(error) == ("Failed", "ProviderUnavailable", "HTTP 503")
+    status, reason, info = failed(garbage)
+    assert (status, reason) == ("Failed", "ProviderBadAnswer")
+    assert info is not None and info.startswith("not the provider's JSON answer")
+    assert failed(slow) == ("Failed", "ProviderUnavailable", "no answer within 0.5 s")
+    for answer in (down, after):
+        status, reason, info = failed(answer)
+        assert (status, reason) == ("Failed", "ProviderUnavailable")
+        assert info is not None and "ConnectError" in info
+
+    action = "DataTransfer" if protocol == OCPP16 else "Get15118EVCertificate"
+    assert provider_calls_before_answers(log, station) == [
+        ("Accepted", action),
+        *[("Failed", action)] * (len(PROVIDER_MODES) - 1),
+    ]
+    answered = [r.event for r in log if isinstance(r.event, ContractCertificateAnswered)]
+    assert [event.http_status for event in answered] == [200, 200, 503, 200, None, None, None]
+    assert base64.b64decode(answered[2].response or "") == b'{"error": "maintenance"}'
+    asked = [r.event for r in log if isinstance(r.event, ContractCertificateRequested)]
+    assert all("Bearer" not in base64.b64decode(event.request).decode() for event in asked)
+
+    [row] = chargeledger_cli("plug-and-charge", "--station", station, store=settings.store)
+    assert [(c["status"], c["reason"]) for c in row["provider_calls"]] == [
+        ("Accepted", None),
+        ("Failed", "NoContract"),
+        ("Failed", "ProviderUnavailable"),
+        ("Failed", "ProviderBadAnswer"),
+        *[("Failed", "ProviderUnavailable")] * 3,
+    ]
+    # The console's station page lists the provider calls (its fragment, as the browser gets it).
+    [page] = pages
+    assert page.count("Contract provider call") == len(PROVIDER_MODES)
+    assert "(HTTP 503)" in page and "ProviderBadAnswer" in page and "NoContract" in page
+    via = "DataTransfer" if protocol == OCPP16 else OCPP201
+    assert [(c["status"], c["via"]) for c in row["contracts"]] == [
+        ("Accepted", via),
+        *[("Failed", via)] * (len(PROVIDER_MODES) - 1),
+    ]
+
+
+def test_a_misconfigured_provider_url_fails_the_request_and_is_recorded(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """``contract_provider_url`` with a typo: nothing leaves, the call is recorded failed with
+    the error, and the EV's request is ``Failed`` with it, not answered by the in-process test
+    provider that is configured too."""
+    station = "CP-CONTRACT-TYPO"
+    options = {**pki.options, "contract_provider_url": "htps://emsp.example/contracts"}
+    settings = msgspec.structs.replace(
+        pki.settings(f"sqlite:///{tmp_path / 'typo.db'}"), plugins={"plug_and_charge": options}
+    )
+
+    async def scenario(server: RunningServer) -> dict[str, Any]:
+        cp, ws, task = await test_e2e_v201.connect(server, station, PncStation201)
+        try:
+            await cp.boot()
+            return await _ask_certificate(cp, OCPP201, EXI_REQUEST)
+        finally:
+            task.cancel()
+            await ws.close()
+
+    with running_server(settings) as server:
+        answer = asyncio.run(scenario(server))
+        log = log_of(server)
+    assert answer["status"] == "Failed" and answer["exiResponse"] == ""
+    assert answer["statusInfo"]["reasonCode"] == "ProviderUnavailable"
+    assert "is not an http(s) URL" in answer["statusInfo"]["additionalInfo"]
+    assert provider_calls_before_answers(log, station) == [("Failed", "Get15118EVCertificate")]
+    [asked] = [r.event for r in log if isinstance(r.event, ContractCertificateRequested)]
+    assert (asked.url, asked.request) == ("", "")
 
 
 # -- the pure parts ------------------------------------------------------------------------------
@@ -785,3 +1014,101 @@ def test_the_builtin_ocsp_request_asks_only_what_it_may(
         parsed = ocsp.load_der_ocsp_request(request.body)
         assert (parsed.serial_number, parsed.issuer_name_hash) == (0x1F, bytes(32))
         assert (request.url, request.content_type) == (url, "application/ocsp-request")
+
+
+@given(
+    body=st.one_of(
+        st.binary(max_size=64),
+        st.builds(
+            lambda value: json.dumps(value).encode(),
+            st.dictionaries(
+                st.sampled_from(["status", "exiResponse", "reasonCode"]),
+                st.one_of(
+                    st.sampled_from(["Accepted", "Failed", "", "gA==", "not base64!"]),
+                    st.text(max_size=8),
+                    st.integers(),
+                    st.none(),
+                ),
+            ),
+        ),
+    )
+)
+def test_any_provider_answer_is_read_as_accepted_with_exi_or_failed(body: bytes) -> None:
+    """Whatever a remote provider answers, the verdict is an answer the station can get:
+    ``Accepted`` only with a non-empty base64 ``exiResponse``, else ``Failed`` with a reason
+    of at most 20 characters."""
+    answer = plug_and_charge.chargeledger_contract_answer(HttpResponse(status=200, body=body))
+    assert answer.status in ("Accepted", "Failed")
+    if answer.status == "Accepted":
+        assert base64.b64decode(answer.exi_response, validate=True)
+    else:
+        assert answer.reason and len(answer.reason) <= 20
+
+
+def test_the_provider_contract_accepts_exactly_the_documented_answers() -> None:
+    read = plug_and_charge.chargeledger_contract_answer
+
+    def verdict(answer: Any) -> tuple[str, str, str | None]:
+        got = read(HttpResponse(status=200, body=json.dumps(answer).encode()))
+        return got.status, got.exi_response, got.reason
+
+    assert verdict({"status": "Accepted", "exiResponse": "gAEC"}) == ("Accepted", "gAEC", None)
+    assert verdict({"status": "Failed", "reasonCode": "NoContract"}) == (
+        "Failed",
+        "",
+        "NoContract",
+    )
+    assert verdict({"status": "Failed"}) == ("Failed", "", "ProviderFailed")
+    for bad in (
+        {"status": "Accepted"},  # no exiResponse
+        {"status": "Accepted", "exiResponse": "not base64!"},
+        {"status": "Accepted", "exiResponse": "A" * 5604},  # over the schema's 5600
+        {"status": "Maybe", "exiResponse": "gAEC"},
+        {"exiResponse": "gAEC"},
+        ["Accepted", "gAEC"],
+    ):
+        assert verdict(bad)[::2] == ("Failed", "ProviderBadAnswer"), bad
+
+
+@pytest.mark.parametrize(
+    ("url", "asked"),
+    [
+        (None, False),
+        ("file:///etc/passwd", "is not an http(s) URL"),
+        ("htps://emsp.example/contracts", "is not an http(s) URL"),
+        ("https://emsp.example/contracts", True),
+    ],
+)
+def test_the_builtin_provider_request_is_made_only_to_an_http_url(
+    url: str | None, asked: bool | str
+) -> None:
+    """No URL: no remote provider (the in-process ones answer). A URL that is not http(s): an
+    error, which the core records as the call's failure (``Failed`` for the station)."""
+    options: dict[str, Any] = {"contract_provider_timeout": 2}
+    if url is not None:
+        options["contract_provider_url"] = url
+    settings = Settings(plugins={"plug_and_charge": options})
+    request = ContractCertificateRequest(
+        station="CP",
+        protocol=OCPP201,
+        action="Update",
+        schema_version=SCHEMA,
+        exi_request=EXI_REQUEST,
+        message_id="m1",
+        at=1.0,
+    )
+    if isinstance(asked, str):
+        with pytest.raises(ValueError, match=r"is not an http\(s\) URL"):
+            plug_and_charge.chargeledger_contract_request(request, settings)
+        return
+    http = plug_and_charge.chargeledger_contract_request(request, settings)
+    assert (http is not None) == asked
+    if http is not None:
+        assert (http.url, http.timeout, http.content_type) == (url, 2.0, "application/json")
+        assert json.loads(http.body) == {
+            "station": "CP",
+            "messageId": "m1",
+            "action": "Update",
+            "iso15118SchemaVersion": SCHEMA,
+            "exiRequest": EXI_REQUEST,
+        }

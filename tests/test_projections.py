@@ -17,6 +17,7 @@ from chargeledger.core.events import (
     ALLOCATOR_STREAM,
     CallTimedOut,
     CommandRequested,
+    ContractCertificateAnswered,
     Direction,
     Event,
     FrameLogged,
@@ -31,6 +32,7 @@ from chargeledger.core.events import (
     TokenRemoved,
     TransactionIdsReserved,
     command_stream,
+    contract_stream,
     ocsp_stream,
     session_stream,
     site_stream,
@@ -107,6 +109,8 @@ class Log:
             stream = command_stream(event.request_id)
         elif isinstance(event, OcspAnswered):
             stream = ocsp_stream(event.request_id)
+        elif isinstance(event, ContractCertificateAnswered):
+            stream = contract_stream(event.request_id)
         elif isinstance(event, SiteDefined | SiteDeleted):
             stream = site_stream(event.request_id)
         else:
@@ -1646,7 +1650,7 @@ OPERATIONS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
         st.integers(0, 500),
     ),
     "pnc": st.tuples(
-        st.sampled_from(["ocsp", "status", "authorize", "contract", "install"]),
+        st.sampled_from(["ocsp", "provider", "status", "authorize", "contract", "install"]),
         st.sampled_from(["good", "revoked", "failed", "Accepted", "Rejected"]),
         answer,
     ),
@@ -2063,6 +2067,23 @@ class Generated:
                     status=verdict,
                     response="AA==",
                     **certificate,
+                )
+            )
+            return
+        if what == "provider":  # a remote contract provider's answer, recorded by the core
+            accepted = status == "Accepted"
+            self.log.add(
+                ContractCertificateAnswered(
+                    request_id=f"c{len(self.log.records)}",
+                    station=station,
+                    message_id=f"m{len(self.log.records)}",
+                    call_at=self.log.at,
+                    at=self.log.at,
+                    url="http://provider",
+                    http_status=200 if answer != "none" else None,
+                    status="Accepted" if accepted else "Failed",
+                    exi_response="gA==" if accepted else "",
+                    reason=None if accepted else "ProviderUnavailable",
                 )
             )
             return

@@ -535,3 +535,76 @@ def test_running_cost_stops_for_a_transaction_the_station_lost() -> None:
     plain = Settings(node="n1", plugins={"tariffs": {"cost_updated_interval": 60}})
     event = TimerFired(name="cost:CP:2", due=due, at=due)
     assert tariffs.chargeledger_react(Recorded(99, "timer:x", 2, event), None, views, plain) == []
+
+
+class DisplayStation201(test_e2e_v201.Station):
+    """The 2.0.1 test station with a display: it keeps what SetDisplayMessage sets and
+    forgets what ClearDisplayMessage clears, in the order they came."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shown: list[tuple[str, dict[str, Any] | int]] = []
+
+    @on(Action.set_display_message)
+    def on_set_display_message(self, message: dict[str, Any], **_: Any) -> Any:
+        self.shown.append(("set", message))
+        return call_result.SetDisplayMessage(status="Accepted")
+
+    @on(Action.clear_display_message)
+    def on_clear_display_message(self, id: int, **_: Any) -> Any:
+        self.shown.append(("clear", id))
+        return call_result.ClearDisplayMessage(status="Accepted")
+
+
+def test_the_tariff_is_shown_on_a_201_display_before_charging(tmp_path: Path) -> None:
+    """With ``display_message_id``, a 2.0.1 station shows its tariff while idle: once its boot
+    is accepted, again after a tariff change, and the message is cleared when no tariff
+    applies any more. Without the option (the other tests), nothing is sent."""
+    standard = Tariff(id="STD", currency="EUR", energy_per_kwh=Decimal("0.30"))
+    night = Tariff(
+        id="NIGHT",
+        currency="EUR",
+        description="Night rate 0.20 EUR/kWh",
+        valid_to="2099-01-01T00:00:00+00:00",
+    )
+    settings = Settings(
+        port=0,
+        store=f"sqlite:///{tmp_path / 'display.db'}",
+        plugins={"tariffs": {"display_message_id": 9001}},
+    )
+
+    async def scenario(server: RunningServer) -> list[Any]:
+        csms = server.csms
+        assert csms is not None
+        await server.arun(csms.define_tariff, standard)
+        await server.arun(csms.assign_tariff, "STD", "default")
+        cp, ws, task = await test_e2e_v201.connect(server, "CP-D", DisplayStation201)
+        try:
+            await cp.boot()
+            await eventually(lambda: cp.shown or None, what="the tariff at boot")
+            await server.arun(csms.define_tariff, night)
+            await server.arun(csms.assign_tariff, "NIGHT", "station:CP-D")
+            await eventually(lambda: len(cp.shown) >= 3 or None, what="the night tariff")
+            await server.arun(csms.unassign_tariff, "NIGHT", "station:CP-D")
+            await server.arun(csms.unassign_tariff, "STD", "default")
+            await eventually(lambda: len(cp.shown) >= 5 or None, what="the display cleared")
+        finally:
+            task.cancel()
+            await ws.close()
+        return list(cp.shown)
+
+    with running_server(settings) as server:
+        shown = asyncio.run(scenario(server))
+
+    def message(content: str, end: str | None = None) -> tuple[str, dict[str, Any]]:
+        text = {"format": "UTF8", "content": content}
+        found = {"id": 9001, "priority": "NormalCycle", "state": "Idle", "message": text}
+        return ("set", found if end is None else {**found, "end_date_time": end})
+
+    assert shown == [
+        message(price_text(standard)),  # the boot
+        message(price_text(standard)),  # NIGHT defined: not assigned yet
+        message("Night rate 0.20 EUR/kWh", "2099-01-01T00:00:00.000Z"),  # assigned here
+        message(price_text(standard)),  # NIGHT unassigned: the default again
+        ("clear", 9001),  # no tariff any more
+    ]

@@ -1,0 +1,535 @@
+"""Several nodes on one PostgreSQL schema (docs/cluster.md): every node folds every node's
+events (views, the SSE stream), reactions and timers run once cluster-wide, and the worker
+(``chargeledger worker``) can be killed with SIGKILL and restarted without losing or
+doubling anything. The stations are the ``ocpp`` package's charge points."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ocpp.v16 import call as call16
+
+from chargeledger.core.audit.verify import ChainVerifier
+from chargeledger.core.errors import StreamConflict
+from chargeledger.core.events import (
+    CommandRequested,
+    Recorded,
+    TimerFired,
+    TimerStarted,
+    timer_stream,
+)
+from chargeledger.core.firmware import CampaignRequest
+from chargeledger.core.follower import LogFollower
+from chargeledger.core.http.keys import new_key
+from chargeledger.core.settings import ApiKey, Settings
+from chargeledger.core.store import open_store
+from chargeledger.core.times import rfc3339
+from chargeledger.projections.firmware import campaign_timer
+from chargeledger.projections.reservations import reservation_timer
+from tests import test_e2e_v16
+from tests.harness import RunningServer, running_server
+from tests.polling import wait_for
+from tests.test_e2e_v201 import until
+from tests.test_reservations import reserve
+
+pytestmark = pytest.mark.postgres
+
+
+def node(store: str, name: str, **more: Any) -> Settings:
+    return Settings(port=0, store=store, node=name, **more)
+
+
+def log_of(store: str) -> list[Recorded]:
+    opened = open_store(store)
+    try:
+        return list(opened.iter_all())
+    finally:
+        opened.close()
+
+
+def timer_events(store: str, name: str) -> list[Recorded]:
+    stream = timer_stream(name)
+    return [r for r in log_of(store) if r.stream == stream]
+
+
+@contextmanager
+def worker(store: str, name: str = "worker") -> Iterator[subprocess.Popen[bytes]]:
+    """``chargeledger worker`` as a process of its own; killed on leaving if still running
+    (its log is printed, for a failing test's report)."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "chargeledger.core.cli",
+                "worker",
+                "--store",
+                store,
+                "--node",
+                name,
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(30)
+            output.seek(0)
+            print(output.read().decode(errors="replace"))
+
+
+def leads(store: str, name: str) -> None:
+    """Wait until the process named ``name`` leads: the probe timers (due now) it is given
+    are fired by it."""
+    deadline = time.monotonic() + 60
+    firer = None
+    while firer != name:
+        assert time.monotonic() < deadline, f"{name} never led (the last probe: {firer})"
+        probe = f"probe:{name}:{time.monotonic_ns()}"
+        opened = open_store(store)
+        try:
+            started = TimerStarted(name=probe, due=0.0, at=time.time())
+            opened.append([(timer_stream(probe), 1, started)])
+        finally:
+            opened.close()
+
+        def fired_by(probe: str = probe) -> str | None:
+            events = timer_events(store, probe)
+            fired = [r.event for r in events if isinstance(r.event, TimerFired)]
+            return fired[0].node if fired else None
+
+        firer = wait_for(fired_by, what="the probe timer fired", timeout=30)
+
+
+def test_node_b_sees_and_streams_a_station_of_node_a(postgres_url: str) -> None:
+    key = new_key()
+    from chargeledger.core.http.keys import hash_key
+
+    api_key = ApiKey(name="reader", role="admin", sha256=hash_key(key))
+    with (
+        running_server(node(postgres_url, "node-a")) as a,
+        running_server(node(postgres_url, "node-b", api_port=0, api_keys=[api_key])) as b,
+    ):
+        assert a.csms is not None and b.csms is not None
+
+        async def scenario() -> float:
+            cp, ws, task = await test_e2e_v16.connect(a, "CP-A1")
+            try:
+                await cp.call(
+                    call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                )
+                state = await until(
+                    b,
+                    lambda: (
+                        (s := b.csms.views.stations.get("CP-A1")) and s.connected and s.boot and s
+                    ),  # type: ignore[union-attr]
+                    "node B's views show CP-A1 connected and booted",
+                )
+                assert state.node == "node-a" and state.boot is not None
+                assert "CP-A1" not in b.csms.connected  # type: ignore[union-attr]
+                # B's event stream, from B's newest position: A's next frames arrive live,
+                # woken by the follower (not by the stream's 10 s idle re-read).
+                base = f"http://127.0.0.1:{b.csms.api_port}"  # type: ignore[union-attr]
+                headers = {"Authorization": f"Bearer {key}"}
+                async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                    after = b.csms.feed.position  # type: ignore[union-attr]
+                    params = {"after": after, "station": "CP-A1", "kind": "FrameLogged"}
+                    async with http.stream(
+                        "GET", "/api/stream", params=params, headers=headers
+                    ) as response:
+                        assert response.status_code == 200
+                        sent = time.monotonic()
+                        await cp.call(call16.Heartbeat())
+                        async for line in response.aiter_lines():
+                            if line.startswith("data:") and "Heartbeat" in line:
+                                return time.monotonic() - sent
+            finally:
+                await ws.close()
+                task.cancel()
+            raise AssertionError("the stream ended")
+
+        elapsed = asyncio.run(scenario())
+        assert elapsed < 5.0, f"node B streamed node A's frame after {elapsed:.1f} s"
+        # B's feed was woken by A's commits, B's frame counters count only its own.
+        assert b.csms.feed.frames_in == 0 and a.csms.feed.frames_in >= 2
+
+
+def test_view_lag_between_two_nodes(postgres_url: str) -> None:
+    """An event committed on node A is folded on node B within a bounded lag (the figure in
+    docs/cluster.md comes from this measurement)."""
+    with (
+        running_server(node(postgres_url, "node-a")) as a,
+        running_server(node(postgres_url, "node-b")) as b,
+    ):
+        assert a.csms is not None and b.csms is not None
+        lags: list[float] = []
+        for index in range(20):
+            name = f"lag:{index}"
+            started = TimerStarted(name=name, due=time.time() + 3600, at=time.time())
+
+            async def append_on_a(name: str, started: TimerStarted) -> int:
+                recorded = await a.csms.writer.append([(timer_stream(name), started)])  # type: ignore[union-attr]
+                return recorded[-1].position
+
+            position = a.run(append_on_a, name, started)
+            committed = time.monotonic()
+
+            async def folded_on_b(position: int) -> None:
+                while b.csms.views.position < position:  # type: ignore[union-attr]
+                    await b.csms.feed.wait_beyond(b.csms.feed.position, 10)  # type: ignore[union-attr]
+
+            b.run(folded_on_b, position)
+            lags.append(time.monotonic() - committed)
+        lags.sort()
+        print(
+            f"view lag: median {lags[len(lags) // 2] * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms"
+        )
+        # Woken by notifications: polling alone (every second) would make the median ~0.5 s.
+        assert lags[len(lags) // 2] < 0.3
+        assert lags[-1] < 1.5  # within a poll interval even had a notification been lost
+        assert b.csms.views.timers.pending().keys() >= {f"lag:{i}" for i in range(20)}
+
+
+def test_own_commit_waits_for_the_events_of_other_nodes_before_it(postgres_url: str) -> None:
+    """A node's append returns with its events folded, in position order after the events
+    another process committed just before (no notification needed: the gap is read)."""
+    with running_server(node(postgres_url, "node-a")) as a:
+        assert a.csms is not None
+        other = open_store(postgres_url)
+        try:
+            before = other.append(
+                [("timer:other", 1, TimerStarted(name="other", due=time.time() + 3600, at=0.0))]
+            )
+        finally:
+            other.close()
+
+        async def append_and_read() -> tuple[int, bool]:
+            started = TimerStarted(name="own", due=time.time() + 3600, at=0.0)
+            recorded = await a.csms.writer.append([(timer_stream("own"), started)])  # type: ignore[union-attr]
+            pending = a.csms.views.timers.pending()  # type: ignore[union-attr]
+            return recorded[-1].position, {"other", "own"} <= pending.keys()
+
+        position, both = a.run(append_and_read)
+        assert position > before[-1].position and both
+
+
+def test_follower_folds_in_order_across_held_batches_and_holes(postgres_url: str) -> None:
+    """The follower alone: own batches that arrive after a hole of the sequence and after
+    another writer's events are folded once each, in position order."""
+    import trio
+
+    store = open_store(postgres_url)
+    folded: list[int] = []
+    try:
+
+        async def main() -> None:
+            follower = LogFollower(
+                store, lambda events: folded.extend(r.position for r in events), 0
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(follower.run)
+                first = await trio.to_thread.run_sync(
+                    store.append, [("s:1", 1, TimerStarted(name="a", due=0.0, at=0.0))]
+                )
+                with pytest.raises(StreamConflict):  # a rolled-back insert: a hole
+                    await trio.to_thread.run_sync(
+                        store.append, [("s:1", 1, TimerStarted(name="b", due=0.0, at=0.0))]
+                    )
+                own = await trio.to_thread.run_sync(
+                    store.append, [("s:2", 1, TimerStarted(name="c", due=0.0, at=0.0))]
+                )
+                follower.offer(own)  # after the hole and the other event: held, gap read
+                follower.offer(own)  # offered twice: folded once
+                await follower.wait_folded(own[-1].position, timeout=10)
+                assert folded == [first[0].position, own[0].position]
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+    finally:
+        store.close()
+
+
+def test_reservation_expires_once_with_two_nodes_and_a_worker(postgres_url: str) -> None:
+    """The expiry timer started by node A's reaction is fired by the worker, once; both nodes
+    fold the expiry."""
+    with (
+        running_server(node(postgres_url, "node-a")) as a,
+        running_server(node(postgres_url, "node-b")) as b,
+        worker(postgres_url),
+    ):
+        leads(postgres_url, "worker")
+
+        async def scenario() -> int:
+            cp, ws, task = await test_e2e_v16.connect(a, "CP-R")
+            try:
+                await cp.call(
+                    call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                )
+                made = await reserve(
+                    a, "CP-R", id_token="TAG", expiry=rfc3339(time.time() + 2), connector_id=1
+                )
+                assert made.accepted
+                reservation_id: int = made.values["reservation_id"]
+                for server in (a, b):
+                    await until(
+                        server,
+                        lambda s=server: (
+                            s.csms.views.reservations.get("CP-R", reservation_id).status  # type: ignore[union-attr]
+                            == "expired"
+                        ),
+                        "the reservation expired",
+                    )
+                return reservation_id
+            finally:
+                await ws.close()
+                task.cancel()
+
+        reservation_id = asyncio.run(scenario())
+    events = timer_events(postgres_url, reservation_timer("CP-R", reservation_id))
+    assert [(type(r.event).__name__, r.event.node) for r in events] == [  # type: ignore[union-attr]
+        ("TimerStarted", "node-a"),
+        ("TimerFired", "worker"),
+    ]
+
+
+def test_a_node_leads_without_a_worker_and_yields_to_one(postgres_url: str) -> None:
+    with running_server(node(postgres_url, "node-a")) as a:
+        assert a.csms is not None
+        leads(postgres_url, "node-a")
+        with worker(postgres_url):
+            leads(postgres_url, "worker")
+        leads(postgres_url, "node-a")  # the worker killed: the node takes over
+
+
+def test_worker_killed_and_restarted_loses_and_doubles_nothing(postgres_url: str) -> None:
+    """A campaign's rollout steps are a chain of timers, each step's timer started by the
+    reaction to the previous one firing: leader's work. The worker is killed (SIGKILL) in
+    the middle of the chain and restarted; a node covers meanwhile. Every step is started
+    once and fired once, none is missing."""
+    with running_server(node(postgres_url, "node-a")) as a:
+        assert a.csms is not None
+
+        async def campaign() -> str:
+            cp, ws, task = await test_e2e_v16.connect(a, "CP-F")
+            await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            await ws.close()  # known, offline: each step finds nothing to update
+            task.cancel()
+            request = CampaignRequest(
+                location="https://fw.example/1.bin", stations=["CP-F"], interval=1.0
+            )
+            state = await a.arun(partial(a.csms.create_campaign, request))  # type: ignore[union-attr]
+            return state.created.campaign_id
+
+        with worker(postgres_url) as first:
+            leads(postgres_url, "worker")
+            campaign_id = asyncio.run(campaign())
+            wait_for(lambda: steps_fired(postgres_url, campaign_id) >= 2, what="two steps fired")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        wait_for(lambda: steps_fired(postgres_url, campaign_id) >= 4, what="steps fired by node-a")
+        with worker(postgres_url):
+            reached = steps_fired(postgres_url, campaign_id) + 3
+            wait_for(
+                lambda: steps_fired(postgres_url, campaign_id) >= reached,
+                what="steps fired by the restarted worker",
+                timeout=30,
+            )
+
+    last = steps_fired(postgres_url, campaign_id)
+    firers: set[str] = set()
+    for step in range(last):
+        events = timer_events(postgres_url, campaign_timer(campaign_id, step))
+        kinds = [type(r.event).__name__ for r in events]
+        assert kinds == ["TimerStarted", "TimerFired"], f"step {step}: {kinds}"
+        firers.add(events[1].event.node)  # type: ignore[union-attr]
+    assert {"worker", "node-a"} <= firers
+    # Every stream's hash chain holds, the timers' streams written by several processes too.
+    opened = open_store(postgres_url)
+    try:
+        verifier = ChainVerifier()
+        verifier.check(opened.read_rows(limit=100_000))
+    finally:
+        opened.close()
+    assert verifier.breaks == [] and verifier.events > 10
+
+
+def steps_fired(store: str, campaign_id: str) -> int:
+    """How many consecutive rollout steps of the campaign fired, from step 0."""
+    fired = {r.event.name for r in log_of(store) if isinstance(r.event, TimerFired)}
+    step = 0
+    while campaign_timer(campaign_id, step) in fired:
+        step += 1
+    return step
+
+
+def test_worker_refuses_a_store_of_one_node(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'one.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "chargeledger.core.cli", "worker", "--store", store],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "chargeledger worker: the worker needs a store several nodes share (PostgreSQL), "
+        f"not {store}"
+    )
+    assert not (tmp_path / "one.db").exists()
+
+
+def test_site_allocation_once_with_two_nodes(postgres_url: str) -> None:
+    """A site defined on node B for a station charging on node A: the leader (node A, no
+    worker running) reacts to the ``SiteDefined`` and sends the allocation once; node B,
+    which recorded the change, does not react to it; both nodes show the allocation."""
+    with running_server(node(postgres_url, "node-a")) as a:
+        leads(postgres_url, "node-a")
+        with running_server(node(postgres_url, "node-b")) as b:
+            assert a.csms is not None and b.csms is not None
+
+            async def scenario() -> None:
+                cp, ws, task = await test_e2e_v16.connect(a, "CP-S")
+                try:
+                    await cp.call(
+                        call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                    )
+                    await cp.call(
+                        call16.StartTransaction(
+                            connector_id=1,
+                            id_tag="TAG-S",
+                            meter_start=0,
+                            timestamp=rfc3339(time.time()),
+                        )
+                    )
+                    await until(
+                        b,
+                        lambda: b.csms.views.charging_profiles.running("CP-S"),  # type: ignore[union-attr]
+                        "node B folds the transaction",
+                    )
+                    await b.arun(partial(b.csms.define_site, "s", stations=["CP-S"], limit=16.0))  # type: ignore[union-attr]
+                    for server in (a, b):
+                        await until(
+                            server,
+                            lambda s=server: (
+                                (got := s.csms.views.sites.allocations.get(("CP-S", 1)))  # type: ignore[union-attr]
+                                and got.accepted
+                            ),
+                            "the allocation accepted",
+                        )
+                finally:
+                    await ws.close()
+                    task.cancel()
+
+            asyncio.run(scenario())
+    asked = [
+        r.event
+        for r in log_of(postgres_url)
+        if isinstance(r.event, CommandRequested) and r.event.command == "SetChargingProfile"
+    ]
+    assert [(e.station, e.key, e.node) for e in asked] == [("CP-S", "plugins", "node-a")]
+
+
+def test_a_second_worker_stands_by(postgres_url: str) -> None:
+    with worker(postgres_url, "w1") as first:
+        leads(postgres_url, "w1")
+        with worker(postgres_url, "w2"):
+            leads(postgres_url, "w1")  # the second one waits
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            leads(postgres_url, "w2")
+
+
+def test_a_timer_outlives_the_node_that_started_it(postgres_url: str) -> None:
+    """Node A records a reservation's expiry timer and stops before it is due; node B, the
+    leader, fires it once."""
+    with running_server(node(postgres_url, "node-b")) as b:
+        leads(postgres_url, "node-b")
+        with running_server(node(postgres_url, "node-a")) as a:
+
+            async def scenario() -> int:
+                cp, ws, task = await test_e2e_v16.connect(a, "CP-T")
+                try:
+                    await cp.call(
+                        call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                    )
+                    made = await reserve(
+                        a, "CP-T", id_token="TAG", expiry=rfc3339(time.time() + 3), connector_id=1
+                    )
+                    assert made.accepted
+                    reservation_id: int = made.values["reservation_id"]
+                    return reservation_id
+                finally:
+                    await ws.close()
+                    task.cancel()
+
+            reservation_id = asyncio.run(scenario())
+            name = reservation_timer("CP-T", reservation_id)
+            wait_for(lambda: timer_events(postgres_url, name), what="the timer started")
+        wait_for(lambda: b.run(_expired, b, reservation_id), what="node B expired the reservation")
+    events = timer_events(postgres_url, name)
+    assert [(type(r.event).__name__, r.event.node) for r in events] == [  # type: ignore[union-attr]
+        ("TimerStarted", "node-a"),
+        ("TimerFired", "node-b"),
+    ]
+
+
+async def _expired(server: RunningServer, reservation_id: int) -> bool:
+    assert server.csms is not None
+    state = server.csms.views.reservations.get("CP-T", reservation_id)
+    return state is not None and state.status == "expired"
+
+
+def test_a_commit_the_follower_cannot_fold_fails_its_append_in_bounded_time(
+    postgres_url: str,
+) -> None:
+    """The store cannot be read (closed here): an own batch after a gap cannot be folded, so
+    its waiter gets ``StoreUnavailable`` after the timeout instead of waiting for ever; the
+    follower keeps running and logs."""
+    import trio
+
+    from chargeledger.core.errors import StoreUnavailable
+
+    store = open_store(postgres_url)
+    writer_store = open_store(postgres_url)
+    try:
+
+        async def main() -> None:
+            follower = LogFollower(store, lambda events: None, 0, poll_interval=0.1)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(follower.run)
+                await trio.to_thread.run_sync(store.close)
+                other = await trio.to_thread.run_sync(
+                    writer_store.append, [("s:1", 1, TimerStarted(name="a", due=0.0, at=0.0))]
+                )
+                own = await trio.to_thread.run_sync(
+                    writer_store.append, [("s:2", 1, TimerStarted(name="b", due=0.0, at=0.0))]
+                )
+                assert follower.position < other[0].position
+                follower.offer(own)
+                started = trio.current_time()
+                with pytest.raises(StoreUnavailable, match="committed but was not folded"):
+                    await follower.wait_folded(own[-1].position, timeout=0.5)
+                assert trio.current_time() - started < 5
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+    finally:
+        store.close()
+        writer_store.close()
