@@ -561,25 +561,33 @@ def _shares(
                 for phase in phases:
                     per_phase[phase] -= _load(value, site.unit, phases)
         return values
-    active = list(range(len(free)))
     values = [0.0] * len(free)
+    loads = [_load(1.0, site.unit, phases) for _, _, phases in free]
+    # An equal value v for each: on phase p the active ones draw v x their load factors.
+    factors = dict.fromkeys(PHASES, 0.0)
+    for (_, _, phases), load in zip(free, loads, strict=True):
+        for phase in phases:
+            factors[phase] += load
+    active = list(range(len(free)))
     while active:
-        # An equal value v for each: on phase p the active ones draw v x their load factors.
-        factors = {
-            phase: sum(_load(1.0, site.unit, free[i][2]) for i in active if phase in free[i][2])
-            for phase in PHASES
-        }
+        share = remaining / len(active)
+        caps = {p: per_phase[p] / factors[p] if factors[p] else math.inf for p in PHASES}
         for i in active:
-            values[i] = min(
-                remaining / len(active),
-                most,
-                *(per_phase[p] / factors[p] for p in free[i][2]),
-            )
+            values[i] = min(share, most, *(caps[p] for p in free[i][2]))
         short = [i for i in active if values[i] < site.min_allocation]
         if not short:
             break
-        values[short[-1]] = 0.0  # the last served of those below the minimum gets none
-        active.remove(short[-1])
+        # The last served of those below the minimum get none, and the rest share again:
+        # at once as many as the total cannot give the minimum to (one by one would drop
+        # the same), else one.
+        fit = remaining / site.min_allocation + 1e-9
+        excess = 1 if math.isinf(fit) else len(active) - math.floor(fit)
+        dropped = set(short[-max(1, excess) :])
+        for i in dropped:
+            values[i] = 0.0
+            for phase in free[i][2]:
+                factors[phase] -= loads[i]
+        active = [i for i in active if i not in dropped]
     return values
 
 
