@@ -24,7 +24,9 @@ a layer above:
    decision, password hashes, the TLS context), ``tokens`` (the ID-token registry's
    registrations, checked, and the events and CSV import they make), ``usecases_firmware``
    (the firmware block's use cases), ``firmware`` (firmware campaigns as asked: selection,
-   checks, the event they make); the package
+   checks, the event they make; the plugins' decisions as recorded and replayed),
+   ``site_decisions`` (the site limits' allocation decisions, recorded and replayed); the
+   package
    ``chargeledger.projections`` (the views, folds of the events) sits here too.
 3. **Storage**: blocking code that runs off the trio thread. ``store`` (the log on memory,
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
@@ -61,8 +63,8 @@ Public modules, for plugins, embedding programs and auditors: ``errors``, ``even
 ``frames``, ``commands``, ``settings``, ``times``, ``tariff``, ``usecase_base``, ``usecases``,
 ``usecases_display``, ``usecases_diagnostics``, ``usecases_tariffs``,
 ``usecases_smart_charging``, ``usecases_pnc``, ``usecases_firmware``, ``firmware``,
-``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
-``server``, ``simulator``.
+``site_decisions``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``,
+``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

@@ -40,6 +40,7 @@ from chargeledger.core.audit.replay import (
 from chargeledger.core.audit.report import AuditSummary, finding_json, render_html, write_text
 from chargeledger.core.audit.verify import ChainVerifier
 from chargeledger.core.events import Recorded
+from chargeledger.core.firmware import Decision
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import load_settings
@@ -247,10 +248,40 @@ def _what_if(args: argparse.Namespace) -> int:
             f"firmware campaigns: {len(decided)} decisions recorded, {len(today)} taken again "
             f"today: {'they differ' if campaigns_differ else 'the same'}",
         )
+    decided_then, again = what_if.site_decisions()
+    sites_differ = decided_then != again
+    if decided_then or again:
+        _say(
+            args,
+            f"site allocations: {len(decided_then)} decisions recorded, {len(again)} taken again "
+            f"today: {'they differ' if sites_differ else 'the same'}",
+        )
+        for line in _decision_differences(decided_then, again):
+            _say(args, line)
     if interrupt.requested:
         _say(args, f"interrupted: re-decided up to position {what_if.position} only")
         return INTERRUPTED
-    return 1 if differences or campaigns_differ else 0
+    return 1 if differences or campaigns_differ or sites_differ else 0
+
+
+def _decision_differences(recorded: list[Decision], again: list[Decision]) -> list[str]:
+    """A line per decision only recorded or only taken today (by name: a changed one shows
+    as both), the first 20."""
+    lines = []
+    for decision in recorded:
+        if decision not in again:
+            lines.append(f"  recorded only: {_decision_text(decision)}")
+    for decision in again:
+        if decision not in recorded:
+            lines.append(f"  today only:    {_decision_text(decision)}")
+    return lines[:20] + ([f"  ... {len(lines) - 20} more"] if len(lines) > 20 else [])
+
+
+def _decision_text(decision: Decision) -> str:
+    if decision.kind == "timer" or decision.kind == "step":
+        return f"{decision.kind} {decision.name} due {rfc3339(decision.due or 0.0)}"
+    payload = _json.encode(decision.payload).decode()
+    return f"{decision.kind} {decision.name} {decision.station} {decision.action} {payload}"
 
 
 def _redecision_text(difference: Redecision) -> str:
