@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STORE ?= sqlite:///chargeledger.db
 
-.PHONY: setup serve test lint bench mutation fuzz chromium
+.PHONY: setup serve test lint bench mutation fuzz chromium haproxy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,15 @@ CHROMIUM := /usr/bin/chromium
 chromium:
 	@test -x $(CHROMIUM) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# tests/test_haproxy.py runs Debian's HAProxy in front of two nodes (docs/operations.md):
+# installed when missing, as chromium.
+HAPROXY := /usr/sbin/haproxy
+haproxy:
+	@test -x $(HAPROXY) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy; }
+
 # -ra lists every skip and xfail with its reason; a skip, or PostgreSQL unreachable, fails the
 # run (tests/conftest.py; CHARGELEDGER_TEST_ALLOW_SKIPS=1 is the developer's opt-out).
-test: setup chromium
+test: setup chromium haproxy
 	$(BIN)/ruff check core plugins schemas projections tests benchmarks
 	$(BIN)/ruff format --check core plugins schemas projections tests benchmarks
 	$(BIN)/mypy -p chargeledger.core -p chargeledger.plugins -p chargeledger.projections -p chargeledger.schemas

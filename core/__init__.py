@@ -24,11 +24,14 @@ a layer above:
    decision, password hashes, the TLS context), ``tokens`` (the ID-token registry's
    registrations, checked, and the events and CSV import they make), ``usecases_firmware``
    (the firmware block's use cases), ``firmware`` (firmware campaigns as asked: selection,
-   checks, the event they make); the package
+   checks, the event they make; the plugins' decisions as recorded and replayed),
+   ``site_decisions`` (the site limits' allocation decisions, recorded and replayed); the
+   package
    ``chargeledger.projections`` (the views, folds of the events) sits here too.
 3. **Storage**: blocking code that runs off the trio thread. ``store`` (the log on memory,
    SQLite or PostgreSQL, each a ``StoreBackend``), ``writer`` (the group-commit thread and
-   its bridge to trio), ``allocator`` (1.6 transaction ids).
+   its bridge to trio), ``allocator`` (1.6 transaction ids), ``archive`` (retention: closed
+   session streams moved to archive files, and the log read back as archives plus store).
 4. **Runtime**: trio tasks of a running server. ``gateway`` (accept loop, one session per
    connection), ``nodes`` (several nodes on one PostgreSQL store: which node holds each
    station, fenced sessions, heartbeats, commands routed to the holding node), ``feed``
@@ -39,7 +42,8 @@ a layer above:
    leader lock, the timers, the reactions' position), ``worker`` (``chargeledger worker``:
    the leader that holds no station), ``ocsp`` (the OCSP checks
    a station's CALL needs, made and recorded before it is answered), ``api`` (``CentralSystem``,
-   the one door towards stations), ``server`` (wires it all together), ``http`` (the
+   the one door towards stations), ``drain`` (a node's drain for a rolling restart: stop
+   accepting, close every session, stop), ``server`` (wires it all together), ``http`` (the
    operator and billing HTTP API), ``startup`` (what ``serve`` checks before it creates
    anything, and its one-line failures).
 5. **Tools**: commands built on everything below. ``cli`` (the ``chargeledger`` command),
@@ -61,8 +65,8 @@ Public modules, for plugins, embedding programs and auditors: ``errors``, ``even
 ``frames``, ``commands``, ``settings``, ``times``, ``tariff``, ``usecase_base``, ``usecases``,
 ``usecases_display``, ``usecases_diagnostics``, ``usecases_tariffs``,
 ``usecases_smart_charging``, ``usecases_pnc``, ``usecases_firmware``, ``firmware``,
-``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``, ``store``, ``api``,
-``server``, ``simulator``.
+``site_decisions``, ``plugin``, ``hookspec``, ``plugin_host``, ``security``, ``tokens``,
+``store``, ``api``, ``server``, ``simulator``.
 Import their public names from them (this package re-exports nothing). Every other module is
 internal: its names may change with any release, and code outside the core (plugins,
 projections) must not import it. No module imports another's private (``_``) names.

@@ -46,7 +46,12 @@ from typing import Any, Literal, get_args
 import msgspec
 import trio
 
+<<<<<<< HEAD
 from chargeledger.core.errors import StationOffline, StreamConflict, UnsupportedUseCase
+=======
+from chargeledger.core.drain import NodeDrain
+from chargeledger.core.errors import StationOffline, UnsupportedUseCase
+>>>>>>> main
 from chargeledger.core.events import (
     CampaignCancelled,
     CampaignPaused,
@@ -59,6 +64,7 @@ from chargeledger.core.events import (
     LocalListPushRequested,
     SiteDefined,
     SiteDeleted,
+    SitePeriod,
     StationDeregistered,
     StationPasswordSet,
     StationRegistered,
@@ -94,7 +100,7 @@ from chargeledger.core.writer import GroupCommitWriter
 from chargeledger.projections import Registration, TokenState, Views, sets_password
 from chargeledger.projections.firmware import CampaignState
 from chargeledger.projections.local_lists import ListDefinition
-from chargeledger.projections.sites import SiteState
+from chargeledger.projections.sites import SiteState, check_site_phases
 from chargeledger.projections.tariffs import Assignment, TariffState
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -156,6 +162,8 @@ class CentralSystem:
         self.port = port
         self.api_port: int | None = None
         """The HTTP API's bound port; ``None`` when the API is not served."""
+        self.drain = NodeDrain()
+        """Ask it to drain this node: the server stops once every session is closed."""
         self._last_request_id = 0
 
     @property
@@ -549,14 +557,20 @@ class CentralSystem:
         strategy: Literal["equal", "priority"] = "equal",
         priorities: dict[str, int] | None = None,
         max_allocation: float | None = None,
+        phase_limits: dict[str, float] | None = None,
+        station_phases: dict[str, list[str]] | None = None,
+        periods: list[SitePeriod] | None = None,
         caller: Caller = PYTHON,
     ) -> SiteState:
         """Define (or redefine) the site ``site``: ``stations`` sharing ``limit`` (in ``unit``;
         ``None``: no limit of its own) within ``parent``; the site_limits plugin allocates it
         among their transactions: equal shares (``strategy`` ``equal``) or in ``priorities``
-        order (``priority``, each up to ``max_allocation``). Recorded as ``SiteDefined``.
-        Needs ``admin``; ``ValueError`` (nothing recorded) for an empty name, an unknown
-        parent, a parent cycle, a negative number or a unit other than A or W."""
+        order (``priority``, each up to ``max_allocation``); ``phase_limits`` limit each
+        phase (L1, L2, L3), ``station_phases`` name the phases of stations on fewer than
+        three, ``periods`` are daily periods (UTC) with other limits. Recorded as
+        ``SiteDefined``. Needs ``admin``; ``ValueError`` (nothing recorded) for an empty
+        name, an unknown parent, a parent cycle, a negative number, a unit other than A or
+        W, a phase other than L1, L2, L3, or a period's time that is not HH:MM[:SS]."""
         self._require(caller, "admin", "defining a site")
         sites = self.views.sites
         if not site.strip():
@@ -572,6 +586,15 @@ class CentralSystem:
         numbers["max_allocation"] = max_allocation
         if strategy not in ("equal", "priority"):
             raise ValueError(f"strategy {strategy!r} is neither equal nor priority")
+        phase_limits, station_phases = dict(phase_limits or {}), dict(station_phases or {})
+        periods = list(periods or [])
+        check_site_phases(phase_limits, station_phases, periods)
+        for name, value in phase_limits.items():
+            numbers[f"phase_limits {name}"] = value
+        for index, period in enumerate(periods):
+            numbers[f"periods[{index}] limit"] = period.limit
+            for name, value in period.phase_limits.items():
+                numbers[f"periods[{index}] phase_limits {name}"] = value
         negative = [name for name, value in numbers.items() if value is not None and value < 0]
         if negative:
             raise ValueError(f"{', '.join(negative)} must not be negative")
@@ -591,6 +614,9 @@ class CentralSystem:
             strategy=strategy,
             priorities=dict(priorities or {}),
             max_allocation=max_allocation,
+            phase_limits=phase_limits,
+            station_phases={station: list(wired) for station, wired in station_phases.items()},
+            periods=periods,
         )
         await self.writer.append([(site_stream(event.request_id), event)])
         state = self.views.sites.get(site)

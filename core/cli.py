@@ -13,6 +13,7 @@ import logging
 import re
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from importlib.metadata import version
@@ -21,10 +22,12 @@ from typing import Any
 import msgspec
 import trio
 
+from chargeledger.core.drain import DRAIN_CODES
 from chargeledger.core.errors import ChargeLedgerError
 from chargeledger.core.events import EVENT_TYPES, LoggedEvent, logged_event
 from chargeledger.core.http.keys import new_key, settings_toml
 from chargeledger.core.jsonlines import print_json_lines
+from chargeledger.core.remote import add_api_arguments, call_api, print_answer
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import DEFAULT_STORE, load_settings
 from chargeledger.core.startup import failure_lines, one_line, startup_problems
@@ -251,13 +254,27 @@ def _run_until_signal(command: str, run: Callable[..., Awaitable[Any]]) -> int:
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(run)
+
+                async def run_then_stop(
+                    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+                    await run(task_status=task_status)
+                    nursery.cancel_scope.cancel()  # it ended by itself (a drain)
+
+                started = await nursery.start(run_then_stop)
 
                 async def stop_on_signal() -> None:
+                    # SIGTERM drains a serving node (a rolling restart: docs/operations.md);
+                    # SIGINT, a second SIGTERM, or SIGTERM to a worker stops at once (sessions
+                    # closed with 1001).
+                    log = logging.getLogger("chargeledger")
                     async for signum in signals:
-                        logging.getLogger("chargeledger").info(
-                            "%s: shutting down", signal.Signals(signum).name
-                        )
+                        name = signal.Signals(signum).name
+                        drain = getattr(started, "drain", None)
+                        if signum == signal.SIGTERM and drain is not None and drain.request():
+                            log.info("%s: draining", name)
+                            continue
+                        log.info("%s: shutting down", name)
                         nursery.cancel_scope.cancel()
                         return
 
@@ -290,6 +307,26 @@ def _worker(args: argparse.Namespace) -> int:
     from chargeledger.core.worker import run_worker
 
     return _run_until_signal("worker", partial(run_worker, settings))
+
+
+def _drain(args: argparse.Namespace) -> int:
+    """``chargeledger drain``: ask a running node to drain; with ``--wait``, until it stopped."""
+    status, body = call_api(args, "POST", "/api/node/drain", {"code": args.code})
+    code = print_answer(args, "chargeledger drain", status, body, 202)
+    if code or not args.wait:
+        return code
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status, _ = call_api(args, "GET", "/health/live")
+        if status == 0:  # the API no longer answers: the node stopped
+            print(f"node {body['node']} stopped", file=sys.stderr)
+            return 0
+        time.sleep(0.2)
+    print(
+        f"chargeledger drain: node {body['node']} still runs after {args.timeout:g} s",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _api_key(args: argparse.Namespace) -> int:
@@ -369,6 +406,27 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--node", help="this process's node name (default HOSTNAME-worker)")
     worker.add_argument("--log-level", default="info")
     worker.set_defaults(run=_worker)
+    drain = commands.add_parser(
+        "drain",
+        help="drain a running node (rolling restart): stop taking stations, close, stop",
+        description="Ask the node behind --api to drain: its readiness turns 503, it stops "
+        "listening, closes every station's session with --code once idle (stations reconnect "
+        "to other nodes), then stops. Needs an admin key. See docs/operations.md.",
+    )
+    add_api_arguments(drain, "an admin API key")
+    drain.add_argument(
+        "--code",
+        type=int,
+        choices=DRAIN_CODES,
+        default=DRAIN_CODES[0],
+        help="close code: 1012 service restart (default) or 1001 going away",
+    )
+    drain.add_argument("--wait", action="store_true", help="wait until the node stopped")
+    drain.add_argument(
+        "--timeout", type=float, default=120.0, help="--wait: give up after this (default 120 s)"
+    )
+    drain.add_argument("--json", action="store_true", help="print the answer on one line")
+    drain.set_defaults(run=_drain)
 
     api_key = commands.add_parser("api-key", help="make an HTTP API key and its settings entry")
     api_key.add_argument("--name", required=True, help="who holds the key (recorded as author)")

@@ -86,6 +86,7 @@ __all__ = [
     "SessionOpened",
     "SiteDefined",
     "SiteDeleted",
+    "SitePeriod",
     "StationDeregistered",
     "StationPasswordSet",
     "StationRegistered",
@@ -510,6 +511,27 @@ class SiteDefined(msgspec.Struct, frozen=True, kw_only=True):
     """Station -> priority (higher first; 0 when not named): who is served first when the
     limit does not reach every transaction."""
     max_allocation: float | None = None
+    phase_limits: dict[str, float] = {}
+    """Phase (``L1``, ``L2``, ``L3``) -> the most the site's transactions draw on it, in
+    ``unit`` per phase (A, or W of that phase); a phase not named has no limit of its own.
+    Logs written before per-phase limits decode with none."""
+    station_phases: dict[str, list[str]] = {}
+    """Station -> the phases it is wired to (``["L1"]`` for a one-phase station on L1); a
+    station not named draws on all three."""
+    periods: list[SitePeriod] = []
+    """Daily periods (UTC) with other limits, e.g. a lower one from 17:00 to 20:00; outside
+    them ``limit`` and ``phase_limits`` hold."""
+
+
+class SitePeriod(msgspec.Struct, frozen=True, kw_only=True):
+    """A daily period of a site (UTC, ``HH:MM`` or ``HH:MM:SS``; ``end`` before ``start``:
+    across midnight) with its own ``limit`` and ``phase_limits`` (``None`` / a phase not
+    named: the site's own)."""
+
+    start: str
+    end: str
+    limit: float | None = None
+    phase_limits: dict[str, float] = {}
 
 
 class SiteDeleted(msgspec.Struct, frozen=True, kw_only=True):

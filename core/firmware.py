@@ -33,6 +33,7 @@ from chargeledger.projections.firmware import read_campaign_timer
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
+    "PLUGINS_CALLER",
     "CampaignRequest",
     "Decision",
     "campaign_created",
@@ -181,11 +182,13 @@ def campaign_created(
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """One decision of a campaign's rollout: an ``update`` of a station (the ``SendCall``:
     its request id, station, action and payload) or the next rollout ``step`` (the
-    ``StartTimer``: its name and due time)."""
+    ``StartTimer``: its name and due time); or of the site limits
+    (:mod:`chargeledger.core.site_decisions`): an ``allocation`` sent or a ``timer``."""
 
-    kind: Literal["update", "step"]
+    kind: Literal["update", "step", "allocation", "timer"]
     name: str
-    """The update's request id (``campaign_request_id``), the step's timer name."""
+    """The update's or allocation's request id (``campaign_request_id``,
+    ``allocation_request_id``), the step's or timer's name."""
     station: str | None = None
     action: str | None = None
     payload: Any = None

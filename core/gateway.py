@@ -122,6 +122,8 @@ CLOSE_POLICY = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_NO_STATUS = 1006
+CLOSE_SERVICE_RESTART = 1012
+"""Drain (``chargeledger drain``, SIGTERM): "service restart", reconnect (IANA-registered)."""
 
 
 CLOSE_HANDSHAKE_TIMEOUT = 1.0
@@ -419,6 +421,9 @@ class Session:
             gateway.settings.outbound_queue
         )
         self.in_flight: OutboundCall | None = None
+        self.answering = False
+        """A frame of the station is being handled (recorded, decided, answered): a drain
+        waits for that before it closes the session."""
         self.cancel_scope = trio.CancelScope()
         # Why the session ended, when we ended it: (close code, reason, replaced_by).
         self.close_cause: tuple[int, str, str | None] | None = None
@@ -591,7 +596,9 @@ class Session:
                     self.end(CLOSE_INVALID_PAYLOAD, "a text frame that is not UTF-8")
                 return
             assert isinstance(message, str)
+            self.answering = True
             await self._handle_text(message)
+            self.answering = False
 
     def _received(self, message: str | bytes, raw: bytes | None, note: str | None) -> FrameLogged:
         """The record of an inbound frame: its text, or when it has no text (binary, or not
@@ -713,6 +720,9 @@ class Session:
             if call.done:  # the caller gave up while it was queued
                 continue
             text = call.text
+            # In flight from here: a session that ends while the frame is being recorded
+            # resolves it (``_finish``), and a drain sees it outstanding.
+            self.in_flight = call
             try:
                 await self._log(self._frame("out", text))
             except SessionFenced:
@@ -722,7 +732,6 @@ class Session:
             except StoreUnavailable as exc:
                 call.resolve(None, exc)  # nothing was sent; the session ends with 1011
                 raise
-            self.in_flight = call
             try:
                 await self.ws.send_message(text)
             except ConnectionClosed:
@@ -802,6 +811,9 @@ class Gateway:
         self.tls_port: int | None = None
         """The bound ``wss://`` port (``None`` without ``settings.tls``)."""
         self._password_checks = trio.CapacityLimiter(PASSWORD_CHECKS)
+        self.draining = False
+        """Set by :meth:`stop_accepting`: the listeners are closed, readiness is false."""
+        self._accepting = trio.CancelScope()
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -835,7 +847,18 @@ class Gateway:
             else:
                 listeners.extend(plain)
             task_status.started(self.listen_port)
-            await trio.serve_listeners(self._handle_connection, listeners, handler_nursery=nursery)
+            with self._accepting:  # serve_listeners closes the listeners when cancelled
+                await trio.serve_listeners(
+                    self._handle_connection, listeners, handler_nursery=nursery
+                )
+
+    def stop_accepting(self) -> None:
+        """The first step of a drain (``chargeledger.core.drain``): close the listening
+        sockets, so new connections are refused by the operating system and a load balancer
+        sends them to other nodes, and mark the node ``draining`` (readiness false). The
+        sessions already open go on until they are closed."""
+        self.draining = True
+        self._accepting.cancel()
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted connection: refuse it for a limit, upgrade it within

@@ -105,7 +105,13 @@ from chargeledger.projections.reservations import (
     ReservationState,
     reservation_timer,
 )
-from chargeledger.projections.sites import allocate, site_profile_id
+from chargeledger.projections.sites import (
+    SITE_LIMITS_PREFIX,
+    allocate,
+    allocation_request_id,
+    next_change,
+    site_profile_id,
+)
 from chargeledger.projections.tokens import expiry_instant
 from chargeledger.schemas import OCPP16, OCPP201
 
@@ -114,6 +120,7 @@ __all__ = [
     "OCPP16",
     "OCPP201",
     "PROJECT",
+    "SITE_LIMITS_PREFIX",
     "Anomaly",
     "BootInfo",
     "CallTimedOut",
@@ -172,6 +179,7 @@ __all__ = [
     "TransactionState",
     "Views",
     "allocate",
+    "allocation_request_id",
     "answered_actions",
     "answers",
     "as_bool",
@@ -188,6 +196,7 @@ __all__ = [
     "expiry_instant",
     "hookimpl",
     "is_v16",
+    "next_change",
     "plugin_options",
     "read_chain",
     "reservation_timer",

@@ -33,6 +33,7 @@ from chargeledger.core.plugin import (
     OcspVerdict,
     Recorded,
     Settings,
+    TimerFired,
     Views,
     answered_actions,
 )
@@ -162,7 +163,14 @@ class PluginHost:
             sign=self.sign_certificate,
             propose=lambda needs: self.propose_charging_schedule(needs, views),
         )
-        return [command for commands in results for command in (commands or [])]
+        found = [command for commands in results for command in (commands or [])]
+        # The site allocations decided are in flight from now on, for the next decision to
+        # see before the dispatcher has recorded them (projections/sites.py).
+        event = recorded.event
+        at = event.due if isinstance(event, TimerFired) else getattr(event, "at", None)
+        if found and at is not None:
+            views.sites.note(found, at)
+        return found
 
     def propose_charging_schedule(
         self, needs: EVChargingNeeds, views: Views

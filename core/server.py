@@ -19,15 +19,21 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
+from chargeledger.core.archive import merged_events
 from chargeledger.core.cluster import ClusterDispatcher, Leadership
 from chargeledger.core.dispatcher import CommitDispatcher
+<<<<<<< HEAD
 from chargeledger.core.errors import SessionFenced
+=======
+from chargeledger.core.drain import LINGER, run_drain
+>>>>>>> main
 from chargeledger.core.events import SessionClosed, session_stream
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.follower import FollowingWriter, LogFollower
@@ -52,12 +58,14 @@ async def run_server(
 ) -> None:
     """Run the CSMS until cancelled.
 
-    Startup folds the whole log into the projections (off the trio thread), then records as
-    closed the sessions this node left open when it last stopped without closing them (a
-    crash, a kill -9), and those of other nodes presumed dead (``_close_dangling_sessions``).
+    Startup folds the whole log (``settings.archives`` and the store, merged by position)
+    into the projections (off the trio thread), then records as closed the sessions this
+    node left open when it last stopped without closing them (a crash, a kill -9), and
+    those of other nodes presumed dead (``_close_dangling_sessions``).
     On cancellation every session is closed and recorded, and the writer is flushed before
-    this returns: everything that was acknowledged is committed. With
-    ``settings.api_port`` set the HTTP API is served too; its port is
+    this returns: everything that was acknowledged is committed. A drain asked through
+    ``CentralSystem.drain`` (``chargeledger.core.drain``) closes every session first, then
+    returns the same way. With ``settings.api_port`` set the HTTP API is served too; its port is
     ``CentralSystem.api_port``; ``web`` are more Litestar route handlers it serves (the tools
     built on the API: ``chargeledger serve`` passes the operator console's).
 
@@ -67,7 +75,7 @@ async def run_server(
     store = await trio.to_thread.run_sync(open_store, settings.store)
     cluster = None
     try:
-        views = await trio.to_thread.run_sync(_fold, store)
+        views = await trio.to_thread.run_sync(_fold, store, settings.archives)
         _tune_garbage_collector()
         plugins = PluginHost(settings)
         feed = CommitFeed()
@@ -114,6 +122,7 @@ async def run_server(
                     if nodes is not None:
                         await nursery.start(nodes.run, csms.serve_routed)
                     nursery.start_soon(dispatcher.run, csms)
+                    nursery.start_soon(_drain_then_stop, csms, nursery.cancel_scope)
                     if cluster is not None:
                         leadership = Leadership(store.url, worker=False)
                         nursery.start_soon(leadership.run, cluster[0].lead, cluster[0].step_down)
@@ -148,8 +157,18 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _fold(store: Store) -> Views:
-    return Views.replay(store.iter_all())
+def _fold(store: Store, archives: Sequence[str]) -> Views:
+    """The views of the whole log: the archives (``chargeledger archive``) and the store."""
+    return Views.replay(merged_events([Path(a) for a in archives], store.iter_all()))
+
+
+async def _drain_then_stop(csms: CentralSystem, server: trio.CancelScope) -> None:
+    """When a drain is asked (``csms.drain``), run it, then stop the server: the writer is
+    flushed on the way out, as at any stop."""
+    await csms.drain.requested.wait()
+    csms.drain.report = await run_drain(csms.gateway, csms.settings.drain_timeout, csms.drain.code)
+    await trio.sleep(LINGER)
+    server.cancel()
 
 
 def following(

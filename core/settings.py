@@ -207,6 +207,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     leaves the transaction to the station (it sees the status at its next CALL carrying the
     token, and stops per ``StopTransactionOnInvalidId`` / ``StopTxOnInvalidId``);
     ``remote_stop`` also sends RemoteStopTransaction / RequestStopTransaction (recorded)."""
+    drain_timeout: float = 30.0
+    """How long a drain (``chargeledger drain``, SIGTERM) waits for a session to be idle (no
+    frame being answered, no CALL of ours outstanding) before it closes it anyway."""
+    archives: list[str] = []
+    """Archive files (``chargeledger archive``, in any order) folded with the store at
+    startup, merged by position, so that the live views are what they were before
+    archiving."""
 
     def __post_init__(self) -> None:
         if not self.node:

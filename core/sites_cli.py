@@ -2,7 +2,9 @@
 (docs/smart-charging.md#site-limits).
 
 ``set NAME [--station S ...] [--parent P] [--limit L --unit A|W] [--min-allocation M]
-[--deadband D] [--min-interval SECONDS]`` defines or redefines a site (an ``admin`` key),
+[--deadband D] [--min-interval SECONDS] [--phase-limit L1=32 ...] [--station-phases
+S=L1[,L2] ...] [--period 17:00-20:00=20[,L1=10] ...]`` defines or redefines a site (an
+``admin`` key),
 ``delete NAME`` deletes it, ``show [NAME]`` prints the sites with the allocations decided
 (a ``read`` key). Exit status: 0 done, 2 nothing done: the API's problem ``detail`` is
 printed.
@@ -54,8 +56,45 @@ def _set(args: argparse.Namespace) -> int:
         "strategy": args.strategy,
         "priorities": dict(_priority(text) for text in args.priority or []),
         "max_allocation": args.max_allocation,
+        "phase_limits": dict(_phase_limit(text) for text in args.phase_limit or []),
+        "station_phases": dict(_station_phases(text) for text in args.station_phases or []),
+        "periods": [_period(text) for text in args.period or []],
     }
     return _request(args, "PUT", _path(args.name), body, ok=200)
+
+
+def _phase_limit(text: str) -> tuple[str, float]:
+    phase, _, value = text.partition("=")
+    try:
+        return phase, float(value)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected PHASE=LIMIT, e.g. L1=32") from None
+
+
+def _station_phases(text: str) -> tuple[str, list[str]]:
+    station, _, phases = text.rpartition("=")
+    if not station or not phases:
+        raise ValueError(f"--station-phases {text!r}: expected STATION=L1[,L2,...]")
+    return station, phases.split(",")
+
+
+def _period(text: str) -> dict[str, Any]:
+    """``START-END=LIMIT[,PHASE=LIMIT...]`` (or only phase limits) as a period's JSON."""
+    times, _, limits = text.partition("=")
+    start, _, end = times.partition("-")
+    if not start or not end or not limits:
+        raise ValueError(f"--period {text!r}: expected START-END=LIMIT[,L1=LIMIT,...]")
+    period: dict[str, Any] = {"start": start, "end": end, "phase_limits": {}}
+    for item in limits.split(","):
+        if "=" in item:
+            phase, value = _phase_limit(item)
+            period["phase_limits"][phase] = value
+        else:
+            try:
+                period["limit"] = float(item)
+            except ValueError:
+                raise ValueError(f"--period {text!r}: {item!r} is not a limit") from None
+    return period
 
 
 def _priority(text: str) -> tuple[str, int]:
@@ -97,6 +136,21 @@ def register(commands: Any) -> None:
         "--priority", action="append", metavar="STATION=N", help="higher first (repeatable)"
     )
     define.add_argument("--max-allocation", type=float, help="the most a transaction gets")
+    define.add_argument(
+        "--phase-limit", action="append", metavar="PHASE=LIMIT", help="per phase (repeatable)"
+    )
+    define.add_argument(
+        "--station-phases",
+        action="append",
+        metavar="STATION=L1[,L2]",
+        help="a station on fewer than three phases (repeatable)",
+    )
+    define.add_argument(
+        "--period",
+        action="append",
+        metavar="START-END=LIMIT[,PHASE=LIMIT]",
+        help="daily (UTC) other limits, e.g. 17:00-20:00=20 (repeatable)",
+    )
     define.set_defaults(run=_set)
     delete = actions.add_parser("delete", help="delete a site")
     delete.add_argument("name")

@@ -18,7 +18,9 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
+from chargeledger.core.archive import read_archive
 from chargeledger.core.errors import ChargeLedgerError
 from chargeledger.core.security import server_ssl_context
 from chargeledger.core.settings import Settings
@@ -40,6 +42,7 @@ def startup_problems(settings: Settings) -> list[str]:
     """Every mistake that would stop ``settings`` from serving, one line each; empty when
     the server can start. Creates nothing."""
     problems = list(_tls_problems(settings))
+    problems += _archive_problems(settings)
     store_understood = True
     try:
         backend_for(settings.store)
@@ -85,6 +88,20 @@ def _tls_problems(settings: Settings) -> Iterator[str]:
             if path is not None
         }
     )
+
+
+def _archive_problems(settings: Settings) -> list[str]:
+    """Each of ``archives`` must be readable and an archive (its header line is read)."""
+    files = {f"archives[{n}]": path for n, path in enumerate(settings.archives)}
+    problems = list(_unreadable(files))
+    if problems:
+        return problems
+    for path in settings.archives:
+        try:
+            read_archive(Path(path))
+        except (ValueError, OSError) as exc:
+            problems.append(f"archives: {one_line(exc)}")
+    return problems
 
 
 def _unreadable(files: dict[str, str]) -> Iterator[str]:

@@ -26,6 +26,7 @@ and ``prev_hash`` is the hash of the stream's previous event (:data:`GENESIS` fo
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import tempfile
 import zlib
@@ -67,6 +68,7 @@ __all__ = [
     "StoredRow",
     "backend_for",
     "chain_hash",
+    "decode_row",
     "open_store",
     "postgres_connection",
     "postgres_lock_key",
@@ -205,6 +207,7 @@ class Store:
         self._recorder = opened.recorder
         self._select_rows = opened.select
         self._close = opened.close
+        self._delete = opened.delete
         self._closed = False
 
     def __repr__(self) -> str:
@@ -350,6 +353,28 @@ class Store:
         """
         return self._call("max_position", self._recorder.max_notification_id) or 0
 
+    @property
+    def deletes(self) -> bool:
+        """Whether :meth:`delete_streams` works on this store (not on ``memory://``)."""
+        return self._delete is not None
+
+    def delete_streams(self, streams: Sequence[str], last: int, expected: int) -> None:
+        """Delete, in one transaction, the events of ``streams`` at positions up to ``last``:
+        what ``chargeledger archive`` does once they are safely in an archive file
+        (:mod:`chargeledger.core.archive`). When the count deleted is not ``expected``
+        (something changed them since they were read) nothing is deleted and
+        :class:`StoreUnavailable` says so; ``ValueError`` for a store that cannot
+        (``memory://``).
+        """
+        delete = self._delete
+        if delete is None:
+            raise ValueError(f"{self._safe_url} cannot delete archived events")
+
+        try:
+            self._call("delete", delete, streams, last, expected)
+        except _Mismatch as exc:
+            raise StoreUnavailable(f"delete on {self._safe_url}: {exc}: nothing deleted") from None
+
     def close(self) -> None:
         """Release connections; idempotent. Later calls raise :class:`StoreUnavailable`."""
         if not self._closed:
@@ -367,6 +392,21 @@ class Store:
             raise StoreUnavailable(f"{what} on {self._safe_url}: the store is closed")
         with _translate(self._safe_url, what):
             return func(*args)
+
+
+class _Mismatch(Exception):
+    """Raised inside a delete's transaction to roll it back."""
+
+
+def _check_deleted(deleted: int, expected: int) -> None:
+    if deleted != expected:
+        raise _Mismatch(f"{deleted} events to delete, {expected} archived")
+
+
+def decode_row(row: StoredRow) -> Recorded:
+    """The event of a stored row (read from an archive, say), as :meth:`Store.read` gives
+    it. Raises ``KeyError`` or ``msgspec.DecodeError`` for an event this code cannot decode."""
+    return _recorded(*row)
 
 
 def _decode(topic: str, state: bytes) -> Event:
@@ -393,6 +433,10 @@ class OpenedRecorder(NamedTuple):
     database layer's errors (the store translates them)."""
     close: Callable[[], None]
     """Releases the connections; called once."""
+    delete: Callable[[Sequence[str], int, int], None] | None = None
+    """``delete(streams, last, expected)``: in one transaction, delete the events of
+    ``streams`` with positions up to ``last``, rolled back (raising ``_Mismatch``) unless
+    they were ``expected`` many; a backend without it cannot archive."""
 
 
 class StoreBackend(ABC):
@@ -525,7 +569,17 @@ class _SQLiteBackend(StoreBackend):
                 cursor.execute(statement, (after, last, limit))
                 return cast(list[_Row], cursor.fetchall())
 
-        return OpenedRecorder(recorder, select, datastore.close)
+        deletion = (
+            f"DELETE FROM {recorder.events_table_name} "
+            "WHERE originator_id IN (SELECT value FROM json_each(?)) AND rowid<=?"
+        )
+
+        def delete(streams: Sequence[str], last: int, expected: int) -> None:
+            with datastore.transaction(commit=True) as cursor:
+                cursor.execute(deletion, (json.dumps(list(streams)), last))
+                _check_deleted(cursor.sqlite_cursor.rowcount, expected)
+
+        return OpenedRecorder(recorder, select, datastore.close, delete)
 
 
 class _PostgresBackend(StoreBackend):
@@ -604,7 +658,16 @@ class _PostgresBackend(StoreBackend):
                 cursor.execute(query, (after, last, limit), prepare=True, binary=True)
                 return cast(list[_Row], cursor.fetchall())
 
-        return OpenedRecorder(recorder, select, datastore.close)
+        deletion = sql.SQL(
+            "DELETE FROM {}.{} WHERE originator_id = ANY(%s) AND notification_id<=%s"
+        ).format(sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name))
+
+        def delete(streams: Sequence[str], last: int, expected: int) -> None:
+            with datastore.transaction(commit=True) as cursor:
+                cursor.execute(deletion, (list(streams), last))
+                _check_deleted(cursor.rowcount, expected)
+
+        return OpenedRecorder(recorder, select, datastore.close, delete)
 
 
 EVENTS_TABLE = "stored_events"

@@ -197,7 +197,7 @@ class Views:
         self.tariffs.apply(recorded)
         self.metering.fold(answered, self.transactions, self.tokens, self.tariffs)
         self.charging_profiles.fold(recorded, answered)
-        self.sites.fold(recorded, answered)
+        self.sites.fold(recorded, exchange)  # a CALLERROR answers an allocation too
         self.plug_and_charge.fold(recorded, answered)
         self.firmware.fold(recorded, exchange)
         self.position = recorded.position

@@ -63,7 +63,7 @@ def test_openapi_document_validates_and_has_every_route(api: Api) -> None:
         if method in {"get", "put", "post", "delete", "patch"}
     }
     routes = documented_routes(api)
-    assert len(routes) == 59
+    assert len(routes) == 60
     assert served == routes
     commands = document["paths"]["/api/stations/{station_id}/calls/{action}"]["post"]
     assert {"404", "409", "422", "502", "503", "504"} <= set(commands["responses"])

@@ -1,7 +1,9 @@
-"""The CSMS's composite schedule (projections/composite.py): the worked examples of OCPP 1.6
-section 3.13 (the daily default profile of 3.13.4; stacking as the 1.6 compliance test
-"Stacking Charging Profiles" builds it; purposes combined: a station maximum over a default
-and a transaction profile), relative profiles from the transaction start, recurrence,
+"""The CSMS's composite schedule (projections/composite.py) against the worked examples of
+the specifications, with their own figures: OCPP 1.6 edition 2 section 3.13.7 (the daily
+default profile; the same structure in 2.0.1 form), section 3.13.2 (stacking: a weekly
+calendar with a holiday exception), the 1.6 compliance test TC_072_CS (stacking with a
+duration), the 2.0.1 test tool's TC_K_41_CS (combining purposes; the station's wrong answer
+found), relative profiles from the transaction start; and purposes combined, recurrence,
 validity, unit conversion, and two properties: the composite never exceeds an applicable
 maximum, and with one purpose it is the highest-stack-level profile's limit."""
 
@@ -70,32 +72,110 @@ def shape(schedule: Any) -> list[tuple[int, float | None]]:
     return [(p.start, p.limit) for p in schedule.periods]
 
 
-def test_the_daily_default_profile_of_section_3_13_4() -> None:
-    """OCPP 1.6 3.13.4: a daily TxDefaultProfile limiting to 6 kW between 08:00 and 20:00,
-    11 kW otherwise, recurring from 2013-01-01; any later day looks the same."""
-    daily = profile(
+def test_the_example_data_structure_of_section_3_13_7() -> None:
+    """OCPP 1.6 edition 2, section 3.13.7 "Example data structure for smart charging"
+    (informative), verbatim: "The following data structure describes a daily default
+    profile that limits the power to 6 kW between 08:00h and 20:00h": chargingProfileId 100,
+    stackLevel 0, TxDefaultProfile, Recurring, Daily; duration 86400, startSchedule
+    2013-01-01T00:00Z, W; periods 0 (=00:00) 11000, 28800 (=08:00) 6000, 72000 (=20:00)
+    11000, numberPhases 3 each. Any later day looks the same, across midnight too."""
+    periods = [(0, 11000), (28800, 6000), (72000, 11000)]
+    wire = wire16(
+        100,
+        "TxDefaultProfile",
+        periods,
+        kind="Recurring",
+        recurrencyKind="Daily",
+        duration=86400,
+        startSchedule="2013-01-01T00:00Z",
+    )
+    for period in wire["chargingSchedule"]["chargingSchedulePeriod"]:
+        period["numberPhases"] = 3
+    daily = profile(wire, place=0)
+    day = composite_schedule([daily], "CP", 1, T0, 86400, "W")
+    assert shape(day) == [(0, 11000), (8 * HOUR, 6000), (20 * HOUR, 11000)]
+    evening = composite_schedule([daily], "CP", 1, T0 + 19 * HOUR, 14 * HOUR, "W")
+    assert shape(evening) == [(0, 6000), (HOUR, 11000), (13 * HOUR, 6000)]
+    # In A with the spec's three phases at 230 V: 6000 W is 8.7 A.
+    assert limit_at([daily], 1, T0 + 9 * HOUR, "A") == 6000 / (3 * 230)
+    # The same structure as a 2.0.1 chargingProfile (id, chargingSchedule a list of one
+    # schedule with its own id): the OCPP 2.0.1 part 2 edition 2 repeats this example in
+    # block K (p. 240, as EVerest libocpp's baseline composite test data cites it).
+    v201 = {
+        "id": 100,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Recurring",
+        "recurrencyKind": "Daily",
+        "chargingSchedule": [{"id": 1, **wire["chargingSchedule"]}],
+    }
+    assert shape(composite_schedule([profile(v201, 0)], "CP", 1, T0, 86400, "W")) == shape(day)
+
+
+MONDAY = parse_time("2026-03-30T00:00:00Z")
+assert MONDAY is not None
+
+
+def test_stacking_a_weekly_calendar_with_a_holiday_of_section_3_13_2() -> None:
+    """OCPP 1.6 edition 2, section 3.13.2 "Stacking charging profiles", its example: "a
+    charging profile of purpose TxDefaultProfile with a duration and recurrence of one week
+    that allows full power or current charging on weekdays from 23:00h to 06:00h and from
+    00:00h to 24:00h in weekends and reduced power or current charging at other times. On
+    top of that, one can define other TxDefaultProfiles that define exception to this rule,
+    for example for holidays", and "the prevailing charging profile SHALL be the charging
+    profile with the highest stackLevel among the profiles that are valid at that point in
+    time". The spec gives no figures there: full and reduced are those of its 3.13.7 example
+    (11 kW, 6 kW); the holiday is Good Friday 2026 (3 April), a stack level 1 profile of one
+    day at full power."""
+    full, reduced = 11000, 6000
+    week = [(0, full), (6 * HOUR, reduced)]
+    for day in range(1, 5):  # Tuesday to Friday: full from 23:00 the day before until 06:00
+        week += [((24 * day - 1) * HOUR, full), ((24 * day + 6) * HOUR, reduced)]
+    week.append((119 * HOUR, full))  # Friday 23:00 to Monday 06:00 (the next week)
+    weekly = profile(
         wire16(
-            100,
+            1,
             "TxDefaultProfile",
-            [(0, 11000), (28800, 6000), (72000, 11000)],
+            week,
             kind="Recurring",
-            recurrencyKind="Daily",
-            duration=86400,
-            startSchedule="2013-01-01T00:00:00Z",
+            recurrencyKind="Weekly",
+            duration=7 * 24 * HOUR,
+            startSchedule="2026-03-30T00:00:00Z",
         ),
         place=0,
     )
-    day = composite_schedule([daily], "CP", 1, T0, 86400, "W")
-    assert shape(day) == [(0, 11000), (8 * HOUR, 6000), (20 * HOUR, 11000)]
-    # A window starting mid-day, across midnight.
-    evening = composite_schedule([daily], "CP", 1, T0 + 19 * HOUR, 14 * HOUR, "W")
-    assert shape(evening) == [(0, 6000), (HOUR, 11000), (13 * HOUR, 6000)]
+    holiday = profile(
+        wire16(
+            2,
+            "TxDefaultProfile",
+            [(0, full)],
+            stack_level=1,
+            duration=24 * HOUR,
+            startSchedule="2026-04-03T00:00:00Z",
+        ),
+        place=0,
+    )
+    thursday, friday, saturday = (MONDAY + day * 24 * HOUR for day in (3, 4, 5))
+    workday = [(0, full), (6 * HOUR, reduced), (23 * HOUR, full)]
+    assert shape(composite_schedule([weekly], "CP", 1, thursday, 24 * HOUR)) == workday
+    assert shape(composite_schedule([weekly], "CP", 1, friday, 24 * HOUR)) == workday
+    assert shape(composite_schedule([weekly], "CP", 1, saturday, 24 * HOUR)) == [(0, full)]
+    both = [weekly, holiday]
+    assert shape(composite_schedule(both, "CP", 1, thursday, 24 * HOUR)) == workday
+    assert shape(composite_schedule(both, "CP", 1, friday, 24 * HOUR)) == [(0, full)]
+    # A week later the exception is over: the weekly calendar rules again.
+    later = composite_schedule(both, "CP", 1, friday + 7 * 24 * HOUR, 24 * HOUR)
+    assert shape(later) == workday
 
 
-def test_stacking_the_higher_level_wins_where_it_covers() -> None:
-    """Two absolute TxDefaultProfiles from the same start (the 1.6 compliance test's
-    stacking case): level 0 for 400 s (6, 8, 10 A from 0, 100, 200 s), level 1 for 150 s
-    (10 A, 6 A from 100 s): level 1 rules its 150 s, level 0 the rest."""
+def test_stacking_where_the_higher_level_ends_the_lower_applies() -> None:
+    """The first profile of the 1.6 compliance test TC_072_CS "Stacking Charging Profiles"
+    (OCPP 1.6 Compliancy Testing Tool test case document): TxDefaultProfile, Absolute,
+    stack level 0, 400 s, 6, 8, 10 A from 0, 100, 200 s; over it a stack level 1 profile
+    of 150 s, as that test has (its periods here are ours: 10 A, 6 A from 100 s). Level 1
+    rules its 150 s, level 0 the rest; past both nothing applies ("If you use Stacking
+    without a duration, on the highest stack level, the Charge Point will never fall back
+    to a lower stack level profile", 1.6 section 3.13.2: with one it does)."""
     start = "2026-04-01T00:00:00Z"
     low = profile(
         wire16(
@@ -120,8 +200,133 @@ def test_stacking_the_higher_level_wins_where_it_covers() -> None:
     )
     composite = composite_schedule([low, high], "CP", 1, T0, 400, "A")
     assert shape(composite) == [(0, 10), (100, 6), (150, 8), (200, 10)]
-    # Past both durations nothing applies.
     assert shape(composite_schedule([low, high], "CP", 1, T0, 500, "A"))[-1] == (400, None)
+
+
+# OCPP 2.0.1 test tool (OCTT) test case TC_K_41_CS "Get Composite Schedule - Combining
+# chargingProfilePurposes", its three SetChargingProfile requests verbatim as a run of it
+# logged them (EVerest libocpp, tests/lib/ocpp/v201/json/OCCT_TC_K_41_CS).
+K41_START = "2024-08-21T12:24:36Z"
+K41_TRANSACTION = "e23889e3-0fc7-424a-b2e9-dce774521b83"
+K41_MAX = {
+    "chargingProfileKind": "Absolute",
+    "chargingProfilePurpose": "ChargingStationMaxProfile",
+    "chargingSchedule": [
+        {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"limit": 10.0, "numberPhases": 3, "startPeriod": 0}],
+            "duration": 86404,
+            "id": 1,
+            "startSchedule": K41_START,
+        }
+    ],
+    "id": 1,
+    "stackLevel": 0,
+}
+
+
+def _k41_periods(pairs: list[tuple[int, float]]) -> list[dict[str, Any]]:
+    return [{"limit": limit, "numberPhases": 3, "startPeriod": start} for start, limit in pairs]
+
+
+K41_DEFAULT = {
+    "chargingProfileKind": "Absolute",
+    "chargingProfilePurpose": "TxDefaultProfile",
+    "chargingSchedule": [
+        {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": _k41_periods(
+                [(0, 6.0), (60, 10.0), (120, 8.0), (180, 15.0), (260, 8.0)]
+            ),
+            "duration": 304,
+            "id": 1,
+            "startSchedule": K41_START,
+        }
+    ],
+    "id": 2,
+    "stackLevel": 0,
+    "validFrom": K41_START,
+    "validTo": "2024-08-21T12:31:25Z",
+}
+K41_TX = {
+    "chargingProfileKind": "Absolute",
+    "chargingProfilePurpose": "TxProfile",
+    "chargingSchedule": [
+        {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": _k41_periods(
+                [(0, 8.0), (50, 11.0), (140, 16.0), (200, 6.0), (240, 12.0)]
+            ),
+            "duration": 264,
+            "id": 1,
+            "startSchedule": K41_START,
+        }
+    ],
+    "id": 2,
+    "stackLevel": 0,
+    "transactionId": K41_TRANSACTION,
+}
+
+
+def test_combining_purposes_as_the_201_test_tool_tc_k_41_cs() -> None:
+    """OCTT TC_K_41_CS with its own figures: a station maximum of 10 A (EVSE 0, 86404 s),
+    a TxDefaultProfile (6, 10, 8, 15, 8 A; 304 s) and a TxProfile of the running
+    transaction (8, 11, 16, 6, 12 A; 264 s) on EVSE 1, all from 12:24:36; then
+    GetCompositeSchedule for EVSE 1, 400 s, in A, at 12:24:40. The tool expects six
+    periods ("CompositeSchedule should have had 6 periods"): the TxProfile capped at 10 A
+    while it lasts, the TxDefaultProfile's last 8 A after it, then the maximum alone (the
+    2.0.1 rule as 1.6 section 3.13.3 words it: "the minimum value for each time
+    interval"). The station of that logged run answered one period of 10 A: compared with
+    ours, that is the difference the composite_mismatch finding reports."""
+    window = parse_time("2024-08-21T12:24:40Z")
+    started = parse_time("2024-08-21T12:24:38.561Z")
+    assert window is not None and started is not None
+    found = [
+        profile(K41_MAX, place=0, at=window),
+        profile(K41_DEFAULT, place=1, at=window),
+        profile(K41_TX, place=1, at=window),
+    ]
+    running = TransactionContext(K41_TRANSACTION, started)
+    ours = composite_schedule(found, "CP", 1, window, 400, "A", transaction=running)
+    assert shape(ours) == [(0, 8), (46, 10), (196, 6), (236, 10), (260, 8), (300, 10)]
+    assert len(ours.periods) == 6
+    # Without the transaction the TxProfile does not apply: default under the maximum.
+    idle = composite_schedule(found, "CP", 1, window, 400, "A")
+    assert shape(idle) == [(0, 6), (56, 10), (116, 8), (176, 10), (256, 8), (300, 10)]
+    # The station's answer in that run: one period of 10 A.
+    differences = compare_schedules(ours, [ChargingPeriod(0, 10.0, 3)], window)
+    assert [(d.at - window, d.station_limit, d.csms_limit) for d in differences] == [
+        (0, 10.0, 8.0),
+        (196, 10.0, 6.0),
+        (260, 10.0, 8.0),
+    ]
+
+
+def test_a_relative_profile_runs_from_the_transaction_start() -> None:
+    """A Relative profile: "Schedule periods are relative to a situation-specific start
+    point (such as the start of a Transaction) that is determined by the Charge Point" (1.6
+    section 7.9 ChargingProfileKindType; 2.0.1 ChargingProfileKindEnumType). TC_K_41_CS's
+    TxProfile as Relative, for a transaction that started at 12:24:38: the same periods
+    shifted to the start, under the same maximum and followed by the same default."""
+    window = parse_time("2024-08-21T12:24:40Z")
+    started = parse_time("2024-08-21T12:24:38Z")
+    assert window is not None and started is not None
+    relative = {**K41_TX, "chargingProfileKind": "Relative"}
+    relative["chargingSchedule"] = [
+        {k: v for k, v in K41_TX["chargingSchedule"][0].items() if k != "startSchedule"}  # type: ignore[index]
+    ]
+    found = [
+        profile(K41_MAX, place=0, at=window),
+        profile(K41_DEFAULT, place=1, at=window),
+        profile(relative, place=1, at=window),
+    ]
+    running = TransactionContext(K41_TRANSACTION, started)
+    ours = composite_schedule(found, "CP", 1, window, 400, "A", transaction=running)
+    assert shape(ours) == [(0, 8), (48, 10), (198, 6), (238, 10), (262, 8), (300, 10)]
+    # A transaction starting later shifts it: from 12:25:00 the TxProfile begins then.
+    later = TransactionContext(K41_TRANSACTION, window + 20)
+    shifted = composite_schedule(found, "CP", 1, window, 400, "A", transaction=later)
+    assert shape(shifted)[:3] == [(0, 6), (20, 8), (70, 10)]
 
 
 def test_purposes_combined_max_caps_tx_replaces_default() -> None:

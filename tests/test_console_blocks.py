@@ -342,7 +342,9 @@ def test_sites_page_defines_a_site_for_admins_only(
     form.locator("input[name=site]").fill("DEPOT")
     form.locator("textarea[name=definition]").fill(
         '{"stations": ["CP-SITE-1"], "limit": 32, "unit": "A", "description": "the depot",'
-        ' "strategy": "priority", "priorities": {"CP-SITE-1": 5}}'
+        ' "strategy": "priority", "priorities": {"CP-SITE-1": 5},'
+        ' "phase_limits": {"L1": 40}, "station_phases": {"CP-SITE-1": ["L1"]},'
+        ' "periods": [{"start": "17:00", "end": "20:00", "limit": 32}]}'
     )
     form.locator("button[type=submit]").click()
     expect(form.locator("output")).to_contain_text("200 done", timeout=WAIT_MS)
@@ -351,6 +353,9 @@ def test_sites_page_defines_a_site_for_admins_only(
     expect(row).to_contain_text("CP-SITE-1 (priority 5)")
     expect(row).to_contain_text("32.0 A")
     expect(row).to_contain_text("priority")
+    expect(row).to_contain_text("L1 40.0 A")
+    expect(row).to_contain_text("17:00-20:00 UTC: 32.0 A")
+    expect(row).to_contain_text("CP-SITE-1 on L1")
     # A transaction starts at one of its stations: the site_limits plugin allocates the limit.
     _command(console, "CP-SITE-1", "operator", use_case="remote_start", id_token="04A2B3C4")
     wait_for(lambda: cp.transactions, what="the station started a transaction")

@@ -11,12 +11,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from chargeledger.core.archive import (
+    ArchivedLog,
+    archive_before,
+    merged_events,
+    merged_rows,
+    read_archive,
+)
 from chargeledger.core.audit.findings import FINDING_KINDS, AuditOptions, Auditor, select
 from chargeledger.core.audit.importer import FORMATS, import_log
 from chargeledger.core.audit.progress import INTERRUPTED, Interrupt, pages, scan
@@ -31,6 +39,8 @@ from chargeledger.core.audit.replay import (
 )
 from chargeledger.core.audit.report import AuditSummary, finding_json, render_html, write_text
 from chargeledger.core.audit.verify import ChainVerifier
+from chargeledger.core.events import Recorded
+from chargeledger.core.firmware import Decision
 from chargeledger.core.jsonlines import print_json_lines
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import load_settings
@@ -47,6 +57,14 @@ _json = msgspec.json.Encoder()
 def _say(args: argparse.Namespace, text: str) -> None:
     """A human line: on stdout, or on stderr when stdout carries JSON."""
     print(text, file=sys.stderr if args.json else sys.stdout)
+
+
+def _log(
+    args: argparse.Namespace, store: Store, label: str, interrupt: Interrupt
+) -> Iterator[Recorded]:
+    """The events of ``args.archive`` (``--archive``, archives of ``chargeledger archive``)
+    and of ``store``, in position order (the progress bar follows the store's part)."""
+    return merged_events(args.archive, scan(store, label, args.progress, interrupt=interrupt))
 
 
 def _instant(text: str) -> float:
@@ -71,11 +89,11 @@ def _audit(args: argparse.Namespace) -> int:
     try:
         auditor = Auditor(options)
         with Interrupt() as interrupt:
-            for recorded in scan(store, "audit", args.progress, interrupt=interrupt):
+            for recorded in _log(args, store, "audit", interrupt):
                 auditor.feed(recorded)
             findings = select(
                 auditor,
-                store,
+                ArchivedLog(store, args.archive) if args.archive else store,
                 args.station,
                 args.since,
                 args.until,
@@ -147,7 +165,7 @@ def _replay(args: argparse.Namespace) -> int:
     fresh: dict[str, Any] | None = None
     try:
         with Interrupt() as interrupt:
-            for recorded in scan(store, "replay", args.progress, interrupt=interrupt):
+            for recorded in _log(args, store, "replay", interrupt):
                 if fresh is None and compare_at is not None and recorded.position > compare_at:
                     fresh = snapshot(views)  # the views as of the snapshot's position
                 views.apply(recorded)
@@ -201,7 +219,7 @@ def _what_if(args: argparse.Namespace) -> int:
     store = open_store(args.store, create=False)
     try:
         with Interrupt() as interrupt:
-            for recorded in scan(store, "what-if", args.progress, interrupt=interrupt):
+            for recorded in _log(args, store, "what-if", interrupt):
                 what_if.feed(recorded)
     finally:
         store.close()
@@ -230,10 +248,40 @@ def _what_if(args: argparse.Namespace) -> int:
             f"firmware campaigns: {len(decided)} decisions recorded, {len(today)} taken again "
             f"today: {'they differ' if campaigns_differ else 'the same'}",
         )
+    decided_then, again = what_if.site_decisions()
+    sites_differ = decided_then != again
+    if decided_then or again:
+        _say(
+            args,
+            f"site allocations: {len(decided_then)} decisions recorded, {len(again)} taken again "
+            f"today: {'they differ' if sites_differ else 'the same'}",
+        )
+        for line in _decision_differences(decided_then, again):
+            _say(args, line)
     if interrupt.requested:
         _say(args, f"interrupted: re-decided up to position {what_if.position} only")
         return INTERRUPTED
-    return 1 if differences or campaigns_differ else 0
+    return 1 if differences or campaigns_differ or sites_differ else 0
+
+
+def _decision_differences(recorded: list[Decision], again: list[Decision]) -> list[str]:
+    """A line per decision only recorded or only taken today (by name: a changed one shows
+    as both), the first 20."""
+    lines = []
+    for decision in recorded:
+        if decision not in again:
+            lines.append(f"  recorded only: {_decision_text(decision)}")
+    for decision in again:
+        if decision not in recorded:
+            lines.append(f"  today only:    {_decision_text(decision)}")
+    return lines[:20] + ([f"  ... {len(lines) - 20} more"] if len(lines) > 20 else [])
+
+
+def _decision_text(decision: Decision) -> str:
+    if decision.kind == "timer" or decision.kind == "step":
+        return f"{decision.kind} {decision.name} due {rfc3339(decision.due or 0.0)}"
+    payload = _json.encode(decision.payload).decode()
+    return f"{decision.kind} {decision.name} {decision.station} {decision.action} {payload}"
 
 
 def _redecision_text(difference: Redecision) -> str:
@@ -302,10 +350,14 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         with Interrupt() as interrupt:
             last = store.max_position()
-            for page in pages(
-                store.read_rows, last, "verify", args.progress, interrupt, store.remote
-            ):
-                verifier.check(page)
+            rows = (
+                row
+                for page in pages(
+                    store.read_rows, last, "verify", args.progress, interrupt, store.remote
+                )
+                for row in page
+            )
+            verifier.check(merged_rows(args.archive, rows))
     finally:
         store.close()
     if args.json:
@@ -329,6 +381,51 @@ def _verify(args: argparse.Namespace) -> int:
         _say(args, f"interrupted: verified up to position {verifier.position} only")
         return INTERRUPTED
     return 1 if verifier.breaks else 0
+
+
+# -------------------------------------------------------------------------
+# archive
+# -------------------------------------------------------------------------
+
+
+def _archive(args: argparse.Namespace) -> int:
+    store = open_store(args.store, create=False)
+    try:
+        result = archive_before(store, args.before, Path(args.to))
+    except OSError as exc:  # the file exists, or cannot be written: nothing deleted
+        print(f"chargeledger archive: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    if not result.events:
+        print(f"nothing to archive before {rfc3339(args.before)}; no file written")
+        return 0
+    print(
+        f"archived {result.events} events of {result.streams} sessions to {result.path} "
+        f"and deleted them from {store.safe_url}; {result.kept_open} sessions kept (open, "
+        "or reaching past the cut)"
+    )
+    return 0
+
+
+def _archive_file(text: str) -> Path:
+    """``--archive``: a readable archive (its header is checked here; its events when read)."""
+    try:
+        read_archive(Path(text))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return Path(text)
+
+
+def _archive_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--archive",
+        action="append",
+        type=_archive_file,
+        default=[],
+        metavar="FILE",
+        help="an archive of chargeledger archive, read with the store (repeatable)",
+    )
 
 
 # -------------------------------------------------------------------------
@@ -377,6 +474,7 @@ def register(commands: Any, with_store: Any) -> None:
         help="clock drift allowed before a 1.6 start counts as offline (default 60)",
     )
     audit.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    _archive_input(audit)
     audit.set_defaults(run=_audit)
 
     replay = commands.add_parser(
@@ -397,6 +495,7 @@ def register(commands: Any, with_store: Any) -> None:
         "--disable-plugin", action="append", metavar="NAME", help="--what-if: without plugin NAME"
     )
     replay.add_argument("--station", help="--what-if: only this station's differences")
+    _archive_input(replay)
     replay.set_defaults(run=_replay)
 
     importer = commands.add_parser("import", help="load an OCPP log of another system")
@@ -417,4 +516,21 @@ def register(commands: Any, with_store: Any) -> None:
 
     verify = commands.add_parser("verify", help="check the hash chain of every stream")
     common(verify, "one JSON object per broken chain")
+    _archive_input(verify)
     verify.set_defaults(run=_verify)
+
+    archive = commands.add_parser(
+        "archive",
+        help="move closed sessions before a date out of the store into an archive file",
+        description="Write every session stream that is over before --before (opened and "
+        "closed, or a refused handshake; never a session still open) to a new archive file "
+        "(JSON Lines, .gz compressed), then delete those events from the store in one "
+        "transaction. audit, replay and verify read it back with --archive, serve with the "
+        "archives setting. See docs/operations.md, Retention.",
+    )
+    with_store(archive, None)
+    archive.add_argument(
+        "--before", required=True, type=_instant, help="the cut: RFC 3339 time or date (UTC)"
+    )
+    archive.add_argument("--to", required=True, metavar="FILE", help="the new archive file")
+    archive.set_defaults(run=_archive)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from chargeledger.core.archive import ArchivedLog
 from chargeledger.core.audit.importer import END_OF_IMPORT
 from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, SessionOpened
 from chargeledger.core.store import Store
@@ -415,7 +416,7 @@ class Auditor:
 
 def select(
     auditor: Auditor,
-    store: Store,
+    store: Store | ArchivedLog,
     station: str | None = None,
     since: float | None = None,
     until: float | None = None,
@@ -481,7 +482,7 @@ def _instant(timestamp: Any) -> float | None:
     return None
 
 
-def fetch(store: Store, positions: Iterable[int]) -> dict[int, Recorded]:
+def fetch(store: Store | ArchivedLog, positions: Iterable[int]) -> dict[int, Recorded]:
     """The events at ``positions``, read with one query per cluster of nearby positions."""
     wanted = sorted(set(positions))
     found: dict[int, Recorded] = {}

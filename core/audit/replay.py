@@ -9,7 +9,9 @@ would have said about the same history.
 What-if: the recorded station CALLs go through today's codec and plugins, with the views
 folded up to just before each of them, and today's answers are compared with the recorded
 ones; and the firmware campaigns' rollout decisions (:mod:`chargeledger.core.firmware`) are
-taken again by today's plugins and compared with the recorded ones (``campaign_decisions``).
+taken again by today's plugins and compared with the recorded ones (``campaign_decisions``),
+and so are the site limits' allocations (:mod:`chargeledger.core.site_decisions`,
+``site_decisions``).
 Nothing is sent and nothing is written.
 """
 
@@ -36,6 +38,11 @@ from chargeledger.core.firmware import (
 )
 from chargeledger.core.frames import Call, CallErrorFrame, CallResult, encode_result, parse_frame
 from chargeledger.core.plugin_host import PluginHost
+from chargeledger.core.site_decisions import (
+    recorded_site_decision,
+    site_decides,
+    site_decisions_in,
+)
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
 from chargeledger.projections.exchanges import as_int
@@ -244,6 +251,8 @@ class WhatIf:
         self._answered: dict[str, Answered] = {}
         self._decisions_recorded: list[Decision] = []
         self._decisions_today: list[Decision] = []
+        self._sites_recorded: list[Decision] = []
+        self._sites_today: list[Decision] = []
 
     @property
     def position(self) -> int:
@@ -269,13 +278,26 @@ class WhatIf:
         decision = recorded_decision(event)
         if decision is not None:
             self._decisions_recorded.append(decision)
-        elif decides(event):
-            self._decisions_today += decisions_in(self.plugins.react(recorded, self.views))
+        site_decision = recorded_site_decision(event)
+        if site_decision is not None:
+            self._sites_recorded.append(site_decision)
+        campaigns, sites = decides(event), site_decides(self.views)
+        if campaigns or sites:
+            commands = self.plugins.react(recorded, self.views)
+            if campaigns:
+                self._decisions_today += decisions_in(commands)
+            if sites:
+                self._sites_today += site_decisions_in(commands)
 
     def campaign_decisions(self) -> tuple[list[Decision], list[Decision]]:
         """The firmware campaigns' decisions fed so far: those recorded and those today's
         plugins take again, each sorted (equal when the rollout replays)."""
         return sort_decisions(self._decisions_recorded), sort_decisions(self._decisions_today)
+
+    def site_decisions(self) -> tuple[list[Decision], list[Decision]]:
+        """The site limits' allocation decisions fed so far: those recorded and those
+        today's plugins take again, each sorted (equal when the allocations replay)."""
+        return sort_decisions(self._sites_recorded), sort_decisions(self._sites_today)
 
     def _inbound(self, position: int, event: FrameLogged) -> None:
         protocol = self._protocols.get(event.session, OCPP16)

@@ -1,13 +1,16 @@
-"""Health routes: liveness, readiness (the store answers) and Prometheus metrics."""
+"""Health routes: liveness, readiness (for load balancers), Prometheus metrics, and the
+node's drain (docs/operations.md)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import trio
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,11 +25,13 @@ from chargeledger.core.errors import StoreUnavailable
 from chargeledger.core.gateway import GatewayStatistics
 from chargeledger.core.http.auth import requires
 from chargeledger.core.http.context import ApiContext
-from chargeledger.core.http.models import Readiness
-from chargeledger.core.http.problems import responses, store_problem
+from chargeledger.core.http.models import DrainRequest, DrainStarted, Readiness
+from chargeledger.core.http.problems import not_ready_problem, responses, store_problem
 from chargeledger.projections import StationMeters
 
 __all__ = ["READY_TIMEOUT", "ROUTES", "ServerCollector", "metrics_registry"]
+
+log = logging.getLogger("chargeledger.drain")
 
 READY_TIMEOUT = 5.0
 """Seconds the store may take to answer the readiness probe."""
@@ -42,13 +47,54 @@ async def live() -> dict[str, str]:
     "/health/ready", opt={"public": True}, security=[{}], responses=responses(503), tags=["health"]
 )
 async def ready(ctx: NamedDependency[ApiContext]) -> Readiness:
-    """Readiness: the event store answers within 5 s (no authentication); 503 otherwise."""
+    """Readiness, for load balancers (no authentication): 200 when this node takes stations,
+    i.e. it is not draining, its gateway listens and the event store answers within 5 s;
+    503 otherwise (``not-ready`` or ``store-unavailable``)."""
+    csms = ctx.csms
+    if csms.gateway.draining or csms.drain.requested.is_set():
+        raise not_ready_problem(f"node {csms.node} is draining")
+    if csms.gateway.listen_port is None:
+        raise not_ready_problem(f"node {csms.node} does not listen for stations")
     try:
         with trio.fail_after(READY_TIMEOUT):
-            position = await ctx.read_store(ctx.csms.store.max_position, abandon_on_cancel=True)
+            position = await ctx.read_store(csms.store.max_position, abandon_on_cancel=True)
     except trio.TooSlowError:
         raise store_problem(StoreUnavailable("the store did not answer in time")) from None
-    return Readiness(ready=True, position=position)
+    return Readiness(
+        ready=True, position=position, node=csms.node, stations=len(csms.gateway.sessions)
+    )
+
+
+@post(
+    "/api/node/drain",
+    guards=[requires("admin")],
+    status_code=202,
+    responses=responses(401, 403),
+    tags=["health"],
+)
+async def drain(
+    ctx: NamedDependency[ApiContext],
+    request: Request[Any, Any, Any],
+    data: JSONBody[DrainRequest | None] = None,
+) -> DrainStarted:
+    """Drain this node for a rolling restart (``admin``): readiness turns 503 at once, the
+    gateway stops listening, every station's session is closed with ``code`` (1012 "service
+    restart" by default, or 1001) once it is idle, at the latest after ``drain_timeout``
+    seconds, each close recorded; then the server stops and ``serve`` exits with status 0.
+    Asking again while it drains changes nothing (``started: false``)."""
+    csms = ctx.csms
+    code = (data or DrainRequest()).code
+    started = csms.drain.request(code)
+    if started:
+        caller = request.user
+        log.info("drain asked by %s (%s), close code %d", caller.name, caller.role, code)
+    return DrainStarted(
+        started=started,
+        node=csms.node,
+        code=csms.drain.code,
+        stations=len(csms.gateway.sessions),
+        timeout=csms.settings.drain_timeout,
+    )
 
 
 class ServerCollector(Collector):
@@ -117,6 +163,11 @@ class ServerCollector(Collector):
             "chargeledger_commit_failures",
             "Group-commit batches that failed (their waiters got StoreUnavailable).",
             value=writer.failed_batches,
+        )
+        yield GaugeMetricFamily(
+            "chargeledger_draining",
+            "1 while this node drains (readiness 503, sessions being closed), else 0.",
+            value=int(gateway.draining),
         )
         yield GaugeMetricFamily(
             "chargeledger_log_position",
@@ -227,4 +278,4 @@ async def metrics(
     return Response(encode(registry), headers={"content-type": content_type})
 
 
-ROUTES = [live, ready, metrics]
+ROUTES = [live, ready, metrics, drain]

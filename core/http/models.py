@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar, Union
 
 import msgspec
 
@@ -13,6 +13,8 @@ from chargeledger.projections.billing import ChargeDetailRecord
 
 __all__ = [
     "CdrPage",
+    "DrainRequest",
+    "DrainStarted",
     "EventPage",
     "Page",
     "PasswordAnswer",
@@ -76,10 +78,32 @@ class PasswordAnswer(msgspec.Struct, kw_only=True):
 
 
 class Readiness(msgspec.Struct, kw_only=True):
-    """The store answered; ``position`` is its newest event's."""
+    """The node is ready for stations: the store answered (``position`` is its newest
+    event's), the gateway listens and the node is not draining. ``node`` is its id,
+    ``stations`` how many stations it holds."""
 
     ready: bool
     position: int
+    node: str = ""
+    stations: int = 0
+
+
+class DrainStarted(msgspec.Struct, kw_only=True):
+    """A drain was asked (``started``: by this request; ``false``: one was running)."""
+
+    started: bool
+    node: str
+    code: int
+    stations: int
+    """Stations connected when it was asked: each is closed with ``code``."""
+    timeout: float
+    """Seconds a busy session is waited for (``drain_timeout``)."""
+
+
+class DrainRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How to close the sessions: 1012 "service restart" (the default) or 1001 "going away"."""
+
+    code: Literal[1012, 1001] = 1012
 
 
 # -- use cases: the argument structs of the use-case table, tagged by ``use_case`` ----------

@@ -34,6 +34,7 @@ __all__ = [
     "http_problem",
     "internal_problem",
     "not_found",
+    "not_ready_problem",
     "problem",
     "responses",
     "store_problem",
@@ -92,6 +93,7 @@ _COMMAND_KINDS: dict[type[BaseException], _Kind] = {
     CallTimeout: _Kind(504, "call-timeout", "The station did not answer in time"),
 }
 _STORE = _Kind(503, "store-unavailable", "The event store cannot be reached")
+_NOT_READY = _Kind(503, "not-ready", "This node takes no stations now")
 _INTERNAL = _Kind(500, "internal-error", "The server failed")
 _HTTP_SLUGS = {
     400: "bad-request",
@@ -156,6 +158,11 @@ def command_problem(exc: BaseException, request_id: str, station: str) -> Proble
 def store_problem(exc: StoreUnavailable) -> ProblemDetailsException:
     """503 for a read the store could not serve."""
     return problem(_STORE, str(exc))
+
+
+def not_ready_problem(detail: str) -> ProblemDetailsException:
+    """503 from the readiness probe: the node is draining or not listening."""
+    return problem(_NOT_READY, detail)
 
 
 def http_problem(exc: HTTPException) -> ProblemDetailsException:

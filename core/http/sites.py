@@ -10,12 +10,13 @@ from litestar import Request, delete, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from chargeledger.core.events import SitePeriod
 from chargeledger.core.http.auth import Caller, requires
 from chargeledger.core.http.context import ApiContext
 from chargeledger.core.http.problems import bad_request, not_found, responses
 from chargeledger.projections.sites import site_json
 
-__all__ = ["ROUTES", "SiteRequest"]
+__all__ = ["ROUTES", "SitePeriodRequest", "SiteRequest"]
 
 
 class SiteRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -24,7 +25,9 @@ class SiteRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     is room (``min_allocation``), the smallest increase sent (``deadband``) and the fewest
     seconds between raises (``min_interval``); ``strategy`` ``equal`` shares (at most
     ``max_allocation`` each) or ``priority`` (stations' ``priorities``, higher first, each up
-    to ``max_allocation``)."""
+    to ``max_allocation``); ``phase_limits`` per phase (L1, L2, L3), ``station_phases`` for
+    stations on fewer than three phases, ``periods``: daily periods (UTC, ``start`` and
+    ``end`` as HH:MM) with another ``limit`` and/or ``phase_limits``."""
 
     stations: list[str] = []
     parent: str | None = None
@@ -37,6 +40,19 @@ class SiteRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     strategy: Literal["equal", "priority"] = "equal"
     priorities: dict[str, int] = {}
     max_allocation: float | None = None
+    phase_limits: dict[str, float] = {}
+    station_phases: dict[str, list[str]] = {}
+    periods: list[SitePeriodRequest] = []
+
+
+class SitePeriodRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A daily period (UTC): from ``start`` to ``end`` (HH:MM or HH:MM:SS; ``end`` before
+    ``start``: across midnight) the site's ``limit`` and/or ``phase_limits`` are these."""
+
+    start: str
+    end: str
+    limit: float | None = None
+    phase_limits: dict[str, float] = {}
 
 
 @get("/api/sites", guards=[requires("read")], responses=responses(401, 403), tags=["sites"])
@@ -76,7 +92,8 @@ async def define_site(
     request: Request[Caller, Any, Any],
 ) -> dict[str, Any]:
     """Define (or redefine) the site; recorded as ``SiteDefined``, then the site_limits
-    plugin allocates its limit. 400 for an unknown parent, a cycle or a negative number."""
+    plugin allocates its limit. 400 for an unknown parent, a cycle, a negative number, an
+    unknown phase or a period's time that is not HH:MM[:SS]."""
     try:
         state = await ctx.csms.define_site(
             site,
@@ -91,6 +108,9 @@ async def define_site(
             strategy=data.strategy,
             priorities=data.priorities,
             max_allocation=data.max_allocation,
+            phase_limits=data.phase_limits,
+            station_phases=data.station_phases,
+            periods=[SitePeriod(**msgspec.structs.asdict(p)) for p in data.periods],
             caller=request.user,
         )
     except ValueError as exc:
