@@ -46,12 +46,8 @@ from typing import Any, Literal, get_args
 import msgspec
 import trio
 
-<<<<<<< HEAD
-from chargeledger.core.errors import StationOffline, StreamConflict, UnsupportedUseCase
-=======
 from chargeledger.core.drain import NodeDrain
-from chargeledger.core.errors import StationOffline, UnsupportedUseCase
->>>>>>> main
+from chargeledger.core.errors import StationOffline, StreamConflict, UnsupportedUseCase
 from chargeledger.core.events import (
     CampaignCancelled,
     CampaignPaused,

@@ -29,11 +29,8 @@ from chargeledger.core.api import CentralSystem
 from chargeledger.core.archive import merged_events
 from chargeledger.core.cluster import ClusterDispatcher, Leadership
 from chargeledger.core.dispatcher import CommitDispatcher
-<<<<<<< HEAD
-from chargeledger.core.errors import SessionFenced
-=======
 from chargeledger.core.drain import LINGER, run_drain
->>>>>>> main
+from chargeledger.core.errors import SessionFenced
 from chargeledger.core.events import SessionClosed, session_stream
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.follower import FollowingWriter, LogFollower
