@@ -81,6 +81,17 @@ class _Head:
     hash: bytes
 
 
+def _clash(clash: tuple[str, int], taken_by: Event, explicit: Mapping[str, int]) -> Exception:
+    """The error of an append whose version of ``clash`` another append of its batch took:
+    a conflict for an optimistic append (its caller reads again), the fence for a session's
+    own append meeting another node's close of it, else a conflict (``StoreUnavailable`` to
+    its caller)."""
+    stream, version = clash
+    if stream not in explicit and isinstance(taken_by, SessionClosed):
+        return SessionFenced(f"{stream} is closed at version {version} in the same commit")
+    return StreamConflict(f"version {version} of {stream} is taken in the same commit")
+
+
 _CONFLICT_ROUNDS = 8
 """Attempts of one batch while conflicts keep failing some of its requests (each round
 fails at least one request; more rounds mean many writers are racing for the same streams)."""
@@ -379,7 +390,10 @@ class GroupCommitWriter:
                 continue
             closed = sorted(stream for stream in hit if moved[stream])
             error: Exception
-            if closed:
+            if request.versions and hit & request.versions.keys():
+                # An optimistic write that lost: its caller reads again and decides.
+                error = StreamConflict(f"{sorted(hit)[0]} moved: {conflict}")
+            elif closed:
                 error = SessionFenced(f"{closed[0]} was closed by another writer: {conflict}")
             else:
                 error = StreamConflict(f"{sorted(hit)[0]} moved: {conflict}")
@@ -399,7 +413,9 @@ class GroupCommitWriter:
         items: list[tuple[str, int, Event]] = []
         heads: dict[str, bytes] = {}
         refused: list[tuple[_Request, Exception]] = []
-        cache = self._heads
+        # Versions given out in this batch: an optimistic append may ask for one a session's
+        # own append takes in the same batch (a takeover racing the session's close).
+        claimed: dict[tuple[str, int], Event] = {}
         for request in batch:
             explicit = request.versions or {}
             closed = self._closed_stream(request, explicit)
@@ -408,29 +424,50 @@ class GroupCommitWriter:
                     (request, SessionFenced(f"{closed} is closed: nothing more is appended"))
                 )
                 continue
-            given: dict[str, int] = {}
-            for stream, event in request.events:
-                if stream in explicit:
-                    cache.pop(stream, None)
-                    version = given[stream] = given.get(stream, explicit[stream] - 1) + 1
-                    items.append((stream, version, event))
+            proposed, found = self._propose(request, explicit)
+            clash = next(((s, v) for s, v, _ in proposed if (s, v) in claimed), None)
+            if clash is not None:
+                refused.append((request, _clash(clash, claimed[clash], explicit)))
+                continue
+            for stream, version, event in proposed:
+                claimed[stream, version] = event
+                items.append((stream, version, event))
+                self._heads.pop(stream, None)
+                head = found.get(stream)
+                if head is None:  # given a version: not remembered, the store chains it
                     continue
-                head = cache.pop(stream, None)
-                if head is None:
-                    # A new session stream has no head: skip the query (one per connection).
-                    if request.new_stream:
-                        head = _Head(1, GENESIS)
-                    else:
-                        last, newest, _ = self._store.stream_tail(stream)
-                        head = _Head(last + 1, newest)
-                    if len(cache) >= self._max_streams:
-                        cache.popitem(last=False)
                 heads.setdefault(stream, head.hash)
-                items.append((stream, head.next_version, event))
-                head.next_version += 1
+                head.next_version = version + 1
                 # Re-inserting marks the stream as most recently used.
-                cache[stream] = head
+                self._remember(stream, head)
         return items, heads, refused
+
+    def _propose(
+        self, request: _Request, explicit: Mapping[str, int]
+    ) -> tuple[list[tuple[str, int, Event]], dict[str, _Head]]:
+        """The versions ``request``'s events would get, and the heads of the streams the
+        writer assigns versions of (remembered, looked up, or new), changing nothing."""
+        proposed: list[tuple[str, int, Event]] = []
+        found: dict[str, _Head] = {}
+        next_of: dict[str, int] = {}
+        for stream, event in request.events:
+            if stream not in next_of:
+                if stream in explicit:
+                    next_of[stream] = explicit[stream]
+                else:
+                    head = self._heads.get(stream)
+                    if head is None:
+                        # A new session stream has no head: skip the query (one per connection).
+                        if request.new_stream:
+                            head = _Head(1, GENESIS)
+                        else:
+                            last, newest, _ = self._store.stream_tail(stream)
+                            head = _Head(last + 1, newest)
+                    found[stream] = head
+                    next_of[stream] = head.next_version
+            proposed.append((stream, next_of[stream], event))
+            next_of[stream] += 1
+        return proposed, found
 
     def _closed_stream(self, request: _Request, explicit: Mapping[str, int]) -> str | None:
         """A stream of ``request`` whose newest stored event is a ``SessionClosed`` (looked
@@ -448,6 +485,7 @@ class GroupCommitWriter:
         return None
 
     def _remember(self, stream: str, head: _Head) -> None:
+        self._heads.pop(stream, None)
         if len(self._heads) >= self._max_streams:
             self._heads.popitem(last=False)
         self._heads[stream] = head

@@ -394,3 +394,31 @@ async def test_optimistic_versions_fail_only_their_own_append() -> None:
             await writer.append([("holder", frame(2))], versions={"holder": 1})
         [second] = await writer.append([("holder", frame(2))], versions={"holder": 2})
         assert (second.version, second.prev_hash is not None) == (2, True)
+
+
+async def test_an_optimistic_close_that_lost_to_the_session_own_close_is_a_conflict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A takeover closing a session at the version after the head it read, while the
+    session records its own close at that version in the same batch: the takeover's append
+    fails with ``StreamConflict`` (its caller reads again and finds the session closed), not
+    ``SessionFenced`` (it was not appending to the session as its writer)."""
+    store = memory_store()
+    outcomes: dict[str, object] = {}
+    async with GroupCommitWriter(store) as writer:
+        await writer.append([("s", frame(1))])
+
+        async def own_close() -> None:
+            outcomes["own"] = await writer.append([("s", closed("s"))])
+
+        async def takeover() -> None:
+            try:
+                await writer.append([("s", closed("s")), ("held", frame(1))], versions={"s": 2})
+            except StoreUnavailable as exc:
+                outcomes["takeover"] = exc
+            except StreamConflict as exc:
+                outcomes["takeover"] = exc
+
+        await batched_together(writer, store, monkeypatch, own_close, takeover)
+    assert type(outcomes["takeover"]) is StreamConflict
+    assert [type(e) for _, e in store.read_stream("s")] == [FrameLogged, SessionClosed]
