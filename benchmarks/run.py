@@ -843,6 +843,26 @@ def write_docs(markdown: str, first: str = DOCS_BEGIN, last: str = DOCS_END) -> 
     DOCS.write_text(f"{head}{first}\n{markdown}{last}{tail}")
 
 
+def render_files(paths: list[Path], out: Path, docs: bool) -> int:
+    """The tables of several results files: the first one's machine and tree, everyone's
+    runs and profiles, the commands joined; written to ``out`` (and docs/performance.md)."""
+    loaded = [json.loads(path.read_text()) for path in paths]
+    results = {
+        **loaded[0],
+        "command": "`; `".join(each["command"] for each in loaded),
+        "finished_at": loaded[-1]["finished_at"],
+        "elapsed_minutes": sum(each["elapsed_minutes"] for each in loaded),
+        "runs": [run for each in loaded for run in each["runs"]],
+        "profiles": [summary for each in loaded for summary in each.get("profiles", [])],
+    }
+    markdown = render_markdown(results)
+    out.write_text(markdown)
+    if docs:
+        write_docs(markdown)
+    print(markdown)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -863,7 +883,16 @@ def main() -> int:
     parser.add_argument(
         "--only",
         choices=[*ORDER, "none"],
-        help="run only this scenario (none: no scenario, e.g. with --profile)",
+        action="append",
+        help="run only this scenario (repeatable; none: no scenario, e.g. with --profile)",
+    )
+    parser.add_argument(
+        "--render",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="instead: the tables of these results files (their runs together, e.g. two "
+        "shorter runs of different scenarios), printed, and written to --out's .md",
     )
     parser.add_argument(
         "--profile",
@@ -889,6 +918,8 @@ def main() -> int:
         help="with --security: run every case this many times, report the median",
     )
     args = parser.parse_args()
+    if args.render:
+        return render_files(args.render, args.out.with_suffix(".md"), args.write_docs)
     if args.security:
         import security_profiles  # imports this module: not at the top
 
@@ -918,7 +949,7 @@ def main() -> int:
     quiet_budget = [300.0]  # seconds the whole suite may wait for a quiet machine
     runs = []
     for case in cases(args.quick):
-        if args.only and case.scenario != args.only:
+        if args.only and case.scenario not in args.only:
             continue
         for system in systems:
             if system == POSTGRES and case.scenario not in POSTGRES_SCENARIOS:
