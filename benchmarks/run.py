@@ -544,7 +544,10 @@ def _cell(report: dict[str, Any] | None, path: tuple[str, ...], digits: int = 0)
 
 
 def _ratio(ours: Any, theirs: Any, higher_is_better: bool) -> str:
-    if not ours or not theirs:
+    """``ours`` against ``theirs`` as ``N.Nx``, above 1 when ours is better; ``-`` unless
+    both are positive (an idle connection's RSS can come out negative when the garbage
+    collector of the server under test returned memory meanwhile)."""
+    if not ours or not theirs or ours < 0 or theirs < 0:
         return "-"
     return f"{ours / theirs if higher_is_better else theirs / ours:.1f}x"
 
@@ -639,21 +642,28 @@ def render_markdown(results: dict[str, Any]) -> str:
         "per second, and CPU per call includes the WebSocket handshake (and, reconnecting, "
         "noticing the dropped connection).",
     ]
+    reconnects = any(scenario == "reconnect-storm" for scenario, _ in keys)
     if storms:
+        again_head = f" | reconnect all, s, CL{against}" if reconnects else ""
         lines += [
             "",
             "### Connecting: time to boot N stations, memory per idle connection",
             "",
-            f"| N | boot all, s, CL{against} | reconnect all, s, CL{against} "
+            f"| N | boot all, s, CL{against}{again_head} "
             f"| RSS KiB per idle connection CL{against} |",
-            "|--:|" + "--:|" * (3 * (1 + 2 * len(peers))),
+            "|--:|" + "--:|" * ((3 if reconnects else 2) * (1 + 2 * len(peers))),
         ]
     for n in storms:
         boot = [index.get((system, "connect-storm", n)) for system in ("chargeledger", *peers)]
         again = [index.get((system, "reconnect-storm", n)) for system in ("chargeledger", *peers)]
+        again_cells = (
+            f" | {_against(again[0], again[1:], ('measured_seconds',), 2, False)}"
+            if reconnects
+            else ""
+        )
         lines.append(
-            f"| {n:,} | {_against(boot[0], boot[1:], ('measured_seconds',), 2, False)} "
-            f"| {_against(again[0], again[1:], ('measured_seconds',), 2, False)} "
+            f"| {n:,} | {_against(boot[0], boot[1:], ('measured_seconds',), 2, False)}"
+            f"{again_cells} "
             f"| {_against(boot[0], boot[1:], ('server', 'rss_per_connection_kib'), 1, False)} |"
         )
     lines += render_postgres(index)
@@ -907,9 +917,24 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
+        "--quiet-budget",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long the whole suite may wait for a quiet machine before cases (300; 0: "
+        "never wait, when the machine is known to stay busy: the other-load column says how "
+        "busy it was)",
+    )
+    parser.add_argument(
         "--security",
         action="store_true",
         help="instead: the cost of each station security profile (security_profiles.py)",
+    )
+    parser.add_argument(
+        "--security-profiles",
+        default="0,0+TLS,1,2,3",
+        metavar="LIST",
+        help="with --security: these only (comma-separated, of 0,0+TLS,1,2,3)",
     )
     parser.add_argument(
         "--repeat",
@@ -923,7 +948,8 @@ def main() -> int:
     if args.security:
         import security_profiles  # imports this module: not at the top
 
-        return security_profiles.main(args.quick, args.write_docs, max(1, args.repeat))
+        variants = tuple(v for v in args.security_profiles.split(",") if v)
+        return security_profiles.main(args.quick, args.write_docs, max(1, args.repeat), variants)
     profiles = []
     for spec in args.profile:
         scenario, _, stations = spec.partition(":")
@@ -946,7 +972,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     measured_tree = tree()
-    quiet_budget = [300.0]  # seconds the whole suite may wait for a quiet machine
+    quiet_budget = [args.quiet_budget]  # seconds the whole suite may wait for a quiet machine
     runs = []
     for case in cases(args.quick):
         if args.only and case.scenario not in args.only:

@@ -227,7 +227,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             return "-"
         return f"{ours - base:+,.0f}"
 
-    for profile in PROFILES:
+    present = {str(run["profile"]) for run in results["runs"]}
+    for profile in [variant for variant in PROFILES if variant in present]:
         storm_rate = figure(profile, "connect-storm", "calls_per_second")
         storm_cpu = figure(profile, "connect-storm", "server", "cpu_us_per_call")
         rate = figure(profile, "saturation", "calls_per_second")
@@ -253,7 +254,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| over TLS | against | per handshake + boot, us | per call at saturation, us |",
         "|---|---|--:|--:|",
     ]
-    for tls, plain in TLS_PAIRS:
+    for tls, plain in [pair for pair in TLS_PAIRS if present.issuperset(pair)]:
         lines.append(
             f"| {tls} ({TRANSPORTS[tls]}) | {plain} ({TRANSPORTS[plain]}) "
             f"| {extra(tls, 'connect-storm', plain)} | {extra(tls, 'saturation', plain)} |"
@@ -269,10 +270,15 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(quick: bool, docs: bool, repeat: int = 1) -> int:
-    """Run every profile's cases ``repeat`` times (the profiles interleaved, so that a burst
-    of load from elsewhere does not land on one profile only); write the results (and with
-    ``docs`` the table into docs/performance.md); 0 when every run was free of failures."""
+def main(quick: bool, docs: bool, repeat: int = 1, variants: tuple[str, ...] = PROFILES) -> int:
+    """Run the cases of every variant of ``variants`` ``repeat`` times (the variants
+    interleaved, so that a burst of load from elsewhere does not land on one only); write the
+    results (``security.json``, or ``security-VARIANTS.json`` for a subset; and with ``docs``
+    the table into docs/performance.md); 0 when every run was free of failures."""
+    unknown = set(variants) - set(PROFILES)
+    if unknown:
+        raise SystemExit(f"unknown security profiles {sorted(unknown)}; choose from {PROFILES}")
+    name = "security" if set(variants) == set(PROFILES) else "security-" + "-".join(variants)
     started = time.time()
     measured_tree = tree()
     chosen = cases(quick)
@@ -282,7 +288,7 @@ def main(quick: bool, docs: bool, repeat: int = 1) -> int:
     try:
         make_pki(pki, max(case.stations for case in chosen))
         for case in [case for _ in range(repeat) for case in chosen]:
-            for profile in PROFILES:
+            for profile in [variant for variant in PROFILES if variant in variants]:
                 print(f"SP{profile} {case.label:<28}", end=" ", flush=True)
                 run = run_case(profile, case, pki, quiet_budget)
                 report = run["report"]
@@ -299,7 +305,8 @@ def main(quick: bool, docs: bool, repeat: int = 1) -> int:
     results: dict[str, Any] = {
         "command": "python benchmarks/run.py --security"
         + (" --quick" if quick else "")
-        + (f" --repeat {repeat}" if repeat > 1 else ""),
+        + (f" --repeat {repeat}" if repeat > 1 else "")
+        + (f" --security-profiles {','.join(variants)}" if name != "security" else ""),
         "repeat": repeat,
         "machine": machine(),
         "tree": measured_tree,
@@ -309,9 +316,9 @@ def main(quick: bool, docs: bool, repeat: int = 1) -> int:
         "runs": runs,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "security.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = render_markdown(results)
-    (RESULTS / "security.md").write_text(markdown)
+    (RESULTS / f"{name}.md").write_text(markdown)
     if docs:
         write_docs(markdown, DOCS_BEGIN, DOCS_END)
     print(markdown)
