@@ -552,12 +552,6 @@ def _ratio(ours: Any, theirs: Any, higher_is_better: bool) -> str:
     return f"{ours / theirs if higher_is_better else theirs / ours:.1f}x"
 
 
-def _compare(ours: Any, theirs: Any, path: tuple[str, ...], digits: int, higher: bool) -> str:
-    """``ours | theirs | ratio`` cells of one figure."""
-    ratio = _ratio(_get(ours, *path), _get(theirs, *path), higher)
-    return f"{_cell(ours, path, digits)} | {_cell(theirs, path, digits)} | {ratio}"
-
-
 def _against(ours: Any, peers: list[Any], path: tuple[str, ...], digits: int, higher: bool) -> str:
     """``ours | peer 1 | ratio | peer 2 | ratio ...`` cells of one figure."""
     cells = [_cell(ours, path, digits)]

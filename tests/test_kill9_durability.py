@@ -34,7 +34,6 @@ import signal
 import sqlite3
 import subprocess
 import threading
-import time
 from contextlib import suppress
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -187,10 +186,9 @@ def _drain(process: subprocess.Popen[str]) -> None:
         pass
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(30)  # about 5 s each on a busy 2-core machine
 @on_sqlite_and_postgres
 def test_every_acknowledged_call_is_in_the_store_after_kill_9(server_store: str) -> None:
-    started = time.monotonic()
     process, port = serve_process(server_store)
     threading.Thread(target=_drain, args=(process,), daemon=True).start()
     load = Load()
@@ -249,4 +247,3 @@ def test_every_acknowledged_call_is_in_the_store_after_kill_9(server_store: str)
     assert len(load.acknowledged) >= ACKNOWLEDGED
     assert not lost, f"{len(lost)} of {len(load.acknowledged)} acknowledged calls lost: {lost[:3]}"
     assert chargeledger_cli("verify", store=server_store) == [], "no broken hash chain"
-    assert time.monotonic() - started < 30, "bounded: the whole test within 30 s"
