@@ -93,7 +93,9 @@ async def _call(ws: websockets.ClientConnection, station: str, text: str, load: 
 async def _station(port: int, station: str, load: Load) -> None:
     """Boot, start a transaction, then MeterValues back to back until the server dies."""
     ws = await websockets.connect(
-        f"ws://127.0.0.1:{port}/ocpp/{station}", subprotocols=["ocpp1.6"], ping_interval=None
+        f"ws://127.0.0.1:{port}/ocpp/{station}",
+        subprotocols=[websockets.Subprotocol("ocpp1.6")],
+        ping_interval=None,
     )
     try:
         await _call(ws, station, _BOOT % f"{station}-boot", load)
@@ -209,10 +211,11 @@ def test_every_acknowledged_call_is_in_the_store_after_kill_9(server_store: str)
                 lambda: len(load.in_flight) == STATIONS or any(task.done() for task in tasks),
                 what="every station waiting for an answer",
             )
-            await eventually(
-                lambda: asyncio.to_thread(lock.writer_waits, process.pid),
-                what="the writer stuck on the lock",
-            )
+
+            async def writer_waits() -> bool:
+                return await asyncio.to_thread(lock.writer_waits, process.pid)
+
+            await eventually(writer_waits, what="the writer stuck on the lock")
             assert not any(task.done() for task in tasks), "a station stopped before the kill"
             in_flight = len(load.in_flight)
             process.send_signal(signal.SIGKILL)
