@@ -329,6 +329,13 @@ class ClusterDispatcher(CommitDispatcher):
         holder = self._holders.get(session)
         if isinstance(event, SessionClosed):
             self._holders.pop(session, None)
+            # Another node recorded this close: it reacts. A takeover's close is written with
+            # the new session's opening (folded just before); a release by a live node for a
+            # node presumed dead names the releaser.
+            if event.released_by is not None:
+                return event.released_by
+            if event.replaced_by is not None and event.replaced_by in self._holders:
+                return self._holders[event.replaced_by]
         if holder is None:  # opened before this process started: the projection knows
             state = self.views.stations.get(getattr(event, "station", ""))
             if state is not None and state.session == session:

@@ -252,6 +252,9 @@ class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     by: Literal["station", "csms"] = "station"
     replaced_by: str | None = None
+    released_by: str | None = None
+    """The node that recorded this close for a node presumed dead (``chargeledger.core.nodes``);
+    that node reacts to it."""
 
 
 class HandshakeRejected(msgspec.Struct, frozen=True, kw_only=True):

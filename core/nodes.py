@@ -431,6 +431,7 @@ class Nodes:
             code=CLOSE_RELEASED,
             reason=reason,
             by="csms",
+            released_by=self.node,
         )
         try:
             await self.writer.append([(stream, close)], versions={stream: last[0] + 1})

@@ -23,20 +23,28 @@ import pytest
 from ocpp.v16 import call as call16
 
 from chargeledger.core.audit.verify import ChainVerifier
+from chargeledger.core.cluster import ClusterDispatcher
 from chargeledger.core.errors import StreamConflict
 from chargeledger.core.events import (
     CommandRequested,
     Recorded,
+    SessionClosed,
+    SessionOpened,
     TimerFired,
     TimerStarted,
+    session_stream,
     timer_stream,
 )
+from chargeledger.core.feed import CommitFeed
 from chargeledger.core.firmware import CampaignRequest
 from chargeledger.core.follower import LogFollower
 from chargeledger.core.http.keys import new_key
+from chargeledger.core.plugin import hookimpl
+from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import ApiKey, Settings
 from chargeledger.core.store import open_store
 from chargeledger.core.times import rfc3339
+from chargeledger.projections import Views
 from chargeledger.projections.firmware import campaign_timer
 from chargeledger.projections.reservations import reservation_timer
 from tests import test_e2e_v16
@@ -533,3 +541,60 @@ def test_a_commit_the_follower_cannot_fold_fails_its_append_in_bounded_time(
     finally:
         store.close()
         writer_store.close()
+
+
+class _Reactions:
+    """A plugin noting which session events its node reacted to."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    @hookimpl
+    def chargeledger_react(self, recorded: Recorded, views: Any) -> list[Any]:
+        self.seen.append((type(recorded.event).__name__, recorded.stream))
+        return []
+
+
+def test_a_close_recorded_by_another_node_is_reacted_to_by_that_node(postgres_url: str) -> None:
+    """A session's events are reacted to by the node that opened it, except the close another
+    node records for it: the fence of a takeover (the taking node reacts) and the release of
+    a node presumed dead (the releasing node reacts), since the old holder may be gone."""
+    store = open_store(postgres_url)
+    try:
+        nodes = {}
+        for name in ("node-a", "node-b", "node-c"):
+            probe = _Reactions()
+            dispatcher = ClusterDispatcher(
+                Views(),
+                PluginHost(Settings(store=postgres_url), plugins={"probe": probe}),
+                CommitFeed(),
+                store=store,
+                node=name,
+            )
+            nodes[name] = (dispatcher, probe)
+        log = [
+            SessionOpened(station="CP", session="s1", at=1.0, protocol="ocpp1.6", node="node-a"),
+            SessionOpened(
+                station="CP", session="s2", at=2.0, protocol="ocpp1.6", node="node-b", replaces="s1"
+            ),
+            SessionClosed(
+                station="CP", session="s1", at=2.0, code=1008, by="csms", replaced_by="s2"
+            ),
+            SessionClosed(
+                station="CP", session="s2", at=3.0, code=1006, by="csms", released_by="node-c"
+            ),
+        ]
+        batch = [
+            Recorded(position=i + 1, stream=session_stream(e.session), version=1, event=e)
+            for i, e in enumerate(log)
+        ]
+        for dispatcher, _ in nodes.values():
+            dispatcher.fold(batch)
+        assert nodes["node-a"][1].seen == [("SessionOpened", "session:s1")]
+        assert nodes["node-b"][1].seen == [
+            ("SessionOpened", "session:s2"),
+            ("SessionClosed", "session:s1"),
+        ]
+        assert nodes["node-c"][1].seen == [("SessionClosed", "session:s2")]
+    finally:
+        store.close()
