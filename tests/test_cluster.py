@@ -533,3 +533,12 @@ def test_a_commit_the_follower_cannot_fold_fails_its_append_in_bounded_time(
     finally:
         store.close()
         writer_store.close()
+
+
+def test_a_worker_stops_on_sigterm(postgres_url: str) -> None:
+    """SIGTERM stops a worker at once (docs/cluster.md): it has nothing to drain. (It once
+    asked its CentralSystem's drain, which nothing runs on a worker, and went on forever.)"""
+    with worker(postgres_url) as process:
+        leads(postgres_url, "worker")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
