@@ -154,6 +154,10 @@ async def commands(probe: Probe, apis: list[str], count: int) -> dict[str, list[
     return taken
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def figures(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
@@ -204,8 +208,8 @@ async def one_run(nodes: int, stations: int, duration: float, count: int) -> dic
             "ok": report.get("ok"),
             "calls_per_second": report.get("calls_per_second"),
             "cpu_us_per_call": (report.get("server") or {}).get("cpu_us_per_call"),
-            "p50_ms": (report.get("latency") or {}).get("p50_ms"),
-            "p99_ms": (report.get("latency") or {}).get("p99_ms"),
+            "p50_ms": _round((report.get("latency") or {}).get("p50_ms")),
+            "p99_ms": _round((report.get("latency") or {}).get("p99_ms")),
             "failures": report.get("failures"),
         }
         for report in reports
