@@ -521,6 +521,15 @@ def test_stations_hopping_between_nodes_while_one_is_killed_lose_and_double_noth
         assert answers[command["request_id"]] == 1, (SEED, command)
     assert all(count == 1 for count in answers.values()), SEED
     assert any(status == 200 for _, _, status, _ in fleet.asked)
+    # A command answered 200 was taken (CommandRequested) once, by the node holding the
+    # station, and its ClearCache reached the station.
+    requested = Counter(e["event"]["request_id"] for e in events if e["kind"] == "CommandRequested")
+    for node, station, status, request_id in fleet.asked:
+        if status == 200:
+            assert requested[request_id] == 1, (SEED, node, station, request_id)
+    accepted = {"status": "Accepted"}
+    cleared = sum(1 for _, d, t in texts if d == "in" and t[0] == 3 and t[2] == accepted)
+    assert cleared >= sum(1 for _, _, status, _ in fleet.asked if status == 200), SEED
     assert (
         subprocess.run(
             [sys.executable, "-m", "chargeledger.core.cli", "verify", "--store", postgres_url],
