@@ -37,11 +37,21 @@ test: setup chromium haproxy
 	$(BIN)/mypy -p chargeledger.core -p chargeledger.plugins -p chargeledger.projections -p chargeledger.schemas
 	$(BIN)/python -m pytest -q -ra
 
-# About 20 minutes; writes benchmarks/results/ and the tables of docs/performance.md.
+# About 35 minutes; writes benchmarks/results/ and the tables of docs/performance.md. The
+# ocpp-rpc peer needs Node.js and npm: run.py installs it (npm ci in benchmarks/peer_ocpp_rpc/)
+# when missing. ChargeLedger on PostgreSQL runs on fresh schemas of BENCH_POSTGRES. Every step
+# at small sizes, writing nothing into docs (a few minutes):
+#   make bench BENCH_SUITE='--quick --out build/bench/latest.json' BENCH_SECURITY=--quick \
+#     BENCH_REPLAY='--frames 20000 --import-lines 2000'   (security.* in benchmarks/results/ too)
+BENCH_POSTGRES ?= postgresql://postgres@127.0.0.1:5432/postgres
+BENCH_SUITE ?= --profile saturation:1000 --profile connect-storm:10000 --write-docs
+BENCH_SECURITY ?= --write-docs
+BENCH_REPLAY ?=
 bench: setup
 	$(BIN)/pip install --quiet '.[bench]'
-	$(BIN)/python benchmarks/run.py --profile saturation:1000 --profile connect-storm:10000 --write-docs
-	$(BIN)/python benchmarks/audit_replay.py
+	$(BIN)/python benchmarks/run.py --postgres $(BENCH_POSTGRES) $(BENCH_SUITE)
+	$(BIN)/python benchmarks/run.py --security $(BENCH_SECURITY)
+	$(BIN)/python benchmarks/audit_replay.py $(BENCH_REPLAY)
 
 # Mutation testing (not in CI; about an hour for all five modules on 2 busy cores). cosmic-ray
 # mutates the source files in place, but the tests import the installed chargeledger.*: the

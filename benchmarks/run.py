@@ -1,13 +1,19 @@
-"""The benchmark suite: ChargeLedger and a peer built on the ``ocpp`` package under the same
-simulated load, measured from outside, written as JSON and Markdown.
+"""The benchmark suite: ChargeLedger and two peers (the Python ``ocpp`` package's central system,
+the Node ``ocpp-rpc`` package's RPCServer in strict mode) under the same simulated load,
+measured from outside, written as JSON and Markdown.
 
     python benchmarks/run.py              # the full suite (make bench); about 20 minutes
     python benchmarks/run.py --quick      # small N, short runs; about 3 minutes
     python benchmarks/run.py --profile    # also a py-spy profile of ChargeLedger at saturation
     python benchmarks/run.py --security   # the cost of each security profile (TLS, passwords)
+    python benchmarks/run.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
+                                          # also ChargeLedger on PostgreSQL (a fresh schema
+                                          # per case), beside SQLite, in the loaded scenarios
 
 Every case starts the server under test fresh, as its own process (``chargeledger serve`` on a
-new SQLite file, or ``benchmarks/peer_ocpp.py``), runs ``chargeledger simulate --json
+new SQLite file or PostgreSQL schema, ``benchmarks/peer_ocpp.py``, or ``node
+benchmarks/peer_ocpp_rpc/server.js``, whose ``ocpp-rpc`` is installed there with ``npm ci``
+from the committed lock file when missing), runs ``chargeledger simulate --json
 --server-pid PID`` against it, and stops it. The simulator reads the server's CPU time and
 resident memory from /proc at the phase boundaries, so CPU per call counts only the server's
 own CPU even though the generator shares the machine. Results go to
@@ -30,14 +36,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
 
 from chargeledger.core.simulator import machine_busy_seconds, raise_fd_limit
+from chargeledger.tests.postgres import drop_postgres_schema
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,8 +56,22 @@ RESULTS = HERE / "results"
 DOCS = ROOT / "docs" / "performance.md"
 DOCS_BEGIN = "<!-- benchmark results: written by benchmarks/run.py --write-docs -->"
 DOCS_END = "<!-- end of benchmark results -->"
-SYSTEMS = ("chargeledger", "peer")
-LABELS = {"chargeledger": "ChargeLedger", "peer": "ocpp peer"}
+SYSTEMS = ("chargeledger", "peer", "ocpp-rpc")
+"""What runs by default: ChargeLedger on SQLite and the two peers."""
+PEERS = ("peer", "ocpp-rpc")
+POSTGRES = "chargeledger-pg"
+"""ChargeLedger on PostgreSQL: added to the systems by ``--postgres URL``."""
+POSTGRES_SCENARIOS = ("saturation", "transaction-cycles")
+"""The loaded scenarios, where the store is the bottleneck: the ones run on PostgreSQL too."""
+LABELS = {
+    "chargeledger": "ChargeLedger",
+    POSTGRES: "ChargeLedger PG",
+    "peer": "ocpp peer",
+    "ocpp-rpc": "ocpp-rpc peer",
+}
+SHORT = {"peer": "ocpp", "ocpp-rpc": "ocpp-rpc"}
+"""The peers' column heads."""
+NODE_PEER = HERE / "peer_ocpp_rpc"
 STEADY_RATE = 500
 """CALLs per second of the steady scenario, whatever the number of stations."""
 
@@ -109,6 +134,11 @@ def machine() -> dict[str, Any]:
         memory_kib = int(meminfo.readline().split()[1])
     packages = ("chargeledger", "trio", "trio-websocket", "msgspec", "eventsourcing", "ocpp")
     versions = {package: metadata.version(package) for package in (*packages, "websockets")}
+    installed = NODE_PEER / "node_modules" / "ocpp-rpc" / "package.json"
+    if installed.exists():
+        versions["ocpp-rpc"] = json.loads(installed.read_text())["version"]
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True)
+        versions["node"] = node.stdout.strip().lstrip("v")
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
@@ -152,6 +182,73 @@ def _listening(port: int) -> bool:
     return False
 
 
+def install_node_peer() -> None:
+    """Install the ``ocpp-rpc`` peer's packages into ``benchmarks/peer_ocpp_rpc/node_modules``
+    with ``npm ci`` (exactly the committed ``package-lock.json``) unless that install is
+    already there and newer than the lock file. Raises SystemExit, saying what to do, when
+    Node.js or npm is missing or the install fails."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise SystemExit(
+            "the ocpp-rpc peer needs Node.js >= 17.3 and npm (Debian: apt-get install nodejs "
+            "npm); or leave it out: --systems chargeledger,peer"
+        )
+    lock, installed = (
+        NODE_PEER / "package-lock.json",
+        NODE_PEER / "node_modules" / ".package-lock.json",
+    )
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    print(f"installing the ocpp-rpc peer: npm ci in {NODE_PEER}", flush=True)
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel", "error"], cwd=NODE_PEER
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"npm ci in {NODE_PEER} failed (exit status {done.returncode})")
+
+
+def fresh_schema(base: str) -> str:
+    """A store URL on a new PostgreSQL schema of the database ``base`` names (ChargeLedger
+    creates it on start; :func:`drop_postgres_schema` drops it after the case)."""
+    return f"{base}{'&' if '?' in base else '?'}schema=bench_{uuid.uuid4().hex[:12]}"
+
+
+class DatabaseCpu:
+    """The CPU of the PostgreSQL backends serving one ChargeLedger process, which ``/proc``
+    of the server does not count: the backends are found by the ``application_name`` the
+    server connects with (``PGAPPNAME``, which libpq reads), their ``utime + stime`` read from
+    ``/proc`` (the database runs on this machine) when :meth:`start` and :meth:`stop` are
+    called. Backends that connect later count from zero; one that exits before ``stop`` is
+    lost (the server keeps its pool open)."""
+
+    def __init__(self, base: str, application: str) -> None:
+        self.base, self.application = base, application
+        self.started: dict[int, float] = {}
+
+    def _read(self) -> dict[int, float]:
+        query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+        plain = urlsplit(self.base)._replace(query="").geturl()
+        with psycopg.connect(plain, user=urlsplit(self.base).username or "postgres") as conn:
+            pids = [row[0] for row in conn.execute(query, (self.application,))]
+        tick = os.sysconf("SC_CLK_TCK")
+        seconds = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # not on this machine, or gone
+                continue
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
+        return seconds
+
+    def start(self) -> None:
+        self.started = self._read()
+
+    def stop(self) -> float:
+        """CPU seconds of the backends since :meth:`start`."""
+        ended = self._read()
+        return sum(cpu - self.started.get(pid, 0.0) for pid, cpu in ended.items())
+
+
 @contextmanager
 def server(
     system: str,
@@ -159,15 +256,19 @@ def server(
     gc_stats: Path | None = None,
     config: str = "",
     ports: tuple[int, ...] = (),
+    store: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, str]]:
     """Start ``system`` fresh; yield its pid and URL; stop it with SIGTERM (SIGKILL after
     60 s). ``gc_stats``: run ChargeLedger through ``serve_with_gc_stats.py``, writing there.
     ``config``: ChargeLedger's TOML settings (``serve --config``), which may open ``ports``
-    besides its own (the ``wss://`` port, the API's): they are waited for too. Raises
-    RuntimeError when the server does not listen within 60 s."""
+    besides its own (the ``wss://`` port, the API's): they are waited for too. ``store``:
+    ChargeLedger's store URL (default: a new SQLite file in ``workdir``); ``env``: added to
+    the server's environment. Raises RuntimeError when the server does not listen within
+    60 s."""
     port = _free_port()
-    if system == "chargeledger":
-        store = f"sqlite:///{workdir / 'bench.db'}"
+    if system in ("chargeledger", POSTGRES):
+        store = store or f"sqlite:///{workdir / 'bench.db'}"
         if gc_stats is None:
             launcher = [str(Path(sys.executable).with_name("chargeledger"))]
         else:
@@ -185,10 +286,18 @@ def server(
         if config:
             (workdir / "chargeledger.toml").write_text(config)
             command += ["--config", str(workdir / "chargeledger.toml")]
+    elif system == "ocpp-rpc":
+        command = ["node", str(NODE_PEER / "server.js"), "--port", str(port)]
     else:
         command = [sys.executable, str(HERE / "peer_ocpp.py"), "--port", str(port)]
     log = open(workdir / f"{system}.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+    )
     try:
         deadline = time.monotonic() + 60
         while not all(_listening(each) for each in (port, *ports)):
@@ -273,17 +382,38 @@ def wait_until_quiet(budget: list[float], most: float = 60.0) -> float:
         budget[0] -= 5
 
 
-def run_case(system: str, case: Case, quiet_budget: list[float]) -> dict[str, Any]:
+def run_case(
+    system: str, case: Case, quiet_budget: list[float], postgres: str | None = None
+) -> dict[str, Any]:
     """One case against a fresh ``system``, once the machine is quiet (see
-    ``wait_until_quiet``); the cores others kept busy just before are kept with it."""
+    ``wait_until_quiet``); the cores others kept busy just before are kept with it.
+    ``postgres``: the base URL ChargeLedger PG gets a fresh schema in; its backends' CPU
+    over the whole simulator run (every phase: its pid list is read before and after) goes
+    into the report as ``database``: seconds, and microseconds per CALL answered in every
+    phase."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{system}-"))
     others = wait_until_quiet(quiet_budget)
+    store = fresh_schema(postgres) if system == POSTGRES and postgres else None
+    application = f"chargeledger-bench-{uuid.uuid4().hex[:8]}"
+    database = DatabaseCpu(postgres, application) if store and postgres else None
+    run: dict[str, Any] = {"system": system, "case": asdict(case), "others_before": others}
     try:
-        with server(system, workdir) as (pid, url):
-            report = simulate(case, url, pid)
-        return {"system": system, "case": asdict(case), "others_before": others, "report": report}
+        with server(system, workdir, store=store, env={"PGAPPNAME": application}) as (pid, url):
+            if database is not None:
+                database.start()
+            run["report"] = report = simulate(case, url, pid)
+            if database is not None:
+                seconds = database.stop()
+                answered = _get(report, "counts", "answered")
+                report["database"] = {
+                    "cpu_seconds": round(seconds, 3),
+                    "cpu_us_per_call": round(seconds / answered * 1e6, 1) if answered else None,
+                }
+        return run
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if store is not None:
+            drop_postgres_schema(store)
 
 
 PROFILES = {"saturation": (8.0, 20.0, 32.0), "connect-storm": (0.5, 10.0, 120.0)}
@@ -414,15 +544,23 @@ def _cell(report: dict[str, Any] | None, path: tuple[str, ...], digits: int = 0)
 
 
 def _ratio(ours: Any, theirs: Any, higher_is_better: bool) -> str:
-    if not ours or not theirs:
+    """``ours`` against ``theirs`` as ``N.Nx``, above 1 when ours is better; ``-`` unless
+    both are positive (an idle connection's RSS can come out negative when the garbage
+    collector of the server under test returned memory meanwhile)."""
+    if not ours or not theirs or ours < 0 or theirs < 0:
         return "-"
     return f"{ours / theirs if higher_is_better else theirs / ours:.1f}x"
 
 
-def _compare(ours: Any, theirs: Any, path: tuple[str, ...], digits: int, higher: bool) -> str:
-    """``ours | theirs | ratio`` cells of one figure."""
-    ratio = _ratio(_get(ours, *path), _get(theirs, *path), higher)
-    return f"{_cell(ours, path, digits)} | {_cell(theirs, path, digits)} | {ratio}"
+def _against(ours: Any, peers: list[Any], path: tuple[str, ...], digits: int, higher: bool) -> str:
+    """``ours | peer 1 | ratio | peer 2 | ratio ...`` cells of one figure."""
+    cells = [_cell(ours, path, digits)]
+    for theirs in peers:
+        cells += [
+            _cell(theirs, path, digits),
+            _ratio(_get(ours, *path), _get(theirs, *path), higher),
+        ]
+    return " | ".join(cells)
 
 
 def _simulator(report: dict[str, Any] | None) -> str:
@@ -439,6 +577,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     index = _index(results)
     m = results["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in m["versions"].items())
+    ran = {run["system"] for run in results["runs"]}
+    peers = [peer for peer in PEERS if peer in ran]
     lines = [
         f"Taken {results['finished_at']} by `{results['command']}` in "
         f"{results['elapsed_minutes']:.1f} min on {m['nproc']} x {m['cpu_model']}, "
@@ -446,56 +586,81 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{m['open_files_limit']:,}; {versions}. Tree: commit {results['tree']['commit'][:10]} "
         f"with {len(results['tree']['modified'])} files changed or added (see latest.json).",
         "",
-        "CL is ChargeLedger (SQLite, every frame committed before its reply), peer the `ocpp` "
-        "package's central system (persists nothing). A ratio is ChargeLedger's advantage: "
-        "above 1 is better for ChargeLedger. (!) marks a run with failures, listed below. "
-        "Other load: cores kept busy in the measured phase by processes other than the server "
-        "and the simulator (the machine is shared); figures beside a high one are noisy.",
+        "CL is ChargeLedger (SQLite, every frame committed before its reply); ocpp the `ocpp` "
+        "package's central system (Python, persists nothing); ocpp-rpc the `ocpp-rpc` "
+        "package's RPCServer in strict mode (Node, schema validation both ways, persists "
+        "nothing). A ratio is ChargeLedger's advantage over the peer left of it: above 1 is "
+        "better for ChargeLedger. (!) marks a run with failures, listed below. Other load: "
+        "cores kept busy in the measured phase by processes other than the server and the "
+        "simulator (the machine is shared); figures beside a high one are noisy.",
         "",
     ]
     keys = sorted(
-        {(run["case"]["scenario"], run["case"]["stations"]) for run in results["runs"]},
+        {
+            (run["case"]["scenario"], run["case"]["stations"])
+            for run in results["runs"]
+            if run["system"] != POSTGRES
+        },
         key=lambda key: (ORDER.index(key[0]), key[1]),
     )
+    names = [SHORT[peer] for peer in peers]
+    against = "".join(f" | {name} | ratio" for name in names)
+    each = "".join(f" | {name}" for name in names)
+    width = 2 + 2 * (1 + 2 * len(peers)) + 2 * (1 + len(peers)) + 2
     lines += [
         "### Throughput, server CPU per call, latency",
         "",
-        "| scenario | N | calls/s CL | peer | ratio | server CPU us/call CL | peer | ratio "
-        "| p50 ms CL | peer | p99 ms CL | peer | simulator: cores, loop lag p99, CL / peer "
-        "| other load, cores, CL / peer |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        f"| scenario | N | calls/s CL{against} | server CPU us/call CL{against} "
+        f"| p50 ms CL{each} | p99 ms CL{each} "
+        f"| simulator: cores, loop lag p99, CL / {' / '.join(names)} "
+        f"| other load, cores, CL / {' / '.join(names)} |",
+        "|---|" + "--:|" * (width - 1),
     ]
     for scenario, n in keys:
-        ours, theirs = index.get(("chargeledger", scenario, n)), index.get(("peer", scenario, n))
+        ours = index.get(("chargeledger", scenario, n))
+        theirs = [index.get((peer, scenario, n)) for peer in peers]
+        everyone = [ours, *theirs]
         lines.append(
             f"| {scenario} | {n:,} "
-            f"| {_compare(ours, theirs, ('calls_per_second',), 0, True)} "
-            f"| {_compare(ours, theirs, ('server', 'cpu_us_per_call'), 0, False)} "
-            f"| {' | '.join(_cell(r, ('latency', 'p50_ms'), 1) for r in (ours, theirs))} "
-            f"| {' | '.join(_cell(r, ('latency', 'p99_ms'), 1) for r in (ours, theirs))} "
-            f"| {_simulator(ours)} / {_simulator(theirs)} "
-            f"| {_fmt(_get(ours, 'other_cores'), 2)} / {_fmt(_get(theirs, 'other_cores'), 2)} |"
+            f"| {_against(ours, theirs, ('calls_per_second',), 0, True)} "
+            f"| {_against(ours, theirs, ('server', 'cpu_us_per_call'), 0, False)} "
+            f"| {' | '.join(_cell(r, ('latency', 'p50_ms'), 1) for r in everyone)} "
+            f"| {' | '.join(_cell(r, ('latency', 'p99_ms'), 1) for r in everyone)} "
+            f"| {' / '.join(_simulator(r) for r in everyone)} "
+            f"| {' / '.join(_fmt(_get(r, 'other_cores'), 2) for r in everyone)} |"
         )
+    storms = sorted({n for scenario, n in keys if scenario == "connect-storm"})
     lines += [
         "",
         "In the storms, calls/s counts boots (connect storm) or reconnections (reconnect storm) "
         "per second, and CPU per call includes the WebSocket handshake (and, reconnecting, "
         "noticing the dropped connection).",
-        "",
-        "### Connecting: time to boot N stations, memory per idle connection",
-        "",
-        "| N | boot all, s, CL | peer | ratio | reconnect all, s, CL | peer | ratio "
-        "| RSS KiB per idle connection CL | peer | ratio |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for n in sorted({n for scenario, n in keys if scenario == "connect-storm"}):
-        boot = [index.get((system, "connect-storm", n)) for system in SYSTEMS]
-        again = [index.get((system, "reconnect-storm", n)) for system in SYSTEMS]
-        lines.append(
-            f"| {n:,} | {_compare(*boot, ('measured_seconds',), 2, False)} "
-            f"| {_compare(*again, ('measured_seconds',), 2, False)} "
-            f"| {_compare(*boot, ('server', 'rss_per_connection_kib'), 1, False)} |"
+    reconnects = any(scenario == "reconnect-storm" for scenario, _ in keys)
+    if storms:
+        again_head = f" | reconnect all, s, CL{against}" if reconnects else ""
+        lines += [
+            "",
+            "### Connecting: time to boot N stations, memory per idle connection",
+            "",
+            f"| N | boot all, s, CL{against}{again_head} "
+            f"| RSS KiB per idle connection CL{against} |",
+            "|--:|" + "--:|" * ((3 if reconnects else 2) * (1 + 2 * len(peers))),
+        ]
+    for n in storms:
+        boot = [index.get((system, "connect-storm", n)) for system in ("chargeledger", *peers)]
+        again = [index.get((system, "reconnect-storm", n)) for system in ("chargeledger", *peers)]
+        again_cells = (
+            f" | {_against(again[0], again[1:], ('measured_seconds',), 2, False)}"
+            if reconnects
+            else ""
         )
+        lines.append(
+            f"| {n:,} | {_against(boot[0], boot[1:], ('measured_seconds',), 2, False)}"
+            f"{again_cells} "
+            f"| {_against(boot[0], boot[1:], ('server', 'rss_per_connection_kib'), 1, False)} |"
+        )
+    lines += render_postgres(index)
     lines += [
         "",
         "### Targets (ChargeLedger)",
@@ -523,6 +688,50 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"- {LABELS[run['system']]}, {case['scenario']} N={case['stations']:,}: {detail}"
         )
     return "\n".join(lines) + "\n"
+
+
+def render_postgres(index: Index) -> list[str]:
+    """ChargeLedger on PostgreSQL beside SQLite, where both ran: calls/s, the server's CPU per
+    call, the PostgreSQL backends' CPU per call (which the server's /proc does not count),
+    latency; nothing when ``--postgres`` was not given."""
+    keys = sorted((scenario, n) for system, scenario, n in index if system == POSTGRES)
+    if not keys:
+        return []
+    lines = [
+        "",
+        "### ChargeLedger on PostgreSQL beside SQLite",
+        "",
+        "The same cases against `chargeledger serve --store postgresql://...` (a fresh schema "
+        "per case, PostgreSQL on the same machine). The server's CPU per call leaves out the "
+        "database's own processes; the PostgreSQL backends' CPU is read apart (every phase of "
+        "the run, per CALL answered in every phase) and the sum is the figure to compare with "
+        "SQLite, whose work is inside the server process.",
+        "",
+        "| scenario | N | calls/s SQLite | PG | ratio | server CPU us/call SQLite | PG "
+        "| + PG backends us/call | = PG total | p50 ms SQLite | PG | p99 ms SQLite | PG "
+        "| other load, cores, SQLite / PG |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for scenario, n in keys:
+        lite, pg = index.get(("chargeledger", scenario, n)), index.get((POSTGRES, scenario, n))
+        server = _get(pg, "server", "cpu_us_per_call")
+        backends = _get(pg, "database", "cpu_us_per_call")
+        total = server + backends if server is not None and backends is not None else None
+        lines.append(
+            f"| {scenario} | {n:,} | {_cell(lite, ('calls_per_second',))} "
+            f"| {_cell(pg, ('calls_per_second',))} "
+            f"| {_ratio(_get(pg, 'calls_per_second'), _get(lite, 'calls_per_second'), True)} "
+            f"| {_cell(lite, ('server', 'cpu_us_per_call'))} "
+            f"| {_cell(pg, ('server', 'cpu_us_per_call'))} | {_fmt(backends)} | {_fmt(total)} "
+            f"| {_cell(lite, ('latency', 'p50_ms'), 1)} | {_cell(pg, ('latency', 'p50_ms'), 1)} "
+            f"| {_cell(lite, ('latency', 'p99_ms'), 1)} | {_cell(pg, ('latency', 'p99_ms'), 1)} "
+            f"| {_fmt(_get(lite, 'other_cores'), 2)} / {_fmt(_get(pg, 'other_cores'), 2)} |"
+        )
+    lines += [
+        "",
+        "The calls/s ratio here is PostgreSQL's over SQLite's (above 1: PostgreSQL faster).",
+    ]
+    return lines
 
 
 def render_profile(summary: dict[str, Any], top: int = 15) -> list[str]:
@@ -638,18 +847,56 @@ def write_docs(markdown: str, first: str = DOCS_BEGIN, last: str = DOCS_END) -> 
     DOCS.write_text(f"{head}{first}\n{markdown}{last}{tail}")
 
 
+def render_files(paths: list[Path], out: Path, docs: bool) -> int:
+    """The tables of several results files: the first one's machine and tree, everyone's
+    runs and profiles, the commands joined; written to ``out`` (and docs/performance.md)."""
+    loaded = [json.loads(path.read_text()) for path in paths]
+    results = {
+        **loaded[0],
+        "command": "`; `".join(each["command"] for each in loaded),
+        "finished_at": loaded[-1]["finished_at"],
+        "elapsed_minutes": sum(each["elapsed_minutes"] for each in loaded),
+        "runs": [run for each in loaded for run in each["runs"]],
+        "profiles": [summary for each in loaded for summary in each.get("profiles", [])],
+    }
+    markdown = render_markdown(results)
+    out.write_text(markdown)
+    if docs:
+        write_docs(markdown)
+    print(markdown)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small N and short runs")
     parser.add_argument(
-        "--systems", default=",".join(SYSTEMS), help="comma-separated: chargeledger,peer"
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated, of {','.join(LABELS)} (default: {','.join(SYSTEMS)})",
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run ChargeLedger on PostgreSQL (system chargeledger-pg) in the loaded "
+        "scenarios, each case on a fresh schema of this database, dropped after it; e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres",
     )
     parser.add_argument(
         "--only",
         choices=[*ORDER, "none"],
-        help="run only this scenario (none: no scenario, e.g. with --profile)",
+        action="append",
+        help="run only this scenario (repeatable; none: no scenario, e.g. with --profile)",
+    )
+    parser.add_argument(
+        "--render",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="instead: the tables of these results files (their runs together, e.g. two "
+        "shorter runs of different scenarios), printed, and written to --out's .md",
     )
     parser.add_argument(
         "--profile",
@@ -664,9 +911,24 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
+        "--quiet-budget",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long the whole suite may wait for a quiet machine before cases (300; 0: "
+        "never wait, when the machine is known to stay busy: the other-load column says how "
+        "busy it was)",
+    )
+    parser.add_argument(
         "--security",
         action="store_true",
         help="instead: the cost of each station security profile (security_profiles.py)",
+    )
+    parser.add_argument(
+        "--security-profiles",
+        default="0,0+TLS,1,2,3",
+        metavar="LIST",
+        help="with --security: these only (comma-separated, of 0,0+TLS,1,2,3)",
     )
     parser.add_argument(
         "--repeat",
@@ -675,10 +937,13 @@ def main() -> int:
         help="with --security: run every case this many times, report the median",
     )
     args = parser.parse_args()
+    if args.render:
+        return render_files(args.render, args.out.with_suffix(".md"), args.write_docs)
     if args.security:
         import security_profiles  # imports this module: not at the top
 
-        return security_profiles.main(args.quick, args.write_docs, max(1, args.repeat))
+        variants = tuple(v for v in args.security_profiles.split(",") if v)
+        return security_profiles.main(args.quick, args.write_docs, max(1, args.repeat), variants)
     profiles = []
     for spec in args.profile:
         scenario, _, stations = spec.partition(":")
@@ -686,20 +951,31 @@ def main() -> int:
             parser.error(f"--profile {spec}: expected one of {list(PROFILES)}, then :N")
         profiles.append((scenario, int(stations)))
 
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = [system for system in systems if system not in LABELS]
+    if unknown:
+        parser.error(f"--systems: unknown {unknown}; choose from {list(LABELS)}")
+    if args.postgres and POSTGRES not in systems:
+        systems.insert(1, POSTGRES)
+    if POSTGRES in systems and not args.postgres:
+        parser.error(f"{POSTGRES} needs --postgres URL")
+    if "ocpp-rpc" in systems:
+        install_node_peer()
     # Children inherit it: 10,000 stations are 10,000 descriptors in the server under test.
     raise_fd_limit()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    systems = [s for s in args.systems.split(",") if s]
     started = time.time()
     measured_tree = tree()
-    quiet_budget = [300.0]  # seconds the whole suite may wait for a quiet machine
+    quiet_budget = [args.quiet_budget]  # seconds the whole suite may wait for a quiet machine
     runs = []
     for case in cases(args.quick):
-        if args.only and case.scenario != args.only:
+        if args.only and case.scenario not in args.only:
             continue
         for system in systems:
-            print(f"{LABELS[system]:<13} {case.label:<28}", end=" ", flush=True)
-            run = run_case(system, case, quiet_budget)
+            if system == POSTGRES and case.scenario not in POSTGRES_SCENARIOS:
+                continue
+            print(f"{LABELS[system]:<15} {case.label:<28}", end=" ", flush=True)
+            run = run_case(system, case, quiet_budget, args.postgres)
             report = run["report"]
             print(
                 f"{'ok' if report.get('ok') else 'FAILED':<6} "
@@ -711,7 +987,7 @@ def main() -> int:
             )
             runs.append(run)
     results: dict[str, Any] = {
-        "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python benchmarks/run.py", *sys.argv[1:]]),
         "machine": machine(),
         "tree": measured_tree,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

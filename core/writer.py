@@ -414,8 +414,11 @@ class GroupCommitWriter:
         heads: dict[str, bytes] = {}
         refused: list[tuple[_Request, Exception]] = []
         # Versions given out in this batch: an optimistic append may ask for one a session's
-        # own append takes in the same batch (a takeover racing the session's close).
+        # own append takes in the same batch (a takeover racing the session's close). Only a
+        # batch holding an optimistic append can clash: the others (nearly all) skip this.
+        careful = any(request.versions for request in batch)
         claimed: dict[tuple[str, int], Event] = {}
+        cache = self._heads
         for request in batch:
             explicit = request.versions or {}
             closed = self._closed_stream(request, explicit)
@@ -423,6 +426,18 @@ class GroupCommitWriter:
                 refused.append(
                     (request, SessionFenced(f"{closed} is closed: nothing more is appended"))
                 )
+                continue
+            if not careful:  # the hot path: versions from the heads, one after the other
+                for stream, event in request.events:
+                    head = cache.pop(stream, None)
+                    if head is None:
+                        head = self._head_of(stream, request)
+                        if len(cache) >= self._max_streams:
+                            cache.popitem(last=False)
+                    heads.setdefault(stream, head.hash)
+                    items.append((stream, head.next_version, event))
+                    head.next_version += 1
+                    cache[stream] = head  # re-inserted: the most recently used
                 continue
             proposed, found = self._propose(request, explicit)
             clash = next(((s, v) for s, v, _ in proposed if (s, v) in claimed), None)
@@ -442,6 +457,14 @@ class GroupCommitWriter:
                 self._remember(stream, head)
         return items, heads, refused
 
+    def _head_of(self, stream: str, request: _Request) -> _Head:
+        """The head of a stream the writer does not remember: a new session stream has none
+        (no query: one per connection), another is looked up."""
+        if request.new_stream:
+            return _Head(1, GENESIS)
+        last, newest, _ = self._store.stream_tail(stream)
+        return _Head(last + 1, newest)
+
     def _propose(
         self, request: _Request, explicit: Mapping[str, int]
     ) -> tuple[list[tuple[str, int, Event]], dict[str, _Head]]:
@@ -455,14 +478,7 @@ class GroupCommitWriter:
                 if stream in explicit:
                     next_of[stream] = explicit[stream]
                 else:
-                    head = self._heads.get(stream)
-                    if head is None:
-                        # A new session stream has no head: skip the query (one per connection).
-                        if request.new_stream:
-                            head = _Head(1, GENESIS)
-                        else:
-                            last, newest, _ = self._store.stream_tail(stream)
-                            head = _Head(last + 1, newest)
+                    head = self._heads.get(stream) or self._head_of(stream, request)
                     found[stream] = head
                     next_of[stream] = head.next_version
             proposed.append((stream, next_of[stream], event))

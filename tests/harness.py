@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ __all__ = [
     "chargeledger_cli",
     "raw_station",
     "running_server",
+    "serve_process",
 ]
 
 T = TypeVar("T")
@@ -122,6 +124,31 @@ async def raw_station(
         else [websockets.Subprotocol(p) for p in subprotocols],
         ping_interval=None,
     )
+
+
+def serve_process(
+    store: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """``chargeledger serve --port 0`` as its own process on ``store`` (from ``env``'s
+    ``CHARGELEDGER_STORE`` instead when ``env`` is given), and the port it listens on, read
+    from its log (stderr, left open for the caller). Raises AssertionError, killing it, when
+    it does not say where it listens within 30 s."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chargeledger.core.cli", "serve", "--port", "0"]
+        + ([] if env else ["--store", store]),
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        found = re.search(r"listening on ws://[\d.]+:(\d+)/", line)
+        if found:
+            return process, int(found.group(1))
+    process.kill()
+    raise AssertionError("server did not log where it listens")
 
 
 def chargeledger_cli(*args: str, store: str) -> list[dict[str, Any]]:

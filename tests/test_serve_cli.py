@@ -4,38 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import websockets
 
 from tests.harness import chargeledger_cli
+from tests.harness import serve_process as _start
 from tests.polling import eventually
-
-
-def _start(store: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chargeledger.core.cli", "serve", "--port", "0"]
-        + ([] if env else ["--store", store]),
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        found = re.search(r"listening on ws://[\d.]+:(\d+)/", line)
-        if found:
-            return process, int(found.group(1))
-    process.kill()
-    raise AssertionError("server did not log where it listens")
 
 
 async def _station(port: int, answers: list[object]) -> None:

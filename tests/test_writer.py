@@ -299,8 +299,8 @@ async def batched_together(
     monkeypatch: pytest.MonkeyPatch,
     *appends: Callable[[], Any],
 ) -> None:
-    """Run ``appends`` so that they land in one batch: the writer is held on a commit of its
-    own stream until all of them are queued."""
+    """Run ``appends`` so that they land in one batch, in this order: the writer is held on a
+    commit of its own stream until all of them are queued."""
     gate = Gate()
     held = False
 
@@ -314,9 +314,9 @@ async def batched_together(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.append, [("holder-of-the-writer", frame(0))])
         await gate.wait_entered()
-        for append in appends:
+        for append in appends:  # queued in this order: each waits for its commit first
             nursery.start_soon(append)
-        await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()
         gate.opened.set()
 
 
@@ -422,3 +422,34 @@ async def test_an_optimistic_close_that_lost_to_the_session_own_close_is_a_confl
         await batched_together(writer, store, monkeypatch, own_close, takeover)
     assert type(outcomes["takeover"]) is StreamConflict
     assert [type(e) for _, e in store.read_stream("s")] == [FrameLogged, SessionClosed]
+
+
+async def test_a_session_append_after_another_writer_close_in_the_same_batch_is_fenced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other way round: another node's close of the session is first in the batch, the
+    session's own frame after it asks for the same version: the frame is refused with
+    ``SessionFenced`` before the commit, the close and the batch's other appends commit."""
+    store = memory_store()
+    outcomes: dict[str, object] = {}
+    async with GroupCommitWriter(store) as writer:
+        await writer.append([("s", frame(1))])
+
+        async def fence() -> None:
+            outcomes["fence"] = await writer.append([("s", closed("s"))], versions={"s": 2})
+
+        async def own_frame() -> None:
+            try:
+                outcomes["own"] = await writer.append([("s", frame(2))])
+            except StoreUnavailable as exc:
+                outcomes["own"] = exc
+
+        async def other() -> None:
+            outcomes["other"] = await writer.append([("t", frame(1))])
+
+        await batched_together(writer, store, monkeypatch, fence, own_frame, other)
+        assert isinstance(outcomes["own"], SessionFenced)
+        with pytest.raises(SessionFenced):
+            await writer.append([("s", frame(3))])
+    assert [type(e) for _, e in store.read_stream("s")] == [FrameLogged, SessionClosed]
+    assert [v for v, _ in store.read_stream("t")] == [1]
