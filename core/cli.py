@@ -270,7 +270,8 @@ def _run_until_signal(command: str, run: Callable[..., Awaitable[Any]]) -> int:
                     log = logging.getLogger("chargeledger")
                     async for signum in signals:
                         name = signal.Signals(signum).name
-                        drain = getattr(started, "drain", None)
+                        # a worker's CentralSystem has a drain too, with nothing to drain
+                        drain = getattr(started, "drain", None) if command == "serve" else None
                         if signum == signal.SIGTERM and drain is not None and drain.request():
                             log.info("%s: draining", name)
                             continue

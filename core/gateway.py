@@ -1172,7 +1172,11 @@ class Gateway:
         )
         if self.nodes is not None:
             # Recorded with the station's holder, fencing another node's session of it.
-            await self.nodes.hold(opened, old.id if old is not None else None)
+            answered = await self.nodes.hold(opened, old.id if old is not None else None)
+            if answered is not None:
+                # The other node's last answer, maybe never delivered: a retransmission of
+                # that CALL gets it again (a StartTransaction: its transaction id).
+                self.answered(station).remember(*answered)
             return
         await self.writer.append([(session.stream, opened)], new_stream=True)
 

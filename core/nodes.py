@@ -58,6 +58,7 @@ from chargeledger.core.events import (
     CommandRequested,
     CommandRouted,
     Event,
+    FrameLogged,
     SessionClosed,
     SessionHeld,
     SessionOpened,
@@ -91,6 +92,9 @@ CLOSE_RELEASED = 1006
 
 HOLD_ATTEMPTS = 10
 """Tries of one takeover while other writers keep moving the streams it writes."""
+
+ANSWERED_LOOKBACK = 6
+"""How many of a fenced session's newest events are searched for its last answered CALL."""
 
 LISTEN_WAIT = 10.0
 """Seconds a node starting waits to be listening before it goes on without (retrying)."""
@@ -149,17 +153,45 @@ class Nodes:
         """The newest ``(version, event)`` of ``stream`` (``Store.last_event``, but waiting at
         most the lock timeout: a station connecting while the tables are locked is refused
         in bounded time). Blocking; ``StoreUnavailable``."""
+        newest = self.last_events(stream, 1)
+        return newest[0] if newest else None
+
+    def last_events(self, stream: str, count: int) -> list[tuple[int, Event]]:
+        """The ``count`` newest ``(version, event)`` of ``stream``, newest first (as
+        :meth:`last_event`). Blocking; ``StoreUnavailable``."""
         rows = self._execute(
             sql.SQL(
                 "SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s "
-                "ORDER BY originator_version DESC LIMIT 1"
+                "ORDER BY originator_version DESC LIMIT %s"
             ).format(sql.Identifier(self.schema), sql.Identifier(EVENTS_TABLE)),
-            (stream,),
+            (stream, count),
         )
-        if not rows:
-            return None
-        version, topic, state = rows[0]
-        return int(version), decode_event(topic, unpack_state(bytes(state))[2])
+        return [
+            (int(version), decode_event(topic, unpack_state(bytes(state))[2]))
+            for version, topic, state in rows
+        ]
+
+    def last_answered(self, session: str) -> tuple[str, str, str, str] | None:
+        """The station CALL a session answered last, when it is among the session's newest
+        few events: ``(message id, CALL text, answer text, session)``, for the retransmission
+        window of the node taking the station over (a CALL the old node committed and
+        answered but could not deliver, repeated by the station, is answered the same).
+        Blocking; ``StoreUnavailable``."""
+        answer: tuple[str, str] | None = None
+        for _, event in self.last_events(session_stream(session), ANSWERED_LOOKBACK):
+            if not isinstance(event, FrameLogged) or not event.text:
+                continue
+            try:
+                frame = msgspec.json.decode(event.text)
+            except msgspec.DecodeError:
+                continue
+            if not isinstance(frame, list) or len(frame) < 3:
+                continue
+            if answer is None and event.direction == "out" and frame[0] in (3, 4):
+                answer = (str(frame[1]), event.text)
+            elif answer is not None and event.direction == "in" and frame[:2] == [2, answer[0]]:
+                return answer[0], event.text, answer[1], session
+        return None
 
     def _setup(self) -> None:
         """Create the node table and the holders' index when missing: in one transaction
@@ -336,11 +368,15 @@ class Nodes:
 
     # -- holding stations --------------------------------------------------------------------
 
-    async def hold(self, opened: SessionOpened, local: str | None) -> None:
+    async def hold(
+        self, opened: SessionOpened, local: str | None
+    ) -> tuple[str, str, str, str] | None:
         """Record ``opened`` with ``SessionHeld`` in the station's holder stream; when the
         session holding the station before (not ``local``, this node's own replaced session,
         which records its own close) is still open, record it closed in the same
-        transaction: the fence. Raises ``StoreUnavailable`` when it cannot be recorded."""
+        transaction: the fence. Returns the CALL the fenced session answered last, for the
+        station's retransmission window (:meth:`last_answered`), when it fenced another
+        node's session. Raises ``StoreUnavailable`` when it cannot be recorded."""
         station, holders = opened.station, holder_stream(opened.station)
         for _ in range(HOLD_ATTEMPTS):
             tail = await trio.to_thread.run_sync(self.last_event, holders)
@@ -386,7 +422,8 @@ class Nodes:
                 continue
             if fenced is not None and fenced.node != self.node:
                 await self.notify("fenced", fenced.node, fenced.session)
-            return
+                return await trio.to_thread.run_sync(self.last_answered, fenced.session)
+            return None
         raise StoreUnavailable(f"could not take {station!r} over: its streams keep moving")
 
     # -- releasing the sessions of dead nodes ------------------------------------------------

@@ -598,3 +598,12 @@ def test_a_close_recorded_by_another_node_is_reacted_to_by_that_node(postgres_ur
         assert nodes["node-c"][1].seen == [("SessionClosed", "session:s2")]
     finally:
         store.close()
+
+
+def test_a_worker_stops_on_sigterm(postgres_url: str) -> None:
+    """SIGTERM stops a worker at once (docs/cluster.md): it has nothing to drain. (It once
+    asked its CentralSystem's drain, which nothing runs on a worker, and went on forever.)"""
+    with worker(postgres_url) as process:
+        leads(postgres_url, "worker")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0

@@ -55,7 +55,7 @@ class Node:
             return error.code, json.loads(error.read())
 
 
-def _start_node(store: str, name: str) -> Node:
+def _start_node(store: str, name: str, config: Path | None = None) -> Node:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -70,6 +70,7 @@ def _start_node(store: str, name: str) -> Node:
             store,
             "--node",
             name,
+            *(["--config", str(config)] if config is not None else []),
         ],
         stderr=subprocess.PIPE,
         text=True,

@@ -48,6 +48,7 @@ from chargeledger.core.events import (
 )
 from chargeledger.core.server import run_server
 from chargeledger.core.settings import Settings
+from chargeledger.core.store import open_store
 from chargeledger.projections import Views
 from tests.harness import running_server
 from tests.polling import eventually
@@ -171,6 +172,48 @@ async def test_a_start_repeated_on_b_while_a_commit_is_held_makes_one_transactio
             if isinstance(r.event, FrameLogged) and "StartTransaction" in r.event.text
         ]
         assert len(starts) == 1, "only B's StartTransaction is in the log"
+
+
+async def test_a_start_a_killed_node_answered_but_never_delivered_keeps_its_id_on_b(
+    postgres_url: str,
+) -> None:
+    """Node A committed a StartTransaction and its answer (transaction 7) and died before
+    sending it (planted: A is not running). The station repeats the CALL, same message id, on
+    B: B's takeover fences A's session and gives the station's retransmission window A's last
+    answer, so the station gets transaction 7 again and the log holds one transaction. (B
+    used to decide it afresh: a second id, the audit's duplicate_start; the chaos test.)"""
+    session = "killed-a-session"
+    at = time.time()
+    opened = SessionOpened(station="CP-KS", session=session, at=at, protocol="ocpp1.6", node="A")
+    answer = '[3,"st",{"transactionId":7,"idTagInfo":{"status":"Accepted"}}]'
+    frames = [
+        FrameLogged(station="CP-KS", session=session, at=at, direction=d, text=t)
+        for d, t in (("in", START_TX), ("out", answer))
+    ]
+    held = SessionHeld(station="CP-KS", session=session, node="A", at=at)
+    planted = open_store(postgres_url)
+    try:
+        stream = session_stream(session)
+        planted.append(
+            [(stream, 1, opened), (holder_stream("CP-KS"), 1, held)]
+            + [(stream, version, f) for version, f in enumerate(frames, start=2)]
+        )
+    finally:
+        planted.close()
+    async with trio.open_nursery() as nursery:
+        b: CentralSystem = await nursery.start(run_server, node_settings(postgres_url, "B"))
+        station = await RawStation.connect(b.port, "CP-KS")
+        again = await station.call(START_TX)
+        assert again[2]["transactionId"] == 7, again
+        events = await log_of(b)
+        assert [t.transaction_id for t in Views.replay(events).transactions.all()] == [7]
+        closes = [e for e in await stream_of(b, session) if isinstance(e, SessionClosed)]
+        assert [c.replaced_by for c in closes] == [opened_session(events, "CP-KS", "B")]
+        nursery.cancel_scope.cancel()
+
+
+async def stream_of(csms: CentralSystem, session: str) -> list[Event]:
+    return await stream(csms, session_stream(session))
 
 
 async def test_a_learns_of_the_takeover_at_once_and_closes(postgres_url: str) -> None:

@@ -58,6 +58,7 @@ AUDIT_KINDS = (
     "started_offline",
     "transaction_issued",
     "critical_security_event",
+    "session_held_twice",
 )
 """The kinds the audit finds itself; every other kind is a projection anomaly."""
 
@@ -77,6 +78,8 @@ _SEVERITY: dict[str, Severity] = {
     "meter_stop_below_start": "error",
     "energy_implausible": "error",
     "stop_from_other_station": "error",
+    # Two nodes both recorded frames of one station after one took it over: not fenced.
+    "session_held_twice": "error",
     # The station says its security was touched (tamper, log cleared, clock set, ...).
     "critical_security_event": "warning",
     # Handled correctly, but worth knowing.
@@ -150,6 +153,12 @@ class Auditor:
         """The position of each station's last BootNotification we answered."""
         self._import_ended: set[str] = set()
         """Stations whose last session was closed by the end of an imported file."""
+        self._open: dict[str, dict[str, tuple[str, int]]] = {}
+        """Per station, its sessions open at the last event fed: session -> (node, position
+        of its opening)."""
+        self._held_twice: list[Finding] = []
+        """A finding per session that recorded a frame after another node took its station
+        over (the first such frame only)."""
 
     @property
     def position(self) -> int:
@@ -160,6 +169,7 @@ class Auditor:
         """Fold the next event of the log (position order, each once)."""
         self.views.apply(recorded)
         self.events += 1
+        self._hold(recorded)
         exchange = self.views.last_exchange
         if exchange is not None and exchange.origin == "in":
             self._results.append(exchange.result_position)
@@ -185,6 +195,42 @@ class Auditor:
         elif isinstance(recorded.event, SessionClosed) and recorded.event.reason == END_OF_IMPORT:
             self._import_ended.add(recorded.event.station)
 
+    def _hold(self, recorded: Recorded) -> None:
+        """``session_held_twice``: a session recording a frame while a session of the same
+        station opened after it, by another node, is still open (the takeover did not fence
+        the old session: docs/cluster.md, "Fenced sessions"). One node replacing its own
+        session, or sessions with no node (imports), are not concerned."""
+        event = recorded.event
+        if isinstance(event, SessionOpened):
+            self._open.setdefault(event.station, {})[event.session] = (
+                event.node,
+                recorded.position,
+            )
+        elif isinstance(event, SessionClosed):
+            self._open.get(event.station, {}).pop(event.session, None)
+        elif isinstance(event, FrameLogged):
+            sessions = self._open.get(event.station, {})
+            mine = sessions.get(event.session)
+            if mine is None or not mine[0]:
+                return
+            for other, (node, opened) in sessions.items():
+                if node and node != mine[0] and opened > mine[1]:
+                    self._held_twice.append(
+                        _finding(
+                            "session_held_twice",
+                            event.station,
+                            [],
+                            [mine[1], opened, recorded.position],
+                            recorded.position,
+                            f"session {event.session} of node {mine[0]!r} recorded a frame "
+                            f"after node {node!r} took the station over (session {other}, "
+                            f"opened at position {opened}) without closing it",
+                        )
+                    )
+                    # one finding per session: forget it, so its next frames find nothing
+                    del sessions[event.session]
+                    return
+
     def call_of(self, result_position: int) -> int | None:
         """The position of the station CALL our CALLRESULT at ``result_position`` answered."""
         index = bisect_left(self._results, result_position)
@@ -201,6 +247,7 @@ class Auditor:
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
         found += self._security
+        found += self._held_twice
         # what the charging profiles installed do not explain (composite_mismatch,
         # clear_unknown, ...), and what a firmware update did not do (version_unchanged)
         found += [
