@@ -372,7 +372,11 @@ def inbound_call(
     """The CALL ``frame`` as the plugins see it, its payload validated into its typed
     request; raises ``FrameError`` (with the version's code) when the payload breaks the
     schema."""
-    payload = validate_request(protocol, frame.action, frame.payload, message_id=frame.message_id)
+    payload = frame.request
+    if payload is None or frame.protocol != protocol:  # not decoded in one pass as ``protocol``
+        payload = validate_request(
+            protocol, frame.action, frame.payload, message_id=frame.message_id
+        )
     return InboundCall(
         station=station,
         session=session,

@@ -34,6 +34,7 @@ goes into the error description):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -41,7 +42,7 @@ from typing import Any, Literal
 import msgspec
 
 from chargeledger.core.errors import FrameError, OutboundValidationError
-from chargeledger.schemas import PROTOCOLS, request_type, response_type
+from chargeledger.schemas import OCPP201, PROTOCOLS, request_type, response_type
 
 __all__ = [
     "MAX_DESCRIPTION",
@@ -69,12 +70,78 @@ MAX_DESCRIPTION = 255
 Kind = Literal["request", "response"]
 
 
-class Call(msgspec.Struct, frozen=True, array_like=True, tag=2):
-    """``[2, "<MessageId>", "<Action>", {<Payload>}]``: a request."""
+class Call:
+    """``[2, "<MessageId>", "<Action>", {<Payload>}]``: a request.
+
+    ``payload`` is the payload as builtins. A CALL that :func:`parse_frame` could decode in one
+    pass straight into its action's request type also carries that struct (``request``, valid
+    for the ``protocol`` it was parsed as; otherwise both are None) and decodes the builtins
+    from the payload's text only when they are asked for (the retransmission check, replay).
+    Immutable, compared by message id, action and payload, like the other frames.
+    """
+
+    __slots__ = ("_payload", "_raw", "action", "message_id", "protocol", "request")
 
     message_id: str
     action: str
-    payload: dict[str, Any]
+    request: msgspec.Struct | None
+    protocol: str | None
+    _payload: dict[str, Any] | None
+    _raw: msgspec.Raw | None
+
+    def __init__(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
+        _init = object.__setattr__
+        _init(self, "message_id", message_id)
+        _init(self, "action", action)
+        _init(self, "_payload", payload)
+        _init(self, "_raw", None)
+        _init(self, "request", None)
+        _init(self, "protocol", None)
+
+    @classmethod
+    def _typed(
+        cls, message_id: str, action: str, raw: msgspec.Raw, request: msgspec.Struct, protocol: str
+    ) -> Call:
+        call = cls.__new__(cls)
+        _init = object.__setattr__
+        _init(call, "message_id", message_id)
+        _init(call, "action", action)
+        _init(call, "_payload", None)
+        _init(call, "_raw", raw)
+        _init(call, "request", request)
+        _init(call, "protocol", protocol)
+        return call
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload as builtins (decoded from its text on first use)."""
+        payload = self._payload
+        if payload is None:
+            assert self._raw is not None
+            payload = _DECODER.decode(self._raw)
+            object.__setattr__(self, "_payload", payload)
+        return payload
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a Call is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Call is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Call):
+            return NotImplemented
+        return (self.message_id, self.action, self.payload) == (
+            other.message_id,
+            other.action,
+            other.payload,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # the payload is a dict, as in a CALLRESULT
+
+    def __repr__(self) -> str:
+        fields = f"message_id={self.message_id!r}, action={self.action!r}, payload={self.payload!r}"
+        return f"Call({fields})"
 
 
 class CallResult(msgspec.Struct, frozen=True, array_like=True, tag=3):
@@ -96,7 +163,29 @@ class CallErrorFrame(msgspec.Struct, frozen=True, array_like=True, tag=4):
 
 Frame = Call | CallResult | CallErrorFrame
 
+
+class _CallEnvelope(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=True):
+    """A CALL with its payload left as text, to be decoded straight into its request type."""
+
+    message_id: str
+    action: str
+    payload: msgspec.Raw
+
+
+class _ResultEnvelope(msgspec.Struct, array_like=True, tag=3, forbid_unknown_fields=True):
+    message_id: str
+    payload: dict[str, Any]
+
+
+class _ErrorEnvelope(msgspec.Struct, array_like=True, tag=4, forbid_unknown_fields=True):
+    message_id: str
+    code: str
+    description: str
+    details: dict[str, Any]
+
+
 _DECODER = msgspec.json.Decoder()
+_ENVELOPE = msgspec.json.Decoder(_CallEnvelope | _ResultEnvelope | _ErrorEnvelope)
 _ENCODER = msgspec.json.Encoder()
 # The start of a frame whose JSON is broken further on: enough to answer with its id.
 _ID_PREFIX = re.compile(r'\s*\[\s*\d+\s*,\s*"([^"\\]{1,36})"')
@@ -124,6 +213,41 @@ def parse_frame(text: str, protocol: str) -> Frame:
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown OCPP protocol {protocol!r}")
+    try:
+        envelope = _ENVELOPE.decode(text)
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
+        return _parse_builtins(text)  # every refusal is worded by the builtins path
+    if not 0 < len(envelope.message_id) <= MAX_MESSAGE_ID:
+        return _parse_builtins(text)
+    if type(envelope) is _ResultEnvelope:
+        return CallResult(envelope.message_id, envelope.payload)
+    if type(envelope) is _ErrorEnvelope:
+        return CallErrorFrame(
+            envelope.message_id, envelope.code, envelope.description, envelope.details
+        )
+    assert type(envelope) is _CallEnvelope
+    decoder = _request_decoder(protocol, envelope.action)
+    # A skipped unknown field is not read as fully as builtins are (a number out of range
+    # passes): only 2.0.1's CustomDataType takes unknown fields, so a 2.0.1 text that may
+    # name it (spelled out, or with a \u escape) goes the builtins way.
+    if decoder is None or (protocol == OCPP201 and ("customData" in text or "\\u" in text)):
+        return _parse_builtins(text)
+    try:
+        request = decoder.decode(envelope.payload)
+    except (msgspec.DecodeError, RecursionError):
+        return _parse_builtins(text)  # not an object, or a payload error: worded as before
+    return Call._typed(envelope.message_id, envelope.action, envelope.payload, request, protocol)
+
+
+@functools.cache
+def _request_decoder(protocol: str, action: str) -> msgspec.json.Decoder[Any] | None:
+    payload_type = request_type(protocol, action)
+    return None if payload_type is None else msgspec.json.Decoder(payload_type)
+
+
+def _parse_builtins(text: str) -> Frame:
+    """:func:`parse_frame` by way of builtins: slower (the payload is decoded, then converted
+    by ``validate_request``), and the one place that words every refusal."""
     try:
         value = _DECODER.decode(text)
     except (msgspec.DecodeError, RecursionError, UnicodeEncodeError) as exc:
@@ -174,7 +298,7 @@ def parse_frame(text: str, protocol: str) -> Frame:
 
 def encode_call(message_id: str, action: str, payload: dict[str, Any]) -> str:
     """The compact text of a CALL."""
-    return _ENCODER.encode(Call(message_id, action, payload)).decode()
+    return _ENCODER.encode((2, message_id, action, payload)).decode()
 
 
 def encode_result(message_id: str, payload: dict[str, Any]) -> str:
