@@ -3,7 +3,11 @@
 Inbound, :func:`parse_frame` turns text into a :class:`Call`, :class:`CallResult` or
 :class:`CallErrorFrame` (a frame, not the exception :class:`~chargeledger.core.errors.CallError`
 a caller of ours gets for it), and :func:`validate_request` / :func:`validate_response` turn a
-payload dict into the typed struct of its action. Both raise
+payload dict into the typed struct of its action. A valid CALL is decoded in one pass: the
+envelope with its payload left as text, then that text straight into the request type
+(``Call.request``), with no builtins in between (docs/performance.md, "one decode pass per
+payload"); anything that pass refuses goes the way of builtins (decode, then
+``msgspec.convert``), which words every refusal exactly as before. Both raise
 :class:`~chargeledger.core.errors.FrameError` with a version-neutral code; spell it for the
 station with :func:`~chargeledger.core.errors.error_code`. Outbound, :func:`to_wire` checks a
 payload strictly (raising ``OutboundValidationError``: never send it) and the ``encode_*``
@@ -35,6 +39,7 @@ goes into the error description):
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -77,71 +82,62 @@ class Call:
     pass straight into its action's request type also carries that struct (``request``, valid
     for the ``protocol`` it was parsed as; otherwise both are None) and decodes the builtins
     from the payload's text only when they are asked for (the retransmission check, replay).
-    Immutable, compared by message id, action and payload, like the other frames.
+    Immutable (its attributes are read-only), compared by message id, action and payload, like
+    the other frames.
     """
 
-    __slots__ = ("_payload", "_raw", "action", "message_id", "protocol", "request")
+    __slots__ = ("_action", "_message_id", "_payload", "_protocol", "_raw", "_request")
 
-    message_id: str
-    action: str
-    request: msgspec.Struct | None
-    protocol: str | None
-    _payload: dict[str, Any] | None
-    _raw: msgspec.Raw | None
+    def __init__(
+        self,
+        message_id: str,
+        action: str,
+        payload: dict[str, Any] | None,
+        raw: msgspec.Raw | None = None,
+        request: msgspec.Struct | None = None,
+        protocol: str | None = None,
+    ) -> None:
+        """``payload``, or when it is None its text ``raw``; ``request`` and ``protocol``
+        only from :func:`parse_frame`."""
+        self._message_id = message_id
+        self._action = action
+        self._payload = payload
+        self._raw = raw
+        self._request = request
+        self._protocol = protocol
 
-    def __init__(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
-        _init = object.__setattr__
-        _init(self, "message_id", message_id)
-        _init(self, "action", action)
-        _init(self, "_payload", payload)
-        _init(self, "_raw", None)
-        _init(self, "request", None)
-        _init(self, "protocol", None)
-
-    @classmethod
-    def _typed(
-        cls, message_id: str, action: str, raw: msgspec.Raw, request: msgspec.Struct, protocol: str
-    ) -> Call:
-        call = cls.__new__(cls)
-        _init = object.__setattr__
-        _init(call, "message_id", message_id)
-        _init(call, "action", action)
-        _init(call, "_payload", None)
-        _init(call, "_raw", raw)
-        _init(call, "request", request)
-        _init(call, "protocol", protocol)
-        return call
+    message_id = property(operator.attrgetter("_message_id"), doc="The CALL's message id.")
+    action = property(operator.attrgetter("_action"), doc="The action, as sent.")
+    request = property(
+        operator.attrgetter("_request"),
+        doc="The payload as its request type, when decoded in one pass; else None.",
+    )
+    protocol = property(
+        operator.attrgetter("_protocol"), doc="The protocol ``request`` is of; else None."
+    )
 
     @property
     def payload(self) -> dict[str, Any]:
         """The payload as builtins (decoded from its text on first use)."""
         payload = self._payload
         if payload is None:
-            assert self._raw is not None
-            payload = _DECODER.decode(self._raw)
-            object.__setattr__(self, "_payload", payload)
+            payload = self._payload = _DECODER.decode(self._raw)  # type: ignore[arg-type]
         return payload
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"a Call is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"a Call is immutable: cannot delete {name!r}")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Call):
             return NotImplemented
-        return (self.message_id, self.action, self.payload) == (
-            other.message_id,
-            other.action,
+        return (self._message_id, self._action, self.payload) == (
+            other._message_id,
+            other._action,
             other.payload,
         )
 
     __hash__ = None  # type: ignore[assignment]  # the payload is a dict, as in a CALLRESULT
 
     def __repr__(self) -> str:
-        fields = f"message_id={self.message_id!r}, action={self.action!r}, payload={self.payload!r}"
-        return f"Call({fields})"
+        fields = f"message_id={self._message_id!r}, action={self._action!r}"
+        return f"Call({fields}, payload={self.payload!r})"
 
 
 class CallResult(msgspec.Struct, frozen=True, array_like=True, tag=3):
@@ -229,14 +225,14 @@ def parse_frame(text: str, protocol: str) -> Frame:
     decoder = _request_decoder(protocol, envelope.action)
     # A skipped unknown field is not read as fully as builtins are (a number out of range
     # passes): only 2.0.1's CustomDataType takes unknown fields, so a 2.0.1 text that may
-    # name it (spelled out, or with a \u escape) goes the builtins way.
-    if decoder is None or (protocol == OCPP201 and ("customData" in text or "\\u" in text)):
+    # name it (spelled out, or with an escape) goes the builtins way.
+    if decoder is None or (protocol == OCPP201 and ("\\" in text or "customData" in text)):
         return _parse_builtins(text)
     try:
         request = decoder.decode(envelope.payload)
     except (msgspec.DecodeError, RecursionError):
         return _parse_builtins(text)  # not an object, or a payload error: worded as before
-    return Call._typed(envelope.message_id, envelope.action, envelope.payload, request, protocol)
+    return Call(envelope.message_id, envelope.action, None, envelope.payload, request, protocol)
 
 
 @functools.cache
