@@ -3,7 +3,7 @@ to dicts, then ``msgspec.convert`` into the request type: the path before one de
 against ``parse_frame``'s one pass straight into the type.
 
     python benchmarks/decode_pass.py                  # the simulator's saturation mix
-    python benchmarks/decode_pass.py --store bench.db # the inbound CALLs a run recorded
+    python benchmarks/decode_pass.py --store sqlite:///bench.db  # the CALLs a run recorded
 
 The frames are those the saturation scenario sends (the simulator's own frames: a boot, its
 status notifications, a transaction started, then MeterValues back to back), in both OCPP
@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import sqlite3
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import msgspec
-
+from chargeledger.core.events import FrameLogged, SessionOpened
 from chargeledger.core.frames import Call, _parse_builtins, parse_frame, validate_request
 from chargeledger.core.simulator.frames import frames_for
-from chargeledger.schemas import OCPP16, OCPP201, PROTOCOLS
+from chargeledger.core.store import open_store
+from chargeledger.schemas import OCPP16, PROTOCOLS
 
 
 def simulated_mix(meter_values: int = 200) -> list[tuple[str, str]]:
@@ -44,16 +42,22 @@ def simulated_mix(meter_values: int = 200) -> list[tuple[str, str]]:
     return mix
 
 
-def recorded_mix(path: Path) -> list[tuple[str, str]]:
-    """(protocol, text) of every inbound CALL recorded in the SQLite store at ``path``."""
+def recorded_mix(url: str) -> list[tuple[str, str]]:
+    """(protocol, text) of every inbound CALL recorded in the store at ``url``, with the
+    protocol its session was opened with."""
+    store = open_store(url, create=False)
+    protocols: dict[str, str] = {}
     mix = []
-    with sqlite3.connect(path) as db:
-        for (state,) in db.execute("SELECT state FROM stored_events"):
-            event = msgspec.json.decode(state)
-            text = event.get("text", "") if isinstance(event, dict) else ""
-            if event.get("direction") == "in" and text.startswith("[2,"):
-                protocol = OCPP201 if '"TransactionEvent"' in text else OCPP16
-                mix.append((protocol, text))
+    for recorded in store.iter_all():
+        event = recorded.event
+        if isinstance(event, SessionOpened):
+            protocols[event.session] = event.protocol
+        elif (  # a station CALL (not binary, not ours)
+            isinstance(event, FrameLogged)
+            and event.direction == "in"
+            and event.text.startswith("[2,")
+        ):
+            mix.append((protocols.get(event.session, OCPP16), event.text))
     return mix
 
 
@@ -82,7 +86,7 @@ def timed(way: Callable[[str, str], object], mix: list[tuple[str, str]], loops: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, help="a SQLite store whose inbound CALLs to use")
+    parser.add_argument("--store", help="a store URL whose inbound CALLs to use")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--loops", type=int, default=20)
     args = parser.parse_args()
