@@ -255,8 +255,8 @@ class RetransmissionMemory:
 
     def _charge(self, window: Answered, delta: int) -> None:
         self.bytes += delta
-        if delta <= 0:
-            return
+        if delta <= 0 or self.bytes <= self.total_bytes:
+            return  # within the budget: no copy of every station's name (1,000s) per CALL
         station = self._owners[id(window)]
         for other in list(self._windows):
             if self.bytes <= self.total_bytes:
