@@ -255,8 +255,8 @@ class RetransmissionMemory:
 
     def _charge(self, window: Answered, delta: int) -> None:
         self.bytes += delta
-        if delta <= 0:
-            return
+        if delta <= 0 or self.bytes <= self.total_bytes:
+            return  # within the budget: no copy of every station's name (1,000s) per CALL
         station = self._owners[id(window)]
         for other in list(self._windows):
             if self.bytes <= self.total_bytes:
@@ -372,7 +372,11 @@ def inbound_call(
     """The CALL ``frame`` as the plugins see it, its payload validated into its typed
     request; raises ``FrameError`` (with the version's code) when the payload breaks the
     schema."""
-    payload = validate_request(protocol, frame.action, frame.payload, message_id=frame.message_id)
+    payload = frame.request
+    if payload is None or frame.protocol != protocol:  # not decoded in one pass as ``protocol``
+        payload = validate_request(
+            protocol, frame.action, frame.payload, message_id=frame.message_id
+        )
     return InboundCall(
         station=station,
         session=session,

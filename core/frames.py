@@ -3,7 +3,11 @@
 Inbound, :func:`parse_frame` turns text into a :class:`Call`, :class:`CallResult` or
 :class:`CallErrorFrame` (a frame, not the exception :class:`~chargeledger.core.errors.CallError`
 a caller of ours gets for it), and :func:`validate_request` / :func:`validate_response` turn a
-payload dict into the typed struct of its action. Both raise
+payload dict into the typed struct of its action. A valid CALL is decoded in one pass: the
+envelope with its payload left as text, then that text straight into the request type
+(``Call.request``), with no builtins in between (docs/performance.md, "one decode pass per
+payload"); anything that pass refuses goes the way of builtins (decode, then
+``msgspec.convert``), which words every refusal exactly as before. Both raise
 :class:`~chargeledger.core.errors.FrameError` with a version-neutral code; spell it for the
 station with :func:`~chargeledger.core.errors.error_code`. Outbound, :func:`to_wire` checks a
 payload strictly (raising ``OutboundValidationError``: never send it) and the ``encode_*``
@@ -34,6 +38,8 @@ goes into the error description):
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -41,7 +47,7 @@ from typing import Any, Literal
 import msgspec
 
 from chargeledger.core.errors import FrameError, OutboundValidationError
-from chargeledger.schemas import PROTOCOLS, request_type, response_type
+from chargeledger.schemas import OCPP201, PROTOCOLS, request_type, response_type
 
 __all__ = [
     "MAX_DESCRIPTION",
@@ -69,12 +75,69 @@ MAX_DESCRIPTION = 255
 Kind = Literal["request", "response"]
 
 
-class Call(msgspec.Struct, frozen=True, array_like=True, tag=2):
-    """``[2, "<MessageId>", "<Action>", {<Payload>}]``: a request."""
+class Call:
+    """``[2, "<MessageId>", "<Action>", {<Payload>}]``: a request.
 
-    message_id: str
-    action: str
-    payload: dict[str, Any]
+    ``payload`` is the payload as builtins. A CALL that :func:`parse_frame` could decode in one
+    pass straight into its action's request type also carries that struct (``request``, valid
+    for the ``protocol`` it was parsed as; otherwise both are None) and decodes the builtins
+    from the payload's text only when they are asked for (the retransmission check, replay).
+    Immutable (its attributes are read-only), compared by message id, action and payload, like
+    the other frames.
+    """
+
+    __slots__ = ("_action", "_message_id", "_payload", "_protocol", "_raw", "_request")
+
+    def __init__(
+        self,
+        message_id: str,
+        action: str,
+        payload: dict[str, Any] | None,
+        raw: msgspec.Raw | None = None,
+        request: msgspec.Struct | None = None,
+        protocol: str | None = None,
+    ) -> None:
+        """``payload``, or when it is None its text ``raw``; ``request`` and ``protocol``
+        only from :func:`parse_frame`."""
+        self._message_id = message_id
+        self._action = action
+        self._payload = payload
+        self._raw = raw
+        self._request = request
+        self._protocol = protocol
+
+    message_id = property(operator.attrgetter("_message_id"), doc="The CALL's message id.")
+    action = property(operator.attrgetter("_action"), doc="The action, as sent.")
+    request = property(
+        operator.attrgetter("_request"),
+        doc="The payload as its request type, when decoded in one pass; else None.",
+    )
+    protocol = property(
+        operator.attrgetter("_protocol"), doc="The protocol ``request`` is of; else None."
+    )
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload as builtins (decoded from its text on first use)."""
+        payload = self._payload
+        if payload is None:
+            payload = self._payload = _DECODER.decode(self._raw)  # type: ignore[arg-type]
+        return payload
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Call):
+            return NotImplemented
+        return (self._message_id, self._action, self.payload) == (
+            other._message_id,
+            other._action,
+            other.payload,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # the payload is a dict, as in a CALLRESULT
+
+    def __repr__(self) -> str:
+        fields = f"message_id={self._message_id!r}, action={self._action!r}"
+        return f"Call({fields}, payload={self.payload!r})"
 
 
 class CallResult(msgspec.Struct, frozen=True, array_like=True, tag=3):
@@ -96,7 +159,29 @@ class CallErrorFrame(msgspec.Struct, frozen=True, array_like=True, tag=4):
 
 Frame = Call | CallResult | CallErrorFrame
 
+
+class _CallEnvelope(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=True):
+    """A CALL with its payload left as text, to be decoded straight into its request type."""
+
+    message_id: str
+    action: str
+    payload: msgspec.Raw
+
+
+class _ResultEnvelope(msgspec.Struct, array_like=True, tag=3, forbid_unknown_fields=True):
+    message_id: str
+    payload: dict[str, Any]
+
+
+class _ErrorEnvelope(msgspec.Struct, array_like=True, tag=4, forbid_unknown_fields=True):
+    message_id: str
+    code: str
+    description: str
+    details: dict[str, Any]
+
+
 _DECODER = msgspec.json.Decoder()
+_ENVELOPE = msgspec.json.Decoder(_CallEnvelope | _ResultEnvelope | _ErrorEnvelope)
 _ENCODER = msgspec.json.Encoder()
 # The start of a frame whose JSON is broken further on: enough to answer with its id.
 _ID_PREFIX = re.compile(r'\s*\[\s*\d+\s*,\s*"([^"\\]{1,36})"')
@@ -124,6 +209,41 @@ def parse_frame(text: str, protocol: str) -> Frame:
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown OCPP protocol {protocol!r}")
+    try:
+        envelope = _ENVELOPE.decode(text)
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
+        return _parse_builtins(text)  # every refusal is worded by the builtins path
+    if not 0 < len(envelope.message_id) <= MAX_MESSAGE_ID:
+        return _parse_builtins(text)
+    if type(envelope) is _ResultEnvelope:
+        return CallResult(envelope.message_id, envelope.payload)
+    if type(envelope) is _ErrorEnvelope:
+        return CallErrorFrame(
+            envelope.message_id, envelope.code, envelope.description, envelope.details
+        )
+    assert type(envelope) is _CallEnvelope
+    decoder = _request_decoder(protocol, envelope.action)
+    # A skipped unknown field is not read as fully as builtins are (a number out of range
+    # passes): only 2.0.1's CustomDataType takes unknown fields, so a 2.0.1 text that may
+    # name it (spelled out, or with an escape) goes the builtins way.
+    if decoder is None or (protocol == OCPP201 and ("\\" in text or "customData" in text)):
+        return _parse_builtins(text)
+    try:
+        request = decoder.decode(envelope.payload)
+    except (msgspec.DecodeError, RecursionError):
+        return _parse_builtins(text)  # not an object, or a payload error: worded as before
+    return Call(envelope.message_id, envelope.action, None, envelope.payload, request, protocol)
+
+
+@functools.cache
+def _request_decoder(protocol: str, action: str) -> msgspec.json.Decoder[Any] | None:
+    payload_type = request_type(protocol, action)
+    return None if payload_type is None else msgspec.json.Decoder(payload_type)
+
+
+def _parse_builtins(text: str) -> Frame:
+    """:func:`parse_frame` by way of builtins: slower (the payload is decoded, then converted
+    by ``validate_request``), and the one place that words every refusal."""
     try:
         value = _DECODER.decode(text)
     except (msgspec.DecodeError, RecursionError, UnicodeEncodeError) as exc:
@@ -174,7 +294,7 @@ def parse_frame(text: str, protocol: str) -> Frame:
 
 def encode_call(message_id: str, action: str, payload: dict[str, Any]) -> str:
     """The compact text of a CALL."""
-    return _ENCODER.encode(Call(message_id, action, payload)).decode()
+    return _ENCODER.encode((2, message_id, action, payload)).decode()
 
 
 def encode_result(message_id: str, payload: dict[str, Any]) -> str:

@@ -173,7 +173,8 @@ def _protocol_of(line: Line) -> str | None:
             frame = parse_frame(line.text, protocol)
             if not isinstance(frame, Call):
                 return None
-            validate_request(protocol, frame.action, frame.payload)
+            if frame.request is None:  # decoded into its type already when it is valid
+                validate_request(protocol, frame.action, frame.payload)
         except FrameError:
             continue
         valid.append(protocol)

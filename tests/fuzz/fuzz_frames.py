@@ -35,9 +35,10 @@ with atheris.instrument_imports(include=["chargeledger.core.frames", "chargeledg
     from chargeledger.core.errors import FrameError, error_code
     from chargeledger.core.frames import (
         Call,
-        CallError,
+        CallErrorFrame,
         CallResult,
         Frame,
+        _parse_builtins,
         encode_call,
         encode_error,
         encode_result,
@@ -153,7 +154,7 @@ def reencoded(frame: Frame) -> str:
         return encode_call(frame.message_id, frame.action, frame.payload)
     if isinstance(frame, CallResult):
         return encode_result(frame.message_id, frame.payload)
-    assert isinstance(frame, CallError)
+    assert isinstance(frame, CallErrorFrame)
     return encode_error(frame.message_id, frame.code, frame.description, frame.details)
 
 
@@ -255,6 +256,30 @@ def frame_text(data: bytes) -> tuple[str, str] | None:
     return protocol, mutated_text(protocol, data[1:])
 
 
+def _answer(frame_of: Any, protocol: str, text: str) -> tuple[Any, ...]:
+    try:
+        frame = frame_of(text, protocol)
+    except FrameError as exc:
+        return ("malformed", exc.message_id, exc.code, exc.description)
+    if not isinstance(frame, Call):
+        return ("frame", frame)
+    try:
+        request = validate_request(protocol, frame.action, frame.payload, message_id="fz")
+    except FrameError as exc:
+        return ("invalid", frame, exc.code, exc.description)
+    return ("call", frame, request, frame.request in (None, request))
+
+
+def check_one_pass(protocol: str, text: str) -> None:
+    """``parse_frame``'s one decode pass answers as the way by builtins it replaced does
+    (``_parse_builtins``, then ``validate_request``): the same frame error, or the same frame,
+    payload error or request, and a request decoded in one pass equal to the converted one."""
+    one_pass = _answer(parse_frame, protocol, text)
+    builtins = _answer(lambda text, _protocol: _parse_builtins(text), protocol, text)
+    if one_pass != builtins or one_pass[-1] is False:
+        raise AssertionError(f"one pass {one_pass!r}, by builtins {builtins!r}")
+
+
 def test_one_input(data: bytes) -> None:
     OUTCOMES["inputs"] += 1
     if OUTCOMES["inputs"] % REPORT_EVERY == 0:  # libFuzzer ends the process without atexit
@@ -263,6 +288,7 @@ def test_one_input(data: bytes) -> None:
     if made is None:
         return
     protocol, text = made
+    check_one_pass(protocol, text)
     try:
         frame = parse_frame(text, protocol)
     except FrameError as exc:
@@ -271,7 +297,7 @@ def test_one_input(data: bytes) -> None:
         return
     OUTCOMES[f"frame {type(frame).__name__}"] += 1
     again = parse_frame(reencoded(frame), protocol)
-    if again != frame and not (isinstance(frame, CallError) and len(frame.description) > 255):
+    if again != frame and not (isinstance(frame, CallErrorFrame) and len(frame.description) > 255):
         raise AssertionError(f"{frame!r} parsed back as {again!r}")
     if isinstance(frame, Call):
         check_payload(protocol, frame.action, frame.payload, frame.message_id)
