@@ -687,12 +687,14 @@ class Session:
             if call.done:  # the caller gave up while it was queued
                 continue
             text = call.text
+            # In flight from its commit on: a session that ends meanwhile (the station left,
+            # the server stops) tells its caller, who would otherwise wait forever.
+            self.in_flight = call
             try:
                 await self._log(self._frame("out", text))
             except StoreUnavailable as exc:
                 call.resolve(None, exc)  # nothing was sent; the session ends with 1011
                 raise
-            self.in_flight = call
             try:
                 await self.ws.send_message(text)
             except ConnectionClosed:
