@@ -546,13 +546,16 @@ async def _rejected(csms: CentralSystem) -> list[HandshakeRejected]:
 
 @asynccontextmanager
 async def one_held(server: Served) -> AsyncIterator[trio.SocketStream]:
-    """A connection that says nothing (its handshake in flight), held until the block ends."""
+    """A connection that says nothing (its handshake in flight), held until the block ends
+    (and then until the server has let it go)."""
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
     async with stream:
         await eventually(
             lambda: server.csms.gateway.statistics().connections == 1, what="one connection held"
         )
         yield stream
+    gateway = server.csms.gateway
+    await eventually(lambda: gateway.statistics().connections == 0, what="the connection gone")
 
 
 async def test_a_per_address_limit_of_one_refuses_the_second_connection(tmp_path: Path) -> None:
