@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import resource
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+import trustme
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -44,7 +46,7 @@ from chargeledger.core.gateway import (
     connection_limit,
 )
 from chargeledger.core.server import run_server
-from chargeledger.core.settings import Settings
+from chargeledger.core.settings import Settings, TlsSettings
 from chargeledger.core.store import open_store
 from tests.polling import eventually
 from tests.test_ordering import BOOT, HEARTBEAT, STEP, RawStation, booted, frame, gate, recorded
@@ -608,3 +610,68 @@ async def test_refusals_are_answered_when_the_store_cannot_record_them(tmp_path:
                 assert status == 503
         # Still serving.
         assert (await (await booted(csms, "AFTER")).call(HEARTBEAT))[0] == 3
+
+
+# -- TLS: refused before its handshake, a failed handshake recorded ----------------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[TlsSettings, trustme.CA]:
+    """``wss://`` on a port of its own, client certificates checked against an operator CA."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    settings = TlsSettings(
+        cert_file=str(tmp_path / "server.pem"),
+        key_file=str(tmp_path / "server.key"),
+        ca_file=str(tmp_path / "ca.pem"),
+        port=0,
+    )
+    return settings, ca
+
+
+async def tls_handshake(port: int, context: ssl.SSLContext) -> trio.SSLStream[Any]:
+    stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=context)
+    with trio.fail_after(STEP):
+        await stream.do_handshake()
+    return stream
+
+
+async def test_a_tls_connection_beyond_a_limit_is_closed_before_its_handshake(
+    tmp_path: Path, tls: tuple[TlsSettings, trustme.CA]
+) -> None:
+    settings, ca = tls
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with served(tmp_path, tls=settings, max_connections=1, handshake_timeout=30) as server:
+        tls_port = server.csms.gateway.tls_port
+        assert tls_port is not None
+        async with one_held(server):
+            with pytest.raises(trio.BrokenResourceError):  # no TLS work spent on it
+                await tls_handshake(tls_port, context)
+        assert server.csms.gateway.statistics().refused == {"max_connections": 1}
+        # Below the limit, the handshake is made.
+        await (await tls_handshake(tls_port, context)).aclose()
+
+
+async def test_a_failed_tls_handshake_is_recorded_once_with_its_cause(
+    tmp_path: Path, tls: tuple[TlsSettings, trustme.CA]
+) -> None:
+    settings, ca = tls
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    rogue = trustme.CA()  # a client certificate the operator CA never issued
+    rogue.issue_cert("CP-3", common_name="CP-3").configure_cert(context)
+    async with served(tmp_path, tls=settings) as server:
+        tls_port = server.csms.gateway.tls_port
+        assert tls_port is not None
+        with pytest.raises(trio.BrokenResourceError):
+            stream = await tls_handshake(tls_port, context)
+            await stream.receive_some()  # TLS 1.3: the server's verdict comes after
+        [refused] = await eventually(lambda: _rejected(server.csms), what="the recorded refusal")
+        statistics = server.csms.gateway.statistics()
+    assert (refused.status, refused.cause) == (0, "tls_handshake_failed")  # no HTTP status
+    assert "certificate" in refused.reason.lower(), refused.reason  # the SSL error, not ""
+    assert statistics.handshakes_abandoned == statistics.handshakes_timed_out == 0
