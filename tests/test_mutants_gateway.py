@@ -213,10 +213,14 @@ async def leave(station: RawStation, reason: str = "bye") -> None:
     assert answer.code == 1000
 
 
-async def handshake_answer(port: int, target: str = "/ocpp/CP1") -> tuple[int, dict[str, str]]:
-    """Open ``target`` with a whole upgrade request: the HTTP status (101 when accepted, 0
-    when the connection was closed without an answer) and the response's headers."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def handshake_answer(
+    port: int, target: str = "/ocpp/CP1", stream: trio.abc.Stream | None = None
+) -> tuple[int, dict[str, str]]:
+    """Open ``target`` with a whole upgrade request (on ``stream`` when given, a new
+    connection to ``port`` otherwise): the HTTP status (101 when accepted, 0 when the
+    connection was closed without an answer) and the response's headers."""
+    if stream is None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
     ws = WSConnection(ConnectionType.CLIENT)
     status, headers = 0, {}
     async with stream:
@@ -568,6 +572,20 @@ async def test_a_per_address_limit_of_one_refuses_the_second_connection(tmp_path
         assert server.csms.gateway.statistics().refused == {"max_connections_per_address": 1}
 
 
+async def test_a_connection_closed_frees_one_place_of_its_address(tmp_path: Path) -> None:
+    async with served(tmp_path, max_connections_per_address=2, handshake_timeout=30) as server:
+        gateway = server.csms.gateway
+        first = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with await trio.open_tcp_stream("127.0.0.1", server.port):
+            await eventually(lambda: gateway.statistics().connections == 2, what="two held")
+            await first.aclose()
+            await eventually(lambda: gateway.statistics().connections == 1, what="one left")
+            async with await trio.open_tcp_stream("127.0.0.1", server.port):
+                await eventually(lambda: gateway.statistics().connections == 2, what="two again")
+                status, _ = await handshake_answer(server.port)
+        assert status == 503, "two from this address are still held"
+
+
 async def test_every_refusal_is_answered_however_many_came_before(tmp_path: Path) -> None:
     """``MAX_REFUSALS`` (64) bounds the refusals answered *at once*; one after the other,
     the 65th and later are answered too."""
@@ -652,8 +670,9 @@ async def test_a_tls_connection_beyond_a_limit_is_closed_before_its_handshake(
             with pytest.raises(trio.BrokenResourceError):  # no TLS work spent on it
                 await tls_handshake(tls_port, context)
         assert server.csms.gateway.statistics().refused == {"max_connections": 1}
-        # Below the limit, the handshake is made.
-        await (await tls_handshake(tls_port, context)).aclose()
+        # Below the limit, the TLS handshake is made and the upgrade answered.
+        secure = await tls_handshake(tls_port, context)
+        assert (await handshake_answer(tls_port, stream=secure))[0] == 101
 
 
 async def test_a_failed_tls_handshake_is_recorded_once_with_its_cause(
