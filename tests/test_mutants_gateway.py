@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import resource
+import socket
 import ssl
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -530,6 +532,23 @@ async def test_the_remote_address_and_port_are_recorded(tmp_path: Path) -> None:
     assert opened.remote == f"127.0.0.1:{port}"
     [refused] = rejections(log)
     assert refused.remote.startswith("127.0.0.1:") and refused.remote != "127.0.0.1:"
+
+
+async def test_a_peer_reset_before_its_connection_is_accepted_harms_nothing(
+    tmp_path: Path,
+) -> None:
+    """A peer that connects and resets before the server accepts: its address cannot be read
+    any more (``ENOTCONN``); the connection is let go, the server goes on."""
+    async with served(tmp_path) as server:
+        # Blocking calls, no checkpoint: the server accepts only once the reset is done.
+        peer = socket.create_connection(("127.0.0.1", server.port))
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        gateway = server.csms.gateway
+        await eventually(
+            lambda: gateway.statistics().handshakes_abandoned == 1, what="the reset let go"
+        )
+        assert (await (await booted(server.csms, "NEXT")).call(HEARTBEAT))[0] == 3
 
 
 async def test_a_request_wsproto_refuses_is_recorded_with_wsproto_s_reason(tmp_path: Path) -> None:
