@@ -617,6 +617,24 @@ async def test_every_refusal_is_answered_however_many_came_before(tmp_path: Path
             assert status == 503
 
 
+async def test_at_most_64_refusals_are_answered_at_once(tmp_path: Path) -> None:
+    """``MAX_REFUSALS``: 65 silent peers refused together; each answer waits half a second
+    for the peer's request, and while 64 wait, the 65th is closed without an answer."""
+    async with (
+        served(tmp_path, max_connections=1, handshake_timeout=30) as server,
+        one_held(server),
+    ):
+        assert (await handshake_answer(server.port))[0] == 503  # one before: counted back
+        # Blocking connects, no checkpoint: the server accepts the 65 in one burst.
+        peers = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(65)]
+        answers = []
+        for peer in peers:
+            async with trio.SocketStream(trio.socket.from_stdlib_socket(peer)) as stream:
+                with trio.fail_after(STEP):
+                    answers.append((await stream.receive_some(12))[:12])
+    assert sorted(answers) == [b""] + [b"HTTP/1.1 503"] * 64
+
+
 async def test_a_silent_refused_peer_is_answered_after_half_a_second(tmp_path: Path) -> None:
     """A refused connection may take ``REFUSAL_READ_TIMEOUT`` (0.5 s) to send its request;
     one that sends nothing is answered 503 then (its path recorded empty)."""
