@@ -29,6 +29,7 @@ from wsproto.events import (
     RejectConnection,
     RejectData,
     Request,
+    TextMessage,
 )
 
 from chargeledger.core.api import CentralSystem
@@ -345,6 +346,24 @@ async def test_a_malformed_frame_is_answered_recorded_as_such_and_the_session_go
         log = [e for e in await recorded(server.csms) if isinstance(e, FrameLogged)]
     [inbound] = [e for e in log if e.direction == "in" and e.text == malformed]
     assert inbound.note == "malformed"
+
+
+async def test_a_message_in_fragments_is_whole_even_when_we_send_between_them(
+    tmp_path: Path,
+) -> None:
+    """The station's text decoder (the one that keeps bytes that are not UTF-8) is put in
+    place once, at the upgrade: our CALL sent between two fragments of the station's message
+    must not reset it (the second fragment would then be a protocol error, 1002)."""
+    async with served(tmp_path) as server:
+        station = await booted(server.csms, "PIECES")
+        half = len(HEARTBEAT) // 2
+        await station._send(TextMessage(data=HEARTBEAT[:half], message_finished=False))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.csms.gateway.call, "PIECES", "ClearCache", {})
+            ours = json.loads(await station.receive())  # sent while the message is half in
+            await station._send(TextMessage(data=HEARTBEAT[half:], message_finished=True))
+            assert json.loads(await station.receive())[:2] == [3, "hb"]
+            await station.send(json.dumps([3, ours[1], {"status": "Accepted"}]))
 
 
 async def test_a_station_gone_before_its_answer_is_sent_closed_the_session_itself(
