@@ -60,6 +60,8 @@ bench: setup
 # is written, so a same-size mutant in the same second never runs a stale .pyc). One session
 # per module, each against the tests that exercise it (tests/mutation/<module>.toml).
 # `make mutation MUTATION_MODULES=frames` runs one. Reports: build/mutation/<module>.txt.
+# MUTATION_ONLY=1 runs only the known survivors of a module that lists them
+# (tests/mutation/<module>-survivors.txt, kept by tests/mutation/keep.py).
 MUTATION_MODULES ?= frames decide writer gateway transactions
 MUTATION_DIR := $(CURDIR)/build/mutation
 MUTATION_ENV := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(MUTATION_DIR) PYTHONDONTWRITEBYTECODE=1
@@ -75,6 +77,8 @@ mutation: setup
 	  $(MUTATION_ENV) $(BIN)/cosmic-ray baseline tests/mutation/$$m.toml; \
 	  $(BIN)/cosmic-ray init tests/mutation/$$m.toml $$session; \
 	  $(BIN)/cr-filter-operators $$session tests/mutation/$$m.toml; \
+	  if [ -n "$(MUTATION_ONLY)" ] && [ -f tests/mutation/$$m-survivors.txt ]; then \
+	    $(BIN)/python tests/mutation/keep.py $$session tests/mutation/$$m-survivors.txt; fi; \
 	  $(MUTATION_ENV) nice -n 15 $(BIN)/cosmic-ray exec tests/mutation/$$m.toml $$session; \
 	  $(BIN)/cr-report --show-diff --surviving-only $$session > $(MUTATION_DIR)/$$m.txt; \
 	  tail -n 3 $(MUTATION_DIR)/$$m.txt; \

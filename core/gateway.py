@@ -720,8 +720,9 @@ class Session:
             if call.done:  # the caller gave up while it was queued
                 continue
             text = call.text
-            # In flight from here: a session that ends while the frame is being recorded
-            # resolves it (``_finish``), and a drain sees it outstanding.
+            # In flight from here: a session that ends while the frame is being recorded (the
+            # station left, the server stops) resolves it (``_finish``) and tells its caller,
+            # who would otherwise wait forever; a drain sees it outstanding.
             self.in_flight = call
             try:
                 await self._log(self._frame("out", text))
