@@ -24,13 +24,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from chargeledger.core.tariff import Tariff, parse_instant
 from chargeledger.projections.cost import Cost, Reading, StateChange, Usage, cost
-from chargeledger.projections.exchanges import Exchange, as_dict, as_int, as_list, as_str, is_v16
+from chargeledger.projections.exchanges import (
+    Exchange,
+    Kind,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    is_v16,
+)
 from chargeledger.projections.tariffs import TariffsProjection
 from chargeledger.projections.tokens import Tokens
 from chargeledger.projections.transactions import (
@@ -118,6 +126,18 @@ def _key(transaction: TransactionState) -> _Key:
 
 class MeteringProjection:
     """Per transaction, its :class:`Metered`; :meth:`usage` and :meth:`cost` read them."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            "StatusNotification",
+            "StartTransaction",
+            "MeterValues",
+            "StopTransaction",
+            "TransactionEvent",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._metered: dict[_Key, Metered] = {}

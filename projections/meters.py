@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -25,6 +25,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_dict,
     as_int,
     as_list,
@@ -184,6 +185,10 @@ def _newer(reading: MeterReading, held: MeterReading | None) -> bool:
 
 class MetersProjection(ExchangeFold):
     """Station meters folded from the log (see ``docs/projections.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({"MeterValues", "TransactionEvent"})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

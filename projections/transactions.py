@@ -7,7 +7,7 @@ import math
 from bisect import bisect_left
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
@@ -16,6 +16,7 @@ from chargeledger.projections.billing import is_billable
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_bool,
     as_dict,
     as_int,
@@ -240,6 +241,18 @@ class TransactionsProjection(ExchangeFold):
     ``anomalies`` holds the anomalies that belong to no known transaction of the station that
     caused them; the others are on their transaction.
     """
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            "GetTransactionStatus",
+            "TransactionEvent",
+            "StartTransaction",
+            "StopTransaction",
+            "MeterValues",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()
