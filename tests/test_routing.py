@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from chargeledger.core.events import (
     CommandRequested,
+    Direction,
     FrameLogged,
     LocalListDefined,
     LocalListPushRequested,
@@ -100,6 +101,10 @@ def _arguments(host: PluginHost, recorded: Recorded, views: Views) -> dict[str, 
     }
 
 
+def _commands(results: Any) -> list[Any]:
+    return [command for commands in results for command in commands or []]
+
+
 def check_routing(records: list[Recorded]) -> None:
     """Fold ``records`` routed and unrouted, and react to each routed and unrouted."""
     routed, everything = Views(), Views(routed=False)
@@ -109,11 +114,11 @@ def check_routing(records: list[Recorded]) -> None:
         routed.apply(recorded)
         everything.apply(recorded)
         arguments = _arguments(host, recorded, routed)
-        asked = hook._hookexec(hook.name, host.reactors(routed.last_kind), arguments, False)
-        every = hook._hookexec(hook.name, hook.get_hookimpls(), arguments, False)
-        assert [c for cs in asked for c in cs or []] == [c for cs in every for c in cs or []], (
-            recorded
+        asked = _commands(
+            hook._hookexec(hook.name, host.reactors(routed.last_kind), arguments, False)
         )
+        every = _commands(hook._hookexec(hook.name, hook.get_hookimpls(), arguments, False))
+        assert asked == every, recorded
         # What the dispatcher does next (the host notes the site allocations decided).
         assert host.react(recorded, routed) == host.react(recorded, everything)
     assert state_of(routed) == state_of(everything)
@@ -156,7 +161,7 @@ def _extra(log: test_projections.Log, which: int, station: str) -> None:
         )
     elif station in log.current:
         session = log.current[station]
-        calls = [
+        calls: list[tuple[Direction, str, dict[str, Any]]] = [
             ("out", "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {}}),
             ("out", "ReserveNow", {"connectorId": 1, "reservationId": 3, "idTag": "A"}),
             ("in", "NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": {}}),
@@ -294,6 +299,8 @@ def test_a_scripted_log_reacts_through_the_routes() -> None:
         views.apply(recorded)
         hook = host.manager.hook.chargeledger_react
         for impl in host.reactors(views.last_kind):
-            if hook._hookexec(hook.name, [impl], _arguments(host, recorded, views), False)[0]:
+            if _commands(
+                hook._hookexec(hook.name, [impl], _arguments(host, recorded, views), False)
+            ):
                 acted.add(impl.plugin_name)
     assert acted >= {"local_list", "provisioning", "reservations"}
