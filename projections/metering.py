@@ -35,16 +35,16 @@ from chargeledger.projections.exchanges import (
     Kind,
     as_dict,
     as_int,
-    as_list,
     as_str,
     is_v16,
 )
+from chargeledger.projections.meters import read_meter_values
 from chargeledger.projections.tariffs import TariffsProjection
 from chargeledger.projections.tokens import Tokens
 from chargeledger.projections.transactions import (
     TransactionsProjection,
     TransactionState,
-    energy_register_wh,
+    register_wh,
 )
 
 __all__ = [
@@ -86,8 +86,8 @@ def instant(text: Any, fallback: float) -> datetime:
 def readings_of(meter_values: Any, fallback: datetime) -> list[Reading]:
     """The energy register readings of a ``meterValue`` list, each at its ``timestamp``."""
     found = []
-    for meter_value in as_list(meter_values):
-        wh = energy_register_wh([meter_value])
+    for meter_value, samples in read_meter_values(meter_values):
+        wh = register_wh(samples)
         if wh is not None:
             at = as_dict(meter_value).get("timestamp")
             moment = fallback if type(at) is not str else instant(at, fallback.timestamp())

@@ -28,7 +28,6 @@ from chargeledger.projections.exchanges import (
     Kind,
     as_dict,
     as_int,
-    as_list,
     as_str,
     is_v16,
 )
@@ -42,6 +41,7 @@ __all__ = [
     "SampledValue",
     "StationMeters",
     "meters_json",
+    "read_meter_values",
     "sampled_values",
 ]
 
@@ -116,6 +116,31 @@ def sampled_values(meter_value: Any) -> Iterator[SampledValue]:
             context=as_str(sample.get("context")),
             format=format,
         )
+
+
+MeterValueRead = tuple[Any, tuple[SampledValue, ...]]
+"""One ``meterValue`` as sent and its samples (:func:`sampled_values`)."""
+
+_last_read: tuple[Any, list[MeterValueRead]] = (None, [])
+"""The ``meterValue`` list read last (kept, so its identity is not reused) and its reading."""
+
+
+def read_meter_values(meter_values: Any) -> list[MeterValueRead]:
+    """Each ``meterValue`` of a list (none for anything else) with its samples.
+
+    Read once per list: the transactions, meters and metering folds of one frame are given
+    the same payload, and the second and third ask for the reading of the same list object
+    (payloads are never changed once decoded). Never raises."""
+    global _last_read
+    last, read = _last_read
+    if meter_values is last:
+        return read
+    read = [
+        (meter_value, tuple(sampled_values(meter_value)))
+        for meter_value in (meter_values if type(meter_values) is list else ())
+    ]
+    _last_read = (meter_values, read)
+    return read
 
 
 class MeterReading(msgspec.Struct, frozen=True, kw_only=True):
@@ -220,9 +245,9 @@ class MetersProjection(ExchangeFold):
             connector_id = self._evse(exchange.station, transaction_id, request)
         if connector_id is None:
             return  # no place to put it: a TransactionEvent of a transaction never placed
-        for meter_value in as_list(request.get("meterValue")):
+        for meter_value, samples in read_meter_values(request.get("meterValue")):
             timestamp = as_str(as_dict(meter_value).get("timestamp"))
-            for sample in sampled_values(meter_value):
+            for sample in samples:
                 if sample.value is not None:  # signed data stays verbatim in the frame log
                     self._read(
                         exchange, connector_id, transaction_id, timestamp, sample.value, sample
