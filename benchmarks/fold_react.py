@@ -2,7 +2,7 @@
 
     python benchmarks/fold_react.py                        # 200,000 frames of generated traffic
     python benchmarks/fold_react.py --store sqlite:///x.db # the events of a recorded log
-    python benchmarks/fold_react.py --callgrind            # one pass, for valgrind's counts
+    python benchmarks/fold_react.py --callgrind --repeat 2 # untimed, under valgrind
 
 What ``CommitDispatcher.on_commit`` does per event (``Views.apply``, then ``PluginHost.react``
 with the default plugins and settings), in this process, over an in-memory log: the traffic
@@ -14,10 +14,12 @@ machine runs as much as wall-clock figures do. The script uses only what every v
 ChargeLedger has (``Views``, ``PluginHost.react``), so it runs against an older tree's
 install too: compare two trees by running it with each tree's Python.
 
-``--callgrind`` runs one repetition without timing; run it under ``valgrind
---tool=callgrind --callgrind-out-file=OUT python benchmarks/fold_react.py --callgrind`` and
-compare the instruction counts (``callgrind_annotate OUT | head``) of the two trees; the
-log is built outside ``--toggle-collect`` when that is given as ``--toggle-collect=fold_all``.
+``--callgrind`` runs ``--repeat`` repetitions untimed (fold and react), for instruction
+counts that other processes do not disturb: run it under valgrind with ``--repeat 0`` and
+with ``--repeat 2``, and divide the difference of the two totals by twice the events::
+
+    valgrind --tool=callgrind --callgrind-out-file=cg.%p python benchmarks/fold_react.py \
+        --store sqlite:///x.db --callgrind --repeat 2
 """
 
 from __future__ import annotations
@@ -73,13 +75,15 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--store", help="fold this store's events instead of generated ones")
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--callgrind", action="store_true", help="one untimed repetition")
+    parser.add_argument("--callgrind", action="store_true", help="untimed repetitions only")
     args = parser.parse_args()
     records = stored(args.store) if args.store else generated(args.frames)
     host = PluginHost(Settings())
     gc.freeze()  # the log is long-lived, as the server's committed state is
     if args.callgrind:
-        fold_all(records, host, react=True)
+        for _ in range(args.repeat):
+            fold_all(records, host, react=True)
+        print(f"{len(records):,} events, {args.repeat} repetitions")
         return 0
     results: dict[str, list[float]] = {"fold": [], "fold + react": []}
     for _ in range(args.repeat):
