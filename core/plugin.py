@@ -6,8 +6,9 @@ This module holds the types those hooks take and return, defined here or re-expo
 module that owns them:
 
 * the markers: :data:`hookimpl` (pluggy's, ``tryfirst`` / ``trylast`` / ``specname`` as
-  usual) and :func:`answers`, which declares the actions an answer implementation handles so
-  the host routes only those CALLs to it;
+  usual), :func:`answers`, which declares the actions an answer implementation handles so
+  the host routes only those CALLs to it, and :func:`reacts_to`, which declares the events a
+  react implementation reacts to so the host calls it for those only;
 * what a hook is given: :class:`InboundCall`, :class:`CertificateRequest` and the
   :data:`CertificateSigner` that signs one, the Plug & Charge values (:class:`OcspQuery`,
   :class:`HttpRequest`, :class:`HttpResponse`, :class:`OcspVerdict`,
@@ -91,6 +92,7 @@ from chargeledger.projections.composite import CAP_PURPOSES
 from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
+    Kind,
     as_bool,
     as_dict,
     as_int,
@@ -148,6 +150,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "InboundCall",
+    "Kind",
     "OcspAnswered",
     "OcspQuery",
     "OcspRequested",
@@ -198,6 +201,8 @@ __all__ = [
     "is_v16",
     "next_change",
     "plugin_options",
+    "reacted_kinds",
+    "reacts_to",
     "read_chain",
     "reservation_timer",
     "rfc3339",
@@ -377,6 +382,46 @@ def answered_actions(function: Callable[..., Any]) -> frozenset[str] | None:
     """The actions ``function`` was declared to answer with :func:`answers`; ``None`` when it
     declared none (it is asked about every CALL)."""
     declared: frozenset[str] | None = getattr(function, _ANSWERS, None)
+    return declared
+
+
+_REACTS_TO = "chargeledger_reacts_to"
+"""The attribute :func:`reacts_to` sets on an implementation."""
+
+
+def reacts_to(*kinds: Kind) -> Callable[[_Function], _Function]:
+    """Declare what a ``chargeledger_react`` implementation reacts to.
+
+    Each kind is an event type (``TokenRegistered``, ``TimerFired``, ...: every event of that
+    type; ``FrameLogged``: every frame) or an OCPP action: a frame of that action, the CALL
+    itself and the CALLRESULT or CALLERROR that answers it (the ``exchange`` the hook is
+    given). The host calls the implementation for those events only, so declare everything
+    the hook acts on, or it silently misses it; an implementation without the declaration is
+    called for every event. Stack it with ``@hookimpl`` in either order::
+
+        @hookimpl
+        @reacts_to(TokenRegistered, "BootNotification")
+        def chargeledger_react(recorded, exchange, views): ...
+
+    Raises ``ValueError`` when no kind is given, and ``TypeError`` for a kind that is neither
+    an action (``str``) nor a type."""
+    if not kinds:
+        raise ValueError("reacts_to() needs at least one event type or action")
+    for kind in kinds:
+        if not isinstance(kind, str | type):
+            raise TypeError(f"reacts_to(): {kind!r} is neither an action nor an event type")
+
+    def declare(function: _Function) -> _Function:
+        setattr(function, _REACTS_TO, frozenset(kinds))
+        return function
+
+    return declare
+
+
+def reacted_kinds(function: Callable[..., Any]) -> frozenset[Kind] | None:
+    """What ``function`` was declared to react to with :func:`reacts_to`; ``None`` when it
+    declared nothing (it is called for every event)."""
+    declared: frozenset[Kind] | None = getattr(function, _REACTS_TO, None)
     return declared
 
 

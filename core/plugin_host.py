@@ -36,7 +36,9 @@ from chargeledger.core.plugin import (
     TimerFired,
     Views,
     answered_actions,
+    reacted_kinds,
 )
+from chargeledger.projections.exchanges import Kind, routed_to
 
 __all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "PluginHost", "discover"]
 
@@ -84,10 +86,13 @@ class PluginHost:
 
     CALLs are routed by action: an implementation of ``chargeledger_answer_call`` that
     declares the actions it answers (:func:`~chargeledger.core.plugin.answers`) is asked
-    about those only; one without the declaration about every CALL. The implementations
-    asked run through pluggy's own call loop, in pluggy's order, so ``firstresult``,
-    ``tryfirst`` / ``trylast`` and wrappers behave as without routing. Routes are computed
-    once per action: register plugins through the constructor only.
+    about those only; one without the declaration about every CALL. Committed events are
+    routed by kind the same way: an implementation of ``chargeledger_react`` that declares
+    what it reacts to (:func:`~chargeledger.core.plugin.reacts_to`) is called for those
+    events only; one without the declaration for every event. The implementations asked run
+    through pluggy's own call loop, in pluggy's order, so ``firstresult``, ``tryfirst`` /
+    ``trylast`` and wrappers behave as without routing. Routes are computed once per action
+    or kind: register plugins through the constructor only.
 
     Raises ``ValueError`` when ``settings.disabled_plugins`` names a plugin that does not exist
     (a typo there would silently leave a block enabled).
@@ -105,6 +110,7 @@ class PluginHost:
             if name not in settings.disabled_plugins:
                 self.manager.register(plugin, name=name)
         self._routes: dict[str, list[pluggy.HookImpl]] = {}
+        self._reactors: dict[Kind, list[pluggy.HookImpl]] = {}
 
     @property
     def enabled(self) -> list[str]:
@@ -152,16 +158,47 @@ class PluginHost:
         )
         return cast("list[Command] | None", result)
 
+    def reactors(self, kind: Kind | None) -> list[pluggy.HookImpl]:
+        """The ``chargeledger_react`` implementations called for an event of ``kind``
+        (:func:`~chargeledger.projections.exchanges.kind_of`), in pluggy's order; every one
+        for ``None`` (a kind not known)."""
+        hook = self.manager.hook.chargeledger_react
+        if kind is None:
+            return list(hook.get_hookimpls())
+        route = self._reactors.get(kind)
+        if route is None:
+            route = self._reactors[kind] = [
+                impl
+                for impl in hook.get_hookimpls()
+                if routed_to(reacted_kinds(impl.function), kind)
+            ]
+        return route
+
     def react(self, recorded: Recorded, views: Views) -> list[Command]:
-        """All plugins' commands in reaction to ``recorded``, already folded into ``views``;
-        the exchange it completed is ``views.last_exchange``. Exceptions propagate."""
-        results: Iterable[list[Command]] = self.manager.hook.chargeledger_react(
-            recorded=recorded,
-            exchange=views.last_exchange,
-            views=views,
-            settings=self.settings,
-            sign=self.sign_certificate,
-            propose=lambda needs: self.propose_charging_schedule(needs, views),
+        """The commands of the plugins that react to ``recorded``'s kind (all of them when
+        ``recorded`` is not the event folded last), already folded into ``views``; the
+        exchange it completed is ``views.last_exchange``. Exceptions propagate."""
+        kind = views.last_kind if views.position == recorded.position else None
+        impls = self.reactors(kind)
+        if not impls:
+            return []
+        hook = self.manager.hook.chargeledger_react
+        # pluggy's call loop over the routed implementations, as answer_call does.
+        results = cast(
+            "list[list[Command]]",
+            hook._hookexec(
+                hook.name,
+                impls,
+                {
+                    "recorded": recorded,
+                    "exchange": views.last_exchange,
+                    "views": views,
+                    "settings": self.settings,
+                    "sign": self.sign_certificate,
+                    "propose": lambda needs: self.propose_charging_schedule(needs, views),
+                },
+                False,
+            ),
         )
         found = [command for commands in results for command in (commands or [])]
         # The site allocations decided are in flight from now on, for the next decision to

@@ -59,6 +59,7 @@ from chargeledger.core.plugin import (
     hookimpl,
     is_v16,
     plugin_options,
+    reacts_to,
     rfc3339,
 )
 
@@ -261,6 +262,7 @@ def chargeledger_answer_call(call: InboundCall, views: Views, settings: Settings
 
 
 @hookimpl
+@reacts_to(TokenRegistered)
 def chargeledger_react(
     recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:

@@ -48,6 +48,7 @@ from chargeledger.core.plugin import (
     csr_problem,
     hookimpl,
     is_v16,
+    reacts_to,
 )
 
 __all__ = [
@@ -82,6 +83,7 @@ def chargeledger_answer_call(call: InboundCall) -> list[Command]:
 
 
 @hookimpl
+@reacts_to("SignCertificate")
 def chargeledger_react(exchange: Exchange | None, sign: CertificateSigner) -> list[Command]:
     if (
         exchange is None

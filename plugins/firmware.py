@@ -31,6 +31,7 @@ from chargeledger.core.plugin import (
     Views,
     answers,
     hookimpl,
+    reacts_to,
     rfc3339,
 )
 from chargeledger.core.usecases_firmware import UpdateFirmwareArgs, update_firmware
@@ -55,6 +56,7 @@ def chargeledger_answer_call() -> list[Command]:
 
 
 @hookimpl
+@reacts_to(CampaignCreated, CampaignResumed, TimerFired)
 def chargeledger_react(recorded: Recorded, views: Views) -> list[Command]:
     """The first rollout step of a new campaign, the next one of a resumed campaign; the
     updates and the next step at each step."""

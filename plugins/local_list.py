@@ -44,6 +44,7 @@ from chargeledger.core.plugin import (
     as_dict,
     hookimpl,
     plugin_options,
+    reacts_to,
 )
 from chargeledger.core.usecases import (
     get_local_list_version,
@@ -94,6 +95,13 @@ def next_update(
 
 
 @hookimpl
+@reacts_to(
+    LocalListPushRequested,
+    *REGISTRY_EVENTS,
+    "BootNotification",
+    "GetLocalListVersion",
+    "SendLocalList",
+)
 def chargeledger_react(
     recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:

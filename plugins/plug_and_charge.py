@@ -80,6 +80,7 @@ from chargeledger.core.plugin import (
     hookimpl,
     is_v16,
     plugin_options,
+    reacts_to,
     read_chain,
 )
 from chargeledger.plugins import certificates
@@ -384,6 +385,7 @@ def _certificate_state(
 
 
 @hookimpl
+@reacts_to("DataTransfer")
 def chargeledger_react(exchange: Exchange | None, sign: CertificateSigner) -> list[Command]:
     inner = unwrap(exchange)
     if inner is None or inner.origin != "in" or inner.action != "SignCertificate":

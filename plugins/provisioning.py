@@ -31,6 +31,7 @@ from chargeledger.core.plugin import (
     answers,
     hookimpl,
     plugin_options,
+    reacts_to,
     rfc3339,
 )
 from chargeledger.core.usecases import configure, configured_value, trigger_message
@@ -125,6 +126,7 @@ def answer_heartbeat(call: InboundCall) -> list[Command]:
 
 
 @hookimpl
+@reacts_to("BootNotification", "ChangeConfiguration", "SetVariables")
 def chargeledger_react(
     exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:

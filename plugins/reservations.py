@@ -22,6 +22,7 @@ from chargeledger.core.plugin import (
     Views,
     answers,
     hookimpl,
+    reacts_to,
     reservation_timer,
 )
 
@@ -35,6 +36,7 @@ def chargeledger_answer_call() -> list[Command]:
 
 
 @hookimpl
+@reacts_to("ReserveNow")
 def chargeledger_react(recorded: Recorded, views: Views) -> list[Command]:
     """A timer due at the expiry of the reservation whose ReserveNow is ``recorded`` (none
     when its expiry cannot be read: it is left to the station)."""

@@ -50,6 +50,7 @@ from chargeledger.core.plugin import (
     hookimpl,
     next_change,
     plugin_options,
+    reacts_to,
     site_profile_id,
 )
 from chargeledger.core.usecases_smart_charging import ProfilePeriod, charging_profile
@@ -156,6 +157,16 @@ def decide(
 
 
 @hookimpl
+@reacts_to(
+    SiteDefined,
+    SiteDeleted,
+    SessionOpened,
+    SessionClosed,
+    CallTimedOut,
+    TimerFired,
+    "SetChargingProfile",
+    *_TRIGGERS,
+)
 def chargeledger_react(
     recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:

@@ -40,6 +40,7 @@ from chargeledger.core.plugin import (
     ev_schedule_within,
     hookimpl,
     plugin_options,
+    reacts_to,
 )
 from chargeledger.core.usecases_smart_charging import ProfilePeriod, charging_profile
 
@@ -110,6 +111,7 @@ def chargeledger_propose_charging_schedule(
 
 
 @hookimpl
+@reacts_to("NotifyEVChargingNeeds")
 def chargeledger_react(
     recorded: Recorded, views: Views, settings: Settings, propose: Any
 ) -> list[Command]:

@@ -52,6 +52,7 @@ from chargeledger.core.plugin import (
     hookimpl,
     is_v16,
     plugin_options,
+    reacts_to,
     rfc3339,
 )
 from chargeledger.core.usecases_display import clear_display_message, set_display_message
@@ -266,6 +267,18 @@ def _final_cost(views: Views, transaction: TransactionState) -> list[Command]:
 
 
 @hookimpl
+@reacts_to(
+    TariffDefined,
+    TariffRemoved,
+    TariffAssigned,
+    TariffUnassigned,
+    TimerFired,
+    "BootNotification",
+    "TransactionEvent",
+    "StartTransaction",
+    "MeterValues",
+    "StopTransaction",
+)
 def chargeledger_react(
     recorded: Recorded, exchange: Exchange | None, views: Views, settings: Settings
 ) -> list[Command]:

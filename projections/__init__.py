@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from chargeledger.core.events import Recorded
@@ -25,7 +25,13 @@ from chargeledger.projections.display_messages import (
     StationDisplay,
     display_messages_json,
 )
-from chargeledger.projections.exchanges import Correlator, Exchange, result_only
+from chargeledger.projections.exchanges import (
+    Correlator,
+    Exchange,
+    Kind,
+    result_only,
+    routed_to,
+)
 from chargeledger.projections.firmware import FirmwareProjection
 from chargeledger.projections.local_lists import LocalListsProjection
 from chargeledger.projections.logs import LogsProjection
@@ -135,8 +141,17 @@ __all__ = [
 ]
 
 
+_Fold = Callable[[Recorded, Exchange | None, Exchange | None], None]
+"""A projection's fold as ``Views`` calls it: the event, the exchange it completed, and that
+exchange when a CALLRESULT closed it (else ``None``)."""
+
+
 class Views:
     """Every projection, folded together from one pass over the log.
+
+    Each event is folded only into the projections it concerns: those whose ``CONCERNS``
+    name its kind (:func:`~chargeledger.projections.exchanges.routed_to`), through a table
+    of the folds per kind built on first sight of each kind, in a fixed order.
 
     Feed each committed event once, in position order: folding is not idempotent (an event
     folded twice is an exchange seen twice, which shows as an anomaly, never as state
@@ -144,7 +159,9 @@ class Views:
     a replay.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, routed: bool = True) -> None:
+        """``routed=False`` folds every event into every projection (what the test of the
+        projections' ``CONCERNS`` compares the routed fold with)."""
         self.stations = StationsProjection()
         self.transactions = TransactionsProjection()
         self.registry = RegistryProjection()
@@ -172,36 +189,70 @@ class Views:
         self.last_exchange: Exchange | None = None
         """The CALL and answer (CALLRESULT or CALLERROR) the event folded last completed, if
         it completed one: what the plugin host hands each react hook as its ``exchange``."""
+        self.last_kind: Kind | None = None
+        """The kind of the event folded last (:func:`~.exchanges.kind_of`): its OCPP action
+        for a frame with one, else its type. The plugin host routes it to the react hooks
+        declared for it."""
         self._correlator = Correlator()
+        self._routed = routed
+        # Each fold with what it reads, in the order they run: a later fold may read an
+        # earlier one (metering reads transactions, tokens and tariffs).
+        self._folds: list[tuple[frozenset[Kind], _Fold]] = [
+            (self.stations.CONCERNS, lambda r, e, a: self.stations.fold(r, a)),
+            (self.transactions.CONCERNS, lambda r, e, a: self.transactions.fold(r, a)),
+            (self.registry.CONCERNS, lambda r, e, a: self.registry.apply(r, e)),
+            (self.device_model.CONCERNS, lambda r, e, a: self.device_model.fold(r, a)),
+            (self.problems.CONCERNS, lambda r, e, a: self.problems.fold(r, a)),
+            (self.certificates.CONCERNS, lambda r, e, a: self.certificates.fold(r, a)),
+            (self.security_events.CONCERNS, lambda r, e, a: self.security_events.fold(r, a)),
+            (self.timers.CONCERNS, lambda r, e, a: self.timers.apply(r)),
+            (self.reservations.CONCERNS, lambda r, e, a: self.reservations.fold(r, e)),
+            (self.tokens.CONCERNS, lambda r, e, a: self.tokens.apply(r)),
+            (self.local_lists.CONCERNS, lambda r, e, a: self.local_lists.fold(r, e)),
+            (self.display_messages.CONCERNS, lambda r, e, a: self.display_messages.fold(r, a)),
+            (self.meters.CONCERNS, lambda r, e, a: self.meters.fold(r, a)),
+            (self.logs.CONCERNS, lambda r, e, a: self.logs.fold(r, a)),
+            (self.monitors.CONCERNS, lambda r, e, a: self.monitors.fold(r, a)),
+            (
+                self.customer_information.CONCERNS,
+                lambda r, e, a: self.customer_information.fold(r, a),
+            ),
+            (self.tariffs.CONCERNS, lambda r, e, a: self.tariffs.apply(r)),
+            (
+                self.metering.CONCERNS,
+                lambda r, e, a: self.metering.fold(a, self.transactions, self.tokens, self.tariffs),
+            ),
+            (self.charging_profiles.CONCERNS, lambda r, e, a: self.charging_profiles.fold(r, a)),
+            # a CALLERROR answers an allocation too
+            (self.sites.CONCERNS, lambda r, e, a: self.sites.fold(r, e)),
+            (self.plug_and_charge.CONCERNS, lambda r, e, a: self.plug_and_charge.fold(r, a)),
+            (self.firmware.CONCERNS, lambda r, e, a: self.firmware.fold(r, e)),
+        ]
+        self._routes: dict[Kind, tuple[_Fold, ...]] = {}
+        """The folds of each kind of event seen so far, in the order above."""
 
     def apply(self, recorded: Recorded) -> None:
-        """Fold the next committed event into every projection."""
-        exchange = self._correlator.feed(recorded)
+        """Fold the next committed event into every projection it concerns (each
+        projection's ``CONCERNS``)."""
+        correlator = self._correlator
+        exchange = correlator.feed(recorded)
         answered = result_only(exchange)
-        self.stations.fold(recorded, answered)
-        self.transactions.fold(recorded, answered)
-        self.registry.apply(recorded, exchange)
-        self.device_model.fold(recorded, answered)
-        self.problems.fold(recorded, answered)
-        self.certificates.fold(recorded, answered)
-        self.security_events.fold(recorded, answered)
-        self.timers.apply(recorded)
-        self.reservations.fold(recorded, exchange)
-        self.tokens.apply(recorded)
-        self.local_lists.fold(recorded, exchange)
-        self.display_messages.fold(recorded, answered)
-        self.meters.fold(recorded, answered)
-        self.logs.fold(recorded, answered)
-        self.monitors.fold(recorded, answered)
-        self.customer_information.fold(recorded, answered)
-        self.tariffs.apply(recorded)
-        self.metering.fold(answered, self.transactions, self.tokens, self.tariffs)
-        self.charging_profiles.fold(recorded, answered)
-        self.sites.fold(recorded, exchange)  # a CALLERROR answers an allocation too
-        self.plug_and_charge.fold(recorded, answered)
-        self.firmware.fold(recorded, exchange)
+        action = correlator.action
+        kind = type(recorded.event) if action is None else action
+        folds = self._routes.get(kind)
+        if folds is None:
+            folds = self._route(kind)
+        for fold in folds:
+            fold(recorded, exchange, answered)
         self.position = recorded.position
         self.last_exchange = exchange
+        self.last_kind = kind
+
+    def _route(self, kind: Kind) -> tuple[_Fold, ...]:
+        folds = self._routes[kind] = tuple(
+            fold for concerns, fold in self._folds if not self._routed or routed_to(concerns, kind)
+        )
+        return folds
 
     @classmethod
     def replay(cls, records: Iterable[Recorded]) -> Views:

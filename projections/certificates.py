@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from cryptography import x509
@@ -36,6 +36,7 @@ from chargeledger.projections.exchanges import (
     ErrorAnswer,
     Exchange,
     ExchangeFold,
+    Kind,
     as_dict,
     as_list,
     as_str,
@@ -323,6 +324,19 @@ class CertificatesProjection(ExchangeFold):
     * ``GetInstalledCertificateIds``: the station's list replaces what we held for the types
       asked (every type when the 2.0.1 request named none); ``NotFound`` empties them.
     """
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            "SignCertificate",
+            "CertificateSigned",
+            "InstallCertificate",
+            "DeleteCertificate",
+            "GetInstalledCertificateIds",
+            "DataTransfer",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

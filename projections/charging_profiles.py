@@ -34,7 +34,7 @@ applies something other than we installed), as is an EV schedule above our limit
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
@@ -56,7 +56,15 @@ from chargeledger.projections.composite import (
     periods_json,
     profile_json,
 )
-from chargeledger.projections.exchanges import Exchange, as_dict, as_int, as_list, as_str, is_v16
+from chargeledger.projections.exchanges import (
+    Exchange,
+    Kind,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    is_v16,
+)
 from chargeledger.projections.reservations import parse_time
 
 __all__ = [
@@ -150,6 +158,10 @@ _Key = tuple[str, int]
 
 class ChargingProfilesProjection:
     """Every charging profile by station, the transactions they follow, reports, limits."""
+
+    CONCERNS: ClassVar[frozenset[Kind]]
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._profiles: dict[_Key, ChargingProfile] = {}
@@ -668,6 +680,7 @@ _HANDLERS: dict[tuple[str, str], Any] = {
     ("in", "StopTransaction"): ChargingProfilesProjection._stop_16,
     ("in", "TransactionEvent"): ChargingProfilesProjection._transaction_event,
 }
+ChargingProfilesProjection.CONCERNS = frozenset(action for _, action in _HANDLERS)
 
 
 def _time(at: float | None) -> str | None:

@@ -10,7 +10,7 @@ flags) recorded before our CALL.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -19,6 +19,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_bool,
     as_dict,
     as_int,
@@ -143,6 +144,12 @@ def _who_asked_in(event: CommandRequested) -> tuple[Any, ...] | None:
 
 class CustomerInformationProjection(ExchangeFold):
     """Customer information folded from the log (see ``docs/device-management.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {CommandRequested, ACTION, "NotifyCustomerInformation"}
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from bisect import insort
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -14,6 +14,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_bool,
     as_dict,
     as_int,
@@ -334,6 +335,10 @@ _CSMS_CALLS = {
 
 class DeviceModelProjection(ExchangeFold):
     """2.0.1 device models folded from the log (see ``docs/projections.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({*_STATION_CALLS, *_CSMS_CALLS})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -25,7 +25,7 @@ projection has no clock, so whether it is shown *now* is for the reader to compa
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -34,6 +34,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_dict,
     as_int,
     as_list,
@@ -151,6 +152,18 @@ def message_info(message: dict[str, Any]) -> dict[str, Any]:
 
 class DisplayMessagesProjection(ExchangeFold):
     """What each 2.0.1 station displays, folded from the log (see the module docstring)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            "SetDisplayMessage",
+            "ClearDisplayMessage",
+            "GetDisplayMessages",
+            "NotifyDisplayMessages",
+            "TransactionEvent",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -29,6 +29,7 @@ __all__ = [
     "ErrorAnswer",
     "Exchange",
     "ExchangeFold",
+    "Kind",
     "as_bool",
     "as_dict",
     "as_int",
@@ -37,8 +38,10 @@ __all__ = [
     "as_text",
     "decode_frame",
     "is_v16",
+    "kind_of",
     "result_only",
     "route",
+    "routed_to",
 ]
 
 MAX_PENDING_PER_SESSION = 64
@@ -107,6 +110,25 @@ def decode_frame(text: str) -> list[Any] | None:
     if type(frame) is list and len(frame) >= 3 and type(frame[0]) is int and type(frame[1]) is str:
         return frame
     return None
+
+
+Kind = type | str
+"""What an event is, for routing it only to the folds and react hooks it concerns: an OCPP
+action (a frame carrying a CALL of that action, or the CALLRESULT or CALLERROR answering one)
+or an event type (any other event; ``FrameLogged`` for a frame without a known action: one
+that is not OCPP-J, or an answer to no remembered CALL)."""
+
+
+def kind_of(event: object, action: str | None) -> Kind:
+    """The kind of ``event``, given the action the :class:`Correlator` found in it."""
+    return type(event) if action is None else action
+
+
+def routed_to(kinds: frozenset[Kind] | None, kind: Kind) -> bool:
+    """Whether a fold or react hook that declared ``kinds`` is given an event of ``kind``:
+    everything when it declared nothing (``None``), else an event of a type it names, a
+    frame of an action it names, and every frame when it names ``FrameLogged``."""
+    return kinds is None or kind in kinds or (type(kind) is str and FrameLogged in kinds)
 
 
 class _PendingCall(msgspec.Struct, frozen=True):
@@ -191,11 +213,16 @@ class Correlator:
     def __init__(self) -> None:
         self._sessions: dict[str, _Session] = {}
         self._by_station: dict[str, list[str]] = {}
+        self.action: str | None = None
+        """The OCPP action of the event fed last: a CALL's own, or that of the CALL a
+        CALLRESULT or CALLERROR answered; ``None`` for any other event or frame (see
+        :func:`kind_of`)."""
 
     def feed(self, recorded: Recorded) -> Exchange | None:
         """Take the next event of the log; the completed exchange when it is a CALLRESULT or
         CALLERROR answering a remembered CALL."""
         event = recorded.event
+        self.action = None
         if isinstance(event, FrameLogged):
             return self._frame(recorded.position, event)
         if isinstance(event, SessionOpened):
@@ -236,6 +263,7 @@ class Correlator:
         session = self._session(event.station, event.session)
         if kind == _CALL:
             if len(frame) >= 4 and type(frame[2]) is str:
+                self.action = frame[2]
                 calls = session.pending[event.direction]
                 calls.pop(message_id, None)  # a re-used id makes this the newest CALL
                 calls[message_id] = _PendingCall(frame[2], frame[3], position)
@@ -247,6 +275,7 @@ class Correlator:
         call = session.pending[answered].pop(message_id, None)
         if call is None:
             return None
+        self.action = call.action
         error = None
         if kind == _CALLERROR:
             error = ErrorAnswer(

@@ -29,7 +29,7 @@ makes a running campaign ``paused`` (nothing is decided; the stations updating g
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -46,6 +46,7 @@ from chargeledger.core.events import (
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
+    Kind,
     as_dict,
     as_int,
     as_list,
@@ -268,6 +269,10 @@ class CampaignState(msgspec.Struct, kw_only=True):
 
 class FirmwareProjection:
     """Every station's firmware, the campaigns, and the firmware anomalies."""
+
+    CONCERNS: ClassVar[frozenset[Kind]]
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._stations: dict[str, StationFirmware] = {}
@@ -627,6 +632,18 @@ _HANDLERS: dict[tuple[str, str], Any] = {
     ("in", "PublishFirmwareStatusNotification"): FirmwareProjection._publish_status,
     ("out", "UnpublishFirmware"): FirmwareProjection._unpublished,
 }
+FirmwareProjection.CONCERNS = frozenset(
+    {
+        CommandRequested,
+        TimerFired,
+        CampaignCreated,
+        CampaignCancelled,
+        CampaignPaused,
+        CampaignResumed,
+        *_REQUESTS,
+        *(action for _, action in _HANDLERS),
+    }
+)
 
 
 def _time(at: float | None) -> str | None:

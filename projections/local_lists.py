@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from operator import attrgetter
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import msgspec
 
@@ -34,6 +34,7 @@ from chargeledger.core.events import (
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
+    Kind,
     as_dict,
     as_int,
     as_list,
@@ -337,6 +338,20 @@ class StationListState(msgspec.Struct, kw_only=True):
 
 class LocalListsProjection:
     """List definitions and per-station sync state, folded from the log."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            LocalListDefined,
+            LocalListDeleted,
+            LocalListPushRequested,
+            CallTimedOut,
+            SessionClosed,
+            "SendLocalList",
+            "GetLocalListVersion",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._definitions: dict[str, ListDefinition] = {}

@@ -11,7 +11,7 @@ uploaded, the answer to a TriggerMessage) is the station's ``idle`` status.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -20,6 +20,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_dict,
     as_int,
     as_str,
@@ -234,6 +235,10 @@ _CSMS_CALLS = {"GetLog": _get_log, "GetDiagnostics": _get_diagnostics}
 
 class LogsProjection(ExchangeFold):
     """Diagnostics and log uploads folded from the log (see ``docs/device-management.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({*_STATION_CALLS, *_CSMS_CALLS})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -24,19 +24,27 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from chargeledger.core.tariff import Tariff, parse_instant
 from chargeledger.projections.cost import Cost, Reading, StateChange, Usage, cost
-from chargeledger.projections.exchanges import Exchange, as_dict, as_int, as_list, as_str, is_v16
+from chargeledger.projections.exchanges import (
+    Exchange,
+    Kind,
+    as_dict,
+    as_int,
+    as_str,
+    is_v16,
+)
+from chargeledger.projections.meters import read_meter_values
 from chargeledger.projections.tariffs import TariffsProjection
 from chargeledger.projections.tokens import Tokens
 from chargeledger.projections.transactions import (
     TransactionsProjection,
     TransactionState,
-    energy_register_wh,
+    register_wh,
 )
 
 __all__ = [
@@ -78,8 +86,8 @@ def instant(text: Any, fallback: float) -> datetime:
 def readings_of(meter_values: Any, fallback: datetime) -> list[Reading]:
     """The energy register readings of a ``meterValue`` list, each at its ``timestamp``."""
     found = []
-    for meter_value in as_list(meter_values):
-        wh = energy_register_wh([meter_value])
+    for meter_value, samples in read_meter_values(meter_values):
+        wh = register_wh(samples)
         if wh is not None:
             at = as_dict(meter_value).get("timestamp")
             moment = fallback if type(at) is not str else instant(at, fallback.timestamp())
@@ -118,6 +126,18 @@ def _key(transaction: TransactionState) -> _Key:
 
 class MeteringProjection:
     """Per transaction, its :class:`Metered`; :meth:`usage` and :meth:`cost` read them."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            "StatusNotification",
+            "StartTransaction",
+            "MeterValues",
+            "StopTransaction",
+            "TransactionEvent",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._metered: dict[_Key, Metered] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -25,9 +25,9 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_dict,
     as_int,
-    as_list,
     as_str,
     is_v16,
 )
@@ -41,6 +41,7 @@ __all__ = [
     "SampledValue",
     "StationMeters",
     "meters_json",
+    "read_meter_values",
     "sampled_values",
 ]
 
@@ -117,6 +118,31 @@ def sampled_values(meter_value: Any) -> Iterator[SampledValue]:
         )
 
 
+MeterValueRead = tuple[Any, tuple[SampledValue, ...]]
+"""One ``meterValue`` as sent and its samples (:func:`sampled_values`)."""
+
+_last_read: tuple[Any, list[MeterValueRead]] = (None, [])
+"""The ``meterValue`` list read last (kept, so its identity is not reused) and its reading."""
+
+
+def read_meter_values(meter_values: Any) -> list[MeterValueRead]:
+    """Each ``meterValue`` of a list (none for anything else) with its samples.
+
+    Read once per list: the transactions, meters and metering folds of one frame are given
+    the same payload, and the second and third ask for the reading of the same list object
+    (payloads are never changed once decoded). Never raises."""
+    global _last_read
+    last, read = _last_read
+    if meter_values is last:
+        return read
+    read = [
+        (meter_value, tuple(sampled_values(meter_value)))
+        for meter_value in (meter_values if type(meter_values) is list else ())
+    ]
+    _last_read = (meter_values, read)
+    return read
+
+
 class MeterReading(msgspec.Struct, frozen=True, kw_only=True):
     """The latest reading of one measurand, phase and location of one connector's meter."""
 
@@ -185,6 +211,10 @@ def _newer(reading: MeterReading, held: MeterReading | None) -> bool:
 class MetersProjection(ExchangeFold):
     """Station meters folded from the log (see ``docs/projections.md``)."""
 
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({"MeterValues", "TransactionEvent"})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
+
     def __init__(self) -> None:
         super().__init__()
         self._stations: dict[str, StationMeters] = {}
@@ -215,9 +245,9 @@ class MetersProjection(ExchangeFold):
             connector_id = self._evse(exchange.station, transaction_id, request)
         if connector_id is None:
             return  # no place to put it: a TransactionEvent of a transaction never placed
-        for meter_value in as_list(request.get("meterValue")):
+        for meter_value, samples in read_meter_values(request.get("meterValue")):
             timestamp = as_str(as_dict(meter_value).get("timestamp"))
-            for sample in sampled_values(meter_value):
+            for sample in samples:
                 if sample.value is not None:  # signed data stays verbatim in the frame log
                     self._read(
                         exchange, connector_id, transaction_id, timestamp, sample.value, sample

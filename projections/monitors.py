@@ -10,7 +10,7 @@ NotifyEvent events each monitor fired (``eventData.variableMonitoringId``).
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -20,6 +20,7 @@ from chargeledger.projections.device_model import VariableRef
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_bool,
     as_dict,
     as_int,
@@ -328,6 +329,10 @@ _CSMS_CALLS = {
 
 class MonitorsProjection(ExchangeFold):
     """2.0.1 variable monitors folded from the log (see ``docs/device-management.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({*_STATION_CALLS, *_CSMS_CALLS})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -27,6 +27,7 @@ from chargeledger.projections.certificates import (
 )
 from chargeledger.projections.exchanges import (
     Exchange,
+    Kind,
     as_dict,
     as_list,
     as_str,
@@ -174,6 +175,19 @@ class PlugAndChargeProjection:
     """Plug & Charge folded from ``OcspAnswered`` and ``ContractCertificateAnswered`` events
     and the exchanges closed by a CALLRESULT, of 2.0.1 stations and 1.6 ones (their
     DataTransfer unwrapped)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            OcspAnswered,
+            ContractCertificateAnswered,
+            "DataTransfer",
+            "GetCertificateStatus",
+            "Authorize",
+            "Get15118EVCertificate",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._stations: dict[str, StationPlugAndCharge] = {}

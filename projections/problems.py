@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -13,6 +13,7 @@ from chargeledger.projections.device_model import VariableRef
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_bool,
     as_dict,
     as_int,
@@ -100,6 +101,10 @@ def _fault_ref(evse_id: int, connector_id: int) -> VariableRef:
 
 class ProblemsProjection(ExchangeFold):
     """Problems folded from the log (see ``docs/projections.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({"NotifyEvent", "StatusNotification"})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -3,7 +3,7 @@ whether they are enabled, and their password hashes (what the gateway's handshak
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -15,7 +15,7 @@ from chargeledger.core.events import (
     StationPasswordSet,
     StationRegistered,
 )
-from chargeledger.projections.exchanges import Exchange
+from chargeledger.projections.exchanges import Exchange, Kind
 
 __all__ = [
     "PASSWORD_USE_CASE",
@@ -94,6 +94,20 @@ class RegistryProjection:
     A later registration replaces the earlier one but keeps the password; a deregistration
     forgets both, and changes nothing for a station that is not registered. Events about a
     station that is not registered change nothing. Every other event is ignored."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            StationRegistered,
+            StationDeregistered,
+            StationPasswordSet,
+            CommandRequested,
+            SessionOpened,
+            "ChangeConfiguration",
+            "SetVariables",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._registered: dict[str, Registration] = {}

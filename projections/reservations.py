@@ -25,7 +25,7 @@ reserved for another token (``reserved_by_other``). Nothing here raises on a mal
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
@@ -33,6 +33,7 @@ from chargeledger.core.events import FrameLogged, Recorded, TimerFired
 from chargeledger.core.times import rfc3339
 from chargeledger.projections.exchanges import (
     Exchange,
+    Kind,
     as_dict,
     as_int,
     as_str,
@@ -126,6 +127,10 @@ class ReservationAnomaly(msgspec.Struct, frozen=True, kw_only=True):
 
 class ReservationsProjection:
     """Every reservation, by station and id, and the anomalies of the starts."""
+
+    CONCERNS: ClassVar[frozenset[Kind]]
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._reservations: dict[tuple[str, int], ReservationState] = {}
@@ -334,6 +339,7 @@ _HANDLERS: dict[tuple[str, str], Any] = {
     ("in", "StartTransaction"): ReservationsProjection._start_16,
     ("in", "TransactionEvent"): ReservationsProjection._transaction_event,
 }
+ReservationsProjection.CONCERNS = frozenset({TimerFired, *(action for _, action in _HANDLERS)})
 
 
 def _time(at: float | None) -> str | None:

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from chargeledger.core.events import Recorded
 from chargeledger.core.times import rfc3339
-from chargeledger.projections.exchanges import Exchange, ExchangeFold, as_str
+from chargeledger.projections.exchanges import Exchange, ExchangeFold, Kind, as_str
 
 __all__ = [
     "CRITICAL_SECURITY_EVENTS",
@@ -81,6 +81,10 @@ class StationSecurityEvents(msgspec.Struct, kw_only=True):
 class SecurityEventsProjection(ExchangeFold):
     """Security events folded from SecurityEventNotification CALLs we answered with a
     CALLRESULT (see ``docs/projections.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({"SecurityEventNotification"})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

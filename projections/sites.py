@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import msgspec
 
@@ -49,6 +49,7 @@ from chargeledger.core.times import rfc3339
 from chargeledger.projections.composite import TransactionContext, convert
 from chargeledger.projections.exchanges import (
     Exchange,
+    Kind,
     as_dict,
     as_int,
     as_list,
@@ -143,6 +144,20 @@ class Allocation(msgspec.Struct, frozen=True, kw_only=True):
 
 class SitesProjection:
     """Every site, the stations' memberships and the allocations decided."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            SiteDefined,
+            SiteDeleted,
+            CommandRequested,
+            CallTimedOut,
+            SessionOpened,
+            SessionClosed,
+            "SetChargingProfile",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._sites: dict[str, SiteState] = {}
@@ -320,7 +335,7 @@ class SitesProjection:
 
     def _decided(self, position: int, event: FrameLogged) -> None:
         frame = decode_frame(event.text)
-        if frame is None or frame[0] != 2 or len(frame) < 4:
+        if frame is None or frame[0] != 2 or len(frame) < 4 or frame[2] != "SetChargingProfile":
             return
         parsed = _site_allocation(frame[3])
         if parsed is None:

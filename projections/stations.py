@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -13,6 +13,7 @@ from chargeledger.core.events import FrameLogged, Recorded, SessionClosed, Sessi
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_dict,
     as_int,
     as_list,
@@ -280,6 +281,10 @@ _CSMS_CALLS: dict[bool, dict[str, _Handler]] = {
 
 class StationsProjection(ExchangeFold):
     """Station state folded from the log (see ``docs/projections.md``)."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({FrameLogged, SessionOpened, SessionClosed})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import ClassVar
 
 import msgspec
 
@@ -18,6 +19,7 @@ from chargeledger.core.events import (
     TariffUnassigned,
 )
 from chargeledger.core.tariff import Tariff, parse_instant
+from chargeledger.projections.exchanges import Kind
 from chargeledger.projections.sites import SitesProjection
 
 __all__ = [
@@ -70,6 +72,12 @@ class TariffsProjection:
     """Tariffs (the newest definition of each wins; a removal forgets it) and their
     assignments (one per target, group and tariff; unassigning one that is not there
     changes nothing). Every other event is ignored."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {TariffDefined, TariffRemoved, TariffAssigned, TariffUnassigned}
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self, sites: SitesProjection | None = None) -> None:
         self._sites = sites

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from chargeledger.core.events import Recorded, TimerFired, TimerStarted
+from chargeledger.projections.exchanges import Kind
 
 __all__ = ["TimersProjection"]
 
@@ -10,6 +13,10 @@ __all__ = ["TimersProjection"]
 class TimersProjection:
     """Folds ``TimerStarted`` / ``TimerFired``: a timer is pending from its latest start until
     it fires. A ``TimerFired`` without a start (a log cut short) is ignored."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({TimerStarted, TimerFired})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._pending: dict[str, float] = {}

@@ -9,10 +9,12 @@ ID tokens are case insensitive in both OCPP versions (1.6 ``CiString20Type``, 2.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import msgspec
 
 from chargeledger.core.events import Recorded, TokenRegistered, TokenRemoved
+from chargeledger.projections.exchanges import Kind
 
 __all__ = [
     "TOKEN_STATUSES",
@@ -66,6 +68,10 @@ class Tokens:
     """The registry, folded from ``TokenRegistered`` (an add or a full update: the newest
     registration of a token wins) and ``TokenRemoved`` (the token is unknown again; removing
     a token that is not registered changes nothing). Every other event is ignored."""
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset({TokenRegistered, TokenRemoved})
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, str], TokenState] = {}

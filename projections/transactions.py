@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import math
 from bisect import bisect_left
+from collections.abc import Iterable
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
@@ -16,13 +17,19 @@ from chargeledger.projections.billing import is_billable
 from chargeledger.projections.exchanges import (
     Exchange,
     ExchangeFold,
+    Kind,
     as_bool,
     as_dict,
     as_int,
     as_str,
     is_v16,
 )
-from chargeledger.projections.meters import DEFAULT_LOCATION, DEFAULT_MEASURAND, sampled_values
+from chargeledger.projections.meters import (
+    DEFAULT_LOCATION,
+    DEFAULT_MEASURAND,
+    SampledValue,
+    read_meter_values,
+)
 
 __all__ = [
     "ANOMALY_KINDS",
@@ -33,6 +40,7 @@ __all__ = [
     "TransactionsProjection",
     "energy_register_wh",
     "is_sentinel_id",
+    "register_wh",
 ]
 
 AnomalyKind = Literal[
@@ -186,34 +194,41 @@ def energy_register_wh(meter_values: Any) -> float | None:
     ``Energy.Active.Import.Register`` samples (the default measurand) at the outlet (the
     default location) with unit Wh or kWh count; the reading without ``phase`` is used, or the
     sum of the per-phase readings (neutral excluded) when there is none. The samples are read
-    by :func:`~chargeledger.projections.meters.sampled_values` (the unit is 1.6 ``unit`` or
+    by :func:`~chargeledger.projections.meters.read_meter_values` (the unit is 1.6 ``unit`` or
     2.0.1 ``unitOfMeasure.unit`` times ``10 ** unitOfMeasure.multiplier``). Unparsable
     values, 1.6 signed data (its value is an opaque blob; a 2.0.1 value is always the
     reading, with the signature beside it) and other units are skipped.
     """
     reading = None
-    for meter_value in meter_values if type(meter_values) is list else ():
-        total = None
-        phases: dict[str, float] = {}
-        for sample in sampled_values(meter_value):
-            if (
-                sample.measurand != DEFAULT_MEASURAND
-                or sample.format != "Raw"
-                or sample.location != DEFAULT_LOCATION
-            ):
-                continue
-            wh = _wh(sample.value, sample.unit)
-            if wh is None:
-                continue
-            if sample.phase is None:
-                total = wh
-            elif sample.phase != "N":
-                phases[sample.phase] = wh
-        if total is None and phases:
-            total = sum(phases.values())
+    for _, samples in read_meter_values(meter_values):
+        total = register_wh(samples)
         if total is not None:
             reading = total
     return reading
+
+
+def register_wh(samples: Iterable[SampledValue]) -> float | None:
+    """The energy register reading (Wh) among the samples of one ``meterValue``, as
+    :func:`energy_register_wh` reads it; ``None`` when they hold none."""
+    total = None
+    phases: dict[str, float] = {}
+    for sample in samples:
+        if (
+            sample.measurand != DEFAULT_MEASURAND
+            or sample.format != "Raw"
+            or sample.location != DEFAULT_LOCATION
+        ):
+            continue
+        wh = _wh(sample.value, sample.unit)
+        if wh is None:
+            continue
+        if sample.phase is None:
+            total = wh
+        elif sample.phase != "N":
+            phases[sample.phase] = wh
+    if total is None and phases:
+        total = sum(phases.values())
+    return total
 
 
 def _wh(value: float | None, unit: str | None) -> float | None:
@@ -240,6 +255,18 @@ class TransactionsProjection(ExchangeFold):
     ``anomalies`` holds the anomalies that belong to no known transaction of the station that
     caused them; the others are on their transaction.
     """
+
+    CONCERNS: ClassVar[frozenset[Kind]] = frozenset(
+        {
+            "GetTransactionStatus",
+            "TransactionEvent",
+            "StartTransaction",
+            "StopTransaction",
+            "MeterValues",
+        }
+    )
+    """What the fold reads (:func:`~chargeledger.projections.exchanges.routed_to`): ``Views``
+    folds no other event into it."""
 
     def __init__(self) -> None:
         super().__init__()
