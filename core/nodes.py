@@ -243,6 +243,17 @@ class Nodes:
         )
         return float(rows[0][0]) if rows else None
 
+    def started(self, node: str) -> float | None:
+        """When ``node`` last started (the database's clock), ``None`` when it never sent a
+        heartbeat: a different value later means it restarted meanwhile. Blocking."""
+        rows = self._execute(
+            sql.SQL("SELECT started FROM {}.{} WHERE node = %s").format(
+                sql.Identifier(self.schema), sql.Identifier(_NODES)
+            ),
+            (node,),
+        )
+        return float(rows[0][0]) if rows else None
+
     def _stale_nodes(self) -> list[tuple[str, float, float]]:
         """Other nodes whose heartbeat stopped ``node_timeout`` ago and whose sessions were
         not released since: ``(node, beat, age)``."""
@@ -551,6 +562,9 @@ class Nodes:
         stream = command_stream(routed.request_id)
         interval = self.settings.heartbeat_interval
         taken = False
+        # The holder's start as the command is routed: another value later means it
+        # restarted, and a command it took before will never be answered.
+        incarnation = await trio.to_thread.run_sync(self.started, routed.to)
         deadline = trio.current_time() + 2 * interval
         # The longest a command waits on its holder: behind a full queue of CALLs, each
         # waiting its call_timeout, then a report's parts as long again.
@@ -585,18 +599,30 @@ class Nodes:
                 return gave_up
             if taken:
                 age = await trio.to_thread.run_sync(self.heartbeat_age, routed.to)
+                started = await trio.to_thread.run_sync(self.started, routed.to)
+                why: str | None = None
                 if age is None or age > STALE_BEATS * interval:
-                    raise StationOffline(
-                        station=routed.station,
-                        action=None,
-                        reason=f"node {routed.to!r} stopped before answering",
+                    why = f"node {routed.to!r} stopped before answering"
+                elif started != incarnation:
+                    why = f"node {routed.to!r} restarted before answering"
+                elif trio.current_time() >= give_up:
+                    why = f"node {routed.to!r} did not answer within {longest:g} s"
+                if why is not None:
+                    # Recorded as the command's answer, after the take: a holder answering
+                    # at the same moment conflicts, and its answer is read instead.
+                    offline = _answered(
+                        routed,
+                        self.node,
+                        None,
+                        StationOffline(station=routed.station, action=None, reason=why),
                     )
-                if trio.current_time() >= give_up:
-                    raise StationOffline(
-                        station=routed.station,
-                        action=None,
-                        reason=f"node {routed.to!r} did not answer within {longest:g} s",
-                    )
+                    try:
+                        await self.writer.append(
+                            [(stream, offline)], versions={stream: len(events) + 1}
+                        )
+                    except StreamConflict:
+                        continue  # the holder answered just now
+                    return offline
 
     async def _take(self, request_id: str, serve: Serve) -> None:
         """Serve the routed command ``request_id`` (notified): send it through this node's

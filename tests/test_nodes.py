@@ -28,8 +28,10 @@ import pytest
 import trio
 import websockets
 from ocpp.v16 import call
+from psycopg import sql
 from wsproto.events import CloseConnection
 
+from chargeledger.core import nodes
 from chargeledger.core.api import CentralSystem
 from chargeledger.core.errors import CallError, StationOffline
 from chargeledger.core.events import (
@@ -509,3 +511,45 @@ async def test_a_killed_node_has_its_sessions_released_by_b(
     finally:
         process.kill()
         process.wait()
+
+
+async def test_a_command_whose_holder_restarted_after_taking_it_is_answered_offline_once(
+    postgres_url: str,
+) -> None:
+    """A takes B's command and sends it, then restarts before answering (its heartbeat row
+    shows a new start; a restart within three heartbeats is not a stale heartbeat): B records
+    the command answered ``StationOffline`` after the take, once, and raises it; the answer A
+    would record afterwards conflicts there, so the command has exactly one answer."""
+    async with two_nodes(postgres_url) as (a, b):
+        station = await booted(a, "CP-R")
+        assert a.nodes is not None
+        told: list[str] = []
+
+        async def ask() -> None:
+            with pytest.raises(StationOffline, match="restarted before answering") as raised:
+                await b.call("CP-R", "ClearCache", {})
+            told.append(str(raised.value))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            sent = await station.receive()
+            assert isinstance(sent, str)
+            restarted = sql.SQL("UPDATE {}.{} SET started = started + 1 WHERE node = %s")
+            await trio.to_thread.run_sync(
+                a.nodes._execute,
+                restarted.format(sql.Identifier(a.nodes.schema), sql.Identifier(nodes._NODES)),
+                ("A",),
+            )
+            await eventually(lambda: bool(told), what="B to tell its caller")
+            _, message_id, _, _ = json.loads(sent)
+            await station.send(json.dumps([3, message_id, {"status": "Accepted"}]))
+        log = await trio.to_thread.run_sync(a.store.read, 0, 100_000)
+        (routed,) = [r for r in log if isinstance(r.event, CommandRouted)]
+        events = await stream(a, routed.stream)
+        assert [type(e).__name__ for e in events] == [
+            "CommandRouted",
+            "CommandRequested",
+            "CommandAnswered",
+        ]
+        assert isinstance(events[2], CommandAnswered)
+        assert (events[2].node, events[2].error) == ("B", "StationOffline")
