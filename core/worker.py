@@ -14,6 +14,10 @@ standby), folds on to the position its predecessor saved on yielding, and from t
 to each event as it folds it, with the views as of that event. Killed, it loses nothing:
 the events after the saved position are reacted to again, and what their reactions did
 already is not done twice (see :mod:`chargeledger.core.cluster`).
+
+An :class:`Observer` (``chargeledger worker``'s: the audit,
+:class:`chargeledger.core.audit.report.WorkerAudit`) sees each event of the log once folded,
+from the start, and runs beside the reactions while leading (docs/cluster.md, "Audits").
 """
 
 from __future__ import annotations
