@@ -29,6 +29,7 @@ from chargeledger.core.audit.progress import scan
 from chargeledger.core.audit.report import Published, read_published
 from chargeledger.core.audit.verify import ChainVerifier
 from chargeledger.core.cluster import AuditTable, ClusterDispatcher
+from chargeledger.core.console.audit import published_audit
 from chargeledger.core.console.routes import ROUTES as CONSOLE_ROUTES
 from chargeledger.core.errors import StreamConflict
 from chargeledger.core.events import (
@@ -43,7 +44,7 @@ from chargeledger.core.events import (
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.firmware import CampaignRequest
-from chargeledger.core.follower import LogFollower
+from chargeledger.core.follower import LogFollower, prepare_cluster_tables
 from chargeledger.core.http.keys import new_key
 from chargeledger.core.plugin import hookimpl
 from chargeledger.core.plugin_host import PluginHost
@@ -722,3 +723,27 @@ def test_the_worker_publishes_the_audit_the_console_shows_it(postgres_url: str) 
                 lambda: _published(postgres_url), what="findings published again"
             )
             check(published, position)
+
+
+def test_no_readable_published_findings_leave_the_audit_page_as_it_was(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Without a worker's findings (no table yet, no row, a row this version cannot read) or
+    on SQLite, the console's audit page shows no published findings: it runs the audit as
+    it did without workers."""
+    sqlite = open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    try:
+        assert published_audit(sqlite) is None
+    finally:
+        sqlite.close()
+    store = open_store(postgres_url)
+    table = AuditTable(postgres_url)
+    try:
+        assert published_audit(store) is None  # no table
+        prepare_cluster_tables(postgres_url)
+        assert published_audit(store) is None  # no row
+        table.publish(5, "w", b'{"summary": "of another version"}')
+        assert published_audit(store) is None
+    finally:
+        table.close()
+        store.close()
