@@ -276,9 +276,9 @@ class Auditor:
     def findings(self, *, reached_end: bool = True) -> list[Finding]:
         """Everything found in the events fed so far, without evidence frames (see
         :func:`select`), by trigger position, ``started_offline`` apart (see
-        :meth:`offline_starts`). ``reached_end``: the events fed
-        are the whole log (false when the audit was interrupted: transactions active at the
-        last event fed are then cut off, see :meth:`_unended`)."""
+        :meth:`offline_starts`). ``reached_end``: the events fed are the whole log (false
+        when the audit was interrupted: transactions active at the last event fed are then
+        cut off, see :meth:`_unended`)."""
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
         found += self._security
