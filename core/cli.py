@@ -305,9 +305,11 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     if args.node is None:  # not the node name of the serving processes sharing the config
         settings = msgspec.structs.replace(settings, node=f"{settings.node}-worker")
+    from chargeledger.core.audit.report import WorkerAudit
     from chargeledger.core.worker import run_worker
 
-    return _run_until_signal("worker", partial(run_worker, settings))
+    # its audit: findings kept up to date and published (docs/cluster.md, "Audits")
+    return _run_until_signal("worker", partial(run_worker, settings, observer=WorkerAudit))
 
 
 def _drain(args: argparse.Namespace) -> int:

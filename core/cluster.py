@@ -70,6 +70,7 @@ from chargeledger.projections import Views
 __all__ = [
     "LEADER_INTERVAL",
     "REACTIONS",
+    "AuditTable",
     "ClusterDispatcher",
     "Leadership",
     "PositionTable",
@@ -135,6 +136,44 @@ class PositionTable:
                     self._conn.close()
                 self._conn = None
                 raise StoreUnavailable(f"tracked positions: {exc}") from exc
+
+
+class AuditTable(PositionTable):
+    """The worker's audit findings in ``chargeledger_audit``: one row, the position they are
+    as of, the worker and when, the findings (JSON: see
+    :func:`chargeledger.core.audit.report.published`). Blocking; raises
+    ``StoreUnavailable``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._table = sql.Identifier(postgres_schema(url), "chargeledger_audit")
+
+    def publish(self, position: int, node: str, findings: bytes) -> None:
+        """Replace the findings with ``findings`` (JSON) as of ``position``, in one statement
+        (never by findings as of an earlier position)."""
+        query = sql.SQL(
+            "INSERT INTO {0} (position, node, findings) VALUES (%s, %s, %s::jsonb) "
+            "ON CONFLICT (id) DO UPDATE SET position = excluded.position, "
+            "node = excluded.node, at = now(), findings = excluded.findings "
+            "WHERE {0}.position <= excluded.position"
+        ).format(self._table)
+        text = findings.decode()
+        self._run(lambda conn: conn.execute(query, (position, node, text)))
+
+    def published(self) -> tuple[int, str, float, dict[str, object]] | None:
+        """The findings published: their position, the worker, their age in seconds (by the
+        database's clock) and the JSON; ``None`` when none were (or the table is missing)."""
+        query = sql.SQL(
+            "SELECT position, node, extract(epoch FROM now() - at)::float8, findings FROM {}"
+        ).format(self._table)
+        try:
+            row = self._run(lambda conn: conn.execute(query).fetchone())
+        except StoreUnavailable:
+            return None
+        if row is None:
+            return None
+        position, node, age, findings = cast("tuple[int, str, float, dict[str, object]]", row)
+        return int(position), str(node), float(age), findings
 
 
 class Leadership:
@@ -282,6 +321,8 @@ class ClusterDispatcher(CommitDispatcher):
         self.stations = stations
         self.positions = PositionTable(store.url)
         self.leading = False
+        self.observe: Callable[[Recorded], None] | None = None
+        """Handed each event once the views folded it (the worker's auditor)."""
         self._holders: dict[str, str] = {}
         """Session id -> the node that opened it, for sessions opened since this start."""
         self._commands, self._incoming = trio.open_memory_channel[tuple[Command, int | None, int]](
@@ -307,6 +348,8 @@ class ClusterDispatcher(CommitDispatcher):
             return
         for recorded in batch:
             self.views.apply(recorded)
+            if self.observe is not None:
+                self.observe(recorded)
             stream = recorded.stream
             if stream.startswith(_SESSION):
                 if self.stations and self._holder(recorded) == self.node:

@@ -73,6 +73,7 @@ _PAGE = 1000
 _RETRY = 1.0
 _EVENTS_TABLE = "stored_events"  # eventsourcing's default, which open_store uses
 _POSITIONS_TABLE = "chargeledger_positions"
+_AUDIT_TABLE = "chargeledger_audit"
 
 
 def notify_channel(schema: str) -> str:
@@ -83,8 +84,9 @@ def notify_channel(schema: str) -> str:
 
 def prepare_cluster_tables(url: str) -> None:
     """Create, when missing, what nodes sharing the PostgreSQL store ``url`` need beside the
-    events: the notify trigger and the table of tracked positions (``chargeledger_positions``:
-    the reactions' position, see :mod:`chargeledger.core.cluster`). Idempotent; serialised
+    events: the notify trigger, the table of tracked positions (``chargeledger_positions``:
+    the reactions' position, see :mod:`chargeledger.core.cluster`) and the worker's audit
+    findings (``chargeledger_audit``). Idempotent; serialised
     with the store's own DDL by the per-schema advisory lock. Blocking; raises
     ``StoreUnavailable``."""
     schema = postgres_schema(url)
@@ -114,6 +116,12 @@ def prepare_cluster_tables(url: str) -> None:
             "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL, "
             "node text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
         ).format(sql.Identifier(schema, _POSITIONS_TABLE)),
+        # The worker's audit findings (one row: see chargeledger.core.cluster.AuditTable).
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id boolean PRIMARY KEY DEFAULT true CHECK (id), "
+            "position bigint NOT NULL, node text NOT NULL, at timestamptz NOT NULL DEFAULT now(), "
+            "findings jsonb NOT NULL)"
+        ).format(sql.Identifier(schema, _AUDIT_TABLE)),
     ]
     try:
         with postgres_connection(url) as conn:

@@ -14,17 +14,24 @@ standby), folds on to the position its predecessor saved on yielding, and from t
 to each event as it folds it, with the views as of that event. Killed, it loses nothing:
 the events after the saved position are reacted to again, and what their reactions did
 already is not done twice (see :mod:`chargeledger.core.cluster`).
+
+An :class:`Observer` (``chargeledger worker``'s: the audit,
+:class:`chargeledger.core.audit.report.WorkerAudit`) sees each event of the log once folded,
+from the start, and runs beside the reactions while leading (docs/cluster.md, "Audits").
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
 from chargeledger.core.allocator import TransactionIdAllocator
 from chargeledger.core.api import CentralSystem
 from chargeledger.core.cluster import REACTIONS, ClusterDispatcher, Leadership
+from chargeledger.core.events import Recorded
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.follower import FollowingWriter, LogFollower, prepare_cluster_tables
 from chargeledger.core.gateway import Gateway
@@ -34,19 +41,35 @@ from chargeledger.core.settings import Settings
 from chargeledger.core.store import Store, backend_for, open_store
 from chargeledger.projections import Views
 
-__all__ = ["run_worker"]
+__all__ = ["Observer", "run_worker"]
 
 log = logging.getLogger("chargeledger.worker")
+
+
+class Observer(Protocol):
+    """What watches the worker's fold: each event once its views folded it, from the
+    start of the log (the ``chargeledger worker`` command's audit:
+    :class:`chargeledger.core.audit.report.WorkerAudit`)."""
+
+    def observe(self, recorded: Recorded) -> None:
+        """Take the next event of the log, folded into the views (trio thread, or the
+        thread of the initial fold, before :meth:`run`)."""
+
+    async def run(self) -> None:
+        """Run beside the reactions while leading, until cancelled."""
 
 
 async def run_worker(
     settings: Settings,
     *,
+    observer: Callable[[Views, Store, str], Observer] | None = None,
     task_status: trio.TaskStatus[CentralSystem] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the worker on ``settings.store`` until cancelled; hands ``task_status`` its
     :class:`~chargeledger.core.api.CentralSystem` (no station is ever connected to it) once
     it leads and follows the log.
+
+    ``observer(views, store, node)``, when given, makes what watches its fold (the audit).
 
     Raises ``ValueError`` for a store several nodes cannot share (SQLite, memory: one node
     does everything there), ``StoreUnavailable`` when the store cannot be opened.
@@ -65,6 +88,10 @@ async def run_worker(
         dispatcher = ClusterDispatcher(
             views, plugins, feed, store=store, node=settings.node, stations=False
         )
+        # The audit of everything folded: the views' fold, observed (docs/cluster.md).
+        watcher = None if observer is None else observer(views, store, settings.node)
+        if watcher is not None:
+            dispatcher.observe = watcher.observe
         saved = await trio.to_thread.run_sync(dispatcher.positions.load, REACTIONS)
         await trio.to_thread.run_sync(_fold_to, store, dispatcher, saved)
         leading = trio.Event()
@@ -117,6 +144,8 @@ async def run_worker(
                 async with trio.open_nursery() as inner:
                     await inner.start(nodes.run, csms.serve_routed)
                     inner.start_soon(dispatcher.run, csms)
+                    if watcher is not None:
+                        inner.start_soon(watcher.run)
                     task_status.started(csms)
     finally:
         with trio.CancelScope(shield=True):
@@ -136,3 +165,5 @@ def _fold_to(store: Store, dispatcher: ClusterDispatcher, position: int | None) 
             return
         for recorded in events:
             views.apply(recorded)
+            if dispatcher.observe is not None:
+                dispatcher.observe(recorded)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -21,9 +22,15 @@ from typing import Any
 import httpx
 import pytest
 from ocpp.v16 import call as call16
+from psycopg import sql
 
+from chargeledger.core.audit.findings import Auditor, Finding, select
+from chargeledger.core.audit.progress import scan
+from chargeledger.core.audit.report import Published, read_published
 from chargeledger.core.audit.verify import ChainVerifier
-from chargeledger.core.cluster import ClusterDispatcher
+from chargeledger.core.cluster import AuditTable, ClusterDispatcher
+from chargeledger.core.console.audit import published_audit
+from chargeledger.core.console.routes import ROUTES as CONSOLE_ROUTES
 from chargeledger.core.errors import StreamConflict
 from chargeledger.core.events import (
     CommandRequested,
@@ -37,12 +44,12 @@ from chargeledger.core.events import (
 )
 from chargeledger.core.feed import CommitFeed
 from chargeledger.core.firmware import CampaignRequest
-from chargeledger.core.follower import LogFollower
+from chargeledger.core.follower import LogFollower, prepare_cluster_tables
 from chargeledger.core.http.keys import new_key
 from chargeledger.core.plugin import hookimpl
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.core.settings import ApiKey, Settings
-from chargeledger.core.store import open_store
+from chargeledger.core.store import open_store, postgres_connection, postgres_schema
 from chargeledger.core.times import rfc3339
 from chargeledger.projections import Views
 from chargeledger.projections.firmware import campaign_timer
@@ -607,3 +614,136 @@ def test_a_worker_stops_on_sigterm(postgres_url: str) -> None:
         leads(postgres_url, "worker")
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
+
+
+def _published(store: str) -> tuple[int, str, float, Published] | None:
+    table = AuditTable(store)
+    try:
+        row = table.published()
+    finally:
+        table.close()
+    return None if row is None else (*row[:3], read_published(row[3]))
+
+
+def _full_audit(store: str, position: int) -> list[Finding]:
+    """``chargeledger audit``'s findings over the log up to ``position``."""
+    opened = open_store(store)
+    try:
+        auditor = Auditor()
+        for recorded in scan(opened, "audit", False, stop=position):
+            auditor.feed(recorded)
+        return select(auditor, opened)
+    finally:
+        opened.close()
+
+
+def _shape(findings: list[Finding]) -> list[tuple[Any, ...]]:
+    return [
+        (f.kind, f.severity, f.station, f.transaction_ids, f.positions, f.trigger, f.detail)
+        for f in findings
+    ]
+
+
+def test_the_worker_publishes_the_audit_the_console_shows_it(postgres_url: str) -> None:
+    """The worker audits the log it folds and publishes the findings: those of a full audit
+    over the same log (docs/cluster.md, "Audits"); the node's console shows them, with their
+    position, age and worker; a worker killed with SIGKILL and restarted publishes them
+    again."""
+    from chargeledger.core.http.keys import hash_key
+
+    key = new_key()
+    reader = ApiKey(name="reader", role="read", sha256=hash_key(key))
+    settings = node(postgres_url, "node-a", api_port=0, api_keys=[reader])
+    with running_server(settings, web=CONSOLE_ROUTES) as a:
+        assert a.csms is not None
+
+        async def scenario() -> None:
+            cp, ws, task = await test_e2e_v16.connect(a, "CP-AUD")
+            try:
+                await cp.call(
+                    call16.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                )
+                await cp.call(
+                    call16.StartTransaction(
+                        connector_id=1,
+                        id_tag="TAG",
+                        meter_start=0,
+                        timestamp="2026-11-21T10:00:00Z",
+                    )
+                )
+                # a stop for a transaction nobody started: a finding (a warning)
+                await cp.call(
+                    call16.StopTransaction(
+                        meter_stop=1, timestamp="2026-11-21T11:00:00Z", transaction_id=987654
+                    )
+                )
+            finally:
+                await ws.close()
+                task.cancel()
+
+        asyncio.run(scenario())
+        fragment = f"http://127.0.0.1:{a.csms.api_port}/console/fragment/audit"
+        headers = {"Authorization": f"Bearer {key}"}
+        before = httpx.get(fragment, headers=headers, timeout=10)
+        assert before.status_code == 200 and "by worker" not in before.text  # none published
+
+        def check(published: Published, position: int) -> None:
+            full = _full_audit(postgres_url, position)
+            listed = [f for f in full if f.severity != "info"]
+            assert _shape(published.findings) == _shape(listed)
+            counts = Counter((f.severity, f.kind) for f in full)
+            assert {(s, k): n for s, k, n in published.counts} == counts
+            assert {"stop_for_unknown_transaction", "transaction_never_ended"} <= {
+                f.kind for f in listed
+            }
+            assert published.summary.last_position == position
+
+        with worker(postgres_url) as first:
+            position, by, age, published = wait_for(
+                lambda: _published(postgres_url), what="findings published"
+            )
+            assert by == "worker" and age < 30
+            check(published, position)
+            page = httpx.get(fragment, headers=headers, timeout=10)
+            assert page.status_code == 200
+            assert f"As of position <strong>{position}</strong>" in page.text
+            assert "by worker <code>worker</code>" in page.text
+            assert "stop_for_unknown_transaction" in page.text
+            assert "run=1" in page.text  # the full audit, on this node, a click away
+            first.kill()
+            first.wait(30)
+        with postgres_connection(postgres_url) as conn:
+            conn.execute(
+                sql.SQL("DELETE FROM {}").format(
+                    sql.Identifier(postgres_schema(postgres_url), "chargeledger_audit")
+                )
+            )
+        with worker(postgres_url):
+            position, by, age, published = wait_for(
+                lambda: _published(postgres_url), what="findings published again"
+            )
+            check(published, position)
+
+
+def test_no_readable_published_findings_leave_the_audit_page_as_it_was(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Without a worker's findings (no table yet, no row, a row this version cannot read) or
+    on SQLite, the console's audit page shows no published findings: it runs the audit as
+    it did without workers."""
+    sqlite = open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    try:
+        assert published_audit(sqlite) is None
+    finally:
+        sqlite.close()
+    store = open_store(postgres_url)
+    table = AuditTable(postgres_url)
+    try:
+        assert published_audit(store) is None  # no table
+        prepare_cluster_tables(postgres_url)
+        assert published_audit(store) is None  # no row
+        table.publish(5, "w", b'{"summary": "of another version"}')
+        assert published_audit(store) is None
+    finally:
+        table.close()
+        store.close()

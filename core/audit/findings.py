@@ -32,7 +32,7 @@ from chargeledger.core.store import Store
 from chargeledger.projections import ANOMALY_KINDS, Anomaly, TransactionState, Views
 from chargeledger.projections.billing import billing_doubts
 from chargeledger.projections.charging_profiles import CHARGING_ANOMALY_KINDS
-from chargeledger.projections.exchanges import as_int, is_v16
+from chargeledger.projections.exchanges import Exchange, as_int, is_v16
 from chargeledger.projections.firmware import FIRMWARE_ANOMALY_KINDS
 from chargeledger.projections.security_events import read_security_event
 
@@ -138,15 +138,19 @@ class Finding(msgspec.Struct, kw_only=True):
 class Auditor:
     """Folds the log, one event at a time, into what :meth:`findings` reports."""
 
-    def __init__(self, options: AuditOptions | None = None) -> None:
+    def __init__(self, options: AuditOptions | None = None, views: Views | None = None) -> None:
         self.options = options or AuditOptions()
-        self.views = Views()
+        self.views = Views() if views is None else views
+        """Its fold of the log: its own, or (``views`` given) views someone else folds, each
+        event before handing it to :meth:`observe` (the worker's: docs/cluster.md)."""
         self.events = 0
         # Station CALLs answered by us: CALLRESULT position -> CALL position, both ascending.
         self._results = array("q")
         self._calls = array("q")
         self._opened: dict[str, float] = {}
         """When each session opened."""
+        self._start_opened: dict[int, float] = {}
+        """Per transaction start CALL (position), when the session that delivered it opened."""
         self._security: list[Finding] = []
         """A finding per critical security event, in log order."""
         self._booted: dict[str, int] = {}
@@ -168,6 +172,11 @@ class Auditor:
     def feed(self, recorded: Recorded) -> None:
         """Fold the next event of the log (position order, each once)."""
         self.views.apply(recorded)
+        self.observe(recorded)
+
+    def observe(self, recorded: Recorded) -> None:
+        """Take the next event of the log once :attr:`views` folded it (:meth:`feed` without
+        the fold, for views folded by their owner)."""
         self.events += 1
         self._hold(recorded)
         exchange = self.views.last_exchange
@@ -189,11 +198,37 @@ class Auditor:
                 )
             if exchange.action == "BootNotification":
                 self._booted[exchange.station] = exchange.result_position
+            elif exchange.action in ("StartTransaction", "TransactionEvent"):
+                self._note_start(exchange)
         elif isinstance(recorded.event, SessionOpened):
             self._opened[recorded.event.session] = recorded.event.at
             self._import_ended.discard(recorded.event.station)
         elif isinstance(recorded.event, SessionClosed) and recorded.event.reason == END_OF_IMPORT:
             self._import_ended.add(recorded.event.station)
+
+    def _note_start(self, exchange: Exchange) -> None:
+        """When the session of a start CALL opened, if the exchange started a transaction
+        (for :meth:`offline_starts`, without reading the frame again)."""
+        if exchange.action == "StartTransaction":
+            answer = exchange.response if isinstance(exchange.response, dict) else {}
+            issued = answer.get("transactionId")
+            transaction = self.views.transactions.get(issued) if type(issued) is int else None
+        else:
+            request = exchange.request if isinstance(exchange.request, dict) else {}
+            info = request.get("transactionInfo")
+            key = info.get("transactionId") if isinstance(info, dict) else None
+            transaction = (
+                None
+                if not isinstance(key, str)
+                else self.views.transactions.get(key, exchange.station)
+            )
+        opened = self._opened.get(exchange.session)
+        if (
+            transaction is not None
+            and opened is not None
+            and transaction.positions[:1] == [exchange.call_position]
+        ):
+            self._start_opened[exchange.call_position] = opened
 
     def _hold(self, recorded: Recorded) -> None:
         """``session_held_twice``: a session recording a frame while a session of the same
@@ -240,10 +275,10 @@ class Auditor:
 
     def findings(self, *, reached_end: bool = True) -> list[Finding]:
         """Everything found in the events fed so far, without evidence frames (see
-        :func:`select`), by trigger position. ``started_offline`` needs the frames: it is
-        added by :meth:`offline_starts` once they are fetched. ``reached_end``: the events fed
-        are the whole log (false when the audit was interrupted: transactions active at the
-        last event fed are then cut off, see :meth:`_unended`)."""
+        :func:`select`), by trigger position, ``started_offline`` apart (see
+        :meth:`offline_starts`). ``reached_end``: the events fed are the whole log (false
+        when the audit was interrupted: transactions active at the last event fed are then
+        cut off, see :meth:`_unended`)."""
         transactions = self.views.transactions
         found = [self._anomaly(anomaly, None) for anomaly in transactions.anomalies]
         found += self._security
@@ -288,11 +323,10 @@ class Auditor:
         found.sort(key=lambda finding: (finding.trigger, finding.kind))
         return found
 
-    def offline_starts(self, frames: dict[int, Recorded]) -> list[Finding]:
+    def offline_starts(self) -> list[Finding]:
         """Transactions started while their station was offline: flagged so by the
-        projection (2.0.1 ``offline``), or 1.6 starts whose timestamp precedes the opening
-        of the session that delivered them by more than the grace. ``frames`` holds (at
-        least) the events at each transaction's start positions."""
+        projection (2.0.1 ``offline``), or starts whose timestamp precedes the opening of
+        the session that delivered them by more than the grace."""
         found = []
         for transaction in self.views.transactions.all():
             start = transaction.positions[:2]
@@ -300,12 +334,7 @@ class Auditor:
             if transaction.offline:
                 detail = "the station sent its events flagged offline (queued while offline)"
             else:
-                call = frames.get(start[0]) if start else None
-                opened = (
-                    self._opened.get(call.event.session)
-                    if call is not None and isinstance(call.event, FrameLogged)
-                    else None
-                )
+                opened = self._start_opened.get(start[0]) if start else None
                 started = _instant(transaction.start_timestamp)
                 grace = self.options.offline_grace_seconds
                 if opened is not None and started is not None and started < opened - grace:
@@ -480,14 +509,8 @@ def select(
         for f in auditor.findings(reached_end=reached_end)
         if station is None or f.station == station
     ]
-    starts = [
-        position
-        for transaction in auditor.views.transactions.all()
-        if station is None or transaction.station == station
-        for position in transaction.positions[:2]
-    ]
-    frames = fetch(store, [p for finding in found for p in finding.positions] + starts)
-    found += [f for f in auditor.offline_starts(frames) if station is None or f.station == station]
+    found += [f for f in auditor.offline_starts() if station is None or f.station == station]
+    frames = fetch(store, [p for finding in found for p in finding.positions])
     selected = []
     for finding in found:
         finding.evidence = [frames[p] for p in finding.positions if p in frames]

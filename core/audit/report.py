@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import jinja2
 import msgspec
+import trio
 
-from chargeledger.core.audit.findings import Finding, Severity
+from chargeledger.core.audit.findings import Auditor, Finding, Severity
+from chargeledger.core.cluster import AuditTable
+from chargeledger.core.errors import StoreUnavailable
 from chargeledger.core.events import FrameLogged, Recorded, logged_event
+from chargeledger.core.store import Store
 from chargeledger.core.times import rfc3339
+from chargeledger.projections import Views
 from chargeledger.projections.exchanges import decode_frame
 
-__all__ = ["AuditSummary", "finding_json", "render_html", "write_text"]
+__all__ = [
+    "AUDIT_INTERVAL",
+    "PUBLISHED_LIMIT",
+    "AuditSummary",
+    "Published",
+    "WorkerAudit",
+    "finding_json",
+    "published",
+    "read_published",
+    "render_html",
+    "write_text",
+]
+
+log = logging.getLogger("chargeledger.audit")
 
 _SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
 _FRAME_KINDS = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR"}
@@ -37,6 +57,122 @@ class AuditSummary(msgspec.Struct, frozen=True, kw_only=True):
     max_power_kw: float
     transactions: int
     stations: int
+
+
+PUBLISHED_LIMIT = 1000
+"""Errors and warnings listed in published findings at most (all are counted)."""
+
+
+class _Listed(msgspec.Struct, kw_only=True):
+    """A :class:`Finding` as published: without its evidence."""
+
+    kind: str
+    severity: Severity
+    station: str
+    transaction_ids: list[int | str]
+    positions: list[int]
+    trigger: int
+    detail: str
+    source: Literal["projection", "audit"]
+
+
+class Published(msgspec.Struct, kw_only=True):
+    """Findings as a worker publishes them (``chargeledger_audit``): the summary, every
+    finding counted by severity and kind, the errors and warnings listed (without their
+    evidence frames, read again by who shows them)."""
+
+    summary: AuditSummary
+    counts: list[tuple[Severity, str, int]]
+    listed: list[_Listed]
+    """The errors and warnings, by trigger position (the first :data:`PUBLISHED_LIMIT`)."""
+    truncated: bool = False
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The errors and warnings listed, as findings (their evidence not read)."""
+        return [Finding(**msgspec.structs.asdict(listed)) for listed in self.listed]
+
+
+def published(auditor: Auditor, store: str) -> bytes:
+    """Everything ``auditor`` found in the whole log it was fed (the findings of
+    ``chargeledger audit`` over that log, ``started_offline`` included), as the JSON a worker
+    publishes; ``store`` names the store in the summary."""
+    found = auditor.findings() + auditor.offline_starts()
+    found.sort(key=lambda finding: (finding.trigger, finding.kind))
+    listed = [finding for finding in found if finding.severity != "info"]
+    kinds = Counter((finding.severity, finding.kind) for finding in found)
+    summary = AuditSummary(
+        store=store,
+        events=auditor.events,
+        last_position=auditor.position,
+        max_power_kw=auditor.options.max_power_kw,
+        transactions=len(auditor.views.transactions.all()),
+        stations=len(auditor.views.stations.all()),
+    )
+    return msgspec.json.encode(
+        Published(
+            summary=summary,
+            counts=[(severity, kind, count) for (severity, kind), count in sorted(kinds.items())],
+            listed=[
+                msgspec.convert(finding, _Listed, from_attributes=True)
+                for finding in listed[:PUBLISHED_LIMIT]
+            ],
+            truncated=len(listed) > PUBLISHED_LIMIT,
+        )
+    )
+
+
+AUDIT_INTERVAL = 2.0
+"""Seconds between two publications of a worker's findings, at least."""
+
+_AUDIT_SHARE = 0.1
+"""The share of the worker's time computing its findings may take at most."""
+
+
+class WorkerAudit:
+    """The audit of ``chargeledger worker``: an :class:`Auditor` observing the worker's own
+    views (folded once, for both), publishing its findings in ``chargeledger_audit``
+    (:class:`~chargeledger.core.cluster.AuditTable`) whenever the log moved on, every
+    :data:`AUDIT_INTERVAL` seconds at most, or less often when computing them takes more
+    than a tenth of the time (they are computed on the trio thread, where the views are
+    folded)."""
+
+    def __init__(self, views: Views, store: Store, node: str) -> None:
+        self.auditor = Auditor(views=views)
+        self.observe = self.auditor.observe
+        self._store = store
+        self._node = node
+
+    async def run(self) -> None:
+        """Publish until cancelled."""
+        table = AuditTable(self._store.url)
+        interval = AUDIT_INTERVAL
+        done = -1
+        try:
+            while True:
+                if self.auditor.position != done:
+                    began = time.perf_counter()
+                    findings = published(self.auditor, self._store.safe_url)
+                    position = self.auditor.position
+                    interval = max(AUDIT_INTERVAL, (time.perf_counter() - began) / _AUDIT_SHARE)
+                    try:
+                        await trio.to_thread.run_sync(table.publish, position, self._node, findings)
+                        done = position
+                    except StoreUnavailable as exc:
+                        log.warning("publishing the audit's findings: %s", exc)
+                await trio.sleep(interval)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(table.close)
+
+
+def read_published(data: object) -> Published:
+    """Published findings (the JSON of :func:`published`, decoded); ``ValueError`` when they
+    are not."""
+    try:
+        return msgspec.convert(data, Published)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"unreadable published findings: {exc}") from exc
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:

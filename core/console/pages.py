@@ -19,7 +19,7 @@ import msgspec
 
 from chargeledger.core.api import Caller, CentralSystem
 from chargeledger.core.audit.findings import fetch
-from chargeledger.core.console.audit import run_audit, verify_chains
+from chargeledger.core.console.audit import published_audit, run_audit, verify_chains
 from chargeledger.core.console.views import (
     event_row,
     instant,
@@ -238,9 +238,10 @@ async def _events(request: PageRequest) -> dict[str, Any]:
 
 
 async def _audit(request: PageRequest) -> dict[str, Any]:
-    if not request.arg("run"):
-        return {"ran": False}
     store = request.csms.store
+    if not request.arg("run"):
+        worker = await request.ctx.read_store(published_audit, store)
+        return {"ran": False, "worker": worker, "here": request.csms.views.position}
     since, until = instant(request.arg("since")), instant(request.arg("until"))
     summary, findings, report = await request.ctx.read_store(
         run_audit,
