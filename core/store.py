@@ -208,6 +208,7 @@ class Store:
         self._select_rows = opened.select
         self._close = opened.close
         self._delete = opened.delete
+        self._insert = opened.insert
         self._closed = False
 
     def __repr__(self) -> str:
@@ -252,7 +253,8 @@ class Store:
             digest = chain[stream] = chain_hash(prev, stream, version, topic, body)
             stored.append(StoredEvent(stream, version, topic, _CHAINED + prev + digest + body))
             links.append((prev, digest))
-        positions = self._call("append", self._recorder.insert_events, stored)
+        insert = self._insert or self._recorder.insert_events
+        positions = self._call("append", insert, stored)
         if positions is None or len(positions) != len(items):
             raise StoreUnavailable(f"{self._safe_url} did not report the positions of an append")
         return [
@@ -437,6 +439,10 @@ class OpenedRecorder(NamedTuple):
     """``delete(streams, last, expected)``: in one transaction, delete the events of
     ``streams`` with positions up to ``last``, rolled back (raising ``_Mismatch``) unless
     they were ``expected`` many; a backend without it cannot archive."""
+    insert: Callable[[Sequence[StoredEvent]], Sequence[int]] | None = None
+    """``insert(events)``: insert them in one transaction and return their positions in
+    order, raising the database layer's errors (an ``IntegrityError`` for a taken version);
+    without it the recorder's ``insert_events`` does."""
 
 
 class StoreBackend(ABC):
@@ -579,7 +585,27 @@ class _SQLiteBackend(StoreBackend):
                 cursor.execute(deletion, (json.dumps(list(streams)), last))
                 _check_deleted(cursor.sqlite_cursor.rowcount, expected)
 
-        return OpenedRecorder(recorder, select, datastore.close, delete)
+        # One executemany per commit: the recorder's insert_events runs one execute per row
+        # to read each row's rowid (14.5 % of the server's CPU at saturation). Within the
+        # write transaction SQLite gives each new row the largest rowid plus one (it picks
+        # another only once a rowid reached 2**63-1), so the rows of a batch get the positions
+        # up to last_insert_rowid(), contiguous, in item order.
+        insertion = (
+            f"INSERT INTO {recorder.events_table_name} "
+            "(originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
+        )
+
+        def insert(events: Sequence[StoredEvent]) -> list[int]:
+            rows = [
+                (str(e.originator_id), e.originator_version, e.topic, e.state) for e in events
+            ]
+            with datastore.transaction(commit=True) as cursor:
+                cursor.executemany(insertion, rows)
+                cursor.execute("SELECT last_insert_rowid()")
+                last = cursor.fetchone()[0]
+            return list(range(last - len(rows) + 1, last + 1))
+
+        return OpenedRecorder(recorder, select, datastore.close, delete, insert)
 
 
 class _PostgresBackend(StoreBackend):
