@@ -22,10 +22,9 @@ import uuid
 from pathlib import Path
 
 import trio
-
-from chargeledger.core.events import FrameLogged
 from psycopg import sql
 
+from chargeledger.core.events import FrameLogged
 from chargeledger.core.store import open_store, postgres_connection, postgres_schema
 from chargeledger.core.writer import GroupCommitWriter
 

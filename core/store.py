@@ -596,9 +596,7 @@ class _SQLiteBackend(StoreBackend):
         )
 
         def insert(events: Sequence[StoredEvent]) -> list[int]:
-            rows = [
-                (str(e.originator_id), e.originator_version, e.topic, e.state) for e in events
-            ]
+            rows = [(str(e.originator_id), e.originator_version, e.topic, e.state) for e in events]
             with datastore.transaction(commit=True) as cursor:
                 cursor.executemany(insertion, rows)
                 cursor.execute("SELECT last_insert_rowid()")
