@@ -5,6 +5,7 @@ and commit time, the trio loop's lag p99, and the writer thread's CPU per event.
 
     python benchmarks/writer_append.py --store sqlite:///tmp/w.db            # a fresh file
     python benchmarks/writer_append.py --store 'postgresql://postgres@127.0.0.1/test?schema=wb1'
+    python benchmarks/writer_append.py --store sqlite:///tmp/w.db --append-only 400  # no writer
 
 The SQLite file is deleted before and after; a PostgreSQL schema (not ``public``) is dropped
 before and after.
@@ -114,15 +115,50 @@ async def _measure(url: str, tasks: int, seconds: float) -> dict[str, float]:
     }
 
 
+def _append_only(url: str, batch: int, seconds: float) -> dict[str, float]:
+    """``Store.append`` alone, on this thread: batches of ``batch`` events (pairs on fresh
+    streams, as the writer would give it) for ``seconds``; CPU (this process) per event."""
+    store = open_store(url)
+    events = 0
+    try:
+        cpu, started = time.process_time(), time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            items = []
+            for k in range(batch // 2):
+                stream = f"session:{uuid.uuid4()}"
+                for direction in ("in", "out"):
+                    text = f'[2,"{k}","Heartbeat",{{}}]'
+                    frame = FrameLogged(
+                        station=f"CP{k}", session=stream, at=time.time(), direction=direction,
+                        text=text,
+                    )  # fmt: skip
+                    items.append((stream, 1 if direction == "in" else 2, frame))
+            store.append(items)
+            events += len(items)
+        cpu, elapsed = time.process_time() - cpu, time.perf_counter() - started
+    finally:
+        store.close()
+    return {"events_per_s": events / elapsed, "cpu_us_per_event": cpu / events * 1e6}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True, help="a store URL (cleared before and after)")
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--append-only",
+        type=int,
+        metavar="BATCH",
+        help="time Store.append alone, in batches of BATCH events, instead of the writer",
+    )
     args = parser.parse_args()
     _clear(args.store)
     try:
-        result = trio.run(_measure, args.store, args.tasks, args.seconds)
+        if args.append_only:
+            result = _append_only(args.store, args.append_only, args.seconds)
+        else:
+            result = trio.run(_measure, args.store, args.tasks, args.seconds)
     finally:
         _clear(args.store)
     print(json.dumps({"store": args.store.split("?")[0], **result}))
