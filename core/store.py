@@ -243,7 +243,7 @@ class Store:
         if not items:
             return []
         chain = dict(heads or {})
-        stored: list[StoredEvent] = []
+        rows: list[tuple[str, int, str, bytes]] = []
         links: list[tuple[bytes, bytes]] = []
         for stream, version, event in items:
             topic, body = encode_event(event)
@@ -251,10 +251,9 @@ class Store:
             if prev is None:
                 prev = GENESIS if version == 1 else self.stream_head(stream)[1]
             digest = chain[stream] = chain_hash(prev, stream, version, topic, body)
-            stored.append(StoredEvent(stream, version, topic, _CHAINED + prev + digest + body))
+            rows.append((stream, version, topic, _CHAINED + prev + digest + body))
             links.append((prev, digest))
-        insert = self._insert or self._recorder.insert_events
-        positions = self._call("append", insert, stored)
+        positions = self._call("append", self._insert or self._insert_stored, rows)
         if positions is None or len(positions) != len(items):
             raise StoreUnavailable(f"{self._safe_url} did not report the positions of an append")
         return [
@@ -383,6 +382,10 @@ class Store:
             self._closed = True
             self._close()
 
+    def _insert_stored(self, rows: Sequence[tuple[str, int, str, bytes]]) -> Sequence[int] | None:
+        """The recorder's own insert, for a backend with no ``insert`` of its own."""
+        return self._recorder.insert_events([StoredEvent(*row) for row in rows])
+
     def _last_stored(self, stream: str) -> StoredEvent | None:
         stored = self._call(
             "last_event", lambda: self._recorder.select_events(stream, desc=True, limit=1)
@@ -439,10 +442,11 @@ class OpenedRecorder(NamedTuple):
     """``delete(streams, last, expected)``: in one transaction, delete the events of
     ``streams`` with positions up to ``last``, rolled back (raising ``_Mismatch``) unless
     they were ``expected`` many; a backend without it cannot archive."""
-    insert: Callable[[Sequence[StoredEvent]], Sequence[int]] | None = None
-    """``insert(events)``: insert them in one transaction and return their positions in
-    order, raising the database layer's errors (an ``IntegrityError`` for a taken version);
-    without it the recorder's ``insert_events`` does."""
+    insert: Callable[[Sequence[tuple[str, int, str, bytes]]], Sequence[int]] | None = None
+    """``insert(rows)``: insert the ``(stream, version, topic, state)`` rows in one
+    transaction and return their positions in order, raising the database layer's errors
+    (an ``IntegrityError`` for a taken version); without it the recorder's ``insert_events``
+    does."""
 
 
 class StoreBackend(ABC):
@@ -595,8 +599,7 @@ class _SQLiteBackend(StoreBackend):
             "(originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
         )
 
-        def insert(events: Sequence[StoredEvent]) -> list[int]:
-            rows = [(str(e.originator_id), e.originator_version, e.topic, e.state) for e in events]
+        def insert(rows: Sequence[tuple[str, int, str, bytes]]) -> list[int]:
             with datastore.transaction(commit=True) as cursor:
                 cursor.executemany(insertion, rows)
                 cursor.execute("SELECT last_insert_rowid()")
