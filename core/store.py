@@ -208,6 +208,7 @@ class Store:
         self._select_rows = opened.select
         self._close = opened.close
         self._delete = opened.delete
+        self._insert = opened.insert
         self._closed = False
 
     def __repr__(self) -> str:
@@ -242,7 +243,7 @@ class Store:
         if not items:
             return []
         chain = dict(heads or {})
-        stored: list[StoredEvent] = []
+        rows: list[tuple[str, int, str, bytes]] = []
         links: list[tuple[bytes, bytes]] = []
         for stream, version, event in items:
             topic, body = encode_event(event)
@@ -250,9 +251,9 @@ class Store:
             if prev is None:
                 prev = GENESIS if version == 1 else self.stream_head(stream)[1]
             digest = chain[stream] = chain_hash(prev, stream, version, topic, body)
-            stored.append(StoredEvent(stream, version, topic, _CHAINED + prev + digest + body))
+            rows.append((stream, version, topic, _CHAINED + prev + digest + body))
             links.append((prev, digest))
-        positions = self._call("append", self._recorder.insert_events, stored)
+        positions = self._call("append", self._insert or self._insert_stored, rows)
         if positions is None or len(positions) != len(items):
             raise StoreUnavailable(f"{self._safe_url} did not report the positions of an append")
         return [
@@ -381,6 +382,10 @@ class Store:
             self._closed = True
             self._close()
 
+    def _insert_stored(self, rows: Sequence[tuple[str, int, str, bytes]]) -> Sequence[int] | None:
+        """The recorder's own insert, for a backend with no ``insert`` of its own."""
+        return self._recorder.insert_events([StoredEvent(*row) for row in rows])
+
     def _last_stored(self, stream: str) -> StoredEvent | None:
         stored = self._call(
             "last_event", lambda: self._recorder.select_events(stream, desc=True, limit=1)
@@ -437,6 +442,11 @@ class OpenedRecorder(NamedTuple):
     """``delete(streams, last, expected)``: in one transaction, delete the events of
     ``streams`` with positions up to ``last``, rolled back (raising ``_Mismatch``) unless
     they were ``expected`` many; a backend without it cannot archive."""
+    insert: Callable[[Sequence[tuple[str, int, str, bytes]]], Sequence[int]] | None = None
+    """``insert(rows)``: insert the ``(stream, version, topic, state)`` rows in one
+    transaction and return their positions in order, raising the database layer's errors
+    (an ``IntegrityError`` for a taken version); without it the recorder's ``insert_events``
+    does."""
 
 
 class StoreBackend(ABC):
@@ -579,7 +589,24 @@ class _SQLiteBackend(StoreBackend):
                 cursor.execute(deletion, (json.dumps(list(streams)), last))
                 _check_deleted(cursor.sqlite_cursor.rowcount, expected)
 
-        return OpenedRecorder(recorder, select, datastore.close, delete)
+        # One executemany per commit: the recorder's insert_events runs one execute per row
+        # to read each row's rowid (14.5 % of the server's CPU at saturation). Within the
+        # write transaction SQLite gives each new row the largest rowid plus one (it picks
+        # another only once a rowid reached 2**63-1), so the rows of a batch get the positions
+        # up to last_insert_rowid(), contiguous, in item order.
+        insertion = (
+            f"INSERT INTO {recorder.events_table_name} "
+            "(originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
+        )
+
+        def insert(rows: Sequence[tuple[str, int, str, bytes]]) -> list[int]:
+            with datastore.transaction(commit=True) as cursor:
+                cursor.executemany(insertion, rows)
+                cursor.execute("SELECT last_insert_rowid()")
+                last = cursor.fetchone()[0]
+            return list(range(last - len(rows) + 1, last + 1))
+
+        return OpenedRecorder(recorder, select, datastore.close, delete, insert)
 
 
 class _PostgresBackend(StoreBackend):

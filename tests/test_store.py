@@ -82,6 +82,54 @@ def test_conflict_writes_nothing_of_the_batch(
     assert later.position > 1
 
 
+def test_each_append_takes_contiguous_positions_in_item_order(store: Store) -> None:
+    """One insert per commit still numbers the rows as the items come: ascending in item
+    order, contiguous within an append, after every earlier append; and a conflict anywhere
+    in a large batch writes nothing of it."""
+    sizes = [1, 7, 250, 2, 40]
+    versions: dict[str, int] = {}
+    appended: list[list[int]] = []
+    n = 0
+    for size in sizes:
+        items: list[tuple[str, int, Event]] = []
+        for _ in range(size):
+            stream = f"s{n % 5}"  # streams interleaved within the batch
+            versions[stream] = versions.get(stream, 0) + 1
+            items.append((stream, versions[stream], frame(n)))
+            n += 1
+        recorded = store.append(items)
+        assert [(r.stream, r.version, r.event) for r in recorded] == items
+        positions = [r.position for r in recorded]
+        assert positions == list(range(positions[0], positions[0] + size))
+        assert not appended or positions[0] > appended[-1][-1]
+        appended.append(positions)
+    assert [r.position for r in store.read(limit=1000)] == [p for ps in appended for p in ps]
+
+    stale = [(f"new{i}", 1, frame(i)) for i in range(99)] + [("s0", 1, frame(99))]
+    with pytest.raises(StreamConflict):
+        store.append(stale)
+    assert store.max_position() == appended[-1][-1]
+    assert store.last_version("new0") == 0 and store.last_version("new98") == 0
+    after = store.append([("new0", 1, frame(1)), ("new1", 1, frame(2))])
+    assert after[1].position == after[0].position + 1 > appended[-1][-1]
+
+
+def test_sqlite_store_is_wal_with_full_sync(tmp_path: Path) -> None:
+    """Durable before the reply: every commit is on disk when it returns (``synchronous`` 2,
+    FULL, on the store's own connection), and readers run beside the writer (WAL)."""
+    store = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+    try:
+        store.append([("a", 1, frame(1))])
+        datastore = store._recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=True) as cursor:
+            cursor.execute("PRAGMA synchronous")
+            assert cursor.fetchone()[0] == 2
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+    finally:
+        store.close()
+
+
 def test_iter_all_pages_through_everything(store: Store) -> None:
     for n in range(0, 23, 5):
         store.append([("a", v + 1, frame(v)) for v in range(n, min(n + 5, 23))])
