@@ -55,6 +55,7 @@ from trio_websocket import (
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, Ping
 from wsproto.frame_protocol import MessageDecoder
+from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from chargeledger.core.allocator import TransactionIdAllocator
@@ -259,6 +260,10 @@ class _LenientTextDecoder(MessageDecoder):
         self._lenient = value
 
 
+_SPENT_HANDSHAKE = H11Handshake(ConnectionType.SERVER)
+"""What an upgraded connection's wsproto side keeps as its handshake: nothing to read."""
+
+
 class _StationWire(WSConnection):
     """The wsproto side of one station connection: notes why wsproto refused the opening
     request (``refused``: trio-websocket answers that 400 itself, before our handshake code
@@ -282,6 +287,10 @@ class _StationWire(WSConnection):
     def send(self, event: Event) -> bytes:
         data = super().send(event)
         if isinstance(event, AcceptConnection) and self.connection is not None:
+            # Upgraded: the handshake (its h11 connection, buffers and the request's
+            # headers, about 3 KiB) is not used again; one spent handshake stands in for all.
+            if not getattr(self.handshake, "_events", True):  # nothing of it left to read
+                self.handshake = _SPENT_HANDSHAKE
             # wsproto keeps its decoders private: replace the message decoder where it is
             # (wsproto 1.x), or keep wsproto's behaviour (an unrecorded 1007) and say so.
             frames = getattr(self.connection, "_proto", None)

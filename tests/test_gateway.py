@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from chargeledger.core.errors import CallTimeout, StoreUnavailable
 from chargeledger.core.events import CallTimedOut, FrameLogged, HandshakeRejected, SessionClosed
-from chargeledger.core.gateway import station_identity
+from chargeledger.core.gateway import _SPENT_HANDSHAKE, station_identity
 from chargeledger.core.settings import Settings
 from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, raw_station, running_server
@@ -289,6 +289,9 @@ def test_an_idle_connection_costs_two_tasks_and_no_call_queue(store: str) -> Non
         # Between the boots and the counts the writer's tasks may still be settling.
         wait_for(lambda: _tasks(server) - before == 2 * 4, what="two tasks per idle station")
         assert all(s.outbound_send is None for s in gateway.sessions.values())
+        # Their wsproto sides dropped the spent opening handshake (its h11 connection).
+        spent = [s.ws._wsproto.handshake is _SPENT_HANDSHAKE for s in gateway.sessions.values()]
+        assert spent == [True] * 4
         request = asyncio.create_task(server.arun(server.csms.reset, "IDLE-0", "soft"))
         frame = json.loads(await stations[0].recv())
         await stations[0].send(json.dumps([3, frame[1], {"status": "Accepted"}]))
