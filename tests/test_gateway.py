@@ -11,13 +11,14 @@ from urllib.parse import quote
 
 import pytest
 import trio
+import trio.testing
 import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chargeledger.core.errors import CallTimeout, StoreUnavailable
 from chargeledger.core.events import CallTimedOut, FrameLogged, HandshakeRejected, SessionClosed
-from chargeledger.core.gateway import _SPENT_HANDSHAKE, station_identity
+from chargeledger.core.gateway import _SPENT_HANDSHAKE, Keepalive, station_identity
 from chargeledger.core.settings import Settings
 from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, raw_station, running_server
@@ -358,3 +359,51 @@ def test_keepalive_pings_every_session_and_closes_only_the_silent_one(store: str
         assert "ALIVE" in server.csms.gateway.sessions
         alive.close()
         silent.close()
+
+
+class _Due:
+    """A session as the keepalive timer sees it: ``closed``, and ``ping`` noting the time."""
+
+    def __init__(self, name: str, pinged: list[tuple[str, float]], closed: bool = False) -> None:
+        self.name, self.pinged, self.closed = name, pinged, closed
+
+    def ping(self) -> None:
+        self.pinged.append((self.name, trio.current_time()))
+
+
+def test_the_keepalive_timer_pings_when_due_in_deadline_order() -> None:
+    """Each session is pinged ``interval`` after it was scheduled, whatever the order of the
+    scheduling (an earlier deadline wakes the timer); ended sessions are dropped from the
+    heap once it holds more than twice the sessions last counted; interval 0 pings nobody."""
+
+    async def main() -> None:
+        pinged: list[tuple[str, float]] = []
+        keepalive = Keepalive(10.0)
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keepalive.run)
+            await trio.sleep(1)  # the timer waits on an empty heap
+            keepalive.schedule(_Due("a", pinged))  # type: ignore[arg-type]
+            await trio.sleep(2)
+            keepalive.schedule(_Due("b", pinged))  # type: ignore[arg-type]
+            keepalive.interval = 1.0  # a deadline earlier than the one the timer waits for
+            keepalive.schedule(_Due("c", pinged))  # type: ignore[arg-type]
+            await trio.sleep(30)
+            assert [(name, at - start) for name, at in pinged] == [
+                ("c", 4.0),
+                ("a", 11.0),
+                ("b", 13.0),
+            ]
+            assert len(keepalive) == 0
+            keepalive.interval = 100.0
+            for i in range(1024):
+                keepalive.schedule(_Due(f"ended-{i}", pinged, closed=True))  # type: ignore[arg-type]
+            assert len(keepalive) == 1024
+            keepalive.schedule(_Due("live", pinged))  # type: ignore[arg-type]
+            assert len(keepalive) == 1  # the ended ones cleared
+            nursery.cancel_scope.cancel()
+        off = Keepalive(0)
+        off.schedule(_Due("never", pinged))  # type: ignore[arg-type]
+        assert len(off) == 0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
