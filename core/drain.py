@@ -63,11 +63,7 @@ class DrainReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _idle(session: Session) -> bool:
-    return (
-        not session.answering
-        and session.in_flight is None
-        and session.outbound_send.statistics().current_buffer_used == 0
-    )
+    return not session.answering and session.in_flight is None and session.queued == 0
 
 
 async def run_drain(

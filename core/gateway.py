@@ -30,6 +30,8 @@ Limits, so that no peer can exhaust the server (each a setting, each in the metr
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
 import logging
 import re
 import resource
@@ -53,6 +55,7 @@ from trio_websocket import (
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, Ping
 from wsproto.frame_protocol import MessageDecoder
+from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from chargeledger.core.allocator import TransactionIdAllocator
@@ -257,6 +260,10 @@ class _LenientTextDecoder(MessageDecoder):
         self._lenient = value
 
 
+_SPENT_HANDSHAKE = H11Handshake(ConnectionType.SERVER)
+"""What an upgraded connection's wsproto side keeps as its handshake: nothing to read."""
+
+
 class _StationWire(WSConnection):
     """The wsproto side of one station connection: notes why wsproto refused the opening
     request (``refused``: trio-websocket answers that 400 itself, before our handshake code
@@ -280,6 +287,10 @@ class _StationWire(WSConnection):
     def send(self, event: Event) -> bytes:
         data = super().send(event)
         if isinstance(event, AcceptConnection) and self.connection is not None:
+            # Upgraded: the handshake (its h11 connection, buffers and the request's
+            # headers, about 3 KiB) is not used again; one spent handshake stands in for all.
+            if not getattr(self.handshake, "_events", True):  # nothing of it left to read
+                self.handshake = _SPENT_HANDSHAKE
             # wsproto keeps its decoders private: replace the message decoder where it is
             # (wsproto 1.x), or keep wsproto's behaviour (an unrecorded 1007) and say so.
             frames = getattr(self.connection, "_proto", None)
@@ -396,7 +407,32 @@ class Session:
     CALLs from a queue one at a time, and pings the station to detect a dead peer. Whatever
     ends it (the peer, a ping timeout, a newer connection, the store, shutdown), it records
     exactly one ``SessionClosed``.
+
+    An idle session costs one task (its reader) besides trio-websocket's: the queue of our
+    CALLs and the task that sends them are made by the first CALL (most stations get none
+    between two boots), and the pings are timed by the gateway's one keepalive task, which
+    starts a task in the session only for the round trip of each ping (docs/performance.md).
     """
+
+    __slots__ = (
+        "_frames",
+        "_nursery",
+        "_pings",
+        "answering",
+        "cancel_scope",
+        "close_cause",
+        "closed",
+        "fenced",
+        "gateway",
+        "id",
+        "in_flight",
+        "outbound_receive",
+        "outbound_send",
+        "protocol",
+        "station",
+        "stream",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -417,9 +453,13 @@ class Session:
             wire.on_ping = self._pinged
         self.id = str(uuid.uuid4())
         self.stream = session_stream(self.id)
-        self.outbound_send, self.outbound_receive = trio.open_memory_channel[OutboundCall](
-            gateway.settings.outbound_queue
-        )
+        self.outbound_send: trio.MemorySendChannel[OutboundCall] | None = None
+        self.outbound_receive: trio.MemoryReceiveChannel[OutboundCall] | None = None
+        """The queue of our CALLs, made by the first one (``enqueue``)."""
+        self._nursery: trio.Nursery | None = None
+        """The session's tasks, while it runs: where the CALL sender and pings start."""
+        self.closed = False
+        """The session has ended: it takes no more CALLs and is due no more pings."""
         self.in_flight: OutboundCall | None = None
         self.answering = False
         """A frame of the station is being handled (recorded, decided, answered): a drain
@@ -443,11 +483,16 @@ class Session:
         hence ``except*``."""
         try:
             with self.cancel_scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._send_calls)
-                    nursery.start_soon(self._keepalive)
-                    await self._read_frames()
-                    nursery.cancel_scope.cancel()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        if self.outbound_receive is not None:  # a CALL came before we ran
+                            nursery.start_soon(self._send_calls)
+                        self.gateway.keepalive.schedule(self)
+                        await self._read_frames()
+                        nursery.cancel_scope.cancel()
+                finally:
+                    self._nursery = None  # closed: nothing more may start in it
         except* SessionFenced:
             log.warning("session of %s was closed by another node: closing", self.station)
             self.fence("session closed by another node")
@@ -473,11 +518,33 @@ class Session:
         self.fenced = True
         self.end(CLOSE_POLICY, reason)
 
+    @property
+    def queued(self) -> int:
+        """How many of our CALLs wait in the queue (the one in flight not counted)."""
+        send = self.outbound_send
+        return 0 if send is None else send.statistics().current_buffer_used
+
+    def enqueue(self, call: OutboundCall) -> None:
+        """Queue ``call`` to be sent after those before it; the first CALL makes the queue
+        and the task that sends them. ``trio.WouldBlock`` when the queue is full,
+        ``trio.ClosedResourceError`` when the session has ended."""
+        if self.closed:
+            raise trio.ClosedResourceError
+        if self.outbound_send is None:
+            self.outbound_send, self.outbound_receive = trio.open_memory_channel[OutboundCall](
+                self.gateway.settings.outbound_queue
+            )
+            if self._nursery is not None:  # else ``run`` starts it
+                self._nursery.start_soon(self._send_calls)
+        self.outbound_send.send_nowait(call)
+
     async def _finish(self) -> None:
-        self.outbound_send.close()
+        self.closed = True
+        if self.outbound_send is not None:
+            self.outbound_send.close()
         if self.in_flight is not None:
             self.in_flight.resolve(None, self._gone(self.in_flight))
-        while True:
+        while self.outbound_receive is not None:
             try:
                 queued = self.outbound_receive.receive_nowait()
                 queued.resolve(None, self._gone(queued))
@@ -532,20 +599,23 @@ class Session:
         except StoreUnavailable:
             log.error("could not record the close of %s's session", self.station)
 
-    async def _keepalive(self) -> None:
-        settings = self.gateway.settings
-        if settings.ping_interval <= 0:
+    def ping(self) -> None:
+        """The keepalive's call when a ping is due: ping in a task of the session (which
+        lives for the round trip only); the next ping is due ``ping_interval`` after the
+        pong."""
+        if self._nursery is not None and not self.closed:
+            self._nursery.start_soon(self._ping)
+
+    async def _ping(self) -> None:
+        with trio.move_on_after(self.gateway.settings.ping_timeout) as scope:
+            try:
+                await self.ws.ping()
+            except ConnectionClosed:
+                return  # the reader sees the close too and ends the session
+        if scope.cancelled_caught:
+            self.end(CLOSE_GOING_AWAY, "no pong: dead peer")
             return
-        while True:
-            await trio.sleep(settings.ping_interval)
-            with trio.move_on_after(settings.ping_timeout) as scope:
-                try:
-                    await self.ws.ping()
-                except ConnectionClosed:
-                    return  # the reader sees the close too and ends the session
-            if scope.cancelled_caught:
-                self.end(CLOSE_GOING_AWAY, "no pong: dead peer")
-                return
+        self.gateway.keepalive.schedule(self)
 
     # -- frames from the station ---------------------------------------------------------
 
@@ -716,6 +786,7 @@ class Session:
 
     async def _send_calls(self) -> None:
         timeout = self.gateway.settings.call_timeout
+        assert self.outbound_receive is not None
         async for call in self.outbound_receive:
             if call.done:  # the caller gave up while it was queued
                 continue
@@ -762,6 +833,56 @@ class Session:
         return StationOffline(station=self.station, action=call.action, reason=reason)
 
 
+class Keepalive:
+    """The gateway's one keepalive timer: pings every session ``interval`` seconds after it
+    opened or answered its last ping, from a heap of deadlines, instead of a task per
+    session sleeping between pings. An interval of 0 (or less) pings nobody."""
+
+    __slots__ = ("_due", "_kept", "_order", "_wakeup", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._due: list[tuple[float, int, Session]] = []
+        self._order = itertools.count()  # ties in time: first scheduled, first pinged
+        self._wakeup = trio.Event()
+        self._kept = 0
+        """The heap's size after it was last cleared of ended sessions."""
+
+    def __len__(self) -> int:
+        """Pings due (entries of sessions that ended meanwhile included)."""
+        return len(self._due)
+
+    def schedule(self, session: Session) -> None:
+        """Ping ``session`` ``interval`` seconds from now."""
+        if self.interval <= 0:
+            return
+        at = trio.current_time() + self.interval
+        if not self._due or at < self._due[0][0]:
+            self._wakeup.set()
+        heapq.heappush(self._due, (at, next(self._order), session))
+        if len(self._due) > 2 * self._kept + 1024:
+            # Ended sessions wait in the heap until they fall due: under a reconnect storm
+            # drop them sooner, so that the heap holds them at most twice over.
+            self._due = [entry for entry in self._due if not entry[2].closed]
+            heapq.heapify(self._due)
+            self._kept = len(self._due)
+
+    async def run(self) -> None:
+        """Start the pings as they fall due, until cancelled."""
+        while True:
+            self._wakeup = trio.Event()
+            if not self._due:
+                await self._wakeup.wait()
+                continue
+            at = self._due[0][0]
+            if at > trio.current_time():
+                with trio.move_on_at(at):
+                    await self._wakeup.wait()  # an earlier deadline came meanwhile
+                continue
+            _, _, session = heapq.heappop(self._due)
+            session.ping()  # a session that ended meanwhile is skipped (and dropped)
+
+
 class Gateway:
     """Accepts station connections and routes CALLs to their current session.
 
@@ -793,6 +914,8 @@ class Gateway:
         """Queues the commands a plugin returns besides its answer (the commit dispatcher's)."""
         self.node = settings.node
         self.sessions: dict[str, Session] = {}
+        self.keepalive = Keepalive(settings.ping_interval)
+        """Times every session's pings (one task: ``serve`` runs it)."""
         self.retransmission = RetransmissionMemory(
             calls=settings.retransmission_calls,
             station_bytes=settings.retransmission_station_bytes,
@@ -833,6 +956,7 @@ class Gateway:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._release_idle_windows)
+            nursery.start_soon(self.keepalive.run)
             plain = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
             self.listen_port = plain[0].socket.getsockname()[1]
             listeners: list[trio.abc.Listener[Any]] = []
@@ -1263,7 +1387,7 @@ class Gateway:
         if size > limit:
             raise CallTooLarge(station=station, action=action, size=size, limit=limit)
         try:
-            session.outbound_send.send_nowait(outbound)
+            session.enqueue(outbound)
         except trio.WouldBlock:
             limit = self.settings.outbound_queue
             raise StationBusy(station=station, action=action, limit=limit) from None

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import trio
+import trio.testing
 import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chargeledger.core.errors import CallTimeout, StoreUnavailable
 from chargeledger.core.events import CallTimedOut, FrameLogged, HandshakeRejected, SessionClosed
-from chargeledger.core.gateway import station_identity
+from chargeledger.core.gateway import _SPENT_HANDSHAKE, Keepalive, station_identity
 from chargeledger.core.settings import Settings
 from tests.conftest import on_sqlite_and_postgres
 from tests.harness import RunningServer, raw_station, running_server
@@ -260,3 +263,147 @@ def test_store_failure_closes_the_session_without_answering(store: str) -> None:
         close, received = asyncio.run(scenario(server))
     assert close == (1011, "event store unavailable")
     assert received == [], "nothing unrecorded may be acknowledged"
+
+
+def _tasks(server: RunningServer) -> int:
+    """How many trio tasks the server runs now."""
+
+    async def count() -> int:
+        def walk(task: trio.lowlevel.Task) -> int:
+            return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
+
+        return walk(trio.lowlevel.current_root_task())
+
+    return server.run(count)
+
+
+def test_an_idle_connection_costs_two_tasks_and_no_call_queue(store: str) -> None:
+    """An idle session runs its reader (the connection's handler) and trio-websocket's
+    reader, nothing more: its pings are timed by the gateway's one keepalive task, its CALL
+    queue and sender are made by the first CALL to it (docs/performance.md)."""
+
+    async def scenario(server: RunningServer) -> None:
+        assert server.csms is not None
+        gateway = server.csms.gateway
+        before = _tasks(server)
+        stations = [await _booted(server, f"IDLE-{i}") for i in range(4)]
+        # Between the boots and the counts the writer's tasks may still be settling.
+        wait_for(lambda: _tasks(server) - before == 2 * 4, what="two tasks per idle station")
+        assert all(s.outbound_send is None for s in gateway.sessions.values())
+        # Their wsproto sides dropped the spent opening handshake (its h11 connection).
+        spent = [s.ws._wsproto.handshake is _SPENT_HANDSHAKE for s in gateway.sessions.values()]
+        assert spent == [True] * 4
+        request = asyncio.create_task(server.arun(server.csms.reset, "IDLE-0", "soft"))
+        frame = json.loads(await stations[0].recv())
+        await stations[0].send(json.dumps([3, frame[1], {"status": "Accepted"}]))
+        await request
+        session = gateway.sessions["IDLE-0"]
+        assert session.outbound_send is not None and session.queued == 0
+        assert all(gateway.sessions[f"IDLE-{i}"].outbound_send is None for i in range(1, 4))
+        # The first CALL started the station's sender, which waits for the next one.
+        wait_for(lambda: _tasks(server) - before == 2 * 4 + 1, what="the sender of IDLE-0")
+        for ws in stations:
+            await ws.close()
+
+    with running_server(Settings(port=0, store=store)) as server:
+        asyncio.run(scenario(server))
+
+
+def _answer_pings(sock: socket.socket, pings: int, timeout: float) -> int:
+    """Read the server's frames on a raw WebSocket, answering each ping with its pong, until
+    ``pings`` were answered or ``timeout`` seconds passed; how many were answered."""
+    answered, buffer = 0, b""
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + timeout
+    while answered < pings and time.monotonic() < deadline:
+        try:
+            buffer += sock.recv(4096)
+        except TimeoutError:
+            continue
+        while len(buffer) >= 2 and len(buffer) >= 2 + (buffer[1] & 0x7F):
+            opcode, size = buffer[0] & 0x0F, buffer[1] & 0x7F
+            payload, buffer = buffer[2 : 2 + size], buffer[2 + size :]
+            if opcode == 0x9:  # a ping: its pong, masked (with a zero mask) as a client's
+                sock.sendall(bytes([0x8A, 0x80 | size]) + b"\0\0\0\0" + payload)
+                answered += 1
+    return answered
+
+
+def test_keepalive_pings_every_session_and_closes_only_the_silent_one(store: str) -> None:
+    """The gateway's one keepalive timer pings each session ``ping_interval`` after its last
+    pong: a station that answers stays, again and again; one that is silent is closed."""
+    settings = Settings(port=0, store=store, ping_interval=0.2, ping_timeout=0.5)
+
+    def upgraded(name: str, port: int) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(
+            f"GET /ocpp/{name} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n".encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(1)
+        assert b" 101 " in response
+        return sock
+
+    with running_server(settings) as server:
+        assert server.csms is not None
+        alive = upgraded("ALIVE", server.csms.port)
+        silent = upgraded("SILENT", server.csms.port)
+        assert _answer_pings(alive, 5, timeout=10) == 5  # 5 intervals, 2 pong timeouts
+        closes = wait_for(lambda: closed(server), what="the silent peer's SessionClosed")
+        assert [(c.station, c.code, c.reason) for c in closes] == [
+            ("SILENT", 1001, "no pong: dead peer")
+        ]
+        assert "ALIVE" in server.csms.gateway.sessions
+        alive.close()
+        silent.close()
+
+
+class _Due:
+    """A session as the keepalive timer sees it: ``closed``, and ``ping`` noting the time."""
+
+    def __init__(self, name: str, pinged: list[tuple[str, float]], closed: bool = False) -> None:
+        self.name, self.pinged, self.closed = name, pinged, closed
+
+    def ping(self) -> None:
+        self.pinged.append((self.name, trio.current_time()))
+
+
+def test_the_keepalive_timer_pings_when_due_in_deadline_order() -> None:
+    """Each session is pinged ``interval`` after it was scheduled, whatever the order of the
+    scheduling (an earlier deadline wakes the timer); ended sessions are dropped from the
+    heap once it holds more than twice the sessions last counted; interval 0 pings nobody."""
+
+    async def main() -> None:
+        pinged: list[tuple[str, float]] = []
+        keepalive = Keepalive(10.0)
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keepalive.run)
+            await trio.sleep(1)  # the timer waits on an empty heap
+            keepalive.schedule(_Due("a", pinged))  # type: ignore[arg-type]
+            await trio.sleep(2)
+            keepalive.schedule(_Due("b", pinged))  # type: ignore[arg-type]
+            keepalive.interval = 1.0  # a deadline earlier than the one the timer waits for
+            keepalive.schedule(_Due("c", pinged))  # type: ignore[arg-type]
+            await trio.sleep(30)
+            assert [(name, at - start) for name, at in pinged] == [
+                ("c", 4.0),
+                ("a", 11.0),
+                ("b", 13.0),
+            ]
+            assert len(keepalive) == 0
+            keepalive.interval = 100.0
+            for i in range(1024):
+                keepalive.schedule(_Due(f"ended-{i}", pinged, closed=True))  # type: ignore[arg-type]
+            assert len(keepalive) == 1024
+            keepalive.schedule(_Due("live", pinged))  # type: ignore[arg-type]
+            assert len(keepalive) == 1  # the ended ones cleared
+            nursery.cancel_scope.cancel()
+        off = Keepalive(0)
+        off.schedule(_Due("never", pinged))  # type: ignore[arg-type]
+        assert len(off) == 0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -124,10 +124,7 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "chargeledger_outstanding_calls",
             "CALLs to stations sent and unanswered, or queued behind one.",
-            value=sum(
-                (s.in_flight is not None) + s.outbound_send.statistics().current_buffer_used
-                for s in sessions
-            ),
+            value=sum((s.in_flight is not None) + s.queued for s in sessions),
         )
         yield CounterMetricFamily(
             "chargeledger_call_timeouts",
