@@ -10,7 +10,8 @@ stations that connect later, and a replay sees the same list.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -33,9 +34,12 @@ from chargeledger.projections.firmware import read_campaign_timer
 from chargeledger.schemas import OCPP16, OCPP201
 
 __all__ = [
+    "CAMPAIGN_DECISIONS",
     "PLUGINS_CALLER",
     "CampaignRequest",
     "Decision",
+    "DecisionFamily",
+    "DecisionKind",
     "campaign_created",
     "decides",
     "decisions_in",
@@ -179,13 +183,16 @@ def campaign_created(
     )
 
 
+DecisionKind = Literal["update", "step", "allocation", "timer"]
+
+
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """One decision of a campaign's rollout: an ``update`` of a station (the ``SendCall``:
     its request id, station, action and payload) or the next rollout ``step`` (the
     ``StartTimer``: its name and due time); or of the site limits
     (:mod:`chargeledger.core.site_decisions`): an ``allocation`` sent or a ``timer``."""
 
-    kind: Literal["update", "step", "allocation", "timer"]
+    kind: DecisionKind
     name: str
     """The update's or allocation's request id (``campaign_request_id``,
     ``allocation_request_id``), the step's or timer's name."""
@@ -201,24 +208,75 @@ def sort_decisions(decisions: Iterable[Decision]) -> list[Decision]:
     return sorted(decisions, key=lambda decision: (decision.kind, decision.name))
 
 
-def recorded_decision(event: Event) -> Decision | None:
-    """The campaign decision ``event`` records (an update's ``CommandRequested`` asked by
-    ``plugins``, a rollout step's ``TimerStarted``), ``None`` for any other event."""
-    if (
-        isinstance(event, CommandRequested)
-        and event.key == PLUGINS_CALLER
-        and event.request_id.startswith("campaign:")
-    ):
-        return Decision(
-            kind="update",
-            name=event.request_id,
-            station=event.station,
-            action=event.command,
-            payload=event.payload,
-        )
-    if isinstance(event, TimerStarted) and read_campaign_timer(event.name) is not None:
-        return Decision(kind="step", name=event.name, due=event.due)
-    return None
+@dataclass(frozen=True)
+class DecisionFamily:
+    """The decisions one plugin takes and records, for replay and ``replay --what-if`` to
+    compare with what today's plugins take: the ``SendCall`` commands whose request id
+    ``sends`` recognises (recorded as ``CommandRequested`` asked by ``plugins``; kind
+    ``send_kind``) and the timers whose name ``times`` recognises (``StartTimer`` /
+    ``TimerStarted``; kind ``timer_kind``), taken again on the events where ``decides``
+    (the event as folded, the views after it) holds. The firmware campaigns'
+    (:data:`CAMPAIGN_DECISIONS`) and the site limits' decisions
+    (:mod:`chargeledger.core.site_decisions`) are two of them."""
+
+    send_kind: DecisionKind
+    timer_kind: DecisionKind
+    sends: Callable[[str], bool]
+    times: Callable[[str], bool]
+    decides: Callable[[Recorded, Views], bool]
+
+    def recorded(self, event: Event) -> Decision | None:
+        """The decision ``event`` records, ``None`` for any other event."""
+        if (
+            isinstance(event, CommandRequested)
+            and event.key == PLUGINS_CALLER
+            and self.sends(event.request_id)
+        ):
+            return Decision(
+                kind=self.send_kind,
+                name=event.request_id,
+                station=event.station,
+                action=event.command,
+                payload=event.payload,
+            )
+        if isinstance(event, TimerStarted) and self.times(event.name):
+            return Decision(kind=self.timer_kind, name=event.name, due=event.due)
+        return None
+
+    def taken(self, commands: Iterable[Command]) -> list[Decision]:
+        """The decisions among the commands plugins returned."""
+        decisions = []
+        for command in commands:
+            if isinstance(command, SendCall) and self.sends(command.request_id or ""):
+                decisions.append(
+                    Decision(
+                        kind=self.send_kind,
+                        name=command.request_id or "",
+                        station=command.station,
+                        action=command.action,
+                        payload=msgspec.to_builtins(command.payload),
+                    )
+                )
+            elif isinstance(command, StartTimer) and self.times(command.name):
+                decisions.append(Decision(kind=self.timer_kind, name=command.name, due=command.due))
+        return decisions
+
+    def recorded_in(self, records: Iterable[Recorded]) -> list[Decision]:
+        """The decisions the log holds (:meth:`recorded`), sorted."""
+        found = (self.recorded(recorded.event) for recorded in records)
+        return sort_decisions(decision for decision in found if decision is not None)
+
+    def replayed(self, records: Iterable[Recorded], plugins: PluginHost) -> list[Decision]:
+        """The decisions today's ``plugins`` take when the log is folded again and each event
+        where :attr:`decides` holds is reacted to as the dispatcher does; sorted. Equal to
+        :meth:`recorded_in` of the same log when the decisions replay."""
+        views = Views()
+        decisions = []
+        for recorded in records:
+            views.apply(recorded)
+            if self.decides(recorded, views):
+                decisions += self.taken(plugins.react(recorded, views))
+        return sort_decisions(decisions)
 
 
 def decides(event: Event) -> bool:
@@ -229,39 +287,35 @@ def decides(event: Event) -> bool:
     )
 
 
+CAMPAIGN_DECISIONS = DecisionFamily(
+    send_kind="update",
+    timer_kind="step",
+    sends=lambda request_id: request_id.startswith("campaign:"),
+    times=lambda name: read_campaign_timer(name) is not None,
+    decides=lambda recorded, views: decides(recorded.event),
+)
+"""A campaign's decisions: each station's update (a ``SendCall`` named
+``campaign_request_id``) and each next rollout step (its timer)."""
+
+
+def recorded_decision(event: Event) -> Decision | None:
+    """The campaign decision ``event`` records (an update's ``CommandRequested`` asked by
+    ``plugins``, a rollout step's ``TimerStarted``), ``None`` for any other event."""
+    return CAMPAIGN_DECISIONS.recorded(event)
+
+
 def decisions_in(commands: Iterable[Command]) -> list[Decision]:
     """The campaign decisions among the commands plugins returned."""
-    decisions = []
-    for command in commands:
-        if isinstance(command, SendCall) and (command.request_id or "").startswith("campaign:"):
-            decisions.append(
-                Decision(
-                    kind="update",
-                    name=command.request_id or "",
-                    station=command.station,
-                    action=command.action,
-                    payload=msgspec.to_builtins(command.payload),
-                )
-            )
-        elif isinstance(command, StartTimer) and read_campaign_timer(command.name) is not None:
-            decisions.append(Decision(kind="step", name=command.name, due=command.due))
-    return decisions
+    return CAMPAIGN_DECISIONS.taken(commands)
 
 
 def recorded_decisions(records: Iterable[Recorded]) -> list[Decision]:
     """The campaign decisions the log holds (:func:`recorded_decision`), sorted."""
-    found = (recorded_decision(recorded.event) for recorded in records)
-    return sort_decisions(decision for decision in found if decision is not None)
+    return CAMPAIGN_DECISIONS.recorded_in(records)
 
 
 def replayed_decisions(records: Iterable[Recorded], plugins: PluginHost) -> list[Decision]:
     """The campaign decisions today's ``plugins`` take when the log is folded again and each
     event that :func:`decides` is reacted to as the dispatcher does; sorted. Equal to
     :func:`recorded_decisions` of the same log when the rollout replays."""
-    views = Views()
-    decisions = []
-    for recorded in records:
-        views.apply(recorded)
-        if decides(recorded.event):
-            decisions += decisions_in(plugins.react(recorded, views))
-    return sort_decisions(decisions)
+    return CAMPAIGN_DECISIONS.replayed(records, plugins)

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import msgspec
-
-from chargeledger.core.commands import Command, SendCall, StartTimer
-from chargeledger.core.events import CommandRequested, Event, Recorded, TimerStarted
-from chargeledger.core.firmware import PLUGINS_CALLER, Decision, sort_decisions
+from chargeledger.core.commands import Command
+from chargeledger.core.events import Event, Recorded
+from chargeledger.core.firmware import Decision, DecisionFamily
 from chargeledger.core.plugin_host import PluginHost
 from chargeledger.projections import Views
 from chargeledger.projections.sites import SITE_LIMITS_PREFIX
 
 __all__ = [
+    "SITE_DECISIONS",
     "recorded_site_decision",
     "recorded_site_decisions",
     "replayed_site_decisions",
@@ -31,67 +30,41 @@ __all__ = [
 ]
 
 
-def recorded_site_decision(event: Event) -> Decision | None:
-    """The site decision ``event`` records (an allocation's ``CommandRequested`` asked by
-    ``plugins``, a site-limits timer's ``TimerStarted``), ``None`` for any other event."""
-    if (
-        isinstance(event, CommandRequested)
-        and event.key == PLUGINS_CALLER
-        and event.request_id.startswith(SITE_LIMITS_PREFIX)
-    ):
-        return Decision(
-            kind="allocation",
-            name=event.request_id,
-            station=event.station,
-            action=event.command,
-            payload=event.payload,
-        )
-    if isinstance(event, TimerStarted) and event.name.startswith(SITE_LIMITS_PREFIX):
-        return Decision(kind="timer", name=event.name, due=event.due)
-    return None
-
-
 def site_decides(views: Views) -> bool:
     """Whether the site_limits plugin may decide on the event just folded into ``views``:
     while some site is defined (which events it reacts to is the plugin's own rule)."""
     return bool(views.sites.all())
 
 
+SITE_DECISIONS = DecisionFamily(
+    send_kind="allocation",
+    timer_kind="timer",
+    sends=lambda request_id: request_id.startswith(SITE_LIMITS_PREFIX),
+    times=lambda name: name.startswith(SITE_LIMITS_PREFIX),
+    decides=lambda recorded, views: site_decides(views),
+)
+"""The site limits' decisions: each allocation sent (a ``SendCall`` named
+``allocation_request_id``) and each of the block's timers."""
+
+
+def recorded_site_decision(event: Event) -> Decision | None:
+    """The site decision ``event`` records (an allocation's ``CommandRequested`` asked by
+    ``plugins``, a site-limits timer's ``TimerStarted``), ``None`` for any other event."""
+    return SITE_DECISIONS.recorded(event)
+
+
 def site_decisions_in(commands: Iterable[Command]) -> list[Decision]:
     """The site decisions among the commands plugins returned."""
-    decisions = []
-    for command in commands:
-        if isinstance(command, SendCall) and (command.request_id or "").startswith(
-            SITE_LIMITS_PREFIX
-        ):
-            decisions.append(
-                Decision(
-                    kind="allocation",
-                    name=command.request_id or "",
-                    station=command.station,
-                    action=command.action,
-                    payload=msgspec.to_builtins(command.payload),
-                )
-            )
-        elif isinstance(command, StartTimer) and command.name.startswith(SITE_LIMITS_PREFIX):
-            decisions.append(Decision(kind="timer", name=command.name, due=command.due))
-    return decisions
+    return SITE_DECISIONS.taken(commands)
 
 
 def recorded_site_decisions(records: Iterable[Recorded]) -> list[Decision]:
     """The site decisions the log holds (:func:`recorded_site_decision`), sorted."""
-    found = (recorded_site_decision(recorded.event) for recorded in records)
-    return sort_decisions(decision for decision in found if decision is not None)
+    return SITE_DECISIONS.recorded_in(records)
 
 
 def replayed_site_decisions(records: Iterable[Recorded], plugins: PluginHost) -> list[Decision]:
     """The site decisions today's ``plugins`` take when the log is folded again and each
     event is reacted to as the dispatcher does (while a site is defined); sorted. Equal to
     :func:`recorded_site_decisions` of the same log when the allocations replay."""
-    views = Views()
-    decisions = []
-    for recorded in records:
-        views.apply(recorded)
-        if site_decides(views):
-            decisions += site_decisions_in(plugins.react(recorded, views))
-    return sort_decisions(decisions)
+    return SITE_DECISIONS.replayed(records, plugins)
