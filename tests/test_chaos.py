@@ -102,7 +102,10 @@ def test_a_session_held_twice_is_an_audit_finding_with_its_evidence(tmp_path: Pa
 
 # -- the chaos run ---------------------------------------------------------------------------
 
-SEED = int(os.environ.get("CHAOS_SEED", str(int(time.time()) % 100000)))
+# A fixed seed by default, so that CI runs the same hops every time (timing still varies):
+# 20692 found a routed command left without an answer (docs/testing.md). Explore others with
+# CHAOS_SEED=$RANDOM.
+SEED = int(os.environ.get("CHAOS_SEED", "20692"))
 NODES = ("A", "B", "C")
 KILLED = "B"
 STATIONS_16 = 3
